@@ -1,0 +1,1 @@
+"""Dataset readers (CLEVR, GQA) and the synthetic CLEVR-like world."""
