@@ -1,18 +1,28 @@
 """The `vqa` command: a thin layer that parses arguments and calls the library.
 
-Each command group lives in its own module with a `register(subparsers)` function;
-add a module name to COMMANDS to add a group. Library imports happen inside the
+Each command group lives in its own module of this package with a
+`register(subparsers)` function; every module whose name does not start with "_" or
+"bench_" is registered (in name order). `vqa bench NAME` commands live in `bench_NAME.py`
+modules, registered by `bench.py`. Library imports happen inside the
 command functions so that `vqa --help` stays fast.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
 from ..errors import VQAError
 
-COMMANDS = ["answer", "data"]
+
+
+def command_modules(prefix: str = "") -> list[str]:
+    """Names of the command modules in this package (those starting with `prefix`)."""
+    names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    if prefix:
+        return sorted(n for n in names if n.startswith(prefix))
+    return sorted(n for n in names if not n.startswith("bench_"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vqa {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
+    for name in command_modules():
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 

@@ -1,0 +1,1 @@
+"""The synthetic CLEVR-like world: scenes, renderer, questions."""

@@ -1,0 +1,1 @@
+"""Reasoners: ASP (clingo) and the Neural State Machine."""
