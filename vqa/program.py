@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import DataError, Problem
-from .ontology import CLEVR_FUNCTIONS, arg_vocabulary
+from .ontology import CLEVR_FUNCTIONS, OBJECT, OBJECTS, arg_vocabulary
 
 GQA_OPERATIONS = ("select", "relate", "filter", "query", "verify", "choose", "exist", "and", "or",
                   "same", "different", "common")
@@ -286,6 +286,16 @@ class Program:
                 out.append(Problem(file, record, f"{f}.value_inputs",
                                    f"{s.args[0]!r} is not a {spec.arg} "
                                    f"(expected one of {', '.join(arg_vocabulary(spec.arg))})"))
+            for k, want_type in zip(s.inputs, spec.inputs):
+                src = CLEVR_FUNCTIONS.get(self.steps[k].op) if 0 <= k < i else None
+                if src is not None and src.output != want_type:
+                    out.append(Problem(file, record, f"{f}.inputs",
+                                       f"{s.op} expects {want_type} from step {k}, but {src.name} gives {src.output}"))
+        if self.source != "gqa":
+            last = CLEVR_FUNCTIONS.get(self.steps[-1].op)
+            if last is not None and last.output in (OBJECTS, OBJECT):
+                out.append(Problem(file, record, f"{name}[{len(self.steps) - 1}]",
+                                   f"program ends in {last.output}, not an answer"))
         return out
 
     def validate(self, **kw) -> "Program":
