@@ -1,0 +1,1 @@
+"""Question parsers: natural language -> Program."""
