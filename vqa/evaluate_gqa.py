@@ -1,0 +1,281 @@
+"""GQA evaluation: answer questions on scene graphs and score them with GQA's metrics.
+
+    report = evaluate_gqa("val_balanced_questions.json", "val_sceneGraphs.json",
+                          choices="val_choices.json", out="report.json", predictions="pred.json")
+    print(format_report(report))
+
+The metrics are re-implemented from the definitions of GQA's official `eval.py`
+(`gqa_metrics`): only balanced questions are scored (`all_questions=True` scores all);
+accuracy is exact match; open = structural type "query", binary = the rest; validity and
+plausibility = the prediction is in the question's `valid` / `plausible` set of a
+`{split}_choices.json` file (for "Common" detailed types the set is color/material/shape);
+consistency = for each correctly answered scored question with entailed questions, the
+mean accuracy over those entailed questions (those present in the predictions), averaged;
+distribution = chi-square between the predicted and gold answer histograms of each
+global group, weighted by group size, divided by 100 (lower is better). Scores are
+percentages, as the official script prints them. Breakdowns: structural, semantic and
+detailed type, program length (steps, counted as eval.py does) and question length (words).
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from .datasets.gqa import SceneGraphs, iter_question_records
+from .datasets.gqa_ontology import GQAOntology
+from .datasets.gqa_program import parse_step, steps_number
+from .errors import DataError, VQAError
+
+KEEP = ("imageId", "question", "answer", "isBalanced", "types", "entailed", "groups", "semantic")
+
+
+# ---- metrics -------------------------------------------------------------------------------
+def _avg(xs) -> float | None:
+    return 100.0 * sum(xs) / len(xs) if xs else None
+
+
+def chi_square(gold: dict[str, Counter], predicted: dict[str, Counter]) -> float | None:
+    """GQA's distribution score before /100: per group sum (o-e)^2/e over gold answers,
+    weighted by the group's size."""
+    total_score, total = 0.0, 0
+    for group, answers in gold.items():
+        score = sum((predicted.get(group, {}).get(a, 0) - e) ** 2 / e for a, e in answers.items())
+        n = sum(answers.values())
+        total_score += score * n
+        total += n
+    return total_score / total if total else None
+
+
+def gqa_metrics(questions: dict[str, dict], predictions: dict[str, str], *, choices: dict | None = None,
+                all_questions: bool = False, only: set | None = None) -> dict:
+    """Official-style scores. `questions`: qid -> record (answer, isBalanced, types,
+    entailed, groups, semantic, question); `predictions`: qid -> answer string (a missing
+    prediction counts as wrong). `only` restricts the scored questions further (e.g. to the
+    first N); consistency reads the entailed questions present in `predictions`."""
+    acc, binary, open_, valid, plaus, cons = [], [], [], [], [], []
+    per = {k: defaultdict(list) for k in ("structural", "semantic", "detailed", "steps", "words")}
+    gold_dist, pred_dist = defaultdict(Counter), defaultdict(Counter)
+    missing_choices = 0
+    for qid, q in questions.items():
+        if not (all_questions or q.get("isBalanced")) or (only is not None and qid not in only):
+            continue
+        gold, pred = q.get("answer"), predictions.get(qid)
+        score = float(pred == gold)
+        types = q.get("types") or {}
+        acc.append(score)
+        (open_ if types.get("structural") == "query" else binary).append(score)
+        for key in ("structural", "semantic", "detailed"):
+            per[key][types.get(key)].append(score)
+        if "semantic" in q:
+            per["steps"][steps_number(q["semantic"])].append(score)
+        per["words"][len(q.get("question", "").split())].append(score)
+        if choices is not None:
+            c = choices.get(qid)
+            if c is None:
+                missing_choices += 1
+            else:
+                common = "Common" in (types.get("detailed") or "")
+                vset = ["color", "material", "shape"] if common else c.get("valid", [])
+                pset = ["color", "material", "shape"] if common else c.get("plausible", [])
+                valid.append(float(pred in vset))
+                plaus.append(float(pred in pset))
+        group = (q.get("groups") or {}).get("global")
+        if group is not None:
+            gold_dist[group][gold] += 1
+            pred_dist[group][pred] += 1
+        if score:
+            ent = [e for e in q.get("entailed") or [] if e != qid and e in predictions and e in questions]
+            if ent:
+                cons.append(sum(predictions[e] == questions[e].get("answer") for e in ent) / len(ent))
+    chi = chi_square(gold_dist, pred_dist)
+    return {
+        "scored": len(acc),
+        "accuracy": _avg(acc), "binary": _avg(binary), "open": _avg(open_),
+        "validity": _avg(valid), "plausibility": _avg(plaus), "consistency": _avg(cons),
+        "consistency_questions": len(cons),
+        "distribution": None if chi is None else chi / 100,
+        "missing_choices": missing_choices,
+        "per_structural": _table(per["structural"]), "per_semantic": _table(per["semantic"]),
+        "per_detailed": _table(per["detailed"]), "per_steps": _table(per["steps"]),
+        "per_words": _table(per["words"]),
+    }
+
+
+def _table(d: dict) -> dict:
+    return {str(k): {"accuracy": _avg(v), "n": len(v)} for k, v in sorted(d.items(), key=lambda kv: str(kv[0]))}
+
+
+# ---- loading and answering -----------------------------------------------------------------
+def load_questions(path, *, all_questions: bool = False, limit: int | None = None) -> tuple[dict, set]:
+    """Scored questions (balanced unless `all_questions`, first `limit`) and the records of
+    their entailed questions present in the file. Streams the file (twice when needed)."""
+    scored, records = set(), {}
+    for f, qid, rec in iter_question_records(path):
+        if limit is not None and len(scored) >= limit:
+            break
+        if not isinstance(rec, dict):
+            raise DataError("expected a question object", file=f, record=qid)
+        if all_questions or rec.get("isBalanced"):
+            records[qid] = {k: rec[k] for k in KEEP if k in rec}
+            scored.add(qid)
+    wanted = {e for qid in scored for e in records[qid].get("entailed") or []} - set(records)
+    if wanted:
+        for f, qid, rec in iter_question_records(path):
+            if qid in wanted:
+                records[qid] = {k: rec[k] for k in KEEP if k in rec}
+    return records, scored
+
+
+def _reasoner(name: str, ontology):
+    if name == "asp":
+        from .reason.gqa_asp import GQAReasoner, GQAReasonerConfig
+
+        r = GQAReasoner(GQAReasonerConfig(ontology=ontology))
+        return r.answer_image, r.ontology
+    if name == "reference":
+        from .datasets.gqa_ontology import default_ontology
+        from .reason.gqa_asp import GQAAnswer
+        from .reason.gqa_reference import run_gqa
+
+        onto = ontology or default_ontology()
+
+        def answer(scene, programs):
+            out = {}
+            for qid, steps in programs.items():
+                a, failed = run_gqa(scene, steps, onto)
+                out[qid] = GQAAnswer(qid, a, failed, None if failed is None else steps[failed].operation)
+            return out
+        return answer, onto
+    raise VQAError(f"unknown GQA reasoner {name!r} (expected asp or reference)")
+
+
+def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: GQAOntology | None = None,
+                     progress=None) -> tuple[dict[str, str | None], dict]:
+    """qid -> answer (None when the question failed) for every record, solved per image;
+    and stats: failures and unsupported steps per operation, time."""
+    from .reason.gqa_asp import step_kind
+
+    answer_image, _ = _reasoner(reasoner, ontology)
+    by_image: dict[str, dict] = defaultdict(dict)
+    unsupported = Counter()
+    for qid, rec in records.items():
+        sem = rec.get("semantic")
+        if not isinstance(sem, list):
+            raise DataError("missing program (expected a 'semantic' list)", record=qid, field="semantic")
+        try:
+            steps = [parse_step(r["operation"], r["argument"], r["dependencies"]) for r in sem]
+        except (KeyError, TypeError, AttributeError):
+            raise DataError("expected operation/argument/dependencies steps", record=qid, field="semantic") from None
+        for i, s in enumerate(steps):
+            if not all(isinstance(k, int) and 0 <= k < i for k in s.inputs):
+                raise DataError(f"dependencies {list(s.inputs)} must refer to earlier steps (0..{i - 1})",
+                                record=qid, field=f"semantic[{i}].dependencies")
+        for s in steps:
+            if step_kind(s).startswith("unsupported"):
+                unsupported[s.operation] += 1
+        by_image[str(rec.get("imageId"))][qid] = steps
+    graphs = scenes if not isinstance(scenes, (str, Path)) else SceneGraphs(scenes, keep=by_image)
+    answers, failures = {}, Counter()
+    t0 = time.perf_counter()
+    items = sorted(by_image.items())
+    for image_id, programs in (items if progress is None else progress(items, desc="images")):
+        if image_id not in graphs:
+            raise DataError(f"no scene graph for image {image_id!r}", file=getattr(graphs, "path", None),
+                            record=next(iter(programs)), field="imageId")
+        for qid, a in answer_image(graphs[image_id], programs).items():
+            answers[qid] = a.answer
+            if a.answer is None:
+                failures[a.failed_operation or "?"] += 1
+    seconds = time.perf_counter() - t0
+    return answers, {"failed": sum(failures.values()), "failures_by_operation": dict(failures.most_common()),
+                     "unsupported_by_operation": dict(unsupported.most_common()), "images": len(by_image),
+                     "seconds": round(seconds, 3),
+                     "questions_per_second": round(len(records) / seconds, 1) if seconds > 0 else None}
+
+
+def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=None, predictions=None,
+                 limit=None, reasoner="asp", progress=None, ontology=None) -> dict:
+    """Answer a GQA split on scene graphs and score it; writes report.json (`out`), a plot
+    next to it, and the official predictions file (`predictions`). Returns the report.
+
+    `reasoner`: "asp" (rules/gqa) or "reference" (the Python executor); `ontology`: a
+    GQAOntology, or the path of one learned by `vqa gqa ontology` (merged onto the shipped
+    default); `limit`: score only the first N questions; failed questions predict "".
+    """
+    if isinstance(ontology, (str, Path)):  # a learned ontology file, on top of the shipped default
+        from .datasets.gqa_ontology import default_ontology
+
+        ontology = default_ontology().merge(GQAOntology.load(ontology))
+    records, scored = load_questions(questions, all_questions=all_questions, limit=limit)
+    answers, stats = answer_questions(records, scenes, reasoner=reasoner, ontology=ontology, progress=progress)
+    preds = {qid: a if a is not None else "" for qid, a in answers.items()}
+    choice_data = _load_json(choices) if choices else None
+    # entailed questions outside the scored set are answered for consistency only
+    metrics = gqa_metrics(records, preds, choices=choice_data, all_questions=all_questions, only=scored)
+    report = {"dataset": "gqa", "reasoner": reasoner, "questions_file": str(questions), "scenes_file": str(scenes),
+              "choices_file": None if choices is None else str(choices), "all_questions": bool(all_questions),
+              "answered": len(answers), **metrics, **stats,
+              "failed_scored": sum(1 for k in scored if answers.get(k) is None)}
+    if predictions:
+        Path(predictions).write_text(json.dumps([{"questionId": k, "prediction": v} for k, v in preds.items()]))
+    if out:
+        Path(out).write_text(json.dumps(report, indent=1))
+        try:
+            plot_report(report, Path(out).with_suffix(".png"))
+        except ImportError:
+            pass
+    return report
+
+
+def _load_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as e:
+        raise DataError(f"cannot read: {e.strerror}", file=path) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"malformed JSON at line {e.lineno}: {e.msg}", file=path) from None
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def format_report(report: dict) -> str:
+    lines = [f"GQA evaluation ({report.get('reasoner')}): {report['scored']} questions scored"
+             f" ({'all' if report.get('all_questions') else 'balanced'}), {report.get('answered')} answered,"
+             f" {report.get('failed', 0)} failed"]
+    for k in ("accuracy", "binary", "open", "consistency", "validity", "plausibility", "distribution"):
+        lines.append(f"  {k:<13} {_fmt(report.get(k))}")
+    for key, title in (("per_structural", "structural type"), ("per_semantic", "semantic type"),
+                       ("per_detailed", "detailed type"), ("per_steps", "steps")):
+        rows = report.get(key) or {}
+        if rows:
+            lines.append(f"accuracy / {title}:")
+            lines += [f"  {k:<24} {_fmt(v['accuracy'])}  (n={v['n']})" for k, v in rows.items()]
+    if report.get("failures_by_operation"):
+        lines.append("failures by operation: " + ", ".join(f"{k} {v}" for k, v in report["failures_by_operation"].items()))
+    if report.get("unsupported_by_operation"):
+        lines.append("unsupported steps: " + ", ".join(f"{k} {v}" for k, v in report["unsupported_by_operation"].items()))
+    if report.get("questions_per_second"):
+        lines.append(f"speed: {report['questions_per_second']} questions/s over {report['images']} images")
+    return "\n".join(lines)
+
+
+def plot_report(report: dict, path) -> None:
+    """Bar chart of accuracy per structural and semantic type (matplotlib, Agg)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key in zip(axes, ("per_structural", "per_semantic")):
+        rows = {k: v["accuracy"] or 0.0 for k, v in (report.get(key) or {}).items()}
+        ax.bar(list(rows), list(rows.values()), color="#4c72b0")
+        ax.set_ylim(0, 100)
+        ax.set_title(key.replace("per_", "accuracy / "))
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,278 @@
+"""ASP reasoner for GQA: SceneGraph + structured GQA programs -> answers, by clingo.
+
+    reasoner = GQAReasoner()                       # rules/gqa/*.lp, shipped ontology
+    answers = reasoner.answer_image(scene, {qid: steps, ...})   # one ground+solve per image
+    answers[qid].answer, answers[qid].trace, answers[qid].top
+
+Encoding (see rules/gqa/README.md): scene facts are general (`attr(O,Type,Value)`,
+`rel(S,P,O)`, `name(O,N)`, `box(O,X,Y,W,H)`); GQA attributes (bare strings in the
+"attribute" category) get their types from the ontology (a value of unknown type gets
+type "other"); typed categories of a predicted graph keep their category as the type.
+Facts with probability < 1 become `unc(K, Wtrue, Wfalse)` choices weighted
+round(-1000 ln p), capped; a typed category with several values is one exclusive
+`group`. Question facts carry the question id; the answer atom is `ans(Q, V)`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import clingo
+
+from ..datasets.gqa_ontology import GQAOntology, default_ontology
+from ..datasets.gqa_program import GQAStep
+from ..scene import SceneGraph
+from .solver import SolverError, load_theory
+from .solver import solve as _solve
+
+RULES_DIR = Path(__file__).resolve().parents[2] / "rules" / "gqa"
+SCENE_TYPES = {"location": ("place", "location", "room"), "weather": ("weather",)}
+
+
+@dataclass
+class GQAReasonerConfig:
+    rules_dir: Path = RULES_DIR
+    ontology: GQAOntology | None = None  # None: the shipped default
+    weight_cap: int = 13816  # = -1000 ln(1e-6)
+    fail_weight: int = 6908  # cost of a failed question (= a fact of probability 0.001)
+    top_k: int = 1  # answers listed per question (extra solves only for uncertain scenes)
+
+
+@dataclass
+class GQAAnswer:
+    """One question's result: the answer (None when it failed), the step that failed
+    and its operation, a trace per step and the top answers with their costs."""
+
+    qid: str
+    answer: str | None
+    failed_step: int | None = None
+    failed_operation: str | None = None
+    trace: list[dict] = field(default_factory=list)
+    top: list[tuple[str, int]] = field(default_factory=list)
+    cost: int = 0  # cost of the reading used: sum of weights of the uncertain facts
+    reading: list[str] = field(default_factory=list)  # uncertain facts taken as true in that reading
+
+    def to_dict(self) -> dict:
+        return {"qid": self.qid, "answer": self.answer, "failed_step": self.failed_step,
+                "failed_operation": self.failed_operation, "trace": self.trace,
+                "top": [list(t) for t in self.top], "cost": self.cost, "reading": self.reading}
+
+
+def q(text) -> str:
+    """A clingo string term."""
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def weight(p: float, cap: int) -> int:
+    return cap if p <= 0 else min(cap, round(-1000 * math.log(p)))
+
+
+def step_kind(s: GQAStep) -> str:
+    """The theory's name for a step's operation ("unsupported:..." when none fits)."""
+    if s.unparsed is not None:
+        return f"unsupported:{s.operation}"
+    f = s.family
+    if f == "select":
+        return "select_scene" if s.scene else "select"
+    if f in ("verify", "choose") and s.type == "rel":
+        return f"{f}_rel"
+    if s.is_comparative:
+        return "compare"
+    if f in ("verify", "choose") and s.negated:
+        return f"unsupported:{s.operation} not()"
+    return f
+
+
+def rel_answer(relation: str) -> str:
+    """How GQA answers a chosen relation: "to the left of" -> "left"."""
+    m = re.fullmatch(r"to the (\w+) of", relation)
+    return m.group(1) if m else relation
+
+
+def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816) -> tuple[list[str], dict]:
+    """Scene facts; also returns the uncertain-fact table {K: (Wtrue, Wfalse, text)}."""
+    facts = [f"image({round(scene.width)},{round(scene.height)})."]
+    unc: dict[int, tuple[int, int, str]] = {}
+
+    def uncertain(p, atoms: list[str], group=None) -> None:
+        """One choice K stating every atom in `atoms` ("unc_attr(K,...)" templates)."""
+        k = len(unc)
+        wt = weight(p, cap)
+        wf = 0 if group is not None else weight(1 - p, cap)
+        unc[k] = (wt, wf, " ".join(a.replace("unc_", "").replace("(K,", "(") for a in atoms))
+        facts.append(f"unc({k},{wt},{wf}). " + " ".join(a.replace("(K,", f"({k},") for a in atoms))
+        if group is not None:
+            facts.append(f"group({q(group)},{k}).")
+
+    for key, types in SCENE_TYPES.items():
+        if key in scene.info:
+            facts += [f"scene_attr({q(t)},{q(scene.info[key])})." for t in types]
+    for o in scene.objects:
+        oid = q(o.id)
+        if o.score >= 1.0:
+            facts.append(f"object({oid}).")
+        elif o.score > 0:
+            uncertain(o.score, [f"unc_object(K,{oid})."])
+        x, y, w, h = (round(v) for v in o.bbox)
+        facts += [f"name({oid},{q(o.name)}).", f"box({oid},{x},{y},{w},{h})."]
+        for cat, dist in o.attributes.items():
+            exclusive = cat != "attribute" and len(dist) > 1
+            for v, p in dist.items():
+                if p <= 0:
+                    continue
+                types = (ontology.types_of(v) or ["other"]) if cat == "attribute" else [cat]
+                if p >= 1.0:
+                    facts += [f"attr({oid},{q(t)},{q(v)})." for t in types]
+                else:
+                    uncertain(p, [f"unc_attr(K,{oid},{q(t)},{q(v)})." for t in types],
+                              group=f"{o.id}/{cat}" if exclusive else None)
+    for r in scene.relations:
+        atom = f"{q(r.subject)},{q(r.predicate)},{q(r.object)}"
+        if r.probability >= 1.0:
+            facts.append(f"rel({atom}).")
+        elif r.probability > 0:
+            uncertain(r.probability, [f"unc_rel(K,{atom})."])
+    return facts, unc
+
+
+def encode_ontology(ontology: GQAOntology, names: set[str]) -> list[str]:
+    """Hypernym, plural, comparative and common-type facts (hypernyms reachable from `names`)."""
+    up: dict[str, set[str]] = {}
+    for h, below in ontology.hypernyms.items():
+        for n in below:
+            up.setdefault(n, set()).add(h)
+    facts, seen, todo = [], set(), list(names)
+    while todo:
+        n = todo.pop()
+        for h in sorted(up.get(n, ())):
+            facts.append(f"hyper({q(n)},{q(h)}).")
+            if h not in seen:
+                seen.add(h)
+                todo.append(h)
+    facts += [f"plural({q(p)},{q(s)})." for p, s in ontology.plurals.items()]
+    for c, (pos, neg, measure) in ontology.comparatives.items():
+        ms, sign = ("none", 1) if not measure else (measure.lstrip("-"), -1 if measure.startswith("-") else 1)
+        facts.append(f"comparative({q(c)},{q(pos or '')},{q(neg or '')},{q(ms)},{sign}).")
+    facts += [f"common_type({q(t)},{i})." for i, t in enumerate(ontology.common_types)]
+    return facts
+
+
+def encode_question(qid: str, steps: list[GQAStep]) -> list[str]:
+    """Question facts for one structured program (every atom carries the question id)."""
+    Q = q(qid)
+    facts = [f"question({Q}).", f"last({Q},{len(steps) - 1})."]
+    for i, s in enumerate(steps):
+        kind = step_kind(s)
+        facts.append(f"step({Q},{i},{kind if ':' not in kind else q(kind)}).")
+        facts += [f"dep({Q},{i},{p},{j})." for p, j in enumerate(s.inputs)]
+        if s.unparsed is not None:
+            continue
+        if kind in ("select",) or s.is_relational:
+            facts.append(f"arg_name({Q},{i},{q(s.name)}).")
+        if s.is_relational:
+            facts += [f"arg_rel({Q},{i},{q(r)})." for r in s.values]
+            facts += [f"rel_answer({q(r)},{q(rel_answer(r))})." for r in s.values]
+            facts.append(f"arg_dir({Q},{i},{q(s.direction) if s.direction == '_' else s.direction}).")
+            facts += [f"same_relation({q(r)},{q(r[5:])})." for r in s.values if r.startswith("same ")]
+        elif s.family == "query":
+            facts.append(f"arg_type({Q},{i},{q(s.values[0] if s.values else 'name')}).")
+        elif s.family in ("filter", "verify", "choose"):
+            if s.type:
+                facts.append(f"arg_type({Q},{i},{q(s.type)}).")
+            if not s.is_comparative:
+                facts += [f"arg_value({Q},{i},{q(v)})." for v in s.values]
+            if s.negated:
+                facts.append(f"negated({Q},{i}).")
+        elif s.family in ("same", "different"):
+            facts.append(f"arg_type({Q},{i},{q(s.type or 'name')}).")
+    return facts
+
+
+def theory_text(rules_dir: Path = RULES_DIR) -> str:
+    """Every rules/gqa/*.lp file except example instances."""
+    return load_theory(rules_dir, exclude=[p.name for p in Path(rules_dir).glob("example*.lp")])
+
+
+def solve(program: str, *, consts: dict[str, int] | None = None) -> tuple[list[clingo.Symbol], list[int]]:
+    """Ground and solve `program` (vqa.reason.solver); the shown atoms of an optimal model
+    and its cost."""
+    res = _solve(program, arguments=["--opt-mode=opt"] + [f"-c{k}={v}" for k, v in (consts or {}).items()])
+    if not res.satisfiable:
+        raise SolverError("the GQA theory has no model (it should always have one)", res.messages)
+    return res.atoms, res.cost
+
+
+class GQAReasoner:
+    """Answers all questions about one image in one clingo call."""
+
+    def __init__(self, config: GQAReasonerConfig | None = None):
+        self.config = config or GQAReasonerConfig()
+        self.ontology = self.config.ontology or default_ontology()
+        self.theory = theory_text(self.config.rules_dir)
+
+    def program_text(self, scene: SceneGraph, programs: dict[str, list[GQAStep]]) -> tuple[str, dict]:
+        facts, unc = encode_scene(scene, self.ontology, self.config.weight_cap)
+        names = {o.name for o in scene.objects}
+        facts += encode_ontology(self.ontology, names)
+        for qid, steps in programs.items():
+            facts += encode_question(qid, steps)
+        return "\n".join(dict.fromkeys(facts)) + "\n" + self.theory, unc
+
+    def answer_image(self, scene: SceneGraph, programs: dict[str, list[GQAStep]]) -> dict[str, GQAAnswer]:
+        """{qid: GQAAnswer} for structured programs about `scene`."""
+        programs = {str(k): v for k, v in programs.items() if v}
+        if not programs:
+            return {}
+        text, unc = self.program_text(scene, programs)
+        consts = {"fail_weight": self.config.fail_weight}
+        symbols, _ = solve(text, consts=consts)
+        answers = self._read(symbols, programs, unc)
+        if self.config.top_k > 1 and unc:
+            bans: list[str] = []
+            for _ in range(self.config.top_k - 1):
+                bans += [f"ban({q(a.qid)},{q(t[0])})." for a in answers.values() for t in a.top[-1:]]
+                more = self._read(solve(text + "\n" + "\n".join(bans), consts=consts)[0], programs, unc)
+                for qid, a in answers.items():
+                    b = more[qid]
+                    if b.answer is not None and b.answer not in [t[0] for t in a.top]:
+                        a.top.append((b.answer, b.cost))
+        return answers
+
+    def _read(self, symbols, programs, unc) -> dict[str, GQAAnswer]:
+        per: dict[str, dict] = {qid: {"ans": None, "fail": [], "out": {}, "val": {}, "on": set()} for qid in programs}
+        for s in symbols:
+            a = [x.string if x.type == clingo.SymbolType.String else str(x) for x in s.arguments]
+            rec = per.get(a[0])
+            if rec is None:
+                continue
+            if s.name == "ans":
+                rec["ans"] = a[1]
+            elif s.name == "fail":
+                rec["fail"].append(int(a[1]))
+            elif s.name == "out":
+                rec["out"].setdefault(int(a[1]), []).append(a[2])
+            elif s.name == "val":
+                rec["val"][int(a[1])] = a[2]
+            elif s.name == "on":
+                rec["on"].add(int(a[1]))
+        out = {}
+        for qid, rec in per.items():
+            steps = programs[qid]
+            trace = []
+            for i, st in enumerate(steps):
+                t = {"step": i, "operation": st.operation, "argument": st.argument()}
+                if i in rec["out"] or step_kind(st) in ("select", "relate", "filter"):
+                    t["objects"] = sorted(rec["out"].get(i, []))
+                if i in rec["val"]:
+                    t["value"] = rec["val"][i]
+                if i in rec["fail"]:
+                    t["failed"] = True
+                trace.append(t)
+            cost = sum(unc[k][0] for k in rec["on"]) + sum(w[1] for k, w in unc.items() if k not in rec["on"])
+            first = min(rec["fail"]) if rec["fail"] else None
+            out[qid] = GQAAnswer(qid, rec["ans"], first, None if first is None else steps[first].operation,
+                                 trace, [(rec["ans"], cost)] if rec["ans"] is not None else [], cost,
+                                 [unc[k][2] for k in sorted(rec["on"])])
+        return out
