@@ -1,0 +1,1 @@
+"""Rule distillation: an LLM extends an incomplete ASP theory, checked and mended against the solver."""

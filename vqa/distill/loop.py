@@ -1,0 +1,231 @@
+"""The distillation loop: examples -> prompt -> candidate rules -> solver checks -> mend or accept.
+
+For each batch of b training examples the current theory gets wrong: up to r tries; each
+try asks for n candidates; each candidate is checked (sandboxed syntax/safety/grounding,
+answers on the batch, regression on every example passed so far) and mended with the
+solver's feedback up to m times. Of the candidates that pass, the best on the validation
+examples is accepted; the held-out test split is scored after every accepted extension.
+Everything goes through the transcript, which makes the run resumable (see transcript.py).
+
+The loop only knows the `Checker` protocol, so CLEVR and GQA plug in the same way.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from . import prompts
+from .prompts import Example
+from .theory import with_distilled
+from .transcript import Transcript, write_atomic
+
+
+@dataclass
+class CheckResult:
+    """Outcome of running a theory on examples in the sandbox."""
+
+    status: str  # "ok" (it ran; answers below), "syntax", "unsafe", "forbidden", "limit"
+    message: str = ""
+    answers: dict[str, list[str]] = field(default_factory=dict)  # qid -> derived answers
+    diagnosis: dict[str, dict] = field(default_factory=dict)  # qid -> first differing step
+
+    def correct(self, ex: Example) -> bool:
+        return self.status == "ok" and self.answers.get(ex.qid) == [ex.expected]
+
+
+class Checker(Protocol):
+    def run(self, theory: str, examples: list[Example]) -> CheckResult:
+        """Ground and solve `theory` with the examples' facts in the sandbox."""
+
+
+@dataclass
+class DistillConfig:
+    batch: int = 1  # b: examples per prompt
+    retries: int = 3  # r: prompts per batch
+    mends: int = 3  # m: mend rounds per candidate
+    candidates: int = 1  # n: completions per prompt
+    order: str = "length"  # "length" (short programs first), "relevance" or "random"
+    seed: int = 0
+    max_batches: int | None = None
+
+
+@dataclass
+class Split:
+    train: list[Example]
+    val: list[Example]
+    test: list[Example]
+
+
+def order_examples(examples: list[Example], how: str, seed: int, failing_ops: dict[str, int] | None = None):
+    ex = list(examples)
+    if how == "random":
+        random.Random(seed).shuffle(ex)
+    elif how == "length":
+        ex.sort(key=lambda e: (e.meta.get("length", 0), e.qid))
+    elif how == "relevance":  # examples whose failing operation is most common first
+        counts = failing_ops or {}
+        ex.sort(key=lambda e: (-counts.get(e.meta.get("op", ""), 0), e.meta.get("length", 0), e.qid))
+    else:
+        raise ValueError(f"unknown order {how!r} (expected length, relevance or random)")
+    return ex
+
+
+def accuracy(result: CheckResult, examples: list[Example]) -> dict:
+    """Overall and per-operation accuracy of one check over `examples`."""
+    by_op: dict[str, list[int]] = {}
+    for ex in examples:
+        c = by_op.setdefault(ex.meta.get("op", "?"), [0, 0])
+        c[0] += result.correct(ex)
+        c[1] += 1
+    total = sum(v[1] for v in by_op.values())
+    correct = sum(v[0] for v in by_op.values())
+    return {"accuracy": correct / total if total else 0.0, "correct": correct, "total": total,
+            "by_operation": {op: {"accuracy": c / t, "correct": c, "total": t} for op, (c, t) in sorted(by_op.items())}}
+
+
+class Distiller:
+    def __init__(self, base_theory: str, split: Split, checker: Checker, client, run_dir: str | Path,
+                 config: DistillConfig, *, encoding_doc: str, replay: str | Path | None = None, progress=None):
+        self.base = base_theory
+        self.split = split
+        self.checker = checker
+        self.client = client
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.encoding_doc = encoding_doc
+        self.progress = progress
+        self.transcript = Transcript(replay or self.run_dir / "transcript.jsonl", replay_only=replay is not None)
+        self.accepted: list[str] = []
+        self.seen: list[Example] = []
+        self.history: list[dict] = []
+        self.started = time.time()
+
+    # ---- helpers ----------------------------------------------------------------
+    @property
+    def theory(self) -> str:
+        return with_distilled(self.base, self.accepted)
+
+    def _check(self, theory: str, examples: list[Example], label: str) -> CheckResult:
+        t0 = time.perf_counter()
+        res = self.checker.run(theory, examples)
+        self.transcript.log("check", label=label, status=res.status, message=res.message[:2000],
+                            correct=sum(res.correct(e) for e in examples), total=len(examples),
+                            duration_s=round(time.perf_counter() - t0, 3))
+        return res
+
+    def _score(self, label: str) -> dict:
+        out = {}
+        for name, exs in (("train", self.split.train), ("test", self.split.test)):
+            out[name] = accuracy(self._check(self.theory, exs, f"score {name} {label}"), exs) if exs else None
+        self.transcript.log("score", label=label, train=out["train"] and out["train"]["accuracy"],
+                            test=out["test"] and out["test"]["accuracy"], rules=len(self.accepted))
+        return out
+
+    def _failures(self, res: CheckResult, examples: list[Example]) -> list[dict]:
+        return [{"qid": e.qid, "expected": e.expected, "got": res.answers.get(e.qid, []),
+                 "diagnosis": res.diagnosis.get(e.qid)} for e in examples if not res.correct(e)]
+
+    def _evaluate_candidate(self, rules: str, batch: list[Example]) -> tuple[bool, str | None]:
+        """(passes, mend prompt if not)."""
+        theory = with_distilled(self.base, self.accepted + [rules])
+        res = self._check(theory, batch + self.seen, "candidate")
+        if res.status != "ok":
+            mend = {"syntax": prompts.mend_syntax, "unsafe": prompts.mend_unsafe,
+                    "forbidden": prompts.mend_forbidden, "limit": prompts.mend_limit}[res.status]
+            return False, mend(res.message)
+        wrong = self._failures(res, batch)
+        if wrong:
+            return False, prompts.mend_wrong(wrong)
+        broken = self._failures(res, self.seen)
+        if broken:
+            return False, prompts.mend_regression(broken)
+        return True, None
+
+    def _val_score(self, rules: str) -> float:
+        if not self.split.val:
+            return 0.0
+        theory = with_distilled(self.base, self.accepted + [rules])
+        return accuracy(self._check(theory, self.split.val, "validation"), self.split.val)["accuracy"]
+
+    def _solve_batch(self, batch: list[Example], derived: dict[str, list[str]]) -> bool:
+        cfg = self.config
+        for attempt in range(cfg.retries):
+            messages = [{"role": "system", "content": prompts.preprompt(self.theory, self.encoding_doc, batch[0].facts)},
+                        {"role": "user", "content": prompts.task_prompt(batch, derived)}]
+            reply = self.transcript.chat(self.client, messages, n=cfg.candidates, label=f"try {attempt + 1}")
+            passing = []
+            for text in reply.texts:
+                conv = messages + [{"role": "assistant", "content": text}]
+                for mend in range(cfg.mends + 1):
+                    rules = prompts.extract_rules(text)
+                    ok, feedback = self._evaluate_candidate(rules, batch)
+                    if ok:
+                        passing.append(rules)
+                        break
+                    if mend == cfg.mends:
+                        break
+                    conv.append({"role": "user", "content": feedback})
+                    text = self.transcript.chat(self.client, conv, n=1, label=f"mend {mend + 1}").text
+                    conv.append({"role": "assistant", "content": text})
+            if passing:
+                scored = [(self._val_score(r), -len(r), i, r) for i, r in enumerate(passing)]
+                best = max(scored)[3]
+                self.accepted.append(best)
+                self.transcript.log("accept", rules=best, examples=[e.qid for e in batch])
+                return True
+        return False
+
+    # ---- the run -----------------------------------------------------------------
+    def run(self) -> dict:
+        cfg = self.config
+        before = self._score("before")
+        self.history.append({"rules": 0, **{k: v and v["accuracy"] for k, v in before.items()}})
+        first = self._check(self.theory, self.split.train, "initial train")
+        failing_ops: dict[str, int] = {}
+        for e in self.split.train:
+            if not first.correct(e):
+                failing_ops[e.meta.get("op", "")] = failing_ops.get(e.meta.get("op", ""), 0) + 1
+        train = order_examples(self.split.train, cfg.order, cfg.seed, failing_ops)
+        batches = [train[i:i + cfg.batch] for i in range(0, len(train), cfg.batch)]
+        if cfg.max_batches is not None:
+            batches = batches[: cfg.max_batches]
+        unsolved = []
+        it = self.progress(batches, desc="distilling") if self.progress else batches
+        for batch in it:
+            res = self._check(self.theory, batch, "batch")
+            if res.status == "ok" and all(res.correct(e) for e in batch):
+                self.seen += batch
+                continue
+            if self._solve_batch(batch, {e.qid: res.answers.get(e.qid, []) for e in batch}):
+                self.seen += batch
+                score = self._score(f"after rule {len(self.accepted)}")
+                self.history.append({"rules": len(self.accepted), **{k: v and v["accuracy"] for k, v in score.items()}})
+                self._write(before, score, unsolved, final=False)
+            else:
+                unsolved.extend(e.qid for e in batch)
+                self.transcript.log("unsolved", examples=[e.qid for e in batch])
+        after = self._score("after")
+        summary = self._write(before, after, unsolved, final=True)
+        self.transcript.close()
+        return summary
+
+    def _write(self, before: dict, after: dict, unsolved: list[str], final: bool) -> dict:
+        llm = [e for e in self.transcript.events if e.get("kind") == "llm"]
+        summary = {
+            "final": final, "config": asdict(self.config),
+            "examples": {"train": len(self.split.train), "val": len(self.split.val), "test": len(self.split.test)},
+            "before": before, "after": after, "accepted_rules": len(self.accepted), "unsolved": unsolved,
+            "history": self.history,
+            "llm_calls": len(llm), "prompt_tokens": sum(e.get("prompt_tokens", 0) for e in llm),
+            "completion_tokens": sum(e.get("completion_tokens", 0) for e in llm),
+            "llm_seconds": round(sum(e.get("duration_s", 0.0) for e in llm), 3),
+            "wall_seconds": round(time.time() - self.started, 3),
+        }
+        write_atomic(self.run_dir / "theory.lp", self.theory)
+        write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
+        return summary

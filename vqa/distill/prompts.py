@@ -1,0 +1,130 @@
+"""Prompts of the distillation loop (after Eiter, Hadl, Higuera & Oetsch, KR 2024).
+
+The preprompt states the task, the ASP pitfalls, the encodings with an example, the
+answer format and the current theory, and asks for new rules only. Mend prompts carry
+the solver's own words back: the syntax or safety message, the forbidden construct,
+or expected vs derived answers with the first program step whose objects or values
+differ (step-level diagnosis, beyond the paper).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+PITFALLS = """\
+ASP (clingo) rules you write must follow these rules:
+- Separate body literals with commas ",", never semicolons ";"; end every rule with a period.
+- Variables start with an upper-case letter, constants with a lower-case letter or are numbers.
+- Every variable of a rule must occur in a positive body literal (safety): a variable that only
+  occurs in the head, in a negated literal ("not p(X)") or in a comparison is unsafe.
+- Write general rules: few constants, many variables. No facts about particular scenes or
+  questions, no #directives (#script, #include, #external, #const, #show, ...), no @-functions.
+- Derive failures as atoms; never add constraints that make the whole program unsatisfiable.
+"""
+
+
+@dataclass
+class Example:
+    """One training example: a question's program on a scene, with the expected answer."""
+
+    qid: str
+    question: str
+    program_text: str  # one step per line
+    facts: str  # the scene and question facts, as the encoder writes them
+    expected: str
+    meta: dict = field(default_factory=dict)
+
+
+def preprompt(theory: str, encoding_doc: str, example_facts: str) -> str:
+    return f"""You extend an Answer Set Programming theory, run with clingo, that answers visual questions.
+A scene (objects, attributes, relations) and each question's program (a sequence of steps) are
+given as facts; the theory executes the program step by step and derives the answer as
+ans(Q, V) for question Q. Some rules are missing, so some questions get no answer or a wrong one.
+Your job: write the missing rules so that the questions below are answered correctly.
+
+{PITFALLS}
+How scenes and questions are encoded:
+{encoding_doc.strip()}
+
+Example facts:
+```
+{example_facts.strip()}
+```
+
+The current theory:
+```
+{theory.strip()}
+```
+
+Reply with the NEW rules only, inside one ```asp code block, and nothing else: no prose, no
+facts, no rules already in the theory."""
+
+
+def example_block(examples: list[Example], derived: dict[str, list[str]] | None = None) -> str:
+    parts = []
+    for ex in examples:
+        got = (derived or {}).get(ex.qid)
+        got_text = "" if got is None else f"\nThe current theory derives: {', '.join(got) if got else 'no answer'}"
+        parts.append(f"""Question {ex.qid}: {ex.question}
+Program:
+{ex.program_text}
+Facts:
+```
+{ex.facts.strip()}
+```
+Expected answer: ans({ex.qid}, {ex.expected}){got_text}""")
+    return "\n\n".join(parts)
+
+
+def task_prompt(examples: list[Example], derived: dict[str, list[str]]) -> str:
+    return ("Extend the theory so that it answers these questions correctly:\n\n"
+            + example_block(examples, derived))
+
+
+def mend_syntax(message: str) -> str:
+    return f"""clingo could not parse your rules:
+{message.strip()}
+Fix the rules. Reply with the corrected new rules only, in one ```asp code block."""
+
+
+def mend_unsafe(message: str) -> str:
+    return f"""clingo rejected your rules because of unsafe variables:
+{message.strip()}
+Every variable must occur in a positive body literal. Reply with the corrected new rules only, in one ```asp code block."""
+
+
+def mend_forbidden(message: str) -> str:
+    return f"""Your reply was rejected: {message.strip()}
+Only plain rules are allowed (no #directives, no @-functions, no scripts). Reply with the new rules only, in one ```asp code block."""
+
+
+def mend_limit(message: str) -> str:
+    return f"""Grounding or solving your rules did not finish: {message.strip()}
+Your rules probably generate unbounded terms (e.g. X+1 in a recursive rule). Reply with corrected new rules only, in one ```asp code block."""
+
+
+def mend_wrong(failures: list[dict]) -> str:
+    """`failures`: dicts with qid, expected, got, and optional diagnosis (step, op, expected, derived)."""
+    lines = ["With your rules the solver derives wrong answers:"]
+    for f in failures:
+        got = ", ".join(f["got"]) if f.get("got") else "no answer"
+        lines.append(f"- question {f['qid']}: expected ans({f['qid']}, {f['expected']}), derived {got}")
+        d = f.get("diagnosis")
+        if d:
+            lines.append(f"  first wrong step {d['step']} ({d['op']}): expected {d['expected']}, derived {d['derived']}")
+    lines.append("Fix the rules. Reply with the corrected new rules only, in one ```asp code block.")
+    return "\n".join(lines)
+
+
+def mend_regression(failures: list[dict]) -> str:
+    return mend_wrong(failures).replace("derives wrong answers", "breaks questions answered correctly before")
+
+
+_BLOCK = re.compile(r"```[a-zA-Z]*\s*\n(.*?)```", re.S)
+
+
+def extract_rules(reply: str) -> str:
+    """The rules of a reply: the code blocks if any, else the whole text."""
+    blocks = _BLOCK.findall(reply)
+    text = "\n".join(blocks) if blocks else reply
+    return text.strip()
