@@ -38,8 +38,12 @@ class CheckResult:
 
 
 class Checker(Protocol):
-    def run(self, theory: str, examples: list[Example]) -> CheckResult:
-        """Ground and solve `theory` with the examples' facts in the sandbox."""
+    def run(self, base: str, rules: list[str], examples: list[Example]) -> CheckResult:
+        """Ground and solve the trusted `base` theory with the untrusted `rules` and the
+        examples' facts in the sandbox."""
+
+    def prompt_facts(self, examples: list[Example]) -> str:
+        """The facts of `examples` as the prompt shows them (example k = question k)."""
 
 
 @dataclass
@@ -89,7 +93,7 @@ def accuracy(result: CheckResult, examples: list[Example]) -> dict:
 
 class Distiller:
     def __init__(self, base_theory: str, split: Split, checker: Checker, client, run_dir: str | Path,
-                 config: DistillConfig, *, encoding_doc: str, replay: str | Path | None = None, progress=None):
+                 config: DistillConfig, *, encoding_doc: str, example_facts: str, replay: str | Path | None = None, progress=None):
         self.base = base_theory
         self.split = split
         self.checker = checker
@@ -98,6 +102,7 @@ class Distiller:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.encoding_doc = encoding_doc
+        self.example_facts = example_facts
         self.progress = progress
         self.transcript = Transcript(replay or self.run_dir / "transcript.jsonl", replay_only=replay is not None)
         self.accepted: list[str] = []
@@ -110,9 +115,9 @@ class Distiller:
     def theory(self) -> str:
         return with_distilled(self.base, self.accepted)
 
-    def _check(self, theory: str, examples: list[Example], label: str) -> CheckResult:
+    def _check(self, rules: list[str], examples: list[Example], label: str) -> CheckResult:
         t0 = time.perf_counter()
-        res = self.checker.run(theory, examples)
+        res = self.checker.run(self.base, rules, examples)
         self.transcript.log("check", label=label, status=res.status, message=res.message[:2000],
                             correct=sum(res.correct(e) for e in examples), total=len(examples),
                             duration_s=round(time.perf_counter() - t0, 3))
@@ -121,27 +126,29 @@ class Distiller:
     def _score(self, label: str) -> dict:
         out = {}
         for name, exs in (("train", self.split.train), ("test", self.split.test)):
-            out[name] = accuracy(self._check(self.theory, exs, f"score {name} {label}"), exs) if exs else None
+            out[name] = accuracy(self._check(self.accepted, exs, f"score {name} {label}"), exs) if exs else None
         self.transcript.log("score", label=label, train=out["train"] and out["train"]["accuracy"],
                             test=out["test"] and out["test"]["accuracy"], rules=len(self.accepted))
         return out
 
-    def _failures(self, res: CheckResult, examples: list[Example]) -> list[dict]:
-        return [{"qid": e.qid, "expected": e.expected, "got": res.answers.get(e.qid, []),
-                 "diagnosis": res.diagnosis.get(e.qid)} for e in examples if not res.correct(e)]
+    @staticmethod
+    def _failures(res: CheckResult, examples: list[Example], in_prompt: bool) -> list[dict]:
+        return [{"name": f"question {k}" if in_prompt else f"the earlier question {e.question!r} (program: "
+                 f"{e.meta['program'].to_expr() if 'program' in e.meta else e.program_text})",
+                 "expected": e.expected, "got": res.answers.get(e.qid, []), "diagnosis": res.diagnosis.get(e.qid)}
+                for k, e in enumerate(examples) if not res.correct(e)]
 
     def _evaluate_candidate(self, rules: str, batch: list[Example]) -> tuple[bool, str | None]:
         """(passes, mend prompt if not)."""
-        theory = with_distilled(self.base, self.accepted + [rules])
-        res = self._check(theory, batch + self.seen, "candidate")
+        res = self._check(self.accepted + [rules], batch + self.seen, "candidate")
         if res.status != "ok":
             mend = {"syntax": prompts.mend_syntax, "unsafe": prompts.mend_unsafe,
                     "forbidden": prompts.mend_forbidden, "limit": prompts.mend_limit}[res.status]
             return False, mend(res.message)
-        wrong = self._failures(res, batch)
+        wrong = self._failures(res, batch, True)
         if wrong:
             return False, prompts.mend_wrong(wrong)
-        broken = self._failures(res, self.seen)
+        broken = self._failures(res, self.seen, False)
         if broken:
             return False, prompts.mend_regression(broken)
         return True, None
@@ -149,14 +156,14 @@ class Distiller:
     def _val_score(self, rules: str) -> float:
         if not self.split.val:
             return 0.0
-        theory = with_distilled(self.base, self.accepted + [rules])
-        return accuracy(self._check(theory, self.split.val, "validation"), self.split.val)["accuracy"]
+        return accuracy(self._check(self.accepted + [rules], self.split.val, "validation"), self.split.val)["accuracy"]
 
-    def _solve_batch(self, batch: list[Example], derived: dict[str, list[str]]) -> bool:
+    def _solve_batch(self, batch: list[Example], derived: list[list[str]]) -> bool:
         cfg = self.config
+        facts = self.checker.prompt_facts(batch)
         for attempt in range(cfg.retries):
-            messages = [{"role": "system", "content": prompts.preprompt(self.theory, self.encoding_doc, batch[0].facts)},
-                        {"role": "user", "content": prompts.task_prompt(batch, derived)}]
+            messages = [{"role": "system", "content": prompts.preprompt(self.theory, self.encoding_doc, self.example_facts)},
+                        {"role": "user", "content": prompts.task_prompt(batch, facts, derived)}]
             reply = self.transcript.chat(self.client, messages, n=cfg.candidates, label=f"try {attempt + 1}")
             passing = []
             for text in reply.texts:
@@ -185,7 +192,7 @@ class Distiller:
         cfg = self.config
         before = self._score("before")
         self.history.append({"rules": 0, **{k: v and v["accuracy"] for k, v in before.items()}})
-        first = self._check(self.theory, self.split.train, "initial train")
+        first = self._check(self.accepted, self.split.train, "initial train")
         failing_ops: dict[str, int] = {}
         for e in self.split.train:
             if not first.correct(e):
@@ -197,11 +204,11 @@ class Distiller:
         unsolved = []
         it = self.progress(batches, desc="distilling") if self.progress else batches
         for batch in it:
-            res = self._check(self.theory, batch, "batch")
+            res = self._check(self.accepted, batch, "batch")
             if res.status == "ok" and all(res.correct(e) for e in batch):
                 self.seen += batch
                 continue
-            if self._solve_batch(batch, {e.qid: res.answers.get(e.qid, []) for e in batch}):
+            if self._solve_batch(batch, [res.answers.get(e.qid, []) for e in batch]):
                 self.seen += batch
                 score = self._score(f"after rule {len(self.accepted)}")
                 self.history.append({"rules": len(self.accepted), **{k: v and v["accuracy"] for k, v in score.items()}})

@@ -60,25 +60,18 @@ Reply with the NEW rules only, inside one ```asp code block, and nothing else: n
 facts, no rules already in the theory."""
 
 
-def example_block(examples: list[Example], derived: dict[str, list[str]] | None = None) -> str:
-    parts = []
-    for ex in examples:
-        got = (derived or {}).get(ex.qid)
-        got_text = "" if got is None else f"\nThe current theory derives: {', '.join(got) if got else 'no answer'}"
-        parts.append(f"""Question {ex.qid}: {ex.question}
-Program:
+def task_prompt(examples: list[Example], facts: str, derived: list[list[str]]) -> str:
+    """The examples of one batch: example k is question k of the facts."""
+    parts = ["Extend the theory so that it answers these questions correctly.\n\nFacts of the scenes and questions:",
+             f"```\n{facts.strip()}\n```"]
+    for k, ex in enumerate(examples):
+        got = derived[k] if k < len(derived) else []
+        parts.append(f"""Question {k}: {ex.question}
+Program (step: function[value] <- input steps):
 {ex.program_text}
-Facts:
-```
-{ex.facts.strip()}
-```
-Expected answer: ans({ex.qid}, {ex.expected}){got_text}""")
+Expected answer: ans({k}, {ex.expected})
+The current theory derives: {', '.join(f'ans({k}, {g})' for g in got) if got else 'no answer'}""")
     return "\n\n".join(parts)
-
-
-def task_prompt(examples: list[Example], derived: dict[str, list[str]]) -> str:
-    return ("Extend the theory so that it answers these questions correctly:\n\n"
-            + example_block(examples, derived))
 
 
 def mend_syntax(message: str) -> str:
@@ -104,11 +97,12 @@ Your rules probably generate unbounded terms (e.g. X+1 in a recursive rule). Rep
 
 
 def mend_wrong(failures: list[dict]) -> str:
-    """`failures`: dicts with qid, expected, got, and optional diagnosis (step, op, expected, derived)."""
+    """`failures`: dicts with `name` (how to refer to the question), expected, got, and an
+    optional diagnosis (step, op, expected, derived)."""
     lines = ["With your rules the solver derives wrong answers:"]
     for f in failures:
         got = ", ".join(f["got"]) if f.get("got") else "no answer"
-        lines.append(f"- question {f['qid']}: expected ans({f['qid']}, {f['expected']}), derived {got}")
+        lines.append(f"- {f['name']}: expected {f['expected']}, derived {got}")
         d = f.get("diagnosis")
         if d:
             lines.append(f"  first wrong step {d['step']} ({d['op']}): expected {d['expected']}, derived {d['derived']}")
