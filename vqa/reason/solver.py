@@ -18,11 +18,13 @@ from typing import Iterable, Sequence
 
 import clingo
 
+from ..errors import DataError, VQAError
+
 # Arguments every Control gets: one thread, no printing of warnings we do not need.
 DEFAULT_ARGUMENTS: tuple[str, ...] = ("--warn=none",)
 
 
-class SolverError(RuntimeError):
+class SolverError(VQAError, RuntimeError):
     """Grounding or solving failed (a syntax error, unsafe variables, ...); `messages`
     holds the logger's text."""
 
@@ -57,6 +59,7 @@ class SolveResult:
 
     satisfiable: bool | None
     atoms: list[clingo.Symbol] = field(default_factory=list)
+    optimal_models: list[list[clingo.Symbol]] = field(default_factory=list)  # with all_optimal=True
     cost: list[int] = field(default_factory=list)
     optimal: bool = False
     models: int = 0
@@ -90,7 +93,7 @@ def load_theory(directory: str | Path, exclude: Iterable[str] = ("example_facts.
     skip = set(exclude)
     files = sorted(p for p in d.glob("*.lp") if p.name not in skip)
     if not files:
-        raise FileNotFoundError(f"{d}: no .lp files")
+        raise DataError("no .lp files (expected a folder of ASP rule files)", file=d)
     return _read_theory(str(d), tuple(p.name for p in files), tuple(p.stat().st_mtime for p in files))
 
 
@@ -104,12 +107,17 @@ def ground(ctl: clingo.Control, program: str, log: LogCapture | None = None) -> 
 
 
 def solve_control(ctl: clingo.Control, assumptions: Sequence = (), *, shown: bool = True) -> SolveResult:
-    """Solve a grounded Control; keep the last (with optimisation: the optimal) model."""
+    """Solve a grounded Control; keep the last (with optimisation: the optimal) model.
+    With `--opt-mode=optN` among the Control's arguments, every optimal model is also
+    collected in `optimal_models`."""
     res = SolveResult(satisfiable=None)
     with ctl.solve(assumptions=list(assumptions), yield_=True) as handle:
         for model in handle:
             res.models += 1
-            res.atoms = model.symbols(shown=True) if shown else model.symbols(atoms=True)
+            atoms = model.symbols(shown=True) if shown else model.symbols(atoms=True)
+            if model.optimality_proven:
+                res.optimal_models.append(atoms)
+            res.atoms = atoms
             res.cost = list(model.cost)
             res.optimal = model.optimality_proven or not res.cost
         status = handle.get()
@@ -119,10 +127,13 @@ def solve_control(ctl: clingo.Control, assumptions: Sequence = (), *, shown: boo
     return res
 
 
-def solve(program: str, *, arguments: Iterable[str] = (), assumptions: Sequence = ()) -> SolveResult:
-    """Ground and solve `program` (text) in a fresh Control; return the optimal model."""
+def solve(program: str, *, arguments: Iterable[str] = (), assumptions: Sequence = (),
+          all_optimal: bool = False) -> SolveResult:
+    """Ground and solve `program` (text) in a fresh Control; return the optimal model
+    (and, with `all_optimal`, every optimal model in `optimal_models`)."""
     log = LogCapture()
-    ctl = make_control(arguments, log)
+    args = [*arguments, "--opt-mode=optN", "0"] if all_optimal else list(arguments)
+    ctl = make_control(args, log)
     ground(ctl, program, log)
     res = solve_control(ctl, assumptions)
     res.messages = log.messages

@@ -1,0 +1,105 @@
+"""`vqa evaluate` and vqa.evaluate on the CLEVR fixture (and the GQA branch of the CLI)."""
+import json
+from collections import Counter
+
+import pytest
+
+from vqa.cli import main
+from vqa.errors import VQAError
+from vqa.evaluate import evaluate_clevr, final_function, format_report
+from vqa import Program
+from conftest import FIXTURES, dump_json, load_json
+
+
+@pytest.fixture
+def clevr_files(clevr_root):
+    q = clevr_root / "questions/CLEVR_val_questions.json"
+    s = clevr_root / "scenes/CLEVR_val_scenes.json"
+    data = load_json(q)
+    data["questions"][0]["template_filename"] = "zero_hop.json"
+    data["questions"][1]["template_filename"] = "zero_hop.json"
+    data["questions"][2]["template_filename"] = "one_hop.json"
+    dump_json(data, q)
+    return q, s, data["questions"]
+
+
+@pytest.mark.parametrize("reasoner", ["asp", "reference"])
+def test_report_and_predictions(clevr_files, tmp_path, reasoner):
+    q, s, records = clevr_files
+    report = evaluate_clevr(q, s, reasoner=reasoner, out=tmp_path / "r.json", predictions=tmp_path / "p.json")
+    n = len(records)
+    assert report["total"] == n and report["correct"] == n and report["accuracy"] == 1.0
+    groups = Counter(r.get("template_filename", "unknown.json").rsplit(".", 1)[0] for r in records)
+    assert {k: v["total"] for k, v in report["by_template"].items()} == groups and groups["one_hop"] >= 1
+    assert sum(c["total"] for c in report["by_function"].values()) == n
+    assert json.loads((tmp_path / "r.json").read_text())["correct"] == n
+    preds = json.loads((tmp_path / "p.json").read_text())
+    assert [p["prediction"] for p in preds] == [r["answer"] for r in records]
+    assert "accuracy 100.00%" in format_report(report)
+
+
+def test_wrong_gold_answers_lower_the_accuracy(clevr_files):
+    q, s, records = clevr_files
+    data = load_json(q)
+    data["questions"][0]["answer"] = "7"
+    data["questions"][1]["program"][1]["value_inputs"] = ["cube"]  # now a different question
+    dump_json(data, q)
+    report = evaluate_clevr(q, s, limit=5)
+    assert report["total"] == 5 and report["correct"] <= 3 and report["accuracy"] == report["correct"] / 5
+
+
+def test_failed_questions_count_as_no_answer(clevr_files):
+    q, s, _ = clevr_files
+    data = load_json(q)
+    # "What color is the red thing?" on a scene with two red things: unique fails
+    data["questions"][1]["program"][1] = {"function": "filter_color", "inputs": [0], "value_inputs": ["red"]}
+    dump_json(data, q)
+    report = evaluate_clevr(q, s)
+    assert report["failed"] >= 1 and report["correct"] == report["total"] - 1
+
+
+def test_final_function_groups():
+    assert final_function(Program.parse("count(scene)")) == "count"
+    assert final_function(Program.parse("less_than(count(scene), count(scene))")) == "compare_integer"
+    assert final_function(Program.parse("query_color(unique(scene))")) == "query_attribute"
+    assert final_function(Program.parse("equal_shape(query_shape(unique(scene)), query_shape(unique(scene)))")) \
+        == "compare_attribute"
+
+
+def test_unavailable_scene_source_and_reasoner(clevr_files):
+    q, s, _ = clevr_files
+    with pytest.raises(VQAError):
+        evaluate_clevr(q, s, scene_source="predicted")
+    with pytest.raises(VQAError):
+        evaluate_clevr(q, s, reasoner="nsm-not-here")
+
+
+def test_cli_clevr(clevr_files, tmp_path, capsys):
+    q, s, records = clevr_files
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--dataset", "clevr", "--questions", str(q), "--scenes", str(s), "--reasoner", "asp",
+                 "--scene-source", "gold", "--limit", "4", "--out", str(out), "--predictions",
+                 str(tmp_path / "pred.json"), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "by final function" in text and "by template" in text
+    assert json.loads(out.read_text())["total"] == 4
+    assert len(json.loads((tmp_path / "pred.json").read_text())) == 4
+
+
+def test_cli_gqa_branch(gqa_dir, capsys):
+    assert main(["evaluate", "--dataset", "gqa", "--questions", str(gqa_dir / "val_balanced_questions.json"),
+                 "--scenes", str(gqa_dir / "val_sceneGraphs.json"), "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def test_cli_rejects_gqa_flags_for_clevr(clevr_files, capsys):
+    q, s, _ = clevr_files
+    assert main(["evaluate", "--dataset", "clevr", "--questions", str(q), "--scenes", str(s), "--all"]) == 2
+    assert "gqa only" in capsys.readouterr().err
+
+
+def test_cli_bench_asp_small(capsys):
+    assert main(["bench", "asp", "--scenes", "3", "--questions-per-scene", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["methods"]) == {"batched", "batched_many", "per_question", "reference"}
+    assert all(m["mismatches"] == 0 for m in report["methods"].values())

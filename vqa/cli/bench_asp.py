@@ -1,0 +1,29 @@
+"""`vqa bench asp`: ASP reasoner throughput, batched vs one Control per question."""
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("asp", help="questions/s of batched ASP solving vs a Control per question vs the executor")
+    p.add_argument("--scenes", type=int, default=100, help="generated scenes (default 100)")
+    p.add_argument("--questions-per-scene", type=int, default=10)
+    p.add_argument("--source", choices=["generated", "random"], default="generated",
+                   help="question generator (generated) or random-program fuzzer (random)")
+    p.add_argument("--scenes-per-call", type=int, default=8, help="scenes per clingo call for (a')")
+    p.add_argument("--repeats", type=int, default=1, help="best of N timings per method")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import VQAError
+    from ..reason.asp_bench import format_benchmark, run_benchmark
+
+    if args.scenes < 1 or args.questions_per_scene < 1 or args.scenes_per_call < 1:
+        raise VQAError("--scenes, --questions-per-scene and --scenes-per-call must be >= 1")
+    report = run_benchmark(args.scenes, args.questions_per_scene, seed=args.seed, source=args.source,
+                           scenes_per_call=args.scenes_per_call, repeats=args.repeats)
+    print(json.dumps(report, indent=1) if args.json else format_benchmark(report))
+    return 0 if all(m["mismatches"] == 0 for m in report["methods"].values()) else 1

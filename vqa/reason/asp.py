@@ -1,0 +1,340 @@
+"""ASP reasoner for CLEVR: all questions about one scene in one clingo ground+solve.
+
+    reasoner = ASPReasoner()                                  # theory: rules/clevr/*.lp
+    answers = reasoner.answer_batch(scene, [program, ...])    # one ASPAnswer per program
+    answers[0].answer, answers[0].error, answers[0].trace, answers[0].top
+
+Semantics (the same as `vqa.executor.execute` on gold scenes, checked by differential
+tests): a question fails at its first erroneous step with the executor's message, and
+one question's failure never affects another question of the batch.
+
+Uncertain scenes (any object score, attribute distribution or relation probability
+below 1): every question reads its own copy of the scene (its "reading", chosen by
+choice rules in `rules/clevr/uncertain.lp`, which is added to a call only when one of
+its scenes has an uncertain fact), and the optimisation has two levels:
+
+1. (priority 2) the question succeeds: a reading in which every step can be carried out
+   is preferred to any reading in which it fails;
+2. (priority 1) the reading is as probable as possible: each uncertain choice costs
+   round(-1000 ln p), capped.
+
+So the answer is that of the most probable *consistent* reading: when the most likely
+colour of an object makes `unique` fail and the second most likely one makes the
+question answerable, the question is answered under the second colour. A question
+fails only when no reading lets it succeed. Because the readings of different questions
+are separate copies and the costs add up, the joint optimum is the per-question optimum
+for every question at once.
+
+Why copies: with one shared reading, a question that fails under the most likely
+reading would pull the shared choice towards a reading in which it succeeds, changing the
+answers of every other question about that scene. Gold scenes have no choices, so all
+their questions share one reading (and one grounding of the scene).
+
+Top answers: after the optimal model, the reasoner solves again on the same grounding
+with each answer found so far blocked (`block(Q, V)` externals set true; a blocked
+answer counts as a failure), so each round gives every question its next-best answer
+and the cost of the best reading that yields it, up to `top_k` answers. `top` lists
+(answer, probability) with probability = exp(-cost/1000) of that reading, normalised
+over the returned answers (max-product scores, not marginals). Gold scenes take one
+round and have `top == [(answer, 1.0)]`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import clingo
+from clingo import ast
+
+from ..executor import TraceStep
+from ..ontology import CLEVR_FUNCTIONS, normalise_answer
+from ..program import Program
+from ..scene import SceneGraph
+from .asp_encode import DEFAULT_COST_CAP, encode
+from .solver import LogCapture, SolverError, load_theory, make_control, term
+
+DEFAULT_THEORY = Path(__file__).resolve().parents[2] / "rules" / "clevr"
+UNCERTAIN_FILE = "uncertain.lp"  # added to a call only when one of its scenes is uncertain
+
+_KIND_WORDS = {"objects": "objects", "object": "object", "integer": "an integer", "value": "an attribute value"}
+
+
+@dataclass
+class ASPAnswer:
+    """One question's result.
+
+    `trace[i]` is a `vqa.executor.TraceStep` for each step that was carried out (object
+    sets as tuples of object ids in scene order, one object as its id, integers, bools,
+    attribute values); the failing step, if any, carries the error. `top` is
+    [(answer, probability)] best first; `cost` is -1000 ln of the chosen reading's
+    probability relative to the most probable reading (0 on gold scenes).
+    """
+
+    answer: str | None
+    error: str | None = None
+    error_step: int | None = None
+    trace: list[TraceStep] = field(default_factory=list)
+    top: list[tuple[str, float]] = field(default_factory=list)
+    cost: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        return {"answer": self.answer, "error": self.error, "error_step": self.error_step,
+                "trace": [t.to_dict() for t in self.trace], "top": [list(t) for t in self.top], "cost": self.cost}
+
+
+@dataclass
+class ASPConfig:
+    theory_dir: str | Path = DEFAULT_THEORY
+    top_k: int = 3  # answers per question on uncertain scenes
+    cost_cap: int = DEFAULT_COST_CAP
+    explain: bool = True  # collect per-step traces
+
+
+class ASPReasoner:
+    """CLEVR programs over scene graphs with clingo; see the module docstring.
+
+    `answer_batch(scene, programs)` solves all questions about one scene in one call;
+    `answer_many([(scene, programs), ...])` puts several scenes into one call (facts of
+    different scenes never meet: every object and question names its scene), which
+    spreads clingo's fixed cost per call (about 3 ms for this theory) over more questions.
+    """
+
+    def __init__(self, theory_dir: str | Path | None = None, *, top_k: int = 3, cost_cap: int = DEFAULT_COST_CAP,
+                 explain: bool = True):
+        self.config = ASPConfig(theory_dir or DEFAULT_THEORY, top_k, cost_cap, explain)
+        # the theory without uncertain.lp, which only calls with an uncertain scene need
+        self.theory = load_theory(self.config.theory_dir, exclude=("example_facts.lp", UNCERTAIN_FILE))
+        uncertain = Path(self.config.theory_dir) / UNCERTAIN_FILE
+        self.uncertain_theory = uncertain.read_text() if uncertain.exists() else ""
+        self._statements: list = []
+        self._uncertain_statements: list = []
+        for text, out in ((self.theory, self._statements), (self.uncertain_theory, self._uncertain_statements)):
+            log = LogCapture()
+            try:
+                ast.parse_string(text, out.append, logger=log)
+            except RuntimeError:
+                raise SolverError(f"theory {self.config.theory_dir} does not parse", log.messages) from None
+
+    # ---- public API -------------------------------------------------------
+    def answer(self, scene: SceneGraph, program: Program) -> ASPAnswer:
+        """One question (a batch of one)."""
+        return self.answer_batch(scene, [program])[0]
+
+    def answer_batch(self, scene: SceneGraph, programs: list[Program]) -> list[ASPAnswer]:
+        """All `programs` about `scene` in one ground+solve (plus top-answer rounds on
+        uncertain scenes). Returns one ASPAnswer per program, in order."""
+        return self.answer_many([(scene, programs)])[0]
+
+    def answer_many(self, batch: list[tuple[SceneGraph, list[Program]]]) -> list[list[ASPAnswer]]:
+        """Several scenes with their questions in one ground+solve; one list of answers
+        per scene."""
+        programs = [p for _, ps in batch for p in ps]
+        if not programs:
+            return [[] for _ in batch]
+        encodings, facts = encode(batch, cap=self.config.cost_cap)
+        ids = [i for enc in encodings for i in enc.ids]
+        ctl = make_control()
+        any_uncertain = any(enc.uncertain for enc in encodings)
+        with ast.ProgramBuilder(ctl) as builder:
+            for stm in self._statements:
+                builder.add(stm)
+            if any_uncertain:
+                for stm in self._uncertain_statements:
+                    builder.add(stm)
+        ctl.add("base", [], facts)
+        ctl.ground([("base", [])])
+        atoms = self._solve(ctl, [])
+        results = read_answers(programs, atoms, ids, explain=self.config.explain)
+        # per question: the mode cost of its scene (None for gold scenes)
+        modes = [enc.mode_cost if enc.uncertain else None for enc, (_, ps) in zip(encodings, batch) for _ in ps]
+        costs = _world_costs(atoms)
+        for q, r in enumerate(results):
+            r.cost = 0 if modes[q] is None else costs.get(q, 0) - modes[q]
+            if r.answer is not None:
+                r.top = [(r.answer, r.cost)]
+        if self.config.top_k > 1 and any(m is not None for m in modes):
+            self._more_answers(ctl, results, modes)
+        for r in results:
+            r.top = _normalise(r.top)
+        out, k = [], 0
+        for _, ps in batch:
+            out.append(results[k:k + len(ps)])
+            k += len(ps)
+        return out
+
+    # ---- solving ----------------------------------------------------------
+    def _solve(self, ctl: clingo.Control, assumptions: list) -> str:
+        """The shown atoms of the optimal model as clingo prints them (one string: reading
+        it with regular expressions is several times faster than Symbol objects)."""
+        atoms = None
+        with ctl.solve(assumptions=assumptions, yield_=True) as handle:
+            for model in handle:
+                atoms = str(model)
+        if atoms is None:
+            # The theory never makes a program unsatisfiable; this would be a defect.
+            raise SolverError("no model: the CLEVR theory should always have one")
+        return atoms
+
+    def _more_answers(self, ctl, results: list[ASPAnswer], modes: list[int | None]) -> None:
+        blocked = {q: [r.answer] for q, r in enumerate(results) if r.answer is not None and modes[q] is not None}
+        for _ in range(self.config.top_k - 1):
+            if not blocked:
+                return
+            for q, answers in blocked.items():
+                ctl.assign_external(clingo.Function("block", [clingo.Number(q), _answer_symbol(answers[-1])]), True)
+            atoms = self._solve(ctl, [])
+            answers = {int(q): _term_value(v) for q, v in _ANS.findall(atoms)}
+            failed = {int(q) for q, _, _ in _FAIL.findall(atoms)}
+            costs = _world_costs(atoms)
+            for q in list(blocked):
+                v = answers.get(q)
+                value = None if v is None or q in failed else normalise_answer(v)
+                if value is None or value in blocked[q]:
+                    del blocked[q]  # no other answer in any reading
+                    continue
+                blocked[q].append(value)
+                results[q].top.append((value, costs.get(q, 0) - modes[q]))
+
+
+_TERM = r'(-?\d+|"(?:[^"\\]|\\.)*"|[a-z_][A-Za-z0-9_\']*)'
+_VAL = re.compile(r"\bval\((\d+),(\d+),(\d+)\)")
+_OUT = re.compile(r"\bout\((\d+),(\d+)," + _TERM + r"\)")
+_NONE = re.compile(r"\bnone\((\d+),(\d+)\)")
+_ANS = re.compile(r"\bans\((\d+)," + _TERM + r"\)")
+_FAIL = re.compile(r"\bfail\((\d+),(-?\d+),([^ ]*)\)(?= |$)")
+_PAY = re.compile(r"\bpay\((\d+),(\d+),")
+
+
+def _term_value(text: str):
+    """A printed term as a Python value: numbers -> int, strings unquoted, constants as is."""
+    if text[0] == '"':
+        return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), text[1:-1])
+    if text[0] == "-" or text.isdigit():
+        return int(text)
+    return text
+
+
+def _reason(text: str):
+    """`unique(2)` -> ("unique", 2); `type(0,objects)` -> ("type", 0, "objects"); `args` -> "args"."""
+    if "(" not in text:
+        return text
+    name, rest = text[:-1].split("(", 1)
+    return (name, *(_term_value(x) for x in rest.split(",")))
+
+
+def _answer_symbol(answer: str) -> clingo.Symbol:
+    if answer.lstrip("-").isdigit():
+        return clingo.Number(int(answer))
+    t = term(answer)
+    return clingo.String(answer) if t.startswith('"') else clingo.Function(answer)
+
+
+def _world_costs(atoms: str) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for w, k in _PAY.findall(atoms):
+        out[int(w)] = out.get(int(w), 0) + int(k)
+    return out
+
+
+def _normalise(top: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    if not top:
+        return []
+    best = min(c for _, c in top)
+    weights = [(a, math.exp(-(c - best) / 1000.0)) for a, c in top]
+    total = sum(w for _, w in weights)
+    return [(a, w / total) for a, w in weights]
+
+
+# ---- reading a model ----------------------------------------------------------
+def read_answers(programs: list[Program], atoms: str, ids: list[str], *, explain: bool = True) -> list[ASPAnswer]:
+    """ASPAnswers from the shown atoms of a model as clingo prints them (`ans`, `fail`,
+    `none`, `val`, `out`); question q is `programs[q]`, object o is `ids[o]`."""
+    answers = {int(q): _term_value(v) for q, v in _ANS.findall(atoms)}
+    fails = {int(q): (int(i), _reason(r)) for q, i, r in _FAIL.findall(atoms)}
+    nones = {(int(q), int(i)) for q, i in _NONE.findall(atoms)}
+    vals: dict[tuple[int, int], list[int]] = {}
+    outs: dict[tuple[int, int], object] = {}
+    if explain or fails:
+        for q, i, o in _VAL.findall(atoms):
+            key = (int(q), int(i))
+            if explain or int(q) in fails:
+                vals.setdefault(key, []).append(int(o))
+        outs = {(int(q), int(i)): _term_value(v) for q, i, v in _OUT.findall(atoms)}
+    results = []
+    for q, program in enumerate(programs):
+        fail = fails.get(q)
+        n = len(program.steps) if fail is None else fail[0] + 1
+        trace: list[TraceStep] = []
+        if explain or fail is not None:
+            for i in range(max(n, 0)):
+                s = program.steps[i]
+                spec = CLEVR_FUNCTIONS.get(s.op)
+                kind = "none" if (q, i) in nones else spec.output if spec else None
+                trace.append(TraceStep(i, s.token, s.inputs, _value(kind, vals.get((q, i)), outs.get((q, i)), ids)))
+        if fail is None:
+            v = answers.get(q)
+            if v is None:
+                raise SolverError(f"question {q}: neither an answer nor a failure in the model")
+            results.append(ASPAnswer(normalise_answer(v), trace=trace))
+            continue
+        i, reason = fail
+        if i < 0:
+            results.append(ASPAnswer(None, "empty program", None, trace))
+            continue
+        message = _message(program, i, reason, trace)
+        if not (isinstance(reason, tuple) and reason[0] == "ends"):  # as the executor: the value stays
+            trace[i].value = None
+            trace[i].error = message
+        results.append(ASPAnswer(None, message, i, trace))
+    return results
+
+
+def _value(kind, members, out, ids):
+    if kind == "objects":
+        return tuple(ids[o] for o in sorted(members or ()))
+    if kind == "object":
+        return ids[members[0]] if members and len(members) == 1 else None
+    if kind == "bool":
+        return out == "yes"
+    if kind == "none":
+        return None
+    return out
+
+
+def _describe(step: TraceStep, is_object: bool) -> str:
+    v = step.value
+    if is_object:
+        return f"object {v}"
+    if isinstance(v, tuple):
+        return f"a set of {len(v)} objects"
+    return repr(v)
+
+
+def _message(program: Program, i: int, reason, trace: list[TraceStep]) -> str:
+    """The reference executor's message for a failure atom's reason."""
+    s = program.steps[i]
+    spec = CLEVR_FUNCTIONS.get(s.op)
+    if reason == "unknown":
+        return f"unknown function {s.op!r}"
+    if reason == "inputs":
+        return f"{s.op} needs {spec.arity} input(s) from earlier steps, got {list(s.inputs)}"
+    if reason == "args":
+        return f"{s.op} needs {1 if spec.arg else 0} value(s), got {list(s.args)}"
+    tag = reason[0]
+    if tag == "type":
+        _, k, expected = reason
+        j = s.inputs[k]
+        return f"{s.op} expects {_KIND_WORDS[expected]}, got {_describe(trace[j], program.steps[j].op == 'unique')}"
+    if tag == "unique":
+        return f"unique expects exactly one object, got {reason[1]}"
+    if tag == "ends":
+        if reason[1] == "none":
+            return "query on an object without that attribute"
+        return f"program ends in {_describe(trace[i], reason[1] == 'object')}, not an answer"
+    return f"step {i} failed: {reason}"

@@ -1,0 +1,265 @@
+"""Neural State Machine (Hudson & Manning, NeurIPS 2019) over `SceneGraph`s.
+
+    reasoner = NSMReasoner.from_checkpoint("data/checkpoints/nsm_clevr.pt")
+    result = reasoner.answer(scene, "How many red cubes are there?")
+    result.answer, result.confidence, result.step_distributions   # [{object id: p}, ...]
+
+The machine, as in the paper:
+- concepts grouped by property type (identity = object names, each attribute type,
+  relations) come from an `NSMOntology`; a node is represented per property type as the
+  graph's probability-weighted mixture of that type's concept embeddings, an edge as the
+  mixture of relation concepts, so gold (one-hot) and predicted (soft) graphs both work;
+- question words are softly tagged against all concepts (plus a default that keeps the
+  word's own embedding, for function words), encoded by a BiLSTM and decoded by a
+  recurrent decoder into N instructions, each an attention over the question words;
+- step i: property-type weights r_i = softmax(W q_i) over P node properties + relations;
+  node relevance from sum_j r_i(j) (q_i * W_j s^j), edge relevance from q_i * W_e e;
+  a property shift and a relation shift along edges (from the current distribution),
+  mixed by r_i(relation); the answer classifier reads the question vector and the final
+  state's aggregated node features.
+
+Extensions (documented in data/checkpoints/README.md), needed for CLEVR's counting,
+`same_*`, and/or and two-branch comparisons:
+- the state is a soft set a_i in [0, 1]^n; the NSM distribution is p_i = a_i / sum a_i
+  (what `step_distributions` shows) and sum a_i is a soft count for the classifier;
+- a property shift either filters the current set or restarts from all objects (a keep
+  gate); a restart pushes the current set into a one-slot register; op weights over
+  {skip, shift, and, or} let a step keep the state or intersect/unite it with the register;
+- "same <property>" and "self" are virtual relation concepts added to every edge, with
+  the probability that the two nodes share the property;
+- training may add auxiliary losses on the steps from program traces (nsm_train.py).
+
+Layering: imports torch and core modules only (plus vqa.reason.nsm_data).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import DataError
+from ..scene import SceneGraph
+from .nsm_data import OPS, NSMOntology, Vocab, collate, encode_example, to_device
+
+MAX_COUNT = 10
+
+
+@dataclass
+class NSMConfig:
+    dim: int = 64
+    steps: int = 8
+    dropout: float = 0.0
+
+
+class NSM(nn.Module):
+    """In: a `collate` batch. Out: dict with logits (B, A), states (B, S, n) soft sets,
+    dists (B, S, n) distributions, op (B, S, 4), keep (B, S), rel (B, S) gate values."""
+
+    def __init__(self, config: NSMConfig, ontology: NSMOntology, vocab_size: int):
+        super().__init__()
+        d = config.dim
+        self.config, self.ontology = config, ontology
+        P = len(ontology.properties)
+        R = len(ontology.relations)
+        init = lambda *s: nn.Parameter(torch.randn(*s) * d ** -0.5)  # noqa: E731
+        # concept vocabulary: one table per property type, relations, virtual relations
+        self.concepts = nn.ParameterList([init(len(v), d) for v in ontology.properties.values()])
+        self.rel_concepts = init(R, d)
+        self.same_concepts = init(P, d)  # "same <property>" edges
+        self.self_concept = init(1, d)
+        self.default_tag = init(1, d)  # tag logit for "not a concept" (function words)
+        # question
+        self.embed = nn.Embedding(vocab_size, d, padding_idx=0)
+        self.tag_proj = nn.Linear(d, d, bias=False)
+        self.encoder = nn.LSTM(d, d // 2, batch_first=True, bidirectional=True)
+        self.q_proj = nn.Linear(d, d)
+        self.decoder = nn.GRUCell(d, d)
+        self.step_embed = init(config.steps, d)
+        self.att = nn.Linear(d, d)
+        # reasoning
+        self.prop_type = nn.Linear(d, P + 1)  # r_i over node properties + relation
+        self.W_node = nn.Parameter(torch.stack([torch.eye(d)] * P) + 0.02 * torch.randn(P, d, d))
+        self.W_edge = nn.Linear(d, d)
+        self.node_out = nn.Sequential(nn.Linear(d, d), nn.ELU(), nn.Linear(d, 1))
+        self.edge_out = nn.Sequential(nn.Linear(d, d), nn.ELU(), nn.Linear(d, 1))
+        self.gates = nn.Linear(d, len(OPS) + 1)  # op weights + keep gate
+        # answer
+        self.ans_type = nn.Linear(d, P)
+        n_count = MAX_COUNT + 1
+        self.classifier = nn.Sequential(
+            nn.Linear(5 * d + 2 * n_count + 3, 2 * d), nn.ELU(), nn.Dropout(config.dropout),
+            nn.Linear(2 * d, len(ontology.answers)))
+
+    # ---- pieces ------------------------------------------------------------------
+    def encode_question(self, words, word_mask):
+        """words (B, T) -> word states (B, T, d), question vector (B, d)."""
+        w = self.embed(words)  # (B, T, d)
+        concepts = torch.cat(list(self.concepts) + [self.rel_concepts], 0)  # (C, d)
+        keys = torch.cat([concepts, self.default_tag], 0)  # (C+1, d)
+        tag = torch.softmax(self.tag_proj(w) @ keys.t(), -1)  # (B, T, C+1)
+        tagged = tag[..., :-1] @ concepts + tag[..., -1:] * w  # (B, T, d)
+        lengths = word_mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(tagged, lengths, batch_first=True, enforce_sorted=False)
+        out, (h, _) = self.encoder(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=words.shape[1])
+        q = torch.tanh(self.q_proj(torch.cat([h[0], h[1]], -1)))  # (B, d)
+        return out, q
+
+    def instructions(self, states, word_mask, q):
+        """N instructions (B, S, d), each an attention over the word states."""
+        h, out = q, []
+        for i in range(self.config.steps):
+            h = self.decoder(q + self.step_embed[i], h)
+            logits = (self.att(states) * h[:, None]).sum(-1).masked_fill(~word_mask, -1e9)  # (B, T)
+            out.append((torch.softmax(logits, -1)[..., None] * states).sum(1))
+        return torch.stack(out, 1)
+
+    def graph_features(self, batch):
+        """Node features (B, n, P, d) and edge features (B, n, n, d)."""
+        nodes = torch.stack([p @ c for p, c in zip(batch["props"], self.concepts)], 2)
+        edges = batch["rels"] @ self.rel_concepts  # (B, n, n, d)
+        same = torch.stack([p @ p.transpose(1, 2) for p in batch["props"]], -1)  # (B, n, n, P)
+        edges = edges + same @ self.same_concepts
+        n = nodes.shape[1]
+        eye = torch.eye(n, device=nodes.device)[None, :, :, None]
+        edges = edges + eye * self.self_concept
+        return nodes, edges
+
+    @staticmethod
+    def normalise(a, mask):
+        a = (a + 1e-6) * mask
+        return a / a.sum(-1, keepdim=True)
+
+    def read(self, a, mask, nodes, r_ans):
+        """Aggregated node features (B, d) under the distribution of soft set a, and its count."""
+        p = self.normalise(a, mask)
+        m = torch.einsum("bn,bnpd,bp->bd", p, nodes, r_ans)
+        return m, a.sum(-1)
+
+    # ---- forward ----------------------------------------------------------------------
+    def forward(self, batch):
+        mask = batch["node_mask"].float()  # (B, n)
+        a0 = batch["score"] * mask
+        states, q = self.encode_question(batch["words"], batch["word_mask"])
+        instr = self.instructions(states, batch["word_mask"], q)  # (B, S, d)
+        nodes, edges = self.graph_features(batch)
+        node_proj = torch.einsum("bnpd,pde->bnpe", nodes, self.W_node)  # (B, n, P, d)
+        edge_proj = self.W_edge(edges)  # (B, n, n, d)
+        a, reg = a0, a0
+        out = {k: [] for k in ("states", "dists", "op", "keep", "rel", "ptype")}
+        for i in range(self.config.steps):
+            qi = instr[:, i]  # (B, d)
+            r = torch.softmax(self.prop_type(qi), -1)  # (B, P+1)
+            g = self.gates(qi)
+            op = torch.softmax(g[:, :len(OPS)], -1)  # (B, 4)
+            keep = torch.sigmoid(g[:, -1])  # (B,)
+            # property shift: node relevance from the instruction and the node's properties
+            x = torch.einsum("bp,bnpd->bnd", r[:, :-1], node_proj) * qi[:, None]
+            a_prop = torch.sigmoid(self.node_out(x).squeeze(-1)) * (keep[:, None] * a + (1 - keep[:, None]) * a0)
+            # relation shift: edge relevance, summed from the current distribution
+            p = self.normalise(a, mask)
+            y = F.elu(edge_proj * qi[:, None, None])  # (B, n, n, d): edge s' -> s
+            z = torch.einsum("bs,bsnd->bnd", p, y)
+            a_rel = torch.sigmoid(self.edge_out(z).squeeze(-1)) * a0
+            w_rel = r[:, -1:]
+            shifted = w_rel * a_rel + (1 - w_rel) * a_prop
+            new = (op[:, :1] * a + op[:, 1:2] * shifted + op[:, 2:3] * a * reg
+                   + op[:, 3:4] * (a + reg - a * reg)) * mask
+            push = (op[:, 1] * (1 - r[:, -1]) * (1 - keep))[:, None]
+            reg = reg + push * (a - reg)
+            a = new
+            for k, v in (("states", a), ("dists", self.normalise(a, mask)), ("op", op), ("keep", keep),
+                         ("rel", r[:, -1]), ("ptype", r)):
+                out[k].append(v)
+        out = {k: torch.stack(v, 1) for k, v in out.items()}
+        r_ans = torch.softmax(self.ans_type(q), -1)
+        m_f, c_f = self.read(a, mask, nodes, r_ans)
+        m_r, c_r = self.read(reg, mask, nodes, r_ans)
+        ks = torch.arange(MAX_COUNT + 1, device=a.device, dtype=a.dtype)
+        cf = lambda c: torch.exp(-2.0 * (c[:, None] - ks) ** 2)  # noqa: E731
+        diff = c_f - c_r
+        feats = torch.cat([q, m_f, m_r, m_f * m_r, (m_f - m_r).abs(), cf(c_f), cf(c_r),
+                           torch.tanh(diff)[:, None], torch.exp(-4 * diff ** 2)[:, None],
+                           (c_f / MAX_COUNT)[:, None]], -1)
+        out["logits"] = self.classifier(feats)
+        return out
+
+
+# ---- reasoner API ------------------------------------------------------------------------
+@dataclass
+class NSMAnswer:
+    answer: str
+    confidence: float
+    step_distributions: list[dict[str, float]]  # one {object id: probability} per reasoning step
+    step_ops: list[str]  # the most weighted op of each step (skip, shift, and, or)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class NSMReasoner:
+    """A trained NSM with its vocabularies. `answer`/`answer_batch` take scene graphs and
+    question texts; no program is needed."""
+
+    def __init__(self, model: NSM, vocab: Vocab, device: str | torch.device = "cpu"):
+        self.model = model.to(device).eval()
+        self.vocab, self.ontology, self.device = vocab, model.ontology, torch.device(device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "NSMReasoner":
+        model, vocab, _ = load_checkpoint(path, device)
+        return cls(model, vocab, device)
+
+    def answer(self, scene: SceneGraph, question: str) -> NSMAnswer:
+        return self.answer_batch([scene], [question])[0]
+
+    @torch.no_grad()
+    def answer_batch(self, scenes: list[SceneGraph], questions: list[str], batch_size: int = 256) -> list[NSMAnswer]:
+        if len(scenes) != len(questions):
+            raise ValueError(f"{len(scenes)} scenes but {len(questions)} questions")
+        results, cache = [], {}
+        for s in range(0, len(scenes), batch_size):
+            exs = [encode_example(self.ontology, self.vocab, sc, q, steps=self.model.config.steps, scene_cache=cache)
+                   for sc, q in zip(scenes[s:s + batch_size], questions[s:s + batch_size])]
+            batch = collate(exs)
+            out = self.model(to_device(batch, self.device))
+            probs = torch.softmax(out["logits"], -1).cpu()
+            dists, ops = out["dists"].cpu(), out["op"].argmax(-1).cpu()
+            for b, ids in enumerate(batch["ids"]):
+                conf, k = probs[b].max(0)
+                steps = [{o: round(float(dists[b, i, j]), 6) for j, o in enumerate(ids)}
+                         for i in range(dists.shape[1])]
+                results.append(NSMAnswer(self.ontology.answers[int(k)], float(conf), steps,
+                                         [OPS[int(o)] for o in ops[b]]))
+        return results
+
+
+def save_checkpoint(path: str | Path, model: NSM, vocab: Vocab, extra: dict | None = None) -> None:
+    """Config, ontology, vocabulary and weights in one file (plus `extra`, e.g. training state)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": "vqa-nsm-1", "config": asdict(model.config), "ontology": model.ontology.to_dict(),
+            "vocab": vocab.words, "state_dict": model.state_dict(), **(extra or {})}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(data, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[NSM, Vocab, dict]:
+    """(model, vocab, the whole checkpoint dict); the model is rebuilt from the file alone."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such checkpoint file", file=path)
+    try:
+        data = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a data error
+        raise DataError(f"cannot read checkpoint: {e}", file=path) from None
+    if not isinstance(data, dict) or data.get("format") != "vqa-nsm-1":
+        raise DataError("not an NSM checkpoint (expected format 'vqa-nsm-1')", file=path)
+    vocab = Vocab(data["vocab"])
+    model = NSM(NSMConfig(**data["config"]), NSMOntology.from_dict(data["ontology"]), len(vocab))
+    model.load_state_dict(data["state_dict"])
+    return model.to(device).eval(), vocab, data

@@ -1,0 +1,210 @@
+"""Training and held-out evaluation of the Neural State Machine.
+
+    cfg = TrainConfig(epochs=10)
+    report = train_nsm("synth/", split="train", val_split="val", out="nsm.pt", config=cfg)
+    report = evaluate_nsm(model, examples)      # accuracy by group, family, final function
+
+Loss: cross-entropy on the answer plus, with weight `trace_weight`, auxiliary losses on
+the reasoning steps from the program traces (`nsm_data.macro_steps`): binary
+cross-entropy of each step's soft set against the executor's objects, and of the op,
+keep and relation gates against the step's labels. The programs are used in training
+only; answering needs the scene graph and the question text.
+
+Checkpoints (`nsm.save_checkpoint`) carry config, ontology, vocabulary and weights, plus
+the optimizer, epoch and the training config so that `resume=True` continues a run.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..datasets.clevr import CLEVRDataset
+from ..errors import DataError
+from .nsm import NSM, NSMConfig, load_checkpoint, save_checkpoint
+from .nsm_data import NSMOntology, Vocab, collate, encode_example, to_device
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    trace_weight: float = 1.0
+    seed: int = 0
+    threads: int = 2
+    limit: int | None = None  # only the first N training questions
+    max_minutes: float | None = None  # stop (and save) after this much training time
+
+
+def load_examples(root, split: str, ontology: NSMOntology, vocab: Vocab | None, steps: int,
+                  limit: int | None = None) -> tuple[list[dict], Vocab]:
+    """Encoded examples of one split of a CLEVR-layout folder (and the vocabulary, built
+    from this split's questions when `vocab` is None)."""
+    ds = CLEVRDataset(root, split)
+    pairs = []
+    for q, sg in ds.iter_with_scenes():
+        if q.answer is None:
+            raise DataError("question has no answer (training and evaluation need answers)",
+                            file=ds.questions_path, record=q.qid, field="answer")
+        pairs.append((q, sg))
+        if limit is not None and len(pairs) >= limit:
+            break
+    if vocab is None:
+        vocab = Vocab.build((q.text for q, _ in pairs), ontology)
+    cache: dict = {}
+    examples = []
+    for q, sg in pairs:
+        meta = {"group": str(q.meta.get("template_filename", "")).replace(".json", ""),
+                "family": q.family, "function": q.program[-1].op if q.program else ""}
+        examples.append(encode_example(ontology, vocab, sg, q.text, q.program, q.answer, steps,
+                                       family=meta, scene_cache=cache))
+    return examples, vocab
+
+
+def loss_fn(out: dict, batch: dict, trace_weight: float) -> tuple[torch.Tensor, dict]:
+    """Answer cross-entropy + trace_weight * (state BCE + op NLL + keep/relation BCE)."""
+    ce = F.cross_entropy(out["logits"], batch["answer"], ignore_index=-1)
+    parts = {"answer": float(ce)}
+    loss = ce
+    has = batch["has_trace"]
+    if trace_weight > 0 and bool(has.any()):
+        m = batch["node_mask"][has].float()[:, None, :]  # (b, 1, n)
+        st = out["states"][has].clamp(1e-6, 1 - 1e-6)
+        bce = F.binary_cross_entropy(st, batch["target"][has], reduction="none")
+        state_loss = (bce * m).sum() / (m.sum() * st.shape[1])
+        op_loss = -torch.log(out["op"][has].gather(-1, batch["op"][has][..., None]).clamp(min=1e-6)).mean()
+
+        def gate(p, label):
+            ok = label >= 0
+            if not bool(ok.any()):
+                return p.sum() * 0
+            return F.binary_cross_entropy(p[ok].clamp(1e-6, 1 - 1e-6), label[ok])
+
+        restart = batch["restart"][has]
+        keep_loss = gate(out["keep"][has], torch.where(restart >= 0, 1 - restart, restart))
+        rel_loss = gate(out["rel"][has], batch["relation"][has])
+        trace = state_loss + op_loss + keep_loss + rel_loss
+        loss = loss + trace_weight * trace
+        parts.update(state=float(state_loss), op=float(op_loss), keep=float(keep_loss), rel=float(rel_loss))
+    return loss, parts
+
+
+@torch.no_grad()
+def evaluate_nsm(model: NSM, examples: list[dict], batch_size: int = 256, device="cpu") -> dict:
+    """Accuracy overall and by group (template file), family and final function."""
+    model.eval()
+    tallies = {k: defaultdict(lambda: [0, 0]) for k in ("group", "family", "function")}
+    right = total = 0
+    for s in range(0, len(examples), batch_size):
+        batch = collate(examples[s:s + batch_size])
+        pred = model(to_device(batch, device))["logits"].argmax(-1).cpu()
+        ok = (pred == batch["answer"]).tolist()
+        for meta, good in zip(batch["family"], ok):
+            right += good
+            total += 1
+            for k in tallies:
+                t = tallies[k][str(meta.get(k, "")) if isinstance(meta, dict) else ""]
+                t[0] += good
+                t[1] += 1
+    return {"accuracy": right / max(total, 1), "questions": total,
+            **{f"by_{k}": {name: {"accuracy": r / n, "questions": n} for name, (r, n) in sorted(v.items())}
+               for k, v in tallies.items()}}
+
+
+def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out="nsm.pt",
+              config: TrainConfig | None = None, model_config: NSMConfig | None = None, resume: bool = False,
+              progress=None, log=print, device: str = "cpu") -> dict:
+    """Train on `data/<split>` (a CLEVR-layout folder), evaluate on `val_split` after every
+    epoch, save a checkpoint to `out` after every epoch. Out: a report dict (per-epoch
+    losses and accuracies, wall seconds, the final held-out evaluation)."""
+    cfg = config or TrainConfig()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    out = Path(out)
+    ontology = NSMOntology.clevr()
+    state = None
+    if resume and out.is_file():
+        model, vocab, state = load_checkpoint(out, device)
+        log(f"resuming from {out} (epoch {state.get('epoch', 0)})")
+    else:
+        vocab = None
+    mcfg = model.config if state else (model_config or NSMConfig())
+    t0 = time.time()
+    train, vocab = load_examples(data, split, ontology, vocab, mcfg.steps, cfg.limit)
+    val = load_examples(data, val_split, ontology, vocab, mcfg.steps)[0] if val_split else []
+    log(f"loaded {len(train):,} training and {len(val):,} held-out questions in {time.time() - t0:.1f} s")
+    if state is None:
+        model = NSM(mcfg, ontology, len(vocab)).to(device)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+    history, epoch, elapsed = [], 0, 0.0
+    if state:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        epoch, history, elapsed = state["epoch"], state.get("history", []), state.get("train_seconds", 0.0)
+        rng.setstate(_tuple_state(state["rng"]))
+    start = time.time() - elapsed
+    stopped = False
+    while epoch < cfg.epochs and not stopped:
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        it = progress(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else batches
+        sums, n = defaultdict(float), 0
+        model.train()
+        for idx in it:
+            batch = to_device(collate([train[i] for i in idx]), device)
+            loss, parts = loss_fn(model(batch), batch, cfg.trace_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            for k, v in parts.items():
+                sums[k] += v
+            n += 1
+            if hasattr(it, "set_postfix") and n % 20 == 0:
+                it.set_postfix(loss=f"{sums['answer'] / n:.3f}")
+            if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
+                stopped = True
+                break
+        epoch += 1
+        entry = {"epoch": epoch, "seconds": round(time.time() - start, 1),
+                 **{k: round(v / max(n, 1), 4) for k, v in sums.items()}}
+        if val:
+            entry["val_accuracy"] = round(evaluate_nsm(model, val, device=device)["accuracy"], 4)
+        history.append(entry)
+        log(" ".join(f"{k}={v}" for k, v in entry.items()))
+        save_checkpoint(out, model, vocab, {
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "history": history,
+            "train_seconds": time.time() - start, "rng": rng.getstate(), "train_config": asdict(cfg),
+            "data": {"root": str(data), "split": split, "val_split": val_split, "questions": len(train)}})
+    report = {"epochs": epoch, "train_seconds": round(time.time() - start, 1), "history": history,
+              "checkpoint": str(out), "questions": len(train)}
+    if val:
+        report["val"] = evaluate_nsm(model, val, device=device)
+    return report
+
+
+def strip_checkpoint(path, out) -> None:
+    """Copy a checkpoint without the optimizer state (what ships)."""
+    model, vocab, data = load_checkpoint(path)
+    keep = {k: data[k] for k in ("epoch", "history", "train_seconds", "train_config", "data") if k in data}
+    save_checkpoint(out, model, vocab, keep)
+
+
+def _tuple_state(s):
+    return tuple(_tuple_state(x) if isinstance(x, list) else x for x in s) if isinstance(s, (list, tuple)) else s
