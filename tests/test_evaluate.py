@@ -26,15 +26,16 @@ def clevr_files(clevr_root):
 @pytest.mark.parametrize("reasoner", ["asp", "reference"])
 def test_report_and_predictions(clevr_files, tmp_path, reasoner):
     q, s, records = clevr_files
-    report = evaluate_clevr(q, s, reasoner=reasoner, out=tmp_path / "r.json", predictions=tmp_path / "p.json")
+    report = evaluate_clevr(q, s, reasoner=reasoner, out=tmp_path / "r.json", predictions=tmp_path / "p.jsonl")
     n = len(records)
     assert report["total"] == n and report["correct"] == n and report["accuracy"] == 1.0
     groups = Counter(r.get("template_filename", "unknown.json").rsplit(".", 1)[0] for r in records)
     assert {k: v["total"] for k, v in report["by_template"].items()} == groups and groups["one_hop"] >= 1
     assert sum(c["total"] for c in report["by_function"].values()) == n
     assert json.loads((tmp_path / "r.json").read_text())["correct"] == n
-    preds = json.loads((tmp_path / "p.json").read_text())
+    preds = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()][1:]
     assert [p["prediction"] for p in preds] == [r["answer"] for r in records]
+    assert (tmp_path / "r.md").read_text().startswith("# CLEVR evaluation") and (tmp_path / "r.png").exists()
     assert "accuracy 100.00%" in format_report(report)
 
 
@@ -68,7 +69,7 @@ def test_final_function_groups():
 
 def test_unavailable_scene_source_and_reasoner(clevr_files):
     q, s, _ = clevr_files
-    with pytest.raises(VQAError):
+    with pytest.raises(VQAError, match="needs --images"):
         evaluate_clevr(q, s, scene_source="predicted")
     with pytest.raises(VQAError):
         evaluate_clevr(q, s, reasoner="nsm-not-here")
@@ -79,11 +80,11 @@ def test_cli_clevr(clevr_files, tmp_path, capsys):
     out = tmp_path / "report.json"
     assert main(["evaluate", "--dataset", "clevr", "--questions", str(q), "--scenes", str(s), "--reasoner", "asp",
                  "--scene-source", "gold", "--limit", "4", "--out", str(out), "--predictions",
-                 str(tmp_path / "pred.json"), "--no-progress"]) == 0
+                 str(tmp_path / "pred.jsonl"), "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "by final function" in text and "by template" in text
     assert json.loads(out.read_text())["total"] == 4
-    assert len(json.loads((tmp_path / "pred.json").read_text())) == 4
+    assert len((tmp_path / "pred.jsonl").read_text().splitlines()) == 5  # settings + 4 questions
 
 
 def test_cli_gqa_branch(gqa_dir, capsys):
@@ -103,3 +104,40 @@ def test_cli_bench_asp_small(capsys):
     report = json.loads(capsys.readouterr().out)
     assert set(report["methods"]) == {"batched", "batched_many", "per_question", "reference"}
     assert all(m["mismatches"] == 0 for m in report["methods"].values())
+
+
+def _generated(tmp_path, scenes=12, per_scene=5):
+    from vqa.datasets.synth.generate import generate_dataset
+
+    root = tmp_path / "gen"
+    generate_dataset(root, num_scenes=scenes, questions_per_scene=per_scene, seed=5, split="val", images=False)
+    return root / "questions/CLEVR_val_questions.json", root / "scenes/CLEVR_val_scenes.json"
+
+
+def test_workers_shards_and_merge_agree(tmp_path, capsys):
+    q, s = _generated(tmp_path)
+    one = evaluate_clevr(q, s, predictions=tmp_path / "one.jsonl")
+    two = evaluate_clevr(q, s, workers=2, predictions=tmp_path / "two.jsonl")
+    assert one["accuracy"] == 1.0 and one["total"] == 60
+    assert {k: two[k] for k in ("total", "correct", "by_template", "by_function")} == \
+        {k: one[k] for k in ("total", "correct", "by_template", "by_function")}
+    shards = [tmp_path / f"s{i}.jsonl" for i in range(3)]
+    totals = [evaluate_clevr(q, s, shard=(i, 3), predictions=shards[i])["total"] for i in range(3)]
+    assert sum(totals) == 60 and all(t > 0 for t in totals)
+    assert main(["report", "--predictions", *map(str, shards), "--out", str(tmp_path / "merged.json"), "--json"]) == 0
+    merged = json.loads(capsys.readouterr().out)
+    assert merged["total"] == 60 and merged["by_function"] == one["by_function"]
+    assert (tmp_path / "merged.png").exists()
+
+
+def test_resume_skips_answered_questions(tmp_path):
+    q, s = _generated(tmp_path, scenes=6)
+    pred = tmp_path / "p.jsonl"
+    first = evaluate_clevr(q, s, limit=10, predictions=pred)
+    assert first["answered_now"] == 10
+    with open(pred, "a") as f:
+        f.write('{"qid": "cut sho')  # a kill in the middle of a line
+    again = evaluate_clevr(q, s, predictions=pred)
+    assert again["resumed"] == 10 and again["answered_now"] == again["total"] - 10 and again["accuracy"] == 1.0
+    with pytest.raises(VQAError, match="other settings"):
+        evaluate_clevr(q, s, reasoner="reference", predictions=pred)

@@ -1,25 +1,27 @@
-"""Evaluation on CLEVR: answer a questions file over its scenes, score, break down.
+"""Evaluation on CLEVR at scale: workers, resume, shards; scoring in `vqa.report`.
 
     report = evaluate_clevr("CLEVR_val_questions.json", "CLEVR_val_scenes.json",
-                            reasoner="asp", scene_source="gold", limit=1000,
-                            out="report.json", predictions="predictions.json")
+                            reasoner="asp", workers=2, predictions="pred.jsonl", out="report.json")
     print(format_report(report))
 
-The report holds `accuracy`, `total`, `correct`, `failed` (questions the reasoner could
-not answer: a step failed), `unscored` (no gold answer, e.g. the test split), and the
-breakdowns `by_template` (CLEVR's nine template files, from `template_filename`;
-"unknown" when a record does not name its template) and `by_function` (CLEVR's usual
-report by final function: exist, count, compare_integer, query_attribute,
-compare_attribute). Predictions are a JSON list of
-`{"question_index", "image_filename", "prediction", "answer", "error"}`.
+Questions are grouped by image and answered in chunks of `scenes_per_call` images (one
+clingo call each for the ASP reasoner), by `workers` processes. Predictions are appended
+to a JSONL file as chunks finish: its first line records the settings, each further line
+one question (`qid`, `image`, `prediction`, `answer`, `error`, `template`, `function`,
+`family`). Rerunning the same command skips the questions already there (a run killed at
+any point loses at most the chunks in flight); a file made with other settings is refused.
+`shard=(i, n)` answers every n-th image starting at i, so a cluster launcher can spread a
+split over machines; `vqa report --predictions shard*.jsonl` merges and scores them.
 
-Reasoners: "asp" (`vqa.reason.asp.ASPReasoner`, several scenes per clingo call) and
-"reference" (the reference executor `vqa.executor`, for comparison; "executor" is an alias). Scene source: "gold" (the scenes
-file); predicted scenes come with the vision scene parser.
+Reasoners: "asp" (`vqa.reason.asp.ASPReasoner`), "reference" (the Python executor; alias
+"executor"). Scene source: "gold" (the scenes file) or "predicted" (the vision scene
+parser on the images). Program source: "gold" (the questions' programs) or "parsed" (the
+question parser on the question text).
 """
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -28,17 +30,11 @@ from .datasets import clevr
 from .errors import DataError, VQAError
 from .program import Program
 from .question import Question
+from .report import FINAL_FUNCTION_GROUPS, format_report, score_records, write_reports  # noqa: F401 (re-exported)
 
-FINAL_FUNCTION_GROUPS = {
-    "exist": "exist", "count": "count",
-    "equal_integer": "compare_integer", "less_than": "compare_integer", "greater_than": "compare_integer",
-    **{f"query_{c}": "query_attribute" for c in ("color", "size", "material", "shape")},
-    **{f"equal_{c}": "compare_attribute" for c in ("color", "size", "material", "shape")},
-}
-TEMPLATE_GROUPS = ("zero_hop", "one_hop", "two_hop", "three_hop", "single_and", "single_or", "same_relate",
-                   "comparison", "compare_integer")
 REASONERS = ("asp", "reference")  # "executor" is accepted for "reference"
-SCENE_SOURCES = ("gold",)
+SCENE_SOURCES = ("gold", "predicted")
+PROGRAM_SOURCES = ("gold", "parsed")
 
 
 def final_function(program: Program | None) -> str:
@@ -56,118 +52,228 @@ def template_group(question: Question) -> str:
     return "unknown"
 
 
-def _answer_fn(reasoner: str, theory_dir=None):
-    """A function [(scene, [program])] -> [[(answer | None, error | None)]]."""
-    if reasoner == "asp":
-        from .reason.asp import ASPReasoner
+# ---- the work done per chunk of images (in a worker process or in this one) --------------
+class _Answerer:
+    """Builds the reasoner, scene source and program source once per process."""
 
-        asp = ASPReasoner(theory_dir, explain=False)
+    def __init__(self, settings: dict):
+        self.s = settings
+        reasoner = settings["reasoner"]
+        if reasoner == "asp":
+            from .reason.asp import ASPReasoner
 
-        def run(batch):
-            return [[(a.answer, a.error) for a in answers] for answers in asp.answer_many(batch)]
-        return run
-    if reasoner in ("reference", "executor"):
+            self.asp = ASPReasoner(settings.get("theory_dir"), explain=False)
+        elif reasoner == "nsm":
+            from .reason.nsm import NSMReasoner
+
+            self.nsm = NSMReasoner.from_checkpoint(settings["nsm_checkpoint"])
+        self.scene_parser = None
+        if settings["scene_source"] == "predicted":
+            from .vision.scene_parser import load_scene_parser
+
+            self.scene_parser = load_scene_parser(settings.get("scene_checkpoint"))
+        self.question_parser = None
+        if settings["program_source"] == "parsed":
+            from .language.parser import load_question_parser
+
+            self.question_parser = load_question_parser(settings.get("parser_checkpoint"))
+
+    def __call__(self, chunk: list[tuple]) -> list[dict]:
+        """chunk: [(image_id, gold scene or None, image path or None, [question record dicts])]."""
+        batch, order = [], []
+        for image_id, scene, image_path, questions in chunk:
+            if self.scene_parser is not None:
+                scene = self.scene_parser.parse_image(image_path)
+            programs = []
+            for q in questions:
+                prog = q["program"]
+                if self.question_parser is not None:
+                    parsed = self.question_parser.parse(q["text"])
+                    q["program_match"] = prog is not None and parsed.program == prog
+                    prog = parsed.program
+                q["program"] = prog
+                if prog is not None:
+                    programs.append(prog)
+                    order.append(q)
+            batch.append((scene, programs, [q["text"] for q in questions if q["program"] is not None]))
+        results = self._answer(batch)
+        out = []
+        answered = dict(zip(map(id, order), results))
+        for _, _, _, questions in chunk:
+            for q in questions:
+                pred, err = answered.get(id(q), (None, "no program"))
+                rec = {k: q[k] for k in ("qid", "image", "answer", "template", "function", "family")}
+                rec.update(prediction=pred, error=err)
+                if "program_match" in q:
+                    rec["program_match"] = q["program_match"]
+                out.append(rec)
+        return out
+
+    def _answer(self, batch) -> list[tuple]:
+        reasoner = self.s["reasoner"]
+        if reasoner == "asp":
+            answers = self.asp.answer_many([(scene, progs) for scene, progs, _ in batch])
+            return [(a.answer, a.error) for ans in answers for a in ans]
+        if reasoner == "nsm":
+            out = []
+            for scene, _, texts in batch:
+                out += [(r.answer, None) for r in self.nsm.answer_batch([scene] * len(texts), texts)]
+            return out
         from .executor import execute
 
-        def run(batch):
-            return [[(r.answer, r.error) for r in (execute(p, scene) for p in programs)] for scene, programs in batch]
-        return run
-    raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
+        return [(r.answer, r.error) for scene, progs, _ in batch for r in (execute(p, scene) for p in progs)]
+
+
+_WORKER: _Answerer | None = None
+
+
+def _init_worker(settings: dict) -> None:
+    global _WORKER
+    _WORKER = _Answerer(settings)
+
+
+def _run_chunk(chunk):
+    return _WORKER(chunk)
+
+
+# ---- the driver ---------------------------------------------------------------------------
+def _settings(reasoner, scene_source, program_source, questions, scenes, images, theory_dir, checkpoints) -> dict:
+    reasoner = "reference" if reasoner == "executor" else reasoner
+    if reasoner not in (*REASONERS, "nsm"):
+        raise VQAError(f"unknown reasoner {reasoner!r} (expected one of asp, reference, nsm)")
+    if scene_source not in SCENE_SOURCES:
+        raise VQAError(f"unknown scene source {scene_source!r} (expected one of {', '.join(SCENE_SOURCES)})")
+    if program_source not in PROGRAM_SOURCES:
+        raise VQAError(f"unknown program source {program_source!r} (expected one of {', '.join(PROGRAM_SOURCES)})")
+    if scene_source == "predicted" and not images:
+        raise VQAError("--scene-source predicted needs --images (the folder of the split's images)")
+    return {"dataset": "clevr", "reasoner": reasoner, "scene_source": scene_source, "program_source": program_source,
+            "questions": str(questions), "scenes": str(scenes), "images": str(images) if images else None,
+            "theory_dir": str(theory_dir) if theory_dir else None, **(checkpoints or {})}
+
+
+def _read_predictions(path: Path, settings: dict) -> dict[str, dict]:
+    """Records already in a predictions file made with the same settings."""
+    if not path.exists() or path.stat().st_size == 0:
+        return {}
+    done: dict[str, dict] = {}
+    raw = path.read_bytes()
+    complete = raw.rfind(b"\n") + 1
+    if complete < len(raw):  # the last line, cut short by a kill: drop it before appending
+        with open(path, "r+b") as f:
+            f.truncate(complete)
+    meta = None
+    for i, line in enumerate(raw[:complete].decode("utf-8").split("\n")):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise DataError(f"line {i + 1} is not JSON", file=path) from None
+        if "settings" in rec and meta is None:
+            meta = rec["settings"]
+            continue
+        done[rec["qid"]] = rec
+    keys = ("reasoner", "scene_source", "program_source", "questions", "scenes", "theory_dir")
+    if meta is not None and any(meta.get(k) != settings.get(k) for k in keys):
+        diff = [k for k in keys if meta.get(k) != settings.get(k)]
+        raise VQAError(f"{path} holds predictions made with other settings ({', '.join(diff)}); "
+                       "use another --predictions file")
+    return done
 
 
 def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str = "asp", scene_source: str = "gold",
-                   limit: int | None = None, out: str | Path | None = None, predictions: str | Path | None = None,
-                   progress=None, theory_dir=None, scenes_per_call: int = 8) -> dict:
-    """Answer every question of a CLEVR questions file (the first `limit`) on its scene and
-    score it. `progress` is an optional wrapper for the scene loop (e.g. a tqdm bar).
-    Writes the report to `out` and the predictions to `predictions` when given."""
-    if scene_source not in SCENE_SOURCES:
-        raise VQAError(f"scene source {scene_source!r} is not available here (expected one of "
-                       f"{', '.join(SCENE_SOURCES)}; predicted scenes need the vision scene parser)")
-    answer = _answer_fn(reasoner, theory_dir)
-    scene_graphs = clevr.load_scenes(scenes)
+                   program_source: str = "gold", limit: int | None = None, out: str | Path | None = None,
+                   predictions: str | Path | None = None, progress=None, theory_dir=None, scenes_per_call: int = 8,
+                   workers: int = 1, shard: tuple[int, int] | None = None, images: str | Path | None = None,
+                   checkpoints: dict | None = None) -> dict:
+    """Answer the questions (the first `limit`) of a CLEVR questions file and score them.
+
+    Writes the report to `out` (JSON, plus `.md` and `.png` beside it) and the predictions
+    to `predictions` (JSONL, resumable) when given. Returns the report dict."""
+    settings = _settings(reasoner, scene_source, program_source, questions, scenes, images, theory_dir, checkpoints)
+    if shard is not None:
+        i, n = shard
+        if not (n >= 1 and 0 <= i < n):
+            raise VQAError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
+    scene_graphs = clevr.load_scenes(scenes) if scene_source == "gold" else None
     by_image: OrderedDict[str, list[Question]] = OrderedDict()
-    n = 0
+    n_q = 0
     for q in clevr.iter_questions(questions):
-        if limit is not None and n >= limit:
+        if limit is not None and n_q >= limit:
             break
-        if q.image_id not in scene_graphs:
+        n_q += 1
+        if scene_graphs is not None and q.image_id not in scene_graphs:
             raise DataError(f"no scene for image {q.image_id!r} in {scenes}", file=questions, record=q.qid,
                             field="image_filename")
         by_image.setdefault(q.image_id, []).append(q)
-        n += 1
+    images_list = list(by_image)
+    if shard is not None:
+        images_list = images_list[shard[0]::shard[1]]
+    pred_path = Path(predictions) if predictions else None
+    done = _read_predictions(pred_path, settings) if pred_path else {}
+    chunks, todo = [], 0
+    for k in range(0, len(images_list), scenes_per_call):
+        chunk = []
+        for image_id in images_list[k:k + scenes_per_call]:
+            qs = [_record(q) for q in by_image[image_id] if q.qid not in done]
+            if qs:
+                image_path = Path(images) / f"{image_id}.png" if images else None
+                chunk.append((image_id, scene_graphs[image_id] if scene_graphs else None, image_path, qs))
+                todo += len(qs)
+        if chunk:
+            chunks.append(chunk)
     start = time.perf_counter()
-    results: dict[int, tuple[str | None, str | None]] = {}
-    images = list(by_image)
-    chunks = [images[i:i + scenes_per_call] for i in range(0, len(images), scenes_per_call)]
-    for chunk in (progress(chunks, desc="scenes", total=len(chunks)) if progress else chunks):
-        batch, order = [], []
-        for image_id in chunk:
-            qs = [q for q in by_image[image_id] if q.program is not None]
-            batch.append((scene_graphs[image_id], [q.program for q in qs]))
-            order.extend(id(q) for q in qs)
-        flat = [r for rs in answer(batch) for r in rs]
-        results.update(zip(order, flat))
+    records = dict(done)
+    sink = open(pred_path, "a", encoding="utf-8") if pred_path else None
+    try:
+        if sink is not None and not done:
+            sink.write(json.dumps({"settings": settings}) + "\n")
+        for result in _map(chunks, settings, workers, progress):
+            for rec in result:
+                records[rec["qid"]] = rec
+                if sink is not None:
+                    sink.write(json.dumps(rec) + "\n")
+            if sink is not None:
+                sink.flush()
+    finally:
+        if sink is not None:
+            sink.close()
     seconds = time.perf_counter() - start
-    report = _score([q for qs in by_image.values() for q in qs], results)
-    report.update({"dataset": "clevr", "reasoner": reasoner, "scene_source": scene_source,
-                   "questions_file": str(questions), "scenes_file": str(scenes), "seconds": round(seconds, 3),
-                   "questions_per_second": round(n / seconds, 1) if seconds > 0 else None})
-    if predictions:
-        preds = []
-        for qs in by_image.values():
-            for q in qs:
-                pred, err = results.get(id(q), (None, "no program"))
-                preds.append({"question_index": q.meta.get("question_index", q.qid),
-                              "image_filename": q.meta.get("image_filename", q.image_id),
-                              "prediction": pred, "answer": q.answer, "error": err})
-        Path(predictions).write_text(json.dumps(preds, indent=1))
+    wanted = [q.qid for image_id in images_list for q in by_image[image_id]]
+    report = score_records([records[qid] for qid in wanted if qid in records])
+    report.update({**{k: settings[k] for k in ("dataset", "reasoner", "scene_source", "program_source")},
+                   "questions_file": str(questions), "scenes_file": str(scenes), "workers": workers,
+                   "shard": f"{shard[0]}/{shard[1]}" if shard else None, "answered_now": todo,
+                   "resumed": len(done), "seconds": round(seconds, 3),
+                   "questions_per_second": round(todo / seconds, 1) if seconds > 0 and todo else None})
     if out:
-        Path(out).write_text(json.dumps(report, indent=1))
+        write_reports(report, out)
     return report
 
 
-def _score(questions: list[Question], results: dict) -> dict:
-    total = correct = failed = unscored = 0
-    by_template: dict[str, list[int]] = {}
-    by_function: dict[str, list[int]] = {}
-    for q in questions:
-        pred, err = results.get(id(q), (None, "no program"))
-        if pred is None:
-            failed += 1
-        if q.answer is None:
-            unscored += 1
-            continue
-        ok = int(pred == q.answer)
-        total += 1
-        correct += ok
-        for table, key in ((by_template, template_group(q)), (by_function, final_function(q.program))):
-            cell = table.setdefault(key, [0, 0])
-            cell[0] += 1
-            cell[1] += ok
-    return {"accuracy": correct / total if total else None, "total": total, "correct": correct, "failed": failed,
-            "unscored": unscored, "by_template": _table(by_template, TEMPLATE_GROUPS),
-            "by_function": _table(by_function, ("exist", "count", "compare_integer", "query_attribute",
-                                                "compare_attribute"))}
+def _record(q: Question) -> dict:
+    return {"qid": q.qid, "image": q.image_id, "text": q.text, "program": q.program, "answer": q.answer,
+            "template": template_group(q), "function": final_function(q.program), "family": q.family}
 
 
-def _table(cells: dict[str, list[int]], order: tuple[str, ...]) -> dict:
-    keys = [k for k in order if k in cells] + sorted(k for k in cells if k not in order)
-    return {k: {"total": cells[k][0], "correct": cells[k][1], "accuracy": cells[k][1] / cells[k][0]} for k in keys}
-
-
-def format_report(report: dict) -> str:
-    """A few readable lines: overall accuracy, then each breakdown."""
-    def pct(x):
-        return "n/a" if x is None else f"{100 * x:.2f}%"
-
-    lines = [f"CLEVR ({report.get('reasoner')}, {report.get('scene_source')} scenes): accuracy "
-             f"{pct(report['accuracy'])} ({report['correct']}/{report['total']}); "
-             f"no answer {report['failed']}; unscored {report['unscored']}"]
-    for title, key in (("by template", "by_template"), ("by final function", "by_function")):
-        lines.append(f"{title}:")
-        for name, cell in report[key].items():
-            lines.append(f"  {name:<18} {pct(cell['accuracy']):>8}  ({cell['correct']}/{cell['total']})")
-    if report.get("questions_per_second"):
-        lines.append(f"{report['questions_per_second']} questions/s ({report['seconds']} s)")
-    return "\n".join(lines)
+def _map(chunks, settings, workers: int, progress):
+    bar = progress(total=sum(len(qs) for c in chunks for *_, qs in c), desc="questions") if progress else None
+    try:
+        if workers <= 1:
+            answer = _Answerer(settings)
+            for chunk in chunks:
+                res = answer(chunk)
+                if bar:
+                    bar.update(len(res))
+                yield res
+            return
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
+            for res in pool.imap_unordered(_run_chunk, chunks):
+                if bar:
+                    bar.update(len(res))
+                yield res
+    finally:
+        if bar:
+            bar.close()

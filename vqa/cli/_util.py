@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 
-def progress(iterable, desc: str = "", total: int | None = None, **kw):
+def progress(iterable=None, desc: str = "", total: int | None = None, **kw):
     """A tqdm progress bar on stderr, quiet when stderr is not a terminal."""
     from tqdm.auto import tqdm
 

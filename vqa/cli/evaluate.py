@@ -9,12 +9,23 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=["clevr", "gqa"], required=True)
     p.add_argument("--questions", required=True, help="questions file (GQA: a file or a folder of parts)")
     p.add_argument("--scenes", required=True, help="CLEVR scenes file or GQA scene-graph file")
-    p.add_argument("--reasoner", choices=["asp", "reference", "executor"], default="asp",
-                   help="asp (clingo theory in rules/) or reference (the Python executor; 'executor' is an alias)")
-    p.add_argument("--scene-source", choices=["gold"], default="gold", help="where scene graphs come from")
+    p.add_argument("--reasoner", choices=["asp", "reference", "executor", "nsm"], default="asp",
+                   help="asp (clingo theory in rules/), nsm (Neural State Machine, CLEVR) or reference "
+                        "(the Python executor; 'executor' is an alias)")
+    p.add_argument("--scene-source", choices=["gold", "predicted"], default="gold",
+                   help="CLEVR: gold scenes file, or scenes predicted from --images by the scene parser")
+    p.add_argument("--program-source", choices=["gold", "parsed"], default="gold",
+                   help="CLEVR: the questions' programs, or programs parsed from the question text")
+    p.add_argument("--images", help="CLEVR: the split's image folder (for --scene-source predicted)")
+    p.add_argument("--scene-checkpoint", help="scene parser checkpoint (default: the shipped one)")
+    p.add_argument("--parser-checkpoint", help="question parser checkpoint (default: the shipped one)")
+    p.add_argument("--nsm-checkpoint", help="NSM checkpoint (default: the shipped one)")
     p.add_argument("--limit", type=int, help="only the first N questions")
-    p.add_argument("--out", help="write the report (JSON) here")
-    p.add_argument("--predictions", help="write the predictions (JSON) here")
+    p.add_argument("--workers", type=int, default=1, help="CLEVR: processes answering in parallel")
+    p.add_argument("--shard", help="CLEVR: i/n, answer every n-th image starting at i (merge with `vqa report`)")
+    p.add_argument("--out", help="write the report here (JSON, with .md and .png beside it)")
+    p.add_argument("--predictions", help="CLEVR: predictions JSONL, appended as answered; rerun to resume. "
+                                         "GQA: the official predictions file")
     p.add_argument("--theory", help="CLEVR: a folder of .lp files instead of rules/clevr")
     p.add_argument("--choices", help="GQA: {split}_choices.json for validity and plausibility")
     p.add_argument("--all", action="store_true", help="GQA: score all questions, not only the balanced ones")
@@ -36,12 +47,23 @@ def run(args) -> int:
             raise VQAError("--choices, --all and --ontology apply to --dataset gqa only")
         from ..evaluate import evaluate_clevr, format_report
 
+        if args.workers < 1:
+            raise VQAError(f"--workers must be >= 1, got {args.workers}")
+        checkpoints = {k: v for k, v in (("scene_checkpoint", args.scene_checkpoint),
+                                         ("parser_checkpoint", args.parser_checkpoint),
+                                         ("nsm_checkpoint", args.nsm_checkpoint)) if v}
         report = evaluate_clevr(args.questions, args.scenes, reasoner=args.reasoner, scene_source=args.scene_source,
-                                limit=args.limit, out=args.out, predictions=args.predictions, progress=bar,
-                                theory_dir=args.theory)
+                                program_source=args.program_source, limit=args.limit, out=args.out,
+                                predictions=args.predictions, progress=bar, theory_dir=args.theory,
+                                workers=args.workers, shard=parse_shard(args.shard), images=args.images,
+                                checkpoints=checkpoints)
     else:
-        if args.theory:
-            raise VQAError("--theory applies to --dataset clevr only")
+        clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard),
+                                      ("--images", args.images), ("--workers", args.workers != 1),
+                                      ("--scene-source", args.scene_source != "gold"),
+                                      ("--program-source", args.program_source != "gold")) if v]
+        if clevr_only:
+            raise VQAError(f"{', '.join(clevr_only)} apply to --dataset clevr only")
         from ..evaluate_gqa import evaluate_gqa, format_report
 
         reasoner = "reference" if args.reasoner == "executor" else args.reasoner
@@ -51,3 +73,15 @@ def run(args) -> int:
                               progress=bar, **kwargs)
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    from ..errors import VQAError
+
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise VQAError(f"--shard expects i/n (e.g. 0/4), got {text!r}") from None
+    return i, n

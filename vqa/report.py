@@ -1,0 +1,163 @@
+"""Scoring CLEVR predictions and writing reports: JSON, Markdown and a plot.
+
+`score_records` works on prediction records alone (`qid`, `prediction`, `answer`,
+`template`, `function`, optional `program_match`), so shards scored apart or together
+give the same numbers: `merge_predictions` + `score_records` is what `vqa report` does.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import DataError
+
+FINAL_FUNCTION_GROUPS = {
+    "exist": "exist", "count": "count",
+    "equal_integer": "compare_integer", "less_than": "compare_integer", "greater_than": "compare_integer",
+    **{f"query_{c}": "query_attribute" for c in ("color", "size", "material", "shape")},
+    **{f"equal_{c}": "compare_attribute" for c in ("color", "size", "material", "shape")},
+}
+TEMPLATE_GROUPS = ("zero_hop", "one_hop", "two_hop", "three_hop", "single_and", "single_or", "same_relate",
+                   "comparison", "compare_integer")
+FUNCTIONS = ("exist", "count", "compare_integer", "query_attribute", "compare_attribute")
+
+
+def score_records(records: list[dict]) -> dict:
+    total = correct = failed = unscored = 0
+    matched = parsed = 0
+    by_template: dict[str, list[int]] = {}
+    by_function: dict[str, list[int]] = {}
+    for r in records:
+        if r.get("prediction") is None:
+            failed += 1
+        if "program_match" in r:
+            parsed += 1
+            matched += bool(r["program_match"])
+        if r.get("answer") is None:
+            unscored += 1
+            continue
+        ok = int(r.get("prediction") == r["answer"])
+        total += 1
+        correct += ok
+        for table, key in ((by_template, r.get("template", "unknown")), (by_function, r.get("function", "other"))):
+            cell = table.setdefault(key, [0, 0])
+            cell[0] += 1
+            cell[1] += ok
+    report = {"accuracy": correct / total if total else None, "total": total, "correct": correct, "failed": failed,
+              "unscored": unscored, "by_template": _table(by_template, TEMPLATE_GROUPS),
+              "by_function": _table(by_function, FUNCTIONS)}
+    if parsed:
+        report["program_exact_match"] = matched / parsed
+    return report
+
+
+def _table(cells: dict[str, list[int]], order: tuple[str, ...]) -> dict:
+    keys = [k for k in order if k in cells] + sorted(k for k in cells if k not in order)
+    return {k: {"total": cells[k][0], "correct": cells[k][1], "accuracy": cells[k][1] / cells[k][0]} for k in keys}
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def format_report(report: dict) -> str:
+    """A few readable lines: overall accuracy, then each breakdown."""
+    lines = [f"CLEVR ({report.get('reasoner')}, {report.get('scene_source', 'gold')} scenes, "
+             f"{report.get('program_source', 'gold')} programs): accuracy {_pct(report['accuracy'])} "
+             f"({report['correct']}/{report['total']}); no answer {report['failed']}; unscored {report['unscored']}"]
+    if "program_exact_match" in report:
+        lines.append(f"program exact match: {_pct(report['program_exact_match'])}")
+    for title, key in (("by template", "by_template"), ("by final function", "by_function")):
+        lines.append(f"{title}:")
+        for name, cell in report[key].items():
+            lines.append(f"  {name:<18} {_pct(cell['accuracy']):>8}  ({cell['correct']}/{cell['total']})")
+    if report.get("questions_per_second"):
+        lines.append(f"{report['questions_per_second']} questions/s ({report['seconds']} s, "
+                     f"{report.get('workers', 1)} worker(s))")
+    return "\n".join(lines)
+
+
+def markdown_report(report: dict, compare: dict | None = None) -> str:
+    """The report as Markdown tables; with `compare`, a second column (e.g. predicted scenes)."""
+    a = f"{report.get('scene_source', 'gold')} scenes"
+    head = f"| | {a} |" + (f" {compare.get('scene_source', 'other')} scenes |" if compare else "")
+    rule = "|---|---:|" + ("---:|" if compare else "")
+    lines = [f"# CLEVR evaluation ({report.get('reasoner')})", "",
+             f"Accuracy **{_pct(report['accuracy'])}** ({report['correct']}/{report['total']}); "
+             f"no answer: {report['failed']}; unscored: {report['unscored']}.", ""]
+    for title, key in (("By template group", "by_template"), ("By final function", "by_function")):
+        lines += [f"## {title}", "", head, rule]
+        for name, cell in report[key].items():
+            row = f"| {name} | {_pct(cell['accuracy'])} ({cell['total']}) |"
+            if compare:
+                other = compare[key].get(name)
+                row += f" {_pct(other['accuracy']) if other else 'n/a'} |"
+            lines.append(row)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_report(report: dict, path: str | Path, compare: dict | None = None) -> None:
+    """Bar charts of accuracy by template group and by final function (side by side with
+    `compare` when given)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 2]})
+    runs = [(report, report.get("scene_source", "gold"))] + ([(compare, compare.get("scene_source", "other"))]
+                                                             if compare else [])
+    for ax, key, title in zip(axes, ("by_template", "by_function"), ("template group", "final function")):
+        names = list(report[key])
+        width = 0.8 / len(runs)
+        for k, (rep, label) in enumerate(runs):
+            vals = [100 * rep[key][n]["accuracy"] if n in rep[key] else 0 for n in names]
+            ax.bar([i + k * width for i in range(len(names))], vals, width, label=f"{label} scenes")
+        ax.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(names))], names, rotation=30, ha="right")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"CLEVR accuracy by {title}")
+        ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_reports(report: dict, out: str | Path, compare: dict | None = None) -> None:
+    """`out` (JSON), plus `out` with .md and .png suffixes."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(markdown_report(report, compare))
+    if report["total"]:
+        plot_report(report, out.with_suffix(".png"), compare)
+
+
+def merge_predictions(paths: list[str | Path]) -> tuple[list[dict], dict | None]:
+    """Records of several prediction files (shards of one run); their settings must agree."""
+    records: dict[str, dict] = {}
+    settings = None
+    for p in paths:
+        p = Path(p)
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise DataError(f"cannot read: {e.strerror}", file=p) from None
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:
+                    break
+                raise DataError(f"line {i + 1} is not JSON", file=p) from None
+            if "settings" in rec:
+                s = {k: v for k, v in rec["settings"].items() if k != "images"}
+                if settings is not None and s != settings:
+                    raise DataError("predictions made with other settings than the first file", file=p)
+                settings = s
+                continue
+            records[rec["qid"]] = rec
+    return list(records.values()), settings
