@@ -114,3 +114,28 @@ def test_kill_and_resume_loses_and_repeats_nothing(task):
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     summary = json.loads((tmp / "run/summary.json").read_text())
     assert summary["after"]["train"]["accuracy"] == 1.0
+
+
+def test_gqa_distillation_restores_relate(tmp_path):
+    """The light GQA theory lacks the relate rules; the scripted LLM gives them back."""
+    from vqa.cli import main
+    from vqa.distill.theory import statements
+
+    light = Path(__file__).parents[1] / "rules/gqa/incomplete/light.lp"
+    complete = load_theory(Path(__file__).parents[1] / "rules/gqa", exclude=["example_facts.lp"])
+    missing = [s.text for s in statements(complete) if s.kind == "Rule" and "related" in s.predicates]
+    reply = "```asp\n" + "\n".join(missing) + "\n```"
+    args = ["distill", "--dataset", "gqa", "--theory", str(light),
+            "--questions", str(FIXTURES / "gqa/families_questions.json"),
+            "--scenes", str(FIXTURES / "gqa/families_sceneGraphs.json"), "--out", str(tmp_path / "run"),
+            "--model", "fake", "--timeout", "10", "--llm-retries", "0", "--batch", "4", "--retries", "1",
+            "--mends", "0", "--test-fraction", "0.25", "--val-fraction", "0", "--order", "relevance"]
+    with FakeOpenAI([reply] * 5) as server:
+        assert main(args + ["--base-url", server.url]) == 0
+    s = json.loads((tmp_path / "run/summary.json").read_text())
+    before, after = s["before"], s["after"]
+    assert after["train"]["correct"] > before["train"]["correct"] and after["test"]["correct"] > before["test"]["correct"]
+    # the fixture holds two questions no theory answers (a query on an absent object, a count)
+    assert after["train"]["correct"] + after["test"]["correct"] == 36
+    assert s["accepted_rules"] == 1
+    assert "rel(" in server.requests[0]["messages"][1]["content"]  # the facts of the examples are shown

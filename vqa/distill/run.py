@@ -44,7 +44,8 @@ def starting_theory(run: DistillRun) -> tuple[str, dict]:
         text = path.read_text()
         note = {"theory": str(path)}
     else:
-        text = load_theory(RULES / run.dataset)
+        rules = RULES / run.dataset
+        text = load_theory(rules, exclude=[p.name for p in rules.glob("example*.lp")])
         note = {"theory": f"rules/{run.dataset} (complete)"}
     if run.ablate_predicate:
         text, dropped = ablate_predicate(text, run.ablate_predicate)
@@ -56,8 +57,15 @@ def starting_theory(run: DistillRun) -> tuple[str, dict]:
 
 
 def load_examples(run: DistillRun) -> list:
+    if run.dataset == "gqa":
+        from .gqa_checker import load_examples as load_gqa
+
+        examples = load_gqa(run.questions, run.scenes, run.limit)
+        if not examples:
+            raise DataError("no questions with programs, answers and scene graphs", file=run.questions)
+        return examples
     if run.dataset != "clevr":
-        raise VQAError(f"distillation for {run.dataset!r} is not available yet (only clevr)")
+        raise VQAError(f"unknown dataset {run.dataset!r} (expected clevr or gqa)")
     scenes = clevr.load_scenes(run.scenes)
     examples = []
     for q in clevr.iter_questions(run.questions):
@@ -105,8 +113,13 @@ def prepare(run: DistillRun, *, resume_check: bool = True) -> tuple[str, dict, S
 
 def distill(run: DistillRun, client, *, replay: str | None = None, progress=None) -> dict:
     theory, _, split = prepare(run, resume_check=replay is None)
-    checker = CLEVRChecker()
+    if run.dataset == "gqa":
+        from .gqa_checker import ENCODING_DOC as doc, GQAChecker
+
+        checker = GQAChecker()
+    else:
+        checker, doc = CLEVRChecker(), ENCODING_DOC
     sample = split.train[:1] or split.test[:1]
-    d = Distiller(theory, split, checker, client, run.out, run.config, encoding_doc=ENCODING_DOC,
+    d = Distiller(theory, split, checker, client, run.out, run.config, encoding_doc=doc,
                   example_facts=checker.prompt_facts(sample), replay=replay, progress=progress)
     return d.run()

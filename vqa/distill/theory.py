@@ -124,22 +124,27 @@ def strip_distilled(text: str) -> str:
 
 
 # The shipped starting theories rules/<dataset>/incomplete/{light,medium,heavy}.lp:
-# name -> (description, the equivalent `vqa distill` flags, how to make it).
+# dataset -> name -> (description, the equivalent `vqa distill` flags, how to make it).
+_LIGHT = {"clevr": ("compare", "the comparison functions equal_*, equal_integer, less_than, greater_than"),
+          "gqa": ("related", "the relate operations")}
 STARTING_THEORIES = {
-    "light": ("every rule that mentions compare/4 removed (the comparison functions equal_*, equal_integer, "
-              "less_than, greater_than)", "--ablate-predicate compare", lambda t: ablate_predicate(t, "compare")),
-    "medium": ("20% of the rules with a body removed at random (seed 0)", "--ablate-fraction 0.2 --seed 0",
-               lambda t: ablate_fraction(t, 0.2, 0)),
-    "heavy": ("50% of the rules with a body removed at random (seed 0)", "--ablate-fraction 0.5 --seed 0",
-              lambda t: ablate_fraction(t, 0.5, 0)),
+    dataset: {
+        "light": (f"every rule that mentions {pred} removed ({what})", f"--ablate-predicate {pred}",
+                  lambda t, pred=pred: ablate_predicate(t, pred)),
+        "medium": ("20% of the rules with a body removed at random (seed 0)", "--ablate-fraction 0.2 --seed 0",
+                   lambda t: ablate_fraction(t, 0.2, 0)),
+        "heavy": ("50% of the rules with a body removed at random (seed 0)", "--ablate-fraction 0.5 --seed 0",
+                  lambda t: ablate_fraction(t, 0.5, 0)),
+    }
+    for dataset, (pred, what) in _LIGHT.items()
 }
 
 
-def starting_theory_text(name: str, complete: str) -> str:
+def starting_theory_text(name: str, complete: str, dataset: str = "clevr") -> str:
     """The text of a shipped starting theory, made from the complete theory."""
-    what, flags, make = STARTING_THEORIES[name]
+    what, flags, make = STARTING_THEORIES[dataset][name]
     text, dropped = make(complete)
-    return (f"% {'=' * 68}\n% {name.capitalize()} starting theory for rule distillation (CLEVR).\n"
-            f"% The complete theory rules/clevr/*.lp with {what}:\n"
+    return (f"% {'=' * 68}\n% {name.capitalize()} starting theory for rule distillation ({dataset.upper()}).\n"
+            f"% The complete theory rules/{dataset}/*.lp with {what}:\n"
             f"% {len(dropped)} rules dropped. Made by vqa.distill.theory.starting_theory_text "
             f"(as `vqa distill {flags}`).\n% {'=' * 68}\n" + text)

@@ -60,6 +60,7 @@ class SandboxResult:
     variable: str | None = None  # an unsafe variable
     atoms: list[str] = field(default_factory=list)  # shown atoms of the optimal model
     cost: list[int] = field(default_factory=list)
+    atoms_list: list | None = None  # per instance, with facts_list
     expected: dict | None = None  # answers expected / got (wrong_answer, no_answer)
     got: dict | None = None
     seconds: float = 0.0
@@ -180,15 +181,23 @@ def _location(message: str) -> tuple[int | None, int | None]:
 
 # ---- running in a child process -------------------------------------------------
 def run_rules(rules: str, *, background: str = "", facts: str = "", limits: SandboxLimits | None = None,
-              policy: RulePolicy | None = None, arguments: tuple[str, ...] = ()) -> SandboxResult:
+              policy: RulePolicy | None = None, arguments: tuple[str, ...] = (),
+              facts_list: list[str] | None = None) -> SandboxResult:
     """Check `rules`, then ground and solve background (trusted theory) + rules + facts in
     a child process under `limits`. Status ok (atoms of the optimal model in `atoms`),
-    unsafe, limit, unsatisfiable, error, or a static status from `check_rules`."""
+    unsafe, limit, unsatisfiable, error, or a static status from `check_rules`.
+
+    With `facts_list`, each facts text is a separate instance (its own ground+solve in the
+    same child, all within `limits`); `atoms_list` then holds one list of atoms per
+    instance (None for an unsatisfiable one)."""
     static = check_rules(rules, policy)
     if not static.ok:
         return static
     limits = limits or SandboxLimits()
-    request = json.dumps({"background": background, "rules": rules, "facts": facts, "arguments": list(arguments)})
+    payload = {"background": background, "rules": rules, "facts": facts, "arguments": list(arguments)}
+    if facts_list is not None:
+        payload["facts_list"] = list(facts_list)
+    request = json.dumps(payload)
     start = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-I", os.path.abspath(__file__)], input=request,
@@ -235,7 +244,8 @@ def _result_from_reply(reply: dict, rules: str, seconds: float) -> SandboxResult
         return SandboxResult("error", messages.strip() or reply.get("error", ""), line, col, seconds=seconds)
     if status == "unsatisfiable":
         return SandboxResult("unsatisfiable", "the program has no answer set", seconds=seconds)
-    return SandboxResult("ok", atoms=reply["atoms"], cost=reply.get("cost", []), seconds=seconds)
+    return SandboxResult("ok", atoms=reply["atoms"], cost=reply.get("cost", []), seconds=seconds,
+                         atoms_list=reply.get("atoms_list"))
 
 
 def check_answers(rules: str, *, background: str = "", facts: str = "", expected: dict[str, str],
@@ -276,21 +286,29 @@ def _child_main() -> None:
     try:
         import clingo
 
-        ctl = clingo.Control(["--warn=none", *request.get("arguments", [])],
-                             logger=lambda code, msg: messages.append(msg))
-        for part in ("background", "rules", "facts"):
-            if request.get(part):
-                ctl.add("base", [], request[part])
-        ctl.ground([("base", [])])
-        atoms, cost = None, []
-        with ctl.solve(yield_=True) as handle:
-            for model in handle:
-                atoms = [str(s) for s in model.symbols(shown=True)]
-                cost = list(model.cost)
-        if atoms is None:
-            reply = {"status": "unsatisfiable", "messages": messages}
+        def solve_one(facts: str):
+            ctl = clingo.Control(["--warn=none", *request.get("arguments", [])],
+                                 logger=lambda code, msg: messages.append(msg))
+            for part in (request.get("background"), request.get("rules"), facts):
+                if part:
+                    ctl.add("base", [], part)
+            ctl.ground([("base", [])])
+            atoms, cost = None, []
+            with ctl.solve(yield_=True) as handle:
+                for model in handle:
+                    atoms = [str(s) for s in model.symbols(shown=True)]
+                    cost = list(model.cost)
+            return atoms, cost
+
+        if "facts_list" in request:  # several instances, each grounded and solved on its own
+            results = [solve_one(f) for f in request["facts_list"]]
+            reply = {"status": "ok", "atoms": [], "atoms_list": [a for a, _ in results], "messages": messages}
         else:
-            reply = {"status": "ok", "atoms": atoms, "cost": cost, "messages": messages}
+            atoms, cost = solve_one(request.get("facts", ""))
+            if atoms is None:
+                reply = {"status": "unsatisfiable", "messages": messages}
+            else:
+                reply = {"status": "ok", "atoms": atoms, "cost": cost, "messages": messages}
     except MemoryError:
         messages.append("MemoryError")
     except RuntimeError as e:
