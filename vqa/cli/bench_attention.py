@@ -1,0 +1,71 @@
+"""`vqa bench attention`: the attention variants and the whole ViT, side by side."""
+from __future__ import annotations
+
+import json
+
+from ..errors import VQAError
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(t) for t in text.replace(",", " ").split())
+
+
+def register(sub) -> None:
+    p = sub.add_parser("attention", help="attention variants (time, FLOPs, params, K/V bytes) and ViT images/s")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--out", help="also write the JSON result to this file")
+    p.add_argument("--seq-lens", nargs="+", default=["256", "1024", "4096"], help="token counts (default 256 1024 4096)")
+    p.add_argument("--variants", nargs="+", help="attention variants (default: all)")
+    p.add_argument("--dim", type=int, default=512, help="model width (default 512)")
+    p.add_argument("--heads", type=int, default=8, help="baseline head count H (default 8)")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the attention bench (default 1)")
+    p.add_argument("--repeats", type=int, default=3, help="measured rounds; the median is reported (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (default 1)")
+    p.add_argument("--no-backward", action="store_true", help="forward only")
+    p.add_argument("--vit", default="vit_tiny", help="registered ViT size for images/s (default vit_tiny)")
+    p.add_argument("--no-vit", action="store_true", help="skip the whole-ViT bench")
+    p.add_argument("--vit-batch", type=int, default=8, help="images per ViT forward (default 8)")
+    p.add_argument("--vit-repeats", type=int, default=7, help="measured ViT rounds (default 7)")
+    p.add_argument("--vit-variants", nargs="+", default=["mha", "gqa", "sqa"], help="our ViT's attention variants")
+    p.add_argument("--no-timm", action="store_true", help="do not compare with timm even if installed")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..nn.attention import VARIANTS
+    from ..nn.bench import BenchConfig, format_tables, run_bench
+    from ..nn.vit import VIT_SIZES
+    from ._util import progress
+
+    try:
+        seq_lens = tuple(n for s in args.seq_lens for n in _ints(s))
+    except ValueError:
+        raise VQAError(f"--seq-lens: expected integers, got {' '.join(args.seq_lens)!r}") from None
+    variants = tuple(args.variants or VARIANTS)
+    for v in variants + tuple(args.vit_variants):
+        if v not in VARIANTS:
+            raise VQAError(f"variant {v!r}: expected one of {', '.join(VARIANTS)}")
+    if not args.no_vit and args.vit not in VIT_SIZES:
+        raise VQAError(f"--vit {args.vit!r}: expected one of {', '.join(VIT_SIZES)}")
+    for name in ("dim", "heads", "batch", "repeats", "vit_batch", "vit_repeats"):
+        if getattr(args, name) < 1:
+            raise VQAError(f"--{name.replace('_', '-')}: expected a positive integer")
+    if any(n < 1 for n in seq_lens) or args.dim % args.heads:
+        raise VQAError(f"--seq-lens must be positive and --dim ({args.dim}) a multiple of --heads ({args.heads})")
+    cfg = BenchConfig(dim=args.dim, n_heads=args.heads, batch=args.batch, seq_lens=seq_lens, variants=variants,
+                      repeats=args.repeats, warmup=max(0, args.warmup), backward=not args.no_backward,
+                      vit=None if args.no_vit else args.vit, vit_batch=args.vit_batch,
+                      vit_repeats=args.vit_repeats,
+                      vit_variants=tuple(args.vit_variants), timm=not args.no_timm, threads=args.threads)
+    try:
+        result = run_bench(cfg, progress=None if args.no_progress else progress)
+    except ValueError as e:          # a head layout that does not fit a variant
+        raise VQAError(str(e)) from None
+    text = json.dumps(result, indent=1)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    print(text if args.json else format_tables(result))
+    return 0

@@ -1,0 +1,17 @@
+"""Neural building blocks shared by vision and language (imports only torch).
+
+- `attention`: the grouped-query attention family (MHA, MQA, GQA, SQA, sSQA, xSQA, KDGQA,
+  DGQA, PGQA) in one `Attention` module.
+- `vit`: the ViT backbone, its config and registry of sizes.
+- `convert`: MHA checkpoint -> grouped K/V heads by mean-pooling.
+- `bench`: the side-by-side benchmark behind `vqa bench attention`.
+"""
+from .attention import VARIANTS, Attention, allocate_query_heads, explicit_attention, resolve_heads
+from .convert import convert_attention, convert_model, convert_vit_checkpoint, pool_kv_heads
+from .vit import (VIT_SIZES, ViT, ViTConfig, autocast, create_vit, register_vit, vit_checkpoint,
+                  vit_config, vit_from_checkpoint)
+
+__all__ = ["VARIANTS", "Attention", "allocate_query_heads", "explicit_attention", "resolve_heads",
+           "convert_attention", "convert_model", "convert_vit_checkpoint", "pool_kv_heads",
+           "VIT_SIZES", "ViT", "ViTConfig", "autocast", "create_vit", "register_vit", "vit_checkpoint",
+           "vit_config", "vit_from_checkpoint"]
