@@ -1,0 +1,185 @@
+"""`QuestionParser`: natural-language questions -> CLEVR `Program`s with a seq2seq model.
+
+    parser = QuestionParser.from_checkpoint("data/checkpoints/question_parser.pt")
+    r = parser.parse("What's the colour of the big ball?")
+    r.program, r.confidence               # Program, sequence probability in (0, 1]
+    parser.parse_batch(texts)             # list[ParseResult], batched greedy decoding
+
+A checkpoint is one `torch.save` dict that rebuilds the model alone:
+`{"format", "config" (Seq2SeqConfig as a dict), "src_words", "tgt_tokens", "max_program_len",
+"state_dict", "meta"}`; it loads with `torch.load(weights_only=True)`. Training state
+(optimizer, step) is kept in separate resume files (see `train.py`).
+
+`load_question_parser(path=None)` is the hook of `vqa evaluate --program-source parsed`;
+`evaluate_parser(parser, questions, scenes)` gives exact program match and answer
+accuracy (answers from the reference executor on the given scenes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import DataError
+from ..program import Program
+from .decode import Decoded, PrefixGrammar, beam_decode, greedy_decode
+from .seq2seq import Seq2Seq, Seq2SeqConfig
+from .tokenizer import ProgramVocab, QuestionTokenizer
+
+CHECKPOINT_FORMAT = "vqa.question_parser/1"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "question_parser.pt"
+
+
+@dataclass
+class ParseResult:
+    """A parsed question. `confidence` is the decoded sequence's probability; `tokens`
+    the prefix program; `token_probs` each chosen token's (constrained) probability."""
+
+    program: Program
+    confidence: float
+    tokens: list[str] = field(default_factory=list)
+    token_probs: list[float] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)  # the question as the model saw it (<unk> marked)
+
+    def to_dict(self) -> dict:
+        return {"program": self.program.to_clevr("function"), "expr": self.program.to_expr(),
+                "prefix": self.tokens, "confidence": self.confidence, "token_probs": self.token_probs,
+                "words": self.words}
+
+
+class QuestionParser:
+    def __init__(self, model: Seq2Seq, tokenizer: QuestionTokenizer, vocab: ProgramVocab,
+                 max_program_len: int = 40, *, beam: int = 1, batch_size: int = 256, meta: dict | None = None):
+        self.model = model.eval()
+        self.tokenizer, self.vocab = tokenizer, vocab
+        self.grammar = PrefixGrammar(vocab, max_program_len)
+        self.beam, self.batch_size = beam, batch_size
+        self.meta = meta or {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ---- checkpoints ------------------------------------------------------------
+    def checkpoint(self, meta: dict | None = None) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "config": self.model.config.to_dict(),
+                "src_words": list(self.tokenizer.words_list), "tgt_tokens": list(self.vocab.tokens),
+                "max_program_len": self.grammar.max_len,
+                "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "meta": dict(self.meta, **(meta or {}))}
+
+    def save(self, path: str | Path, meta: dict | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.checkpoint(meta), tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def from_dict(cls, ckpt: dict, *, file=None, device: str | torch.device = "cpu", **kw) -> "QuestionParser":
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+            raise DataError(f"not a question-parser checkpoint (format {got!r}, expected {CHECKPOINT_FORMAT!r})",
+                            file=file, field="format")
+        for key in ("config", "src_words", "tgt_tokens", "state_dict"):
+            if key not in ckpt:
+                raise DataError("missing", file=file, field=key)
+        model = Seq2Seq(Seq2SeqConfig(**ckpt["config"]))
+        model.load_state_dict(ckpt["state_dict"])
+        return cls(model.to(device), QuestionTokenizer(list(ckpt["src_words"])), ProgramVocab(list(ckpt["tgt_tokens"])),
+                   ckpt.get("max_program_len", 40), meta=ckpt.get("meta", {}), **kw)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, *, device: str | torch.device = "cpu",
+                        **kw) -> "QuestionParser":
+        """Load a checkpoint (default: the shipped `data/checkpoints/question_parser.pt`)."""
+        path = Path(path) if path else DEFAULT_CHECKPOINT
+        if not path.exists():
+            raise DataError("no such checkpoint file (train one with `vqa train question-parser`)", file=path)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or foreign file
+            raise DataError(f"cannot read checkpoint: {e}", file=path) from None
+        return cls.from_dict(ckpt, file=path, device=device, **kw)
+
+    # ---- parsing ----------------------------------------------------------------
+    def encode_batch(self, texts: list[str]) -> torch.Tensor:
+        """texts -> src (B, S) long, padded with 0."""
+        max_len = self.model.config.max_src_len
+        rows = [self.tokenizer.encode(t, max_len) for t in texts]
+        S = max(len(r) for r in rows)
+        src = torch.zeros(len(rows), S, dtype=torch.long)
+        for i, r in enumerate(rows):
+            src[i, :len(r)] = torch.tensor(r)
+        return src.to(self.device)
+
+    def _result(self, text: str, d: Decoded) -> ParseResult:
+        ids = self.tokenizer.encode(text, self.model.config.max_src_len)[1:-1]
+        return ParseResult(Program.from_prefix(d.tokens), d.confidence, d.tokens, d.token_probs,
+                           self.tokenizer.decode(ids))
+
+    def parse(self, text: str, *, beam: int | None = None) -> ParseResult:
+        beam = beam or self.beam
+        if beam <= 1:
+            return self.parse_batch([text])[0]
+        best = beam_decode(self.model, self.encode_batch([text]), self.grammar, beam)[0]
+        return self._result(text, best)
+
+    def parse_batch(self, texts: list[str], *, beam: int | None = None, progress=None) -> list[ParseResult]:
+        """Parse many questions (greedy, batched; with beam > 1 one question at a time)."""
+        beam = beam or self.beam
+        texts = list(texts)
+        out: list[ParseResult] = []
+        if beam > 1:
+            it = progress(texts, desc="parsing") if progress else texts
+            return [self.parse(t, beam=beam) for t in it]
+        starts = range(0, len(texts), self.batch_size)
+        it = progress(starts, desc="parsing", total=len(starts)) if progress else starts
+        for s in it:
+            chunk = texts[s:s + self.batch_size]
+            for t, d in zip(chunk, greedy_decode(self.model, self.encode_batch(chunk), self.grammar)):
+                out.append(self._result(t, d))
+        return out
+
+
+def load_question_parser(path: str | Path | None = None, *, device: str | torch.device = "cpu",
+                         beam: int = 1) -> QuestionParser:
+    """The seq2seq parser of a checkpoint (default: the shipped one); what
+    `vqa evaluate --program-source parsed` uses."""
+    return QuestionParser.from_checkpoint(path, device=device, beam=beam)
+
+
+def evaluate_parser(parser: QuestionParser, questions: list, scenes: dict | None = None, *,
+                    beam: int | None = None, progress=None) -> dict:
+    """Exact program match (prefix tokens) and, with `scenes` (image id -> SceneGraph),
+    answer accuracy of the parsed program run by the reference executor.
+
+    `questions`: `vqa.question.Question`s with programs (and answers). Returns counts,
+    rates and up to 20 examples of mistakes."""
+    from ..executor import execute
+
+    results = parser.parse_batch([q.text for q in questions], beam=beam, progress=progress)
+    exact = correct = answered = 0
+    mistakes = []
+    for q, r in zip(questions, results):
+        ok_prog = q.program is not None and r.program.to_prefix() == q.program.to_prefix()
+        exact += ok_prog
+        ok_ans = None
+        if scenes is not None and q.answer is not None:
+            scene = scenes.get(q.image_id)
+            if scene is None:
+                raise DataError(f"no scene {q.image_id!r} for question {q.qid}", field="image_id")
+            answered += 1
+            ok_ans = execute(r.program, scene).answer == q.answer
+            correct += ok_ans
+        if (not ok_prog or ok_ans is False) and len(mistakes) < 20:
+            mistakes.append({"qid": q.qid, "question": q.text, "gold": q.program.to_expr() if q.program else None,
+                             "parsed": r.program.to_expr(), "confidence": round(r.confidence, 4),
+                             "answer": q.answer, "answer_ok": ok_ans})
+    n = len(questions)
+    return {"questions": n, "exact": exact, "exact_match": exact / n if n else 0.0,
+            "answered": answered, "answer_correct": correct,
+            "answer_accuracy": correct / answered if answered else None,
+            "mean_confidence": sum(r.confidence for r in results) / n if n else 0.0,
+            "mistakes": mistakes}
