@@ -38,7 +38,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import DataError
 from ..scene import SceneGraph
@@ -52,6 +51,8 @@ class NSMConfig:
     dim: int = 64
     steps: int = 8
     dropout: float = 0.0
+    encoder: str = "lstm"  # "lstm" (BiLSTM) or "transformer" (one pre-norm layer, learned positions)
+    max_words: int = 64  # positions of the transformer encoder
 
 
 class NSM(nn.Module):
@@ -74,18 +75,33 @@ class NSM(nn.Module):
         # question
         self.embed = nn.Embedding(vocab_size, d, padding_idx=0)
         self.tag_proj = nn.Linear(d, d, bias=False)
-        self.encoder = nn.LSTM(d, d // 2, batch_first=True, bidirectional=True)
+        nn.init.eye_(self.tag_proj.weight)
+        self.default_bias = nn.Parameter(torch.tensor(4.0))
+        if config.encoder == "lstm":
+            self.encoder = nn.LSTM(d, d // 2, batch_first=True, bidirectional=True)
+        elif config.encoder == "transformer":
+            self.encoder = nn.TransformerEncoderLayer(d, 4, 2 * d, dropout=0.0, batch_first=True, norm_first=True)
+            self.positions = init(config.max_words, d)
+        else:
+            raise ValueError(f"unknown encoder {config.encoder!r} (expected 'lstm' or 'transformer')")
         self.q_proj = nn.Linear(d, d)
         self.decoder = nn.GRUCell(d, d)
         self.step_embed = init(config.steps, d)
         self.att = nn.Linear(d, d)
         # reasoning
-        self.prop_type = nn.Linear(d, P + 1)  # r_i over node properties + relation
+        self.prop_type = nn.Linear(2 * d, P + 1)  # r_i over node properties + relation
         self.W_node = nn.Parameter(torch.stack([torch.eye(d)] * P) + 0.02 * torch.randn(P, d, d))
         self.W_edge = nn.Linear(d, d)
         self.node_out = nn.Sequential(nn.Linear(d, d), nn.ELU(), nn.Linear(d, 1))
-        self.edge_out = nn.Sequential(nn.Linear(d, d), nn.ELU(), nn.Linear(d, 1))
-        self.gates = nn.Linear(d, len(OPS) + 1)  # op weights + keep gate
+        self.match_scale = nn.Parameter(torch.tensor(4.0))  # node relevance starts as a dot product
+        self.match_bias = nn.Parameter(torch.tensor(-2.0))
+        sizes = [len(v) for v in ontology.properties.values()] + [R]
+        types = torch.zeros(sum(sizes), P + 1)
+        types[torch.arange(sum(sizes)), torch.repeat_interleave(torch.arange(P + 1), torch.tensor(sizes))] = 1
+        self.register_buffer("concept_types", types, persistent=False)  # (C, P+1)
+        self.edge_w = nn.Parameter(torch.ones(d))
+        self.edge_b = nn.Parameter(torch.zeros(1))
+        self.gates = nn.Linear(2 * d, len(OPS) + 1)  # op weights + keep gate
         # answer
         self.ans_type = nn.Linear(d, P)
         n_count = MAX_COUNT + 1
@@ -93,40 +109,74 @@ class NSM(nn.Module):
             nn.Linear(5 * d + 2 * n_count + 3, 2 * d), nn.ELU(), nn.Dropout(config.dropout),
             nn.Linear(2 * d, len(ontology.answers)))
 
+    @torch.no_grad()
+    def init_word_embeddings(self, vocab: Vocab) -> int:
+        """Start each concept word (and synonym) at its concept's embedding, so that soft
+        tagging works from the first step. Out: how many words were set."""
+        ont, k = self.ontology, 0
+        table = {v: c[i] for c, vals in zip(self.concepts, ont.properties.values()) for i, v in enumerate(vals)}
+        table.update({r: self.rel_concepts[i] for i, r in enumerate(ont.relations)})
+        for word, i in vocab.index.items():
+            concept = table.get(ont.synonyms.get(word, word))
+            if concept is not None:
+                self.embed.weight[i] = concept
+                k += 1
+        return k
+
     # ---- pieces ------------------------------------------------------------------
     def encode_question(self, words, word_mask):
-        """words (B, T) -> word states (B, T, d), question vector (B, d)."""
+        """words (B, T) -> word states (B, T, d), question vector (B, d), tagged words
+        (B, T, d), and each word's tag mass per property type (B, T, P+1)."""
         w = self.embed(words)  # (B, T, d)
         concepts = torch.cat(list(self.concepts) + [self.rel_concepts], 0)  # (C, d)
         keys = torch.cat([concepts, self.default_tag], 0)  # (C+1, d)
-        tag = torch.softmax(self.tag_proj(w) @ keys.t(), -1)  # (B, T, C+1)
+        logits = (self.tag_proj(w) @ keys.t()) * self.config.dim ** 0.5
+        logits = torch.cat([logits[..., :-1], logits[..., -1:] + self.default_bias], -1)
+        tag = torch.softmax(logits, -1)  # (B, T, C+1)
         tagged = tag[..., :-1] @ concepts + tag[..., -1:] * w  # (B, T, d)
+        types = tag[..., :-1] @ self.concept_types  # (B, T, P+1)
+        if self.config.encoder == "transformer":
+            T = min(words.shape[1], self.config.max_words)
+            out = self.encoder(tagged[:, :T] + self.positions[:T], src_key_padding_mask=~word_mask[:, :T])
+            m = word_mask[:, :T, None].float()
+            out = out * m
+            q = torch.tanh(self.q_proj(out.sum(1) / m.sum(1).clamp(min=1)))
+            return out, q, tagged[:, :T], types[:, :T]
         lengths = word_mask.sum(1).clamp(min=1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(tagged, lengths, batch_first=True, enforce_sorted=False)
         out, (h, _) = self.encoder(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=words.shape[1])
         q = torch.tanh(self.q_proj(torch.cat([h[0], h[1]], -1)))  # (B, d)
-        return out, q
+        return out, q, tagged, types
 
-    def instructions(self, states, word_mask, q):
-        """N instructions (B, S, d), each an attention over the word states."""
-        h, out = q, []
+    def instructions(self, states, tagged, word_mask, q):
+        """N instructions (B, S, d), each an attention over the tagged words (keys: the
+        encoder states), the decoder's states (B, S, d), which also know the step (they
+        drive the gates), and the attention weights (B, S, T)."""
+        h, out, hs, att = q, [], [], []
+        keys = self.att(states)  # (B, T, d)
+        word_mask = word_mask[:, :states.shape[1]]
         for i in range(self.config.steps):
             h = self.decoder(q + self.step_embed[i], h)
-            logits = (self.att(states) * h[:, None]).sum(-1).masked_fill(~word_mask, -1e9)  # (B, T)
-            out.append((torch.softmax(logits, -1)[..., None] * states).sum(1))
-        return torch.stack(out, 1)
+            logits = (keys * h[:, None]).sum(-1).masked_fill(~word_mask, -1e9)  # (B, T)
+            alpha = torch.softmax(logits, -1)
+            out.append((alpha[..., None] * tagged).sum(1))
+            hs.append(h)
+            att.append(alpha)
+        return torch.stack(out, 1), torch.stack(hs, 1), torch.stack(att, 1)
 
     def graph_features(self, batch):
-        """Node features (B, n, P, d) and edge features (B, n, n, d)."""
+        """Node features (B, n, P, d); edge weights (B, n, n, K) over the K = R + P + 1 edge
+        concepts (relations, "same <property>", "self"), whose embeddings are `edge_concepts`."""
         nodes = torch.stack([p @ c for p, c in zip(batch["props"], self.concepts)], 2)
-        edges = batch["rels"] @ self.rel_concepts  # (B, n, n, d)
         same = torch.stack([p @ p.transpose(1, 2) for p in batch["props"]], -1)  # (B, n, n, P)
-        edges = edges + same @ self.same_concepts
         n = nodes.shape[1]
-        eye = torch.eye(n, device=nodes.device)[None, :, :, None]
-        edges = edges + eye * self.self_concept
-        return nodes, edges
+        eye = torch.eye(n, device=nodes.device)[None, :, :, None].expand(nodes.shape[0], n, n, 1)
+        return nodes, torch.cat([batch["rels"], same, eye], -1)
+
+    @property
+    def edge_concepts(self):
+        return torch.cat([self.rel_concepts, self.same_concepts, self.self_concept], 0)  # (K, d)
 
     @staticmethod
     def normalise(a, mask):
@@ -143,38 +193,44 @@ class NSM(nn.Module):
     def forward(self, batch):
         mask = batch["node_mask"].float()  # (B, n)
         a0 = batch["score"] * mask
-        states, q = self.encode_question(batch["words"], batch["word_mask"])
-        instr = self.instructions(states, batch["word_mask"], q)  # (B, S, d)
+        states, q, tagged, types = self.encode_question(batch["words"], batch["word_mask"])
+        instr, control, att = self.instructions(states, tagged, batch["word_mask"], q)  # (B, S, d) each
+        type_prior = torch.log(att @ types + 1e-2)  # (B, S, P+1): concept types the step attends to
+        ctl = torch.cat([instr, control], -1)  # (B, S, 2d)
         nodes, edges = self.graph_features(batch)
         node_proj = torch.einsum("bnpd,pde->bnpe", nodes, self.W_node)  # (B, n, P, d)
-        edge_proj = self.W_edge(edges)  # (B, n, n, d)
-        a, reg = a0, a0
-        out = {k: [] for k in ("states", "dists", "op", "keep", "rel", "ptype")}
+        edge_proj = self.W_edge(self.edge_concepts)  # (K, d)
+        # everything that depends on the instructions only, for all steps at once
+        r = torch.softmax(self.prop_type(ctl) + type_prior, -1)  # (B, S, P+1)
+        g = self.gates(ctl)
+        op = torch.softmax(g[..., :len(OPS)], -1)  # (B, S, 4)
+        keep = torch.sigmoid(g[..., -1])  # (B, S)
+        # node relevance: sum_j r_i(j) (q_i * W_j s^j) -> (B, S, n)
+        x = torch.einsum("bip,bnpd->bind", r[..., :-1], node_proj) * instr[:, :, None]
+        node_rel = torch.sigmoid(self.node_out(x).squeeze(-1) + self.match_scale * x.sum(-1) + self.match_bias)
+        # edge relevance sigma(w . (q_i * W_e e)) with e = sum_k edges_k c_k is linear in the edge
+        # weights inside the sigmoid: one score per edge concept, then (B, S, n, n) for s' -> s
+        beta = torch.einsum("kd,bid->bik", edge_proj, instr * self.edge_w)
+        edge_rel = torch.sigmoid(torch.einsum("bsnk,bik->bisn", edges, beta) + self.edge_b)
+        w_rel = r[..., -1]  # (B, S): weight of the relation property
+        push = op[..., 1] * (1 - w_rel) * (1 - keep)  # a restarting property shift saves the set
+        per_step = [t.unbind(1) for t in (node_rel, edge_rel, keep[..., None], w_rel[..., None], push[..., None])]
+        ops = [t.unbind(1) for t in op[..., None].unbind(-2)]  # 4 x S x (B, 1)
+        a, reg, states = a0, a0, []
         for i in range(self.config.steps):
-            qi = instr[:, i]  # (B, d)
-            r = torch.softmax(self.prop_type(qi), -1)  # (B, P+1)
-            g = self.gates(qi)
-            op = torch.softmax(g[:, :len(OPS)], -1)  # (B, 4)
-            keep = torch.sigmoid(g[:, -1])  # (B,)
-            # property shift: node relevance from the instruction and the node's properties
-            x = torch.einsum("bp,bnpd->bnd", r[:, :-1], node_proj) * qi[:, None]
-            a_prop = torch.sigmoid(self.node_out(x).squeeze(-1)) * (keep[:, None] * a + (1 - keep[:, None]) * a0)
-            # relation shift: edge relevance, summed from the current distribution
+            nrel, erel, kp, wr, pu = (t[i] for t in per_step)
+            skip, shift, and_, or_ = (o[i] for o in ops)
+            a_prop = nrel * (kp * a + (1 - kp) * a0)  # property shift: filter or restart
             p = self.normalise(a, mask)
-            y = F.elu(edge_proj * qi[:, None, None])  # (B, n, n, d): edge s' -> s
-            z = torch.einsum("bs,bsnd->bnd", p, y)
-            a_rel = torch.sigmoid(self.edge_out(z).squeeze(-1)) * a0
-            w_rel = r[:, -1:]
-            shifted = w_rel * a_rel + (1 - w_rel) * a_prop
-            new = (op[:, :1] * a + op[:, 1:2] * shifted + op[:, 2:3] * a * reg
-                   + op[:, 3:4] * (a + reg - a * reg)) * mask
-            push = (op[:, 1] * (1 - r[:, -1]) * (1 - keep))[:, None]
-            reg = reg + push * (a - reg)
+            a_rel = torch.bmm(p[:, None], erel).squeeze(1) * a0  # relation shift along edges
+            shifted = wr * a_rel + (1 - wr) * a_prop
+            new = (skip * a + shift * shifted + and_ * a * reg + or_ * (a + reg - a * reg)) * mask
+            reg = reg + pu * (a - reg)
             a = new
-            for k, v in (("states", a), ("dists", self.normalise(a, mask)), ("op", op), ("keep", keep),
-                         ("rel", r[:, -1]), ("ptype", r)):
-                out[k].append(v)
-        out = {k: torch.stack(v, 1) for k, v in out.items()}
+            states.append(a)
+        states = torch.stack(states, 1)  # (B, S, n)
+        out = {"states": states, "dists": self.normalise(states, mask[:, None]), "op": op, "keep": keep,
+               "rel": w_rel, "ptype": r}
         r_ans = torch.softmax(self.ans_type(q), -1)
         m_f, c_f = self.read(a, mask, nodes, r_ans)
         m_r, c_r = self.read(reg, mask, nodes, r_ans)

@@ -42,6 +42,7 @@ class TrainConfig:
     threads: int = 2
     limit: int | None = None  # only the first N training questions
     max_minutes: float | None = None  # stop (and save) after this much training time
+    log_every: int = 250  # a log line every this many batches (0: only per epoch)
 
 
 def load_examples(root, split: str, ontology: NSMOntology, vocab: Vocab | None, steps: int,
@@ -72,7 +73,7 @@ def load_examples(root, split: str, ontology: NSMOntology, vocab: Vocab | None, 
 def loss_fn(out: dict, batch: dict, trace_weight: float) -> tuple[torch.Tensor, dict]:
     """Answer cross-entropy + trace_weight * (state BCE + op NLL + keep/relation BCE)."""
     ce = F.cross_entropy(out["logits"], batch["answer"], ignore_index=-1)
-    parts = {"answer": float(ce)}
+    parts = {"answer": ce.item()}
     loss = ce
     has = batch["has_trace"]
     if trace_weight > 0 and bool(has.any()):
@@ -93,7 +94,7 @@ def loss_fn(out: dict, batch: dict, trace_weight: float) -> tuple[torch.Tensor, 
         rel_loss = gate(out["rel"][has], batch["relation"][has])
         trace = state_loss + op_loss + keep_loss + rel_loss
         loss = loss + trace_weight * trace
-        parts.update(state=float(state_loss), op=float(op_loss), keep=float(keep_loss), rel=float(rel_loss))
+        parts.update(state=state_loss.item(), op=op_loss.item(), keep=keep_loss.item(), rel=rel_loss.item())
     return loss, parts
 
 
@@ -115,7 +116,8 @@ def evaluate_nsm(model: NSM, examples: list[dict], batch_size: int = 256, device
                 t[0] += good
                 t[1] += 1
     return {"accuracy": right / max(total, 1), "questions": total,
-            **{f"by_{k}": {name: {"accuracy": r / n, "questions": n} for name, (r, n) in sorted(v.items())}
+            **{f"by_{k}": {name: {"accuracy": r / n, "questions": n}
+                           for name, (r, n) in sorted(v.items(), key=_order)}
                for k, v in tallies.items()}}
 
 
@@ -144,18 +146,25 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
     log(f"loaded {len(train):,} training and {len(val):,} held-out questions in {time.time() - t0:.1f} s")
     if state is None:
         model = NSM(mcfg, ontology, len(vocab)).to(device)
+        model.init_word_embeddings(vocab)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
-    history, epoch, elapsed = [], 0, 0.0
+    history, epoch, elapsed, step = [], 0, 0.0, 0
     if state:
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
         epoch, history, elapsed = state["epoch"], state.get("history", []), state.get("train_seconds", 0.0)
+        step = state.get("step", 0)
         rng.setstate(_tuple_state(state["rng"]))
+
+    def learning_rate() -> float:
+        """Warm-up, then a cosine over the run: by steps, or by time under --max-minutes."""
+        done = step / total_steps
+        if cfg.max_minutes:
+            done = max(done, (time.time() - start) / (60 * cfg.max_minutes))
+        return cfg.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
     start = time.time() - elapsed
     stopped = False
     while epoch < cfg.epochs and not stopped:
@@ -171,13 +180,18 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            for group in opt.param_groups:
+                group["lr"] = learning_rate()
             opt.step()
-            sched.step()
+            step += 1
             for k, v in parts.items():
                 sums[k] += v
             n += 1
             if hasattr(it, "set_postfix") and n % 20 == 0:
                 it.set_postfix(loss=f"{sums['answer'] / n:.3f}")
+            if cfg.log_every and n % cfg.log_every == 0:
+                log(f"epoch {epoch + 1} batch {n}/{len(batches)} {time.time() - start:.0f} s "
+                    + " ".join(f"{k}={v / n:.4f}" for k, v in sums.items()))
             if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
                 stopped = True
                 break
@@ -189,13 +203,22 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
         history.append(entry)
         log(" ".join(f"{k}={v}" for k, v in entry.items()))
         save_checkpoint(out, model, vocab, {
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "history": history,
+            "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "history": history,
             "train_seconds": time.time() - start, "rng": rng.getstate(), "train_config": asdict(cfg),
             "data": {"root": str(data), "split": split, "val_split": val_split, "questions": len(train)}})
     report = {"epochs": epoch, "train_seconds": round(time.time() - start, 1), "history": history,
               "checkpoint": str(out), "questions": len(train)}
     if val:
         report["val"] = evaluate_nsm(model, val, device=device)
+    return report
+
+
+def evaluate_checkpoint(path, data, split: str, limit: int | None = None, device: str = "cpu") -> dict:
+    """Held-out accuracy of a saved model on `data/<split>` (by group, family, final function)."""
+    model, vocab, _ = load_checkpoint(path, device)
+    examples, _ = load_examples(data, split, model.ontology, vocab, model.config.steps, limit)
+    report = evaluate_nsm(model, examples, device=device)
+    report.update(checkpoint=str(path), data=str(data), split=split)
     return report
 
 
@@ -208,3 +231,9 @@ def strip_checkpoint(path, out) -> None:
 
 def _tuple_state(s):
     return tuple(_tuple_state(x) if isinstance(x, list) else x for x in s) if isinstance(s, (list, tuple)) else s
+
+
+def _order(item):
+    """Family indices in numeric order, names alphabetically."""
+    name = item[0]
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)

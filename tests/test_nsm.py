@@ -1,0 +1,235 @@
+"""Neural State Machine: shapes, soft graphs, explanations, checkpoints, learning, CLI."""
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from vqa.executor import execute
+from vqa.ontology import CLEVR_ATTRIBUTES
+from vqa.program import Program
+from vqa.reason.nsm import NSM, NSMConfig, NSMReasoner, load_checkpoint, save_checkpoint
+from vqa.reason.nsm_data import NSMOntology, Vocab, collate, encode_example, macro_steps, scene_tensors
+from vqa.reason.nsm_train import TrainConfig, evaluate_nsm, loss_fn
+from vqa.reason.random_programs import random_scene
+from vqa.scene import SceneGraph
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "data" / "checkpoints" / "nsm_clevr.pt"
+SAMPLE_SCENES = ROOT / "data" / "samples" / "CLEVR_sample_scenes.json"
+ONT = NSMOntology.clevr()
+
+
+def exist_questions(rng, n_scenes, n_objects=(3, 6)):
+    """(scene, text, program, answer) for "Are there any <color> things?" on random scenes."""
+    out = []
+    for k in range(n_scenes):
+        scene = random_scene(rng, n_objects, image_id=f"s{k}")
+        for color in rng.sample(CLEVR_ATTRIBUTES["color"], 4):
+            prog = Program.parse(f"exist(filter_color[{color}](scene))")
+            out.append((scene, f"Are there any {color} things?", prog, execute(prog, scene).answer))
+    return out
+
+
+def mixed_questions(rng, n_scenes):
+    out = []
+    for k in range(n_scenes):
+        scene = random_scene(rng, (3, 8), image_id=f"m{k}")
+        color, shape = rng.choice(CLEVR_ATTRIBUTES["color"]), rng.choice(CLEVR_ATTRIBUTES["shape"])
+        o = scene.objects[0]
+        desc = f"{o.value('color')} {o.value('size')} {o.value('material')} {o.value('shape')}"
+        items = [
+            (f"How many {color} things are there?", f"count(filter_color[{color}](scene))"),
+            (f"Is there a {shape}?", f"exist(filter_shape[{shape}](scene))"),
+            (f"How many things are left of the {desc}?",
+             f"count(relate[left](unique(filter_shape[{o.value('shape')}](filter_material[{o.value('material')}]("
+             f"filter_size[{o.value('size')}](filter_color[{o.value('color')}](scene)))))))"),
+        ]
+        for text, expr in items:
+            prog = Program.parse(expr)
+            res = execute(prog, scene)
+            if res.ok:
+                out.append((scene, text, prog, res.answer))
+    return out
+
+
+def soften(scene: SceneGraph, rng) -> SceneGraph:
+    """A predicted-looking copy: every attribute a distribution, relations uncertain."""
+    d = scene.to_dict()
+    for o in d["objects"]:
+        for cat, dist in o["attributes"].items():
+            top = next(iter(dist))
+            other = rng.choice([v for v in CLEVR_ATTRIBUTES[cat] if v != top])
+            p = rng.uniform(0.55, 0.95)
+            o["attributes"][cat] = {top: p, other: 1 - p}
+        o["score"] = rng.uniform(0.6, 1.0)
+    for r in d["relations"]:
+        r["probability"] = rng.uniform(0.5, 1.0)
+    return SceneGraph.from_dict(d)
+
+
+def build(data, steps=4, dim=32, seed=0):
+    torch.manual_seed(seed)
+    vocab = Vocab.build([t for _, t, _, _ in data], ONT)
+    model = NSM(NSMConfig(dim=dim, steps=steps), ONT, len(vocab))
+    assert model.init_word_embeddings(vocab) > 0
+    return model, vocab
+
+
+def encode(data, vocab, steps):
+    cache = {}
+    return [encode_example(ONT, vocab, s, t, p, a, steps, family={"function": p[-1].op}, scene_cache=cache)
+            for s, t, p, a in data]
+
+
+def test_shapes_and_distributions():
+    rng = random.Random(0)
+    data = mixed_questions(rng, 6)
+    model, vocab = build(data, steps=5)
+    batch = collate(encode(data, vocab, 5))
+    out = model(batch)
+    B, n = batch["node_mask"].shape
+    assert out["logits"].shape == (B, len(ONT.answers))
+    assert out["states"].shape == out["dists"].shape == (B, 5, n)
+    assert out["op"].shape == (B, 5, 4)
+    sums = out["dists"].sum(-1)
+    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
+    # padded nodes get no probability
+    assert float(out["dists"].detach().masked_select(~batch["node_mask"][:, None, :].expand_as(out["dists"])).abs().sum()) < 1e-6
+    loss, parts = loss_fn(out, batch, 1.0)
+    loss.backward()
+    assert torch.isfinite(loss) and {"answer", "state", "op", "keep", "rel"} <= set(parts)
+
+
+def test_soft_and_gold_graphs_both_run():
+    rng = random.Random(1)
+    gold = random_scene(rng, (4, 6), image_id="g")
+    soft = soften(gold, rng)
+    assert gold.is_gold and not soft.is_gold
+    st = scene_tensors(ONT, soft)
+    assert not torch.all((st["props"][1] == 0) | (st["props"][1] == 1))  # really soft
+    model, vocab = build([(gold, "Is there a red cube?", None, None)])
+    reasoner = NSMReasoner(model, vocab)
+    for scene in (gold, soft):
+        res = reasoner.answer(scene, "Is there a red cube?")
+        assert res.answer in ONT.answers and 0.0 <= res.confidence <= 1.0
+        assert len(res.step_distributions) == model.config.steps
+        for dist in res.step_distributions:
+            assert set(dist) == set(scene.ids)
+            assert abs(sum(dist.values()) - 1.0) < 1e-4
+
+
+def test_macro_steps_follow_the_executor():
+    rng = random.Random(2)
+    scene = random_scene(rng, (5, 8))
+    o = scene.objects[0]
+    prog = Program.parse(f"count(union(relate[left](unique(filter_color[{o.value('color')}](filter_shape"
+                         f"[{o.value('shape')}](filter_size[{o.value('size')}](filter_material[{o.value('material')}]"
+                         f"(scene)))))), filter_size[small](scene)))")
+    steps = macro_steps(prog, scene)
+    assert steps is not None
+    assert [(s.op, s.restart, s.relation) for s in steps] == [
+        ("shift", 1, 0), ("shift", -1, 1), ("shift", 1, 0), ("or", -1, -1)]
+    left = sorted(int(i) for i in scene.related(o.id, "left"))
+    small = sorted(int(x.id) for x in scene.objects if x.value("size") == "small")
+    assert steps[0].target == [0] and steps[1].target == left and steps[2].target == small
+    assert steps[3].target == sorted(set(left) | set(small))
+    assert int(execute(prog, scene).answer) == len(steps[3].target)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    rng = random.Random(3)
+    data = mixed_questions(rng, 4)
+    model, vocab = build(data, steps=3)
+    path = tmp_path / "nsm.pt"
+    save_checkpoint(path, model, vocab, {"note": "x"})
+    model2, vocab2, extra = load_checkpoint(path)
+    assert vocab2.words == vocab.words and extra["note"] == "x"
+    assert model2.config == model.config and model2.ontology == model.ontology
+    batch = collate(encode(data, vocab, 3))
+    model.eval()
+    with torch.no_grad():
+        a, b = model(batch), model2(batch)
+    for k in ("logits", "dists", "states"):
+        assert torch.equal(a[k], b[k])
+
+
+def test_bad_checkpoint_is_a_data_error(tmp_path):
+    from vqa.errors import DataError
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": "something else"}, bad)
+    with pytest.raises(DataError, match="bad.pt"):
+        load_checkpoint(bad)
+    with pytest.raises(DataError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_tiny_training_run_learns_exist():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is faster, and the cores are shared
+    try:
+        _tiny_training_run()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tiny_training_run():
+    rng = random.Random(4)
+    train = exist_questions(rng, 50)
+    held = exist_questions(rng, 15)
+    model, vocab = build(train, steps=2, dim=32)
+    tr, va = encode(train, vocab, 2), encode(held, vocab, 2)
+    before = evaluate_nsm(model, va)["accuracy"]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    order = list(range(len(tr)))
+    for epoch in range(8):
+        model.train()
+        rng.shuffle(order)
+        for i in range(0, len(order), 40):
+            batch = collate([tr[j] for j in order[i:i + 40]])
+            loss, _ = loss_fn(model(batch), batch, 1.0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    after = evaluate_nsm(model, va)["accuracy"]
+    assert after >= 0.9 and after > before + 0.2, (before, after)
+
+
+def test_shipped_checkpoint_answers_a_sample_scene():
+    assert SHIPPED.is_file(), f"missing shipped checkpoint {SHIPPED}"
+    assert SHIPPED.stat().st_size < 5_000_000
+    reasoner = NSMReasoner.from_checkpoint(SHIPPED)
+    rec = json.loads(SAMPLE_SCENES.read_text())["scenes"][0]
+    scene = SceneGraph.from_clevr(rec)
+    color = scene.objects[0].value("color")
+    questions = [f"How many {color} things are there?", f"Are there any {color} objects?"]
+    results = reasoner.answer_batch([scene, scene], questions)
+    n_color = sum(o.value("color") == color for o in scene.objects)
+    assert results[0].answer == str(n_color)
+    assert results[1].answer == "yes"
+    for r in results:
+        assert abs(sum(r.step_distributions[-1].values()) - 1) < 1e-4
+
+
+@pytest.mark.slow
+def test_cli_train_nsm(tmp_path):
+    from vqa.cli import main
+    from vqa.datasets.synth.generate import generate_dataset
+
+    data = tmp_path / "synth"
+    generate_dataset(data, num_scenes=12, questions_per_scene=5, seed=1, split="train", images=False)
+    generate_dataset(data, num_scenes=4, questions_per_scene=5, seed=2, split="val", images=False)
+    out, ship, report = tmp_path / "nsm.pt", tmp_path / "ship.pt", tmp_path / "report.json"
+    args = ["train", "nsm", "--data", str(data), "--epochs", "1", "--dim", "16", "--steps", "7",
+            "--batch-size", "16", "--out", str(out), "--ship", str(ship), "--report", str(report)]
+    assert main(args) == 0
+    rep = json.loads(report.read_text())
+    assert rep["epochs"] == 1 and 0.0 <= rep["val"]["accuracy"] <= 1.0 and rep["val"]["by_group"]
+    assert main(args[:4] + ["--epochs", "2"] + args[6:] + ["--resume"]) == 0
+    assert json.loads(report.read_text())["epochs"] == 2
+    assert "optimizer" not in load_checkpoint(ship)[2]
+    assert main(["train", "nsm", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
+
+

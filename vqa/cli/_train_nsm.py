@@ -1,0 +1,83 @@
+"""`vqa train nsm`: train the Neural State Machine on a CLEVR-layout folder."""
+from __future__ import annotations
+
+import json
+
+
+def register(tsub) -> None:
+    p = tsub.add_parser("nsm", help="train the Neural State Machine reasoner on gold scene graphs")
+    p.add_argument("--data", required=True, help="a CLEVR-layout folder (scenes/, questions/), e.g. from `vqa generate`")
+    p.add_argument("--split", default="train", help="training split (default: train)")
+    p.add_argument("--val-split", default="val", help="held-out split evaluated after every epoch ('' for none)")
+    p.add_argument("--out", default="nsm.pt", help="checkpoint file, written after every epoch (default: nsm.pt)")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--trace-weight", type=float, default=1.0,
+                   help="weight of the auxiliary step losses from program traces (0: answers only)")
+    p.add_argument("--dim", type=int, default=64, help="concept/hidden size")
+    p.add_argument("--steps", type=int, default=8, help="reasoning steps (instructions)")
+    p.add_argument("--limit", type=int, help="only the first N training questions")
+    p.add_argument("--max-minutes", type=float, help="stop after this much training time (the checkpoint is kept)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--ship", help="also write a copy without optimizer state here (a shippable checkpoint)")
+    p.add_argument("--report", help="write the final report (JSON) here")
+    p.add_argument("--eval-only", action="store_true",
+                   help="only evaluate the checkpoint --out on --val-split (accuracy by group, function, family)")
+    p.add_argument("--json", action="store_true", help="print the final report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import VQAError
+    from ..reason.nsm import NSMConfig
+    from ..reason.nsm_train import TrainConfig, strip_checkpoint, train_nsm
+    from ._util import progress
+
+    for name in ("epochs", "batch_size", "dim", "steps", "threads"):
+        if getattr(args, name) < 1:
+            raise VQAError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.eval_only:
+        from ..reason.nsm_train import evaluate_checkpoint
+
+        if not args.val_split:
+            raise VQAError("--eval-only needs a --val-split")
+        report = evaluate_checkpoint(args.out, args.data, args.val_split, limit=args.limit, device=args.device)
+        _write(report, args)
+        print(json.dumps(report, indent=1) if args.json else format_accuracy(report, families=True))
+        return 0
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trace_weight=args.trace_weight,
+                      seed=args.seed, threads=args.threads, limit=args.limit, max_minutes=args.max_minutes)
+    report = train_nsm(args.data, split=args.split, val_split=args.val_split or None, out=args.out, config=cfg,
+                       model_config=NSMConfig(dim=args.dim, steps=args.steps), resume=args.resume,
+                       progress=progress, device=args.device)
+    if args.ship:
+        strip_checkpoint(args.out, args.ship)
+        report["shipped"] = args.ship
+    _write(report, args)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"trained {report['epochs']} epoch(s) on {report['questions']:,} questions "
+              f"in {report['train_seconds']} s; checkpoint: {report['checkpoint']}")
+        if "val" in report:
+            print(format_accuracy(report["val"]))
+    return 0
+
+
+def _write(report: dict, args) -> None:
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+def format_accuracy(val: dict, families: bool = False) -> str:
+    lines = [f"held-out accuracy: {100 * val['accuracy']:.2f}% of {val['questions']:,} questions"]
+    for key in ("by_group", "by_function") + (("by_family",) if families else ()):
+        lines.append(f"  {key[3:]}:")
+        for name, v in val[key].items():
+            lines.append(f"    {name or '-':<18} {100 * v['accuracy']:6.2f}%  ({v['questions']})")
+    return "\n".join(lines)
