@@ -249,3 +249,73 @@ def test_solver_helpers_optimum_and_messages():
     with pytest.raises(SolverError) as e:
         solve("p(X) :- q.")
     assert any("unsafe" in m for m in e.value.messages)
+
+
+# ---- the fast path: checked programs, gold scenes written as their reading ----------
+def test_checked_programs_can_fail_only_on_the_scene():
+    from vqa.reason.asp_encode import is_checked
+
+    assert [is_checked(p) for p in broken_programs()] == [False] * 9 + [True]  # the last fails on the scene
+    checked = [Program.parse(e) for e in EXPRESSIONS if is_checked(Program.parse(e))]
+    assert len(checked) >= 26  # every function; a value outside the vocabulary is fine
+    assert is_checked(Program.parse("count(filter_color[Dark Red](scene))"))
+    assert not is_checked(Program.parse("count(filter_colour[red](scene))"))
+    assert not is_checked(Program.parse("unique(filter_shape[cube](scene))"))
+    rng = random.Random(7)
+    seen = set()
+    for i in range(200):
+        scene = random_scene(rng, image_id=f"c{i}")
+        p = random_program(rng, scene, p_broken=0.5)
+        r = execute(p, scene)
+        if is_checked(p):
+            assert r.error is None or r.error.startswith("unique expects") or "attribute" in r.error, r.error
+        seen.add(is_checked(p))
+    assert seen == {True, False}
+
+
+def test_fast_path_and_plain_facts_agree(reasoner):
+    """The reasoner's fast path (checked programs, gold readings, shared programs) against
+    the plain facts with the complete theory (every step checked, readings copied)."""
+    from vqa.reason.asp import read_answers
+    from vqa.reason.asp_encode import encode
+
+    rng = random.Random(13)
+    batch = [(SCENE, [Program.parse(e) for e in EXPRESSIONS] + broken_programs())]
+    for i in range(3):
+        scene = random_scene(rng, image_id=f"m{i}")
+        batch.append((scene, [random_program(rng, scene, p_broken=0.3) for _ in range(8)]))
+    encodings, fast = encode(batch, fast=True)
+    assert "run(" in fast and "has(g(0)," in fast and "attr(" not in fast
+    assert encodings[0].shared[0][0] == encodings[0].shared[1][0] == 0  # one shared scene step
+    encodings, plain = encode(batch)
+    assert "run(" not in plain and "attr(0,color,red)." in plain and not encodings[0].shared
+    model = " ".join(str(a) for a in solve(load_theory(RULES) + plain).atoms)
+    programs = [p for _, ps in batch for p in ps]
+    expected = read_answers(programs, model, [i for enc in encodings for i in enc.ids])
+    got = [a for answers in reasoner.answer_many(batch) for a in answers]
+    for p, a, b in zip(programs, got, expected):
+        assert same(a, b), p
+    assert sum(a.answer is None for a in got) >= 20
+
+
+def test_a_call_mixes_checked_unchecked_gold_and_uncertain(reasoner):
+    scene = SceneGraph("u", 480, 320, [_obj(0, {"red": 0.6, "blue": 0.4}, "cube"), _obj(1, {"red": 1.0}, "sphere")])
+    uncertain = [Program.parse("query_shape(unique(filter_color[red](scene)))"), Program.parse("count(filter_color[red](scene))")]
+    gold = [Program.parse(e) for e in EXPRESSIONS[:6]] + broken_programs()[:3]
+    together = reasoner.answer_many([(SCENE, gold), (scene, uncertain)])
+    assert [a.to_dict() for a in together[0]] == [a.to_dict() for a in reasoner.answer_batch(SCENE, gold)]
+    assert [a.to_dict() for a in together[1]] == [a.to_dict() for a in reasoner.answer_batch(scene, uncertain)]
+
+
+def test_without_explanations_the_answers_stay():
+    quiet = ASPReasoner(explain=False)
+    programs = [Program.parse(e) for e in EXPRESSIONS]
+    checked = quiet.answer_batch(SCENE, programs[:24])  # checked programs only: no step values shown
+    for p, a in zip(programs, checked):
+        r = execute(p, SCENE)
+        assert (a.answer, a.error, a.error_step) == (r.answer, r.error, r.error_step) and a.trace == []
+    mixed = quiet.answer_batch(SCENE, programs + broken_programs())
+    for p, a in zip(programs + broken_programs(), mixed):
+        r = execute(p, SCENE)
+        assert (a.answer, a.error, a.error_step) == (r.answer, r.error, r.error_step)
+        assert (a.trace == []) == (r.error is None or not p.steps)  # a failure keeps its trace

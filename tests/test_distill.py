@@ -18,16 +18,16 @@ from conftest import FIXTURES, dump_json
 from fake_openai import FakeOpenAI
 
 EXIST_RULES = [
-    "out(Q, I, yes) :- run(Q, I), step(Q, I, exist), input(Q, I, 0, J), size(Q, J, N), N > 0.",
-    "out(Q, I, no)  :- run(Q, I), step(Q, I, exist), input(Q, I, 0, J), size(Q, J, 0).",
+    "out(Q, I, yes) :- run(Q, I, exist, _, (J,)), nonempty(Q, J).",
+    "out(Q, I, no)  :- run(Q, I, exist, _, (J,)), not nonempty(Q, J).",
 ]
-GOOD = ("```asp\nout(Q, I, yes) :- run(Q, I), step(Q, I, exist), input(Q, I, 0, J), size(Q, J, N), N > 0.\n"
-        "out(Q, I, no) :- run(Q, I), step(Q, I, exist), input(Q, I, 0, J), size(Q, J, 0).\n```")
+GOOD = ("```asp\nout(Q, I, yes) :- run(Q, I, exist, _, (J,)), nonempty(Q, J).\n"
+        "out(Q, I, no) :- run(Q, I, exist, _, (J,)), not nonempty(Q, J).\n```")
 SCRIPT = [
-    "```asp\nout(Q, I, yes) :- run(Q, I) step(Q, I, exist).\n```",                         # syntax error
-    "```asp\nout(Q, I, V) :- run(Q, I), step(Q, I, exist).\n```",                         # unsafe V
-    "```asp\nout(Q, I, yes) :- run(Q, I), step(Q, I, exist).\n```",                       # wrong on "no"
-    "```asp\n#script (python)\nimport os\n#end.\nout(Q, I, yes) :- step(Q, I, exist), run(Q, I).\n```",  # hostile
+    "```asp\nout(Q, I, yes) :- run(Q, I, exist, _, _) nonempty(Q, I).\n```",               # syntax error
+    "```asp\nout(Q, I, V) :- run(Q, I, exist, _, _).\n```",                               # unsafe V
+    "```asp\nout(Q, I, yes) :- run(Q, I, exist, _, _).\n```",                             # wrong on "no"
+    "```asp\n#script (python)\nimport os\n#end.\nout(Q, I, yes) :- run(Q, I, exist, _, _).\n```",  # hostile
     '```asp\n#include "/etc/passwd".\n```',                                                  # try 2: hostile
     GOOD,                                                                                    # mended: correct
 ]
@@ -82,7 +82,7 @@ def test_loop_mends_rejects_and_converges(task):
     assert "could not parse" in prompts[1] and "unsafe" in prompts[2] and "expected no" in prompts[3]
     assert "first wrong step" in prompts[3]
     theory = (run / "theory.lp").read_text()
-    assert theory.index(DISTILLED_BEGIN) < theory.index("step(Q, I, exist), input(Q, I, 0, J), size(Q, J, 0)")
+    assert theory.index(DISTILLED_BEGIN) < theory.index("run(Q, I, exist, _, (J,)), not nonempty(Q, J)")
     assert "#script" not in theory and "#include" not in theory
     # replay of the recorded transcript, with no endpoint at all
     from vqa.cli import main as again

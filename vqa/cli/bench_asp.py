@@ -13,6 +13,7 @@ def register(sub) -> None:
     p.add_argument("--scenes-per-call", type=int, default=8, help="scenes per clingo call for (a')")
     p.add_argument("--repeats", type=int, default=1, help="best of N timings per method")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-explain", action="store_true", help="leave the per-step traces out (as vqa evaluate does)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -24,6 +25,7 @@ def run(args) -> int:
     if args.scenes < 1 or args.questions_per_scene < 1 or args.scenes_per_call < 1:
         raise VQAError("--scenes, --questions-per-scene and --scenes-per-call must be >= 1")
     report = run_benchmark(args.scenes, args.questions_per_scene, seed=args.seed, source=args.source,
-                           scenes_per_call=args.scenes_per_call, repeats=args.repeats)
+                           scenes_per_call=args.scenes_per_call, repeats=args.repeats,
+                           explain=not args.no_explain)
     print(json.dumps(report, indent=1) if args.json else format_benchmark(report))
     return 0 if all(m["mismatches"] == 0 for m in report["methods"].values()) else 1

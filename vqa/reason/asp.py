@@ -8,6 +8,13 @@ Semantics (the same as `vqa.executor.execute` on gold scenes, checked by differe
 tests): a question fails at its first erroneous step with the executor's message, and
 one question's failure never affects another question of the batch.
 
+Speed: each call gets only the theory files and facts it needs (the fast path of
+`vqa.reason.asp_encode`, described in rules/README.md): programs that pass
+`asp_encode.is_checked` skip the theory's structural checks (`checks.lp`), gold scenes
+are written as their one reading (no `scene.lp`, `uncertain.lp`, no optimisation), the
+checked questions about a gold scene share the steps they compute alike, and the step
+values (`trace.lp`) are shown only when they are needed.
+
 Uncertain scenes (any object score, attribute distribution or relation probability
 below 1): every question reads its own copy of the scene (its "reading", chosen by
 choice rules in `rules/clevr/uncertain.lp`, which is added to a call only when one of
@@ -57,6 +64,12 @@ from .solver import LogCapture, SolverError, load_theory, make_control, term
 
 DEFAULT_THEORY = Path(__file__).resolve().parents[2] / "rules" / "clevr"
 UNCERTAIN_FILE = "uncertain.lp"  # added to a call only when one of its scenes is uncertain
+# Files of the theory a call needs only for some inputs (the rest is always added):
+# programs the encoder could not check need the checks; uncertain scenes need readings
+# copied from scene facts, the guesses and the optimisation.
+CHECK_FILES = ("catalogue.lp", "checks.lp", "trace.lp")
+UNCERTAIN_FILES = ("catalogue.lp", "scene.lp", UNCERTAIN_FILE)
+TRACE_FILES = ("trace.lp",)  # the step values: for traces and for the messages of checked steps
 
 _KIND_WORDS = {"objects": "objects", "object": "object", "integer": "an integer", "value": "an attribute value"}
 
@@ -108,18 +121,28 @@ class ASPReasoner:
     def __init__(self, theory_dir: str | Path | None = None, *, top_k: int = 3, cost_cap: int = DEFAULT_COST_CAP,
                  explain: bool = True):
         self.config = ASPConfig(theory_dir or DEFAULT_THEORY, top_k, cost_cap, explain)
-        # the theory without uncertain.lp, which only calls with an uncertain scene need
-        self.theory = load_theory(self.config.theory_dir, exclude=("example_facts.lp", UNCERTAIN_FILE))
-        uncertain = Path(self.config.theory_dir) / UNCERTAIN_FILE
-        self.uncertain_theory = uncertain.read_text() if uncertain.exists() else ""
-        self._statements: list = []
-        self._uncertain_statements: list = []
-        for text, out in ((self.theory, self._statements), (self.uncertain_theory, self._uncertain_statements)):
-            log = LogCapture()
+        # the complete theory (checked to exist), then the statements of each file
+        self.theory = load_theory(self.config.theory_dir, exclude=("example_facts.lp",))
+        self._files: dict[str, list] = {}
+        for path in sorted(Path(self.config.theory_dir).glob("*.lp")):
+            if path.name.startswith("example"):
+                continue
+            log, out = LogCapture(), []
             try:
-                ast.parse_string(text, out.append, logger=log)
+                ast.parse_string(path.read_text(), out.append, logger=log)
             except RuntimeError:
                 raise SolverError(f"theory {self.config.theory_dir} does not parse", log.messages) from None
+            self._files[path.name] = out
+        self._core = [n for n in self._files if n not in CHECK_FILES + UNCERTAIN_FILES + TRACE_FILES]
+
+    def _statements(self, checks: bool, uncertain: bool, trace: bool = True) -> list:
+        """The parsed statements a call needs (the always-needed files, plus the checks,
+        the uncertain-scene files and the trace output when asked for), each file once."""
+        names = list(self._core)
+        for wanted, group in ((checks, CHECK_FILES), (uncertain, UNCERTAIN_FILES), (trace, TRACE_FILES)):
+            if wanted:
+                names += [n for n in group if n in self._files and n not in names]
+        return [stm for n in names for stm in self._files[n]]
 
     # ---- public API -------------------------------------------------------
     def answer(self, scene: SceneGraph, program: Program) -> ASPAnswer:
@@ -137,20 +160,20 @@ class ASPReasoner:
         programs = [p for _, ps in batch for p in ps]
         if not programs:
             return [[] for _ in batch]
-        encodings, facts = encode(batch, cap=self.config.cost_cap)
+        encodings, facts = encode(batch, cap=self.config.cost_cap, fast=True)
         ids = [i for enc in encodings for i in enc.ids]
         ctl = make_control()
-        any_uncertain = any(enc.uncertain for enc in encodings)
+        checks = any(enc.unchecked for enc in encodings)
+        shared = {q: (enc.shared_id, steps) for enc in encodings for q, steps in enc.shared.items()}
+        values = self.config.explain or checks or bool(shared)  # step values in the model (trace.lp)
+        statements = self._statements(checks, uncertain=any(enc.uncertain for enc in encodings), trace=values)
         with ast.ProgramBuilder(ctl) as builder:
-            for stm in self._statements:
+            for stm in statements:
                 builder.add(stm)
-            if any_uncertain:
-                for stm in self._uncertain_statements:
-                    builder.add(stm)
         ctl.add("base", [], facts)
         ctl.ground([("base", [])])
         atoms = self._solve(ctl, [])
-        results = read_answers(programs, atoms, ids, explain=self.config.explain)
+        results = read_answers(programs, atoms, ids, explain=self.config.explain, values=values, shared=shared)
         # per question: the mode cost of its scene (None for gold scenes)
         modes = [enc.mode_cost if enc.uncertain else None for enc, (_, ps) in zip(encodings, batch) for _ in ps]
         costs = _world_costs(atoms)
@@ -208,6 +231,7 @@ _OUT = re.compile(r"\bout\((\d+),(\d+)," + _TERM + r"\)")
 _NONE = re.compile(r"\bnone\((\d+),(\d+)\)")
 _ANS = re.compile(r"\bans\((\d+)," + _TERM + r"\)")
 _FAIL = re.compile(r"\bfail\((\d+),(-?\d+),([^ ]*)\)(?= |$)")
+_ERR = re.compile(r"\berr\((\d+),(\d+),([^ ]*)\)(?= |$)")
 _PAY = re.compile(r"\bpay\((\d+),(\d+),")
 
 
@@ -252,31 +276,48 @@ def _normalise(top: list[tuple[str, float]]) -> list[tuple[str, float]]:
 
 
 # ---- reading a model ----------------------------------------------------------
-def read_answers(programs: list[Program], atoms: str, ids: list[str], *, explain: bool = True) -> list[ASPAnswer]:
+def read_answers(programs: list[Program], atoms: str, ids: list[str], *, explain: bool = True,
+                 values: bool = True, shared: dict[int, tuple[int, list[int]]] | None = None) -> list[ASPAnswer]:
     """ASPAnswers from the shown atoms of a model as clingo prints them (`ans`, `fail`,
-    `none`, `val`, `out`); question q is `programs[q]`, object o is `ids[o]`."""
+    `none`, `val`, `out`, `err`); question q is `programs[q]`, object o is `ids[o]`.
+    `explain`: every answer gets its trace; otherwise only a failed question does, when
+    the model holds the step values (`values`: rules/clevr/trace.lp was part of the call).
+    `shared`: {q: (P, steps)} for the questions encoded as part of a shared program P
+    (`asp_encode.encode_shared`): step i of q is step steps[i] of P, and q fails at its
+    first step whose shared step has an error (as answer.lp decides for the others)."""
+    shared = shared or {}
     answers = {int(q): _term_value(v) for q, v in _ANS.findall(atoms)}
     fails = {int(q): (int(i), _reason(r)) for q, i, r in _FAIL.findall(atoms)}
     nones = {(int(q), int(i)) for q, i in _NONE.findall(atoms)}
     vals: dict[tuple[int, int], list[int]] = {}
     outs: dict[tuple[int, int], object] = {}
-    if explain or fails:
+    if explain or fails or shared:
         for q, i, o in _VAL.findall(atoms):
-            key = (int(q), int(i))
-            if explain or int(q) in fails:
-                vals.setdefault(key, []).append(int(o))
+            vals.setdefault((int(q), int(i)), []).append(int(o))
         outs = {(int(q), int(i)): _term_value(v) for q, i, v in _OUT.findall(atoms)}
+    if shared:
+        errs = {(int(q), int(i)): _reason(r) for q, i, r in _ERR.findall(atoms)}
+        for q, (pid, steps) in shared.items():
+            fail = next(((i, errs[pid, n]) for i, n in enumerate(steps) if (pid, n) in errs), None)
+            if fail is None and (pid, steps[-1]) in nones:
+                fail = (len(steps) - 1, ("ends", "none"))
+            if fail is None:
+                answers[q] = outs.get((pid, steps[-1]))
+            else:
+                fails[q] = fail
     results = []
     for q, program in enumerate(programs):
         fail = fails.get(q)
         n = len(program.steps) if fail is None else fail[0] + 1
+        pid, steps = shared.get(q, (q, range(n)))
         trace: list[TraceStep] = []
         if explain or fail is not None:
             for i in range(max(n, 0)):
                 s = program.steps[i]
                 spec = CLEVR_FUNCTIONS.get(s.op)
-                kind = "none" if (q, i) in nones else spec.output if spec else None
-                trace.append(TraceStep(i, s.token, s.inputs, _value(kind, vals.get((q, i)), outs.get((q, i)), ids)))
+                key = (pid, steps[i])
+                kind = "none" if key in nones else spec.output if spec else None
+                trace.append(TraceStep(i, s.token, s.inputs, _value(kind, vals.get(key), outs.get(key), ids)))
         if fail is None:
             v = answers.get(q)
             if v is None:
@@ -291,7 +332,7 @@ def read_answers(programs: list[Program], atoms: str, ids: list[str], *, explain
         if not (isinstance(reason, tuple) and reason[0] == "ends"):  # as the executor: the value stays
             trace[i].value = None
             trace[i].error = message
-        results.append(ASPAnswer(None, message, i, trace))
+        results.append(ASPAnswer(None, message, i, trace if explain or values else []))
     return results
 
 

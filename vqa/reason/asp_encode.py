@@ -22,17 +22,38 @@ Question facts (Q = the question's index in the batch, I = step index):
 F is `scene`, `unique`, ..., `filter(color)`, `query(shape)`, `same(size)`,
 `equal(material)` for the catalogue's functions and a quoted string for any other name
 (the theory reports it as an unknown function).
+
+`fast=True` (what `ASPReasoner` uses) writes the theory's fast path, with the same
+answers and far less for clingo to parse and ground:
+
+- a program that passes `is_checked` is given as the steps to run, one fact per step,
+  `run(Q, I, F, V, In)` (V the value or `()`, In the tuple of input steps: `()`, `(J,)`
+  or `(J0,J1)`), and its last step, `last(Q, I)`, instead of `question(Q)`, `step/3`,
+  `arg/3` and `input/4` (the theory runs them without its structural and type checks);
+- a scene without uncertain facts is written as its one reading g(S): `in(g(S), O).
+  has(g(S), O, C, V). holds(g(S), A, R, B). novalue(g(S), O, C).`, and its questions
+  say `world(Q, g(S))` instead of `about(Q, S)`;
+- the checked programs about a gold scene are written as one shared program
+  (`encode_shared`), in which a step that several programs compute alike (`scene`
+  above all) is one step, run once;
+- only the relations some question of the scene reads are written;
+- the scene's facts share statements, with pools: `has(g(0),(1;4),color,red).`
+  (clingo parses a pool several times faster than the separate facts).
+
+The default is the plain form above (the distillation prompts show it).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
-from ..ontology import CLEVR_FUNCTIONS
+from ..ontology import CLEVR_ATTRIBUTES, CLEVR_FUNCTIONS, OBJECT, OBJECTS
 from ..program import Program
 from ..scene import SceneGraph, clevr_relations
-from .solver import term
+from .solver import term as _plain_term
 
+term = lru_cache(maxsize=65536)(_plain_term)  # the same values recur in every scene and program
 DEFAULT_COST_CAP = 10_000  # p below e^-10 (4.5e-5) all cost the same
 
 
@@ -56,51 +77,95 @@ class SceneEncoding:
     ids: list[str]
     uncertain: bool
     mode_cost: int
+    unchecked: int = 0  # how many of the scene's programs are not `checked` (set by `encode`)
+    # the fast path on a gold scene: the id P of the scene's shared program and, per
+    # question q (its index in the batch), the step of P that each of its steps is
+    shared_id: int | None = None
+    shared: dict[int, list[int]] = field(default_factory=dict)
 
 
 def encode_scene(scene: SceneGraph, s: int = 0, offset: int = 0, *, cap: int = DEFAULT_COST_CAP,
-                 min_probability: float = 0.0, asked: set[str] | None = None) -> SceneEncoding:
+                 min_probability: float = 0.0, asked: set[str] | None = None, fast: bool = False) -> SceneEncoding:
     """Facts for `scene` as scene `s` of a batch, its objects numbered from `offset` (see
     the module docstring). Attribute values with probability <= `min_probability` are left
     out of an uncertain distribution. `asked`: the relations the questions read (only
-    those count towards `mode_cost`, as the theory guesses only those)."""
+    those count towards `mode_cost`, as the theory guesses only those; with `fast`, only
+    those are written). With `fast`, a scene without uncertain facts is written as its
+    reading g(s)."""
     index = {o.id: offset + i for i, o in enumerate(scene.objects)}
+    relations = scene.relations
+    if not relations and scene.directions and scene.objects and all(o.position is not None for o in scene.objects):
+        relations = clevr_relations([o.position for o in scene.objects], scene.directions)
+    if fast and asked is not None:
+        relations = [r for r in relations if r.predicate in asked]
+    supports = [[(term(cat), [(v, p) for v, p in dist.items() if p > min_probability])
+                 for cat, dist in o.attributes.items()] for o in scene.objects]
+    uncertain = (any(o.score < 1.0 for o in scene.objects) or any(r.probability < 1.0 for r in relations)
+                 or any(len(sup) > 1 for attrs in supports for _, sup in attrs))
+    if fast and not uncertain:
+        return SceneEncoding(_gold_reading(scene, s, offset, index, supports, relations),
+                             [o.id for o in scene.objects], False, 0)
     out: list[str] = []
-    uncertain = False
     mode = 0
-    for i, o in enumerate(scene.objects, offset):
+    for (i, o), attrs in zip(enumerate(scene.objects, offset), supports):
         out.append(f"in_scene({i},{s}).")
         if o.score >= 1.0:
             out.append(f"obj({i}).")
         else:
-            uncertain = True
             cin, cout = cost(o.score, cap), cost(1.0 - o.score, cap)
             mode += min(cin, cout)
             out.append(f"pobj({i},{cin},{cout}).")
-        for cat, dist in o.attributes.items():
-            support = [(v, p) for v, p in dist.items() if p > min_probability]
-            c = term(cat)
+        for c, support in attrs:
             if len(support) == 1:
                 out.append(f"attr({i},{c},{term(support[0][0])}).")
             elif support:
-                uncertain = True
                 costs = [cost(p, cap) for _, p in support]
                 mode += min(costs)
                 out.extend(f"pattr({i},{c},{term(v)},{k})." for (v, _), k in zip(support, costs))
-    relations = scene.relations
-    if not relations and scene.directions and scene.objects and all(o.position is not None for o in scene.objects):
-        relations = clevr_relations([o.position for o in scene.objects], scene.directions)
     for r in relations:
-        s, t, pred = index[r.subject], index[r.object], term(r.predicate)
+        a, b, pred = index[r.subject], index[r.object], term(r.predicate)
         if r.probability >= 1.0:
-            out.append(f"rel({s},{pred},{t}).")
+            out.append(f"rel({a},{pred},{b}).")
         else:
-            uncertain = True
             cin, cout = cost(r.probability, cap), cost(1.0 - r.probability, cap)
             if asked is None or r.predicate in asked:  # the theory only guesses asked relations
                 mode += min(cin, cout)
-            out.append(f"prel({s},{pred},{t},{cin},{cout}).")
+            out.append(f"prel({a},{pred},{b},{cin},{cout}).")
     return SceneEncoding("\n".join(out), [o.id for o in scene.objects], uncertain, mode)
+
+
+_CATEGORIES = tuple(term(c) for c in CLEVR_ATTRIBUTES)
+
+
+def _pooled(predicate: str, groups: dict[str, list]) -> list[str]:
+    """Facts of `predicate` with the last argument pooled: {"g(0),1,left": [2, 5]} ->
+    `predicate(g(0),1,left,(2;5)).` (clingo parses a pool several times faster than
+    the separate facts)."""
+    return [f"{predicate}({head},{members[0]})." if len(members) == 1 else
+            f"{predicate}({head},({';'.join(map(str, members))}))." for head, members in groups.items()]
+
+
+def _gold_reading(scene: SceneGraph, s: int, offset: int, index: dict[str, int], supports, relations) -> str:
+    """The one reading g(s) of a scene without uncertain facts (the theory's fast path;
+    rules/clevr/scene.lp derives the same atoms from plain facts)."""
+    w = f"g({s})"
+    has: dict[str, list[int]] = {}
+    novalue: list[str] = []
+    for i, attrs in enumerate(supports, offset):
+        valued = set()
+        for c, support in attrs:
+            if support:
+                valued.add(c)
+                has.setdefault(f"{c},{term(support[0][0])}", []).append(i)
+        novalue.extend(f"novalue({w},{i},{c})." for c in _CATEGORIES if c not in valued)
+    holds: dict[str, list[int]] = {}
+    for r in relations:
+        holds.setdefault(f"{w},{index[r.subject]},{term(r.predicate)}", []).append(index[r.object])
+    objects = ";".join(str(i) for i in range(offset, offset + len(supports)))
+    out = [f"in({w},({objects}))."] if supports else []
+    out += [f"has({w},{os[0]},{cv})." if len(os) == 1 else f"has({w},({';'.join(map(str, os))}),{cv})."
+            for cv, os in has.items()]
+    return "\n".join(out + novalue + _pooled("holds", holds))
 
 
 def function_term(op: str) -> str:
@@ -117,34 +182,106 @@ def function_term(op: str) -> str:
 _FUNCTION_TERMS = {name: function_term(name) for name in CLEVR_FUNCTIONS}
 
 
-def encode_program(q: int, program: Program, s: int = 0) -> str:
-    """Facts of one question with id `q` about scene `s` (see the module docstring)."""
-    out = [f"question({q}). about({q},{s})."]
+def is_checked(program: Program) -> bool:
+    """Whether `program` passes every check the theory makes before running a step
+    (rules/clevr/program.lp): it is not empty; each function is in the catalogue with its
+    number of inputs, all from earlier steps, and of values; each input has the kind the
+    function expects; the last step does not give objects. Such a program can fail only
+    on the scene (a `unique` over a set that is not one object, a query on an object
+    without that attribute). Unlike `Program.problems`, values outside the vocabulary
+    are fine (they match nothing, as in the reference executor)."""
+    kinds: list[str] = []
     for i, s in enumerate(program.steps):
-        f = _FUNCTION_TERMS.get(s.op) or function_term(s.op)
+        spec = CLEVR_FUNCTIONS.get(s.op)
+        if spec is None or len(s.inputs) != spec.arity or len(s.args) != (1 if spec.arg else 0):
+            return False
+        for j, want in zip(s.inputs, spec.inputs):
+            if not 0 <= j < i or kinds[j] != want:
+                return False
+        kinds.append(spec.output)
+    return bool(kinds) and kinds[-1] not in (OBJECTS, OBJECT)
+
+
+def encode_program(q: int, program: Program, s: int = 0, *, fast: bool = False, checked: bool = False,
+                   gold: bool = False) -> str:
+    """Facts of one question with id `q` about scene `s` (see the module docstring).
+    The fast path (`fast`): `checked` (the caller has made sure that the program passes
+    `is_checked`) gives its steps as run/5 with last/2 instead of question/1, step/3,
+    arg/3 and input/4;
+    `gold` says that the scene is written as its reading g(s)."""
+    where = f"world({q},g({s}))." if fast and gold else f"about({q},{s})."
+    functions = [_FUNCTION_TERMS.get(st.op) or function_term(st.op) for st in program.steps]
+    if fast and checked:
+        out = [f"last({q},{len(functions) - 1}). {where}"]
+        out.extend(_step_fact(q, i, f, st, st.inputs) for i, (st, f) in enumerate(zip(program.steps, functions)))
+        return "\n".join(out)
+    out = [f"question({q}). {where}"]
+    for i, (st, f) in enumerate(zip(program.steps, functions)):
         out.append(f"step({q},{i},{f}).")
-        if s.args:
-            out.append(f"arg({q},{i},{term(s.args[0])}).")
-            if len(s.args) > 1:
-                out.append(f"nargs({q},{i},{len(s.args)}).")
-        for k, j in enumerate(s.inputs):
+        if st.args:
+            out.append(f"arg({q},{i},{term(st.args[0])}).")
+            if len(st.args) > 1:
+                out.append(f"nargs({q},{i},{len(st.args)}).")
+        for k, j in enumerate(st.inputs):
             out.append(f"input({q},{i},{k},{j}).")
     return "\n".join(out)
 
 
-def encode(batch: list[tuple[SceneGraph, list[Program]]], *, cap: int = DEFAULT_COST_CAP
+def _step_fact(q, i: int, f: str, st, inputs) -> str:
+    value = term(st.args[0]) if st.args else "()"
+    ins = "()" if not inputs else f"({inputs[0]},)" if len(inputs) == 1 else f"({inputs[0]},{inputs[1]})"
+    return f"run({q},{i},{f},{value},{ins})."
+
+
+def encode_shared(pid: int, programs: list[Program], s: int) -> tuple[str, list[list[int]]]:
+    """The checked `programs` about gold scene `s` as one shared program `pid` (the fast
+    path): a step that several programs compute alike (the same function and value on the
+    same inputs, `scene` above all) is one step of the shared program, run once. Returns
+    the facts and, per program, the shared step of each of its steps."""
+    nodes: dict[tuple, int] = {}
+    out = [f"world({pid},g({s}))."]
+    maps = []
+    for program in programs:
+        ids: list[int] = []
+        for st in program.steps:
+            f = _FUNCTION_TERMS[st.op]
+            key = (f, st.args, tuple(ids[j] for j in st.inputs))
+            n = nodes.get(key)
+            if n is None:
+                n = nodes[key] = len(nodes)
+                out.append(_step_fact(pid, n, f, st, key[2]))
+            ids.append(n)
+        maps.append(ids)
+    return "\n".join(out), maps
+
+
+def encode(batch: list[tuple[SceneGraph, list[Program]]], *, cap: int = DEFAULT_COST_CAP, fast: bool = False
            ) -> tuple[list[SceneEncoding], str]:
     """Facts of a batch of (scene, programs): scenes are numbered 0.., questions 0.. through
-    the batch in order. Returns the scene encodings and all facts as one text."""
+    the batch in order (`fast`: see the module docstring; the checked programs about a
+    gold scene S become one shared program numbered n + S, n the number of questions:
+    `encode_shared`). Returns the scene encodings and all facts as one text."""
     encodings, parts = [], []
     offset = q = 0
+    n = sum(len(ps) for _, ps in batch)
     for s, (scene, programs) in enumerate(batch):
         asked = {st.args[0] for p in programs for st in p.steps if st.op == "relate" and st.args}
-        enc = encode_scene(scene, s, offset, cap=cap, asked=asked)
+        enc = encode_scene(scene, s, offset, cap=cap, asked=asked, fast=fast)
         offset += len(enc.ids)
         encodings.append(enc)
         parts.append(enc.facts)
+        shared: list[tuple[int, Program]] = []
         for p in programs:
-            parts.append(encode_program(q, p, s))
+            checked = fast and is_checked(p)
+            enc.unchecked += not checked
+            if checked and not enc.uncertain:
+                shared.append((q, p))
+            else:
+                parts.append(encode_program(q, p, s, fast=fast, checked=checked, gold=not enc.uncertain))
             q += 1
+        if shared:
+            enc.shared_id = n + s
+            facts, maps = encode_shared(n + s, [p for _, p in shared], s)
+            parts.append(facts)
+            enc.shared = {k: m for (k, _), m in zip(shared, maps)}
     return encodings, "\n".join(parts)
