@@ -1,0 +1,225 @@
+"""Scene parser: model shapes, targets, decoding, checkpoints, input robustness, metrics, training."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vqa.errors import DataError
+from vqa.ontology import CLEVR_ATTRIBUTES
+from vqa.scene import SceneGraph, SceneObject, clevr_relations
+from vqa.vision.metrics import SceneMetrics, match_objects
+from vqa.vision.scene_parser import (DEFAULT_CHECKPOINT, STRIDE, SceneParser, SceneParserConfig, back_project,
+                                     checkpoint_dict, decode, load_image, load_scene_parser)
+from vqa.vision.targets import build_targets, scene_parser_loss, collate
+
+TINY = dict(image_size=(64, 96), stem_channels=(8, 16), dim=32, depth=1, n_heads=4, up_channels=8, head_channels=16)
+
+
+def _scene(seed: int, size=(192, 128)):
+    from vqa.datasets.synth.scenes import generate_scene
+    return generate_scene(np.random.default_rng(seed), image_size=size)
+
+
+@pytest.mark.parametrize("variant", ["mha", "gqa", "mqa", "kdgqa"])
+def test_model_output_shapes(variant):
+    model = SceneParser(SceneParserConfig(attn_variant=variant, **TINY))
+    out = model(torch.randn(2, 3, 64, 96))
+    h, w = 64 // STRIDE, 96 // STRIDE
+    assert out["heat"].shape == (2, 1, h, w)
+    assert out["offset"].shape == (2, 2, h, w) and out["box"].shape == (2, 2, h, w)
+    for cat, values in CLEVR_ATTRIBUTES.items():
+        assert out[f"attr:{cat}"].shape == (2, len(values), h, w)
+    # another input size (a multiple of 16) goes through the resampled position embedding
+    assert model(torch.randn(1, 3, 80, 96))["heat"].shape == (1, 1, 20, 24)
+
+
+def _maps_with_objects(cfg, objects):
+    """Hand-made maps: a heat peak, offset, box and one-hot-ish attribute logits per object."""
+    h, w = cfg.image_size[0] // STRIDE, cfg.image_size[1] // STRIDE
+    maps = {"heat": torch.full((1, h, w), -8.0), "offset": torch.zeros(2, h, w), "box": torch.zeros(2, h, w)}
+    for cat, values in cfg.attributes.items():
+        maps[f"attr:{cat}"] = torch.zeros(len(values), h, w)
+    for (i, j, attrs) in objects:
+        maps["heat"][0, i, j] = 4.0
+        maps["offset"][:, i, j] = torch.tensor([0.25, -0.25])
+        maps["box"][:, i, j] = math.log(3.0)
+        for cat, v in attrs.items():
+            maps[f"attr:{cat}"][cfg.attributes[cat].index(v), i, j] = 5.0
+    return maps
+
+
+def test_decode_gives_a_valid_probabilistic_scene_graph():
+    cfg = SceneParserConfig()
+    a = {"color": "red", "size": "large", "material": "metal", "shape": "cube"}
+    b = {"color": "cyan", "size": "small", "material": "rubber", "shape": "sphere"}
+    graph = decode(_maps_with_objects(cfg, [(10, 5, a), (20, 40, b)]), cfg, image_size=(192, 128), image_id="x")
+    assert len(graph.objects) == 2
+    again = SceneGraph.from_json(graph.to_json())
+    assert again.to_dict() == graph.to_dict()
+    for obj in graph.objects:
+        for dist in obj.attributes.values():
+            assert abs(sum(dist.values()) - 1.0) < 1e-5
+        assert 0 < obj.score <= 1 and len(obj.position) == 3
+    first = max(graph.objects, key=lambda o: o.score if o.value("color") == "red" else -1)
+    assert [first.value(c) for c in ("color", "size", "material", "shape")] == ["red", "large", "metal", "cube"]
+    x, y, bw, bh = first.bbox
+    assert abs(x + bw / 2 - (5 + 0.5 + 0.25) * STRIDE) < 1e-4 and abs(bw - 3 * STRIDE) < 1e-4
+    # object b is further right on the image and nearer the camera: right of and in front of a
+    ia, ib = (o.id for o in sorted(graph.objects, key=lambda o: o.value("color") != "red"))
+    rels = {(r.subject, r.predicate, r.object) for r in graph.relations}
+    assert (ib, "right", ia) in rels and (ib, "front", ia) in rels and (ia, "left", ib) in rels
+
+
+def test_back_projection_inverts_the_camera():
+    from vqa.datasets.synth.camera import BASE_LOCATION, Camera
+    cam = Camera.at(BASE_LOCATION, width=192, height=128)
+    pts = np.array([[1.2, -0.7, 0.35], [-2.5, 2.9, 0.7], [0.0, 0.0, 0.4949]])
+    px, py, _ = cam.project(pts)
+    for k in range(3):
+        assert np.allclose(back_project(cam, px[k], py[k], pts[k, 2]), pts[k], atol=1e-6)
+
+
+def test_targets_match_a_generated_scene():
+    from vqa.vision.data import gold_objects
+    record, image = _scene(7)
+    graph = SceneGraph.from_clevr(record)
+    objs = gold_objects(record, graph, scale=(1.0, 1.0), attributes=CLEVR_ATTRIBUTES)
+    assert len(objs) == len(record["objects"])
+    t = build_targets(objs, (128 // STRIDE, 192 // STRIDE), CLEVR_ATTRIBUTES)
+    centres = {(int(o.cy // STRIDE), int(o.cx // STRIDE)) for o in objs}
+    assert int((t["heat"] == 1).sum()) == len(centres)
+    for o, rec in zip(objs, record["objects"]):
+        assert abs(o.cx - rec["pixel_coords"][0]) <= 0.51 and abs(o.cy - rec["pixel_coords"][1]) <= 0.51
+        i, j = int(o.cy // STRIDE), int(o.cx // STRIDE)
+        assert t["weight"][i, j] == 1.0
+        for cat, values in CLEVR_ATTRIBUTES.items():
+            assert values[int(t[f"attr:{cat}"][i, j])] == rec[cat]
+        assert abs((j + 0.5 + float(t["offset"][0, i, j])) * STRIDE - o.cx) < 1e-3
+        assert abs((i + 0.5 + float(t["offset"][1, i, j])) * STRIDE - o.cy) < 1e-3
+        assert abs(math.exp(float(t["box"][0, i, j])) * STRIDE - rec["bbox"][2]) < 1e-3
+    # the loss runs and is finite on these targets
+    cfg = SceneParserConfig(**{**TINY, "image_size": (128, 192)})
+    model = SceneParser(cfg)
+    loss, parts = scene_parser_loss(model(torch.randn(1, 3, 128, 192)), collate([t]), cfg.attributes)
+    assert torch.isfinite(loss) and set(parts) == {"heat", "offset", "box", "attr"}
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = SceneParser(SceneParserConfig(attn_variant="dgqa", **TINY)).eval()
+    x = torch.randn(2, 3, 64, 96)
+    path = tmp_path / "sp.pt"
+    torch.save(checkpoint_dict(model, step=3), path)
+    again = load_scene_parser(path)
+    assert again.cfg == model.cfg
+    with torch.no_grad():
+        a, b = model(x), again(x)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_bad_checkpoint_and_bad_images_give_clear_errors(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="bad.pt"):
+        load_scene_parser(bad)
+    text = tmp_path / "notes.png"
+    text.write_text("hello, I am not an image")
+    with pytest.raises(DataError, match="notes.png.*not a readable image"):
+        load_image(text)
+    record, image = _scene(3)
+    png = tmp_path / "cut.png"
+    image.save(png)
+    png.write_bytes(png.read_bytes()[:200])  # truncated file
+    with pytest.raises(DataError, match="cut.png"):
+        load_image(png)
+    with pytest.raises(DataError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_input_robustness_sizes_and_modes(tmp_path):
+    model = SceneParser(SceneParserConfig(**TINY)).eval()
+    _, image = _scene(11, size=(160, 120))           # 4:3, not the model's 3:2
+    for mode in ("RGB", "L", "RGBA", "P"):
+        path = tmp_path / f"im_{mode}.png"
+        image.convert(mode).save(path)
+        graph = model.parse_image(path)
+        assert (graph.width, graph.height) == (160, 120)
+        SceneGraph.from_json(graph.to_json())
+    rgba = image.convert("RGBA")
+    rgba.putalpha(0)                                  # fully transparent: composited over gray
+    assert model.parse_image(rgba).width == 160
+    graphs = model.parse_images([image, image.resize((480, 320)), image.resize((50, 40))])
+    assert [(g.width, g.height) for g in graphs] == [(160, 120), (480, 320), (50, 40)]
+
+
+def _gold(objs, width=100):
+    out = []
+    for k, (x, y, color) in enumerate(objs):
+        out.append(SceneObject(str(k), "cube", [x - 5, y - 5, 10, 10], score=1.0, position=[x / 10, -y / 10, 0.35],
+                               attributes={"color": {color: 1.0}, "size": {"small": 1.0},
+                                           "material": {"rubber": 1.0}, "shape": {"cube": 1.0}}))
+    dirs = {"left": [-1, 0, 0], "right": [1, 0, 0], "front": [0, -1, 0], "behind": [0, 1, 0]}
+    return SceneGraph("s", width, 80, out, clevr_relations([o.position for o in out], dirs), dirs)
+
+
+def test_metrics_on_hand_made_graphs():
+    gold = _gold([(10, 10, "red"), (50, 40, "blue"), (90, 70, "green")])
+    # prediction: first object slightly off (matched), second with a wrong colour, third missed, one spurious
+    pred = _gold([(12, 11, "red"), (49, 41, "gray"), (20, 70, "cyan")])
+    assert sorted(match_objects(pred, gold, distance=0.05)) == [(0, 0), (1, 1)]
+    m = SceneMetrics(distance=0.05)
+    one = m.add(pred, gold)
+    assert one["matched"] == 2 and not one["perfect"]
+    s = m.summary()
+    assert s["precision"] == pytest.approx(2 / 3) and s["recall"] == pytest.approx(2 / 3)
+    assert s["f1"] == pytest.approx(2 / 3)
+    assert s["attribute_accuracy"] == pytest.approx(7 / 8)
+    assert s["attribute_accuracy_by_category"]["color"] == pytest.approx(1 / 2)
+    assert s["count_accuracy"] == 1.0 and s["relation_accuracy"] == 1.0
+    m.add(gold, gold)
+    s = m.summary()
+    assert s["perfect_scenes"] == 0.5 and s["scenes"] == 2
+    # a prediction that swaps the two objects' positions gets relations wrong
+    swapped = _gold([(10, 10, "red"), (50, 40, "blue")])
+    swapped.relations = clevr_relations([[5.0, -4.0, 0.35], [1.0, -1.0, 0.35]], swapped.directions)
+    m2 = SceneMetrics()
+    m2.add(swapped, _gold([(10, 10, "red"), (50, 40, "blue")]))
+    assert m2.summary()["relation_accuracy"] == 0.0
+
+
+def test_training_runs_and_resumes(tmp_path):
+    from vqa.datasets.synth.generate import generate_dataset
+    from vqa.vision.train import TrainConfig, train_scene_parser
+    data = tmp_path / "synth"
+    generate_dataset(data, num_scenes=4, questions_per_scene=0, seed=5, image_size=(96, 64))
+    generate_dataset(data, num_scenes=2, questions_per_scene=2, seed=6, split="val", image_size=(96, 64))
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), epochs=1, batch_size=2, warmup_steps=1,
+                      model=dict(TINY), log_every=1)
+    s1 = train_scene_parser(cfg, log=lambda *_: None)
+    assert s1["steps"] == 2 and s1["eval"]["scene"]["scenes"] == 2
+    cfg.epochs, cfg.resume = 2, True
+    s2 = train_scene_parser(cfg, log=lambda *_: None)
+    assert s2["steps"] == 4
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [d["step"] for d in lines if "loss" in d] == [1, 2, 3, 4]
+    model = load_scene_parser(tmp_path / "run" / "scene_parser.pt")
+    assert model.cfg.dim == TINY["dim"]
+    ckpt = torch.load(tmp_path / "run" / "scene_parser.pt", weights_only=True)
+    assert ckpt["vocab"] == {k: list(v) for k, v in CLEVR_ATTRIBUTES.items()} and "optimizer" not in ckpt
+
+
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no shipped scene-parser checkpoint")
+def test_shipped_checkpoint_finds_most_objects_on_unseen_scenes():
+    parser = load_scene_parser()
+    m = SceneMetrics()
+    for seed in (90001, 90002, 90003):
+        record, image = _scene(seed)
+        m.add(parser.parse_image(image), SceneGraph.from_clevr(record))
+    s = m.summary()
+    assert s["recall"] >= 0.8 and s["precision"] >= 0.8, s
+    assert s["attribute_accuracy"] >= 0.8, s

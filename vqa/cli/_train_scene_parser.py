@@ -1,0 +1,83 @@
+"""`vqa train scene-parser`: train the image -> scene graph model (registered by `train.py`)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(tsub) -> None:
+    p = tsub.add_parser("scene-parser", help="train the scene parser (ViT + dense head) on a CLEVR-layout folder",
+                        description="Train the scene parser on DIR/images/<split>/ and DIR/scenes/CLEVR_<split>_scenes.json "
+                                    "(synthetic from `vqa generate`, or the official CLEVR_v1.0 download). "
+                                    "Works under torchrun (DDP: gloo on CPU, NCCL on CUDA).")
+    p.add_argument("--data", required=True, help="CLEVR-layout folder")
+    p.add_argument("--out", default="runs/scene_parser", help="output folder: last.pt, scene_parser.pt, log.jsonl")
+    p.add_argument("--split", default="train")
+    p.add_argument("--val-split", default="val", help="held-out split evaluated after each epoch (skipped if absent)")
+    p.add_argument("--limit", type=_positive, default=None, help="use the first N training scenes")
+    p.add_argument("--val-limit", type=_positive, default=200)
+    p.add_argument("--attention", default="gqa", help="attention variant of the ViT (mha, mqa, gqa, sqa, kdgqa, ...)")
+    p.add_argument("--kv-heads", type=_positive, default=None, help="K/V heads (default: the variant's)")
+    p.add_argument("--q-heads", type=_positive, default=None, help="query heads (sqa family)")
+    p.add_argument("--dim", type=_positive, default=None, help="ViT width (default 96)")
+    p.add_argument("--depth", type=_positive, default=None, help="ViT blocks (default 4)")
+    p.add_argument("--heads", type=_positive, default=None, help="baseline heads (default 4)")
+    p.add_argument("--image-size", default=None, metavar="WxH", type=_size, help="network input (default 192x128)")
+    p.add_argument("--epochs", type=_positive, default=12)
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--checkpoint-every", type=_positive, default=200, metavar="STEPS")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..vision.train import TrainConfig, train_scene_parser
+    from ._util import progress
+
+    model = {"attn_variant": args.attention}
+    for key, value in (("n_kv_heads", args.kv_heads), ("n_q_heads", args.q_heads), ("dim", args.dim),
+                       ("depth", args.depth), ("n_heads", args.heads), ("image_size", args.image_size)):
+        if value is not None:
+            model[key] = value
+    cfg = TrainConfig(data=args.data, out=args.out, split=args.split, val_split=args.val_split, limit=args.limit,
+                      val_limit=args.val_limit, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      seed=args.seed, flip=not args.no_flip, checkpoint_every=args.checkpoint_every,
+                      resume=args.resume, device=args.device, amp=not args.no_amp, threads=args.threads, model=model)
+    try:
+        summary = train_scene_parser(cfg, progress=progress)
+    except ValueError as e:  # a bad model setting (attention heads, sizes)
+        from ..errors import VQAError
+        raise VQAError(str(e)) from None
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"trained {summary['steps']} steps in {summary['seconds']} s ({summary['images_per_s']} images/s)")
+        print(f"  checkpoint: {summary['checkpoint']}")
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 192x128, got {text!r}") from None
+    if w % 16 or h % 16:
+        raise argparse.ArgumentTypeError(f"width and height must be multiples of 16, got {text!r}")
+    return (h, w)

@@ -1,0 +1,67 @@
+"""`vqa scene`: an image's predicted scene graph (and a drawing of it)."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("scene", help="parse an image into a scene graph with the scene parser",
+                       description="Parse one image (--image), or evaluate the parser on a CLEVR-layout split "
+                                   "(--evaluate DIR): object precision/recall/F1, attribute, count and relation "
+                                   "accuracy, and VQA accuracy with gold vs predicted scenes on the split's questions.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--image", help="image file (PNG, JPEG, ...; RGBA and grayscale are converted)")
+    what.add_argument("--evaluate", metavar="DIR", help="CLEVR-layout folder to evaluate on (images/, scenes/, questions/)")
+    p.add_argument("--split", default="val", help="split for --evaluate (default: val)")
+    p.add_argument("--limit", type=int, default=None, help="first N scenes for --evaluate")
+    p.add_argument("--distance", type=float, default=0.05,
+                   help="matching threshold: centre distance as a fraction of the image width (default 0.05)")
+    p.add_argument("--out", default=None, help="--evaluate: write the report as JSON here")
+    p.add_argument("--checkpoint", default=None, help="scene-parser checkpoint (default: the shipped model)")
+    p.add_argument("--threshold", type=float, default=None, help="objectness threshold (default: the checkpoint's)")
+    p.add_argument("--json", action="store_true", help="print the scene graph as JSON")
+    p.add_argument("--draw", default=None, metavar="OUT.png", help="write the image with boxes and labels")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..vision.scene_parser import load_image, load_scene_parser
+
+    parser = load_scene_parser(args.checkpoint, device=args.device)
+    if args.threshold is not None:
+        parser.cfg.score_threshold = args.threshold
+    if args.evaluate:
+        return _evaluate(parser, args)
+    image = load_image(args.image)
+    from pathlib import Path
+    graph = parser.parse_image(image, image_id=Path(args.image).stem)
+    if args.json:
+        print(graph.to_json(indent=1))
+    else:
+        print(f"{graph.image_id}: {len(graph.objects)} objects ({graph.width}x{graph.height})")
+        for o in graph.objects:
+            desc = " ".join(f"{o.value(c)} ({o.probability(c, o.value(c)):.2f})"
+                            for c in ("size", "color", "material", "shape"))
+            x, y, w, h = o.bbox
+            print(f"  {o.id}: {desc}  score {o.score:.2f}  box [{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}]")
+        print(f"  {len(graph.relations)} relations (left/right/front/behind)")
+    if args.draw:
+        from ..vision.draw import draw_scene
+        draw_scene(image, graph).save(args.draw)
+        if not args.json:
+            print(f"  drawing: {args.draw}")
+    return 0
+
+
+def _evaluate(parser, args) -> int:
+    import json
+    from pathlib import Path
+
+    from ..vision.evaluate import evaluate_split, format_split_report
+    from ._util import progress
+
+    report = evaluate_split(parser, args.evaluate, args.split, distance=args.distance, limit=args.limit,
+                            progress=progress)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1) if args.json else format_split_report(report))
+    return 0

@@ -1,0 +1,141 @@
+"""A CLEVR-layout folder (synthetic or the official download) as scene-parser examples.
+
+    data = SceneParserData("synth", "train", image_size=(128, 192), attributes=cfg.attributes)
+    images, targets = data.batch([0, 1, 2], flip=[False, True, False])
+    data.graphs[i]          # the gold SceneGraph (pixels of the image file) for evaluation
+
+Reads `scenes/CLEVR_<split>_scenes.json` and `images/<split>/<image_filename>`. Targets
+come from each object's attributes, its centre and its box:
+- centre: the exact projection of `3d_coords` when the record carries the synthetic
+  world's `camera`, otherwise `pixel_coords` (official CLEVR);
+- box: the record's `bbox`, otherwise estimated from `pixel_coords` and the size with
+  CLEVR's camera (as `SceneGraph.from_clevr` does; official scenes have no boxes).
+Images are resized to `image_size` (official CLEVR 480x320 -> 192x128 keeps the aspect).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..datasets.clevr import iter_scene_records
+from ..errors import DataError
+from ..scene import SceneGraph
+from .scene_parser import input_size, load_image, normalise
+from .targets import GoldObject, build_targets, collate
+from .scene_parser import STRIDE
+
+
+class SceneParserData:
+    """All images of one split in memory as uint8 (N, 3, H, W), with gold objects per image."""
+
+    def __init__(self, root: str | Path, split: str, *, image_size: tuple[int, int],
+                 attributes: dict[str, list[str]], limit: int | None = None, progress=None):
+        self.root, self.split = Path(root), split
+        self.image_size = tuple(image_size)
+        self.attributes = attributes
+        scenes_file = self.root / "scenes" / f"CLEVR_{split}_scenes.json"
+        if not scenes_file.is_file():
+            raise DataError(f"no scenes file for split {split!r} (expected {scenes_file})", file=self.root)
+        records = []
+        for rec in iter_scene_records(scenes_file):
+            if limit is not None and len(records) >= limit:
+                break
+            records.append(rec)
+        if not records:
+            raise DataError("no scenes", file=scenes_file)
+        H, W = self.image_size
+        self.images = torch.empty(len(records), 3, H, W, dtype=torch.uint8)
+        self.objects: list[list[GoldObject]] = []
+        self.graphs: list[SceneGraph] = []
+        it = enumerate(records)
+        if progress is not None:
+            it = progress(it, desc=f"load {split}", total=len(records))
+        for i, rec in it:
+            rid = rec.get("image_filename", i) if isinstance(rec, dict) else i
+            name = rec.get("image_filename") if isinstance(rec, dict) else None
+            if not isinstance(name, str):
+                raise DataError("expected the image's file name", file=scenes_file, record=rid, field="image_filename")
+            im = load_image(self.root / "images" / split / name)
+            w0, h0 = im.size
+            if input_size(im.size, _Cfg(self.image_size)) != self.image_size:
+                raise DataError(f"image {w0}x{h0} does not have the aspect ratio of the model input {W}x{H}",
+                                file=self.root / "images" / split / name)
+            graph = SceneGraph.from_clevr({**rec, "width": w0, "height": h0}, file=scenes_file, record=rid)
+            self.graphs.append(graph)
+            if im.size != (W, H):
+                from PIL import Image
+                im = im.resize((W, H), Image.BILINEAR)
+            self.images[i] = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
+            self.objects.append(gold_objects(rec, graph, scale=(W / w0, H / h0), attributes=attributes))
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.image_size[0] // STRIDE, self.image_size[1] // STRIDE
+
+    def targets(self, i: int, flip: bool = False) -> dict[str, torch.Tensor]:
+        objs = self.objects[i]
+        if flip:
+            W = self.image_size[1]
+            objs = [GoldObject(W - o.cx, o.cy, o.w, o.h, o.values) for o in objs]
+        return build_targets(objs, self.grid, self.attributes)
+
+    def batch(self, indices, flip=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Normalised images (B, 3, H, W) and collated targets; `flip[k]` mirrors example k."""
+        flip = flip if flip is not None else [False] * len(indices)
+        imgs = self.images[list(indices)]
+        fl = torch.tensor(list(flip), dtype=torch.bool)
+        if fl.any():
+            imgs[fl] = imgs[fl].flip(-1)
+        return normalise(imgs), collate([self.targets(i, f) for i, f in zip(indices, flip)])
+
+
+class _Cfg:
+    """The two fields of SceneParserConfig that `input_size` reads."""
+
+    def __init__(self, image_size):
+        self.image_size = tuple(image_size)
+        self.block = 16
+
+
+def gold_objects(rec: dict, graph: SceneGraph, *, scale: tuple[float, float],
+                 attributes: dict[str, list[str]]) -> list[GoldObject]:
+    """One scene record's objects in network-input pixels (see the module docstring)."""
+    sx, sy = scale
+    centres = _exact_centres(rec)
+    out = []
+    for k, (od, obj) in enumerate(zip(rec["objects"], graph.objects)):
+        if centres is not None:
+            cx, cy = centres[k]
+        else:
+            pc = od.get("pixel_coords")
+            if not isinstance(pc, list) or len(pc) < 2:
+                raise DataError("expected [x, y, depth]", record=graph.image_id, field=f"objects[{k}].pixel_coords")
+            cx, cy = float(pc[0]), float(pc[1])
+        x, y, w, h = obj.bbox
+        values = {}
+        for cat, vocab in attributes.items():
+            v = obj.value(cat)
+            if v not in vocab:
+                raise DataError(f"unknown {cat} {v!r} (expected one of {', '.join(vocab)})",
+                                record=graph.image_id, field=f"objects[{k}].{cat}")
+            values[cat] = vocab.index(v)
+        out.append(GoldObject(cx * sx, cy * sy, w * sx, h * sy, values))
+    return out
+
+
+def _exact_centres(rec: dict) -> list[tuple[float, float]] | None:
+    """Sub-pixel centres from `3d_coords` and the synthetic world's recorded camera, or None."""
+    cam = rec.get("camera")
+    if not isinstance(cam, dict) or "location" not in cam or "width" not in rec:
+        return None
+    from ..datasets.synth.camera import Camera
+
+    camera = Camera.at(cam["location"], width=int(rec["width"]), height=int(rec["height"]))
+    pts = np.array([o["3d_coords"] for o in rec["objects"]], dtype=float)
+    px, py, _ = camera.project(pts)
+    return list(zip(px.tolist(), py.tolist()))

@@ -1,0 +1,88 @@
+"""Scene-level and question-level evaluation of a scene parser on a CLEVR-layout split.
+
+    scenes = predict_split(parser, "synth", "val")                 # {image_id: predicted SceneGraph}
+    report = evaluate_split(parser, "synth", "val", questions=True)
+    print(format_split_report(report))
+
+`predict_split` is the hook for `vqa evaluate --scene-source predicted`: it returns
+predicted graphs keyed by image id, the same keys as `vqa.datasets.clevr.load_scenes`.
+The question part runs the reference executor (`vqa.executor`, the oracle) on the
+questions file with gold and with predicted scenes, side by side.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..datasets.clevr import iter_questions, load_scenes
+from ..errors import DataError
+from ..executor import execute
+from ..scene import SceneGraph
+from .metrics import SceneMetrics, format_scene_report
+
+
+def predict_split(parser, root: str | Path, split: str, *, image_ids: list[str] | None = None,
+                  batch_size: int = 32, progress=None) -> dict[str, SceneGraph]:
+    """Predicted scene graphs of the images of `root/images/<split>/` named by the split's
+    scenes file (or `image_ids`), keyed by image id (file name without extension)."""
+    root = Path(root)
+    if image_ids is None:
+        scenes_file = root / "scenes" / f"CLEVR_{split}_scenes.json"
+        if scenes_file.is_file():
+            image_ids = list(load_scenes(scenes_file))
+        else:
+            image_ids = sorted(p.stem for p in (root / "images" / split).glob("*.png"))
+    if not image_ids:
+        raise DataError(f"no images for split {split!r}", file=root)
+    out: dict[str, SceneGraph] = {}
+    chunks = [image_ids[i:i + batch_size] for i in range(0, len(image_ids), batch_size)]
+    for chunk in (progress(chunks, desc="parse images", total=len(chunks)) if progress else chunks):
+        paths = [root / "images" / split / f"{i}.png" for i in chunk]
+        for image_id, graph in zip(chunk, parser.parse_images(paths, image_ids=chunk)):
+            out[image_id] = graph
+    return out
+
+
+def question_accuracy(questions_file: str | Path, scenes: dict[str, SceneGraph], *, limit: int | None = None) -> dict:
+    """Accuracy of the reference executor on `scenes` over a CLEVR questions file."""
+    right = total = failed = 0
+    for q in iter_questions(questions_file):
+        if limit is not None and total >= limit:
+            break
+        if q.answer is None or q.program is None or q.image_id not in scenes:
+            continue
+        r = execute(q.program, scenes[q.image_id])
+        total += 1
+        right += r.answer == q.answer
+        failed += r.answer is None
+    return {"questions": total, "correct": right, "failed": failed, "accuracy": right / total if total else None}
+
+
+def evaluate_split(parser, root: str | Path, split: str, *, questions: bool = True, distance: float = 0.05,
+                   limit: int | None = None, progress=None) -> dict:
+    """Scene metrics (predicted vs gold scenes) and, when the split has a questions file,
+    VQA accuracy with gold and with predicted scenes on the same questions."""
+    root = Path(root)
+    gold = load_scenes(root / "scenes" / f"CLEVR_{split}_scenes.json")
+    ids = list(gold)[:limit] if limit else list(gold)
+    pred = predict_split(parser, root, split, image_ids=ids, progress=progress)
+    metrics = SceneMetrics(distance=distance)
+    for i in ids:
+        metrics.add(pred[i], gold[i])
+    report = {"root": str(root), "split": split, "scene": metrics.summary()}
+    qfile = root / "questions" / f"CLEVR_{split}_questions.json"
+    if questions and qfile.is_file():
+        report["vqa_gold"] = question_accuracy(qfile, {i: gold[i] for i in ids})
+        report["vqa_predicted"] = question_accuracy(qfile, pred)
+    return report
+
+
+def format_split_report(report: dict) -> str:
+    lines = [f"{report['root']} split {report['split']}", format_scene_report(report["scene"])]
+    if "vqa_gold" in report:
+        g, p = report["vqa_gold"], report["vqa_predicted"]
+
+        def pct(x):
+            return "-" if x is None else f"{100 * x:.2f}%"
+        lines.append(f"VQA accuracy (reference executor, {p['questions']} questions): gold scenes {pct(g['accuracy'])}, "
+                     f"predicted scenes {pct(p['accuracy'])}")
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""Scene-level scores of predicted against gold scene graphs.
+
+    m = SceneMetrics(distance=0.05)
+    for pred, gold in pairs:
+        m.add(pred, gold)
+    m.summary()   # {"precision", "recall", "f1", "attribute_accuracy", "attribute_accuracy_by_category",
+                  #  "count_accuracy", "relation_accuracy", "scenes", ...}
+
+Matching: greedy by centre distance (box centres, in pixels), closest pairs first; a pair
+matches when the distance is at most `distance` times the gold image's width (default
+5%). Attribute accuracy: the predicted most likely value equals the gold value, over
+matched objects and categories. Count accuracy: scenes whose number of predicted
+objects equals the gold number. Relation accuracy: over ordered pairs of matched gold
+objects and the relations left/right/front/behind, whether the prediction holds the
+relation between the matched predicted objects exactly when the gold graph does.
+"""
+from __future__ import annotations
+
+import math
+
+from ..ontology import CLEVR_RELATIONS
+from ..scene import SceneGraph
+
+
+def match_objects(pred: SceneGraph, gold: SceneGraph, distance: float = 0.05) -> list[tuple[int, int]]:
+    """[(pred index, gold index)] matched one-to-one, greedily by centre distance."""
+    limit = distance * gold.width
+    pairs = []
+    for i, p in enumerate(pred.objects):
+        pc = p.centre
+        for j, g in enumerate(gold.objects):
+            d = math.dist(pc, g.centre)
+            if d <= limit:
+                pairs.append((d, i, j))
+    pairs.sort()
+    used_p, used_g, out = set(), set(), []
+    for _, i, j in pairs:
+        if i not in used_p and j not in used_g:
+            used_p.add(i)
+            used_g.add(j)
+            out.append((i, j))
+    return out
+
+
+class SceneMetrics:
+    """Accumulates counts over scenes; `summary()` turns them into rates."""
+
+    def __init__(self, distance: float = 0.05, categories=("color", "size", "material", "shape")):
+        self.distance = distance
+        self.categories = tuple(categories)
+        self.n_pred = self.n_gold = self.n_match = 0
+        self.attr_right = {c: 0 for c in self.categories}
+        self.attr_total = {c: 0 for c in self.categories}
+        self.scenes = self.count_right = self.perfect = 0
+        self.rel_right = self.rel_total = 0
+
+    def add(self, pred: SceneGraph, gold: SceneGraph) -> dict:
+        """Score one scene; returns its own counts."""
+        pairs = match_objects(pred, gold, self.distance)
+        self.scenes += 1
+        self.n_pred += len(pred.objects)
+        self.n_gold += len(gold.objects)
+        self.n_match += len(pairs)
+        self.count_right += len(pred.objects) == len(gold.objects)
+        attr_wrong = 0
+        for i, j in pairs:
+            for c in self.categories:
+                gv = gold.objects[j].value(c)
+                if gv is None:
+                    continue
+                ok = pred.objects[i].value(c) == gv
+                self.attr_right[c] += ok
+                self.attr_total[c] += 1
+                attr_wrong += not ok
+        pred_rel = {(r.subject, r.predicate, r.object) for r in pred.relations}
+        gold_rel = {(r.subject, r.predicate, r.object) for r in gold.relations}
+        rel_wrong = 0
+        for a, (pi, gi) in enumerate(pairs):
+            for b, (pj, gj) in enumerate(pairs):
+                if a == b:
+                    continue
+                for r in CLEVR_RELATIONS:
+                    p = (pred.objects[pi].id, r, pred.objects[pj].id) in pred_rel
+                    g = (gold.objects[gi].id, r, gold.objects[gj].id) in gold_rel
+                    self.rel_right += p == g
+                    self.rel_total += 1
+                    rel_wrong += p != g
+        perfect = (len(pairs) == len(pred.objects) == len(gold.objects) and not attr_wrong and not rel_wrong)
+        self.perfect += perfect
+        return {"matched": len(pairs), "predicted": len(pred.objects), "gold": len(gold.objects),
+                "attribute_errors": attr_wrong, "relation_errors": rel_wrong, "perfect": perfect}
+
+    def summary(self) -> dict:
+        def rate(a, b):
+            return a / b if b else None
+
+        p, r = rate(self.n_match, self.n_pred), rate(self.n_match, self.n_gold)
+        f1 = 2 * p * r / (p + r) if p and r else 0.0
+        total = sum(self.attr_total.values())
+        return {"scenes": self.scenes, "predicted_objects": self.n_pred, "gold_objects": self.n_gold,
+                "matched_objects": self.n_match, "precision": p, "recall": r, "f1": f1,
+                "attribute_accuracy": rate(sum(self.attr_right.values()), total),
+                "attribute_accuracy_by_category": {c: rate(self.attr_right[c], self.attr_total[c])
+                                                   for c in self.categories},
+                "count_accuracy": rate(self.count_right, self.scenes),
+                "relation_accuracy": rate(self.rel_right, self.rel_total),
+                "perfect_scenes": rate(self.perfect, self.scenes), "distance": self.distance}
+
+
+def format_scene_report(s: dict) -> str:
+    """A short text table of `SceneMetrics.summary()`."""
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.2f}%"
+
+    lines = [f"scenes {s['scenes']}  objects: gold {s['gold_objects']}, predicted {s['predicted_objects']}, "
+             f"matched {s['matched_objects']} (centre within {100 * s['distance']:g}% of the width)",
+             f"object precision {pct(s['precision'])}  recall {pct(s['recall'])}  F1 {pct(s['f1'])}",
+             f"attribute accuracy {pct(s['attribute_accuracy'])}  (" + ", ".join(
+                 f"{c} {pct(v)}" for c, v in s["attribute_accuracy_by_category"].items()) + ")",
+             f"count accuracy {pct(s['count_accuracy'])}  relation accuracy {pct(s['relation_accuracy'])}  "
+             f"perfect scenes {pct(s['perfect_scenes'])}"]
+    return "\n".join(lines)

@@ -1,0 +1,194 @@
+"""Training loop of the scene parser.
+
+    summary = train_scene_parser(TrainConfig(data="synth", out="runs/sp", epochs=12))
+
+- Data: `data/images/<split>/`, `data/scenes/CLEVR_<split>_scenes.json` (synthetic or the
+  official CLEVR download); held-out evaluation on `val_split` after every epoch.
+- Checkpoints: `out/last.pt` (model, optimiser, step: `resume=True` continues from it)
+  every `checkpoint_every` steps and at each epoch's end; `out/scene_parser.pt` (model,
+  config and vocabularies only: what `vqa scene --checkpoint` loads) at the end.
+  `out/log.jsonl` holds one JSON line per logged step and per evaluation.
+- Distributed: under `torchrun` (env WORLD_SIZE > 1) each process trains on its shard of
+  every epoch with DistributedDataParallel, gloo on CPU and NCCL on CUDA; rank 0 writes
+  files and evaluates.
+- CUDA: bf16 autocast (`vqa.nn.autocast`) when `amp`.
+The order of examples is a function of (seed, epoch), so a resumed run sees the same
+batches as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import VQAError
+from ..nn.vit import autocast
+from .data import SceneParserData
+from .scene_parser import SceneParser, SceneParserConfig, checkpoint_dict, model_from_checkpoint
+from .targets import scene_parser_loss
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str = "runs/scene_parser"
+    split: str = "train"
+    val_split: str = "val"
+    limit: int | None = None          # first N training scenes
+    val_limit: int | None = 200
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    flip: bool = True                 # random horizontal flips
+    seed: int = 0
+    checkpoint_every: int = 200       # steps
+    log_every: int = 20
+    resume: bool = False
+    device: str = "auto"              # auto | cpu | cuda
+    amp: bool = True                  # bf16 autocast on CUDA
+    threads: int | None = None        # torch CPU threads
+    model: dict = field(default_factory=dict)  # SceneParserConfig overrides, e.g. {"attn_variant": "mqa"}
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _lr(step: int, total: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
+    """Train (or resume) a scene parser; returns a summary with the last evaluation."""
+    rank, world, local_rank = distributed_env()
+    if cfg.device == "auto":
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{local_rank}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VQAError("--device cuda: no CUDA device is available")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if world > 1:
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    state = None
+    if cfg.resume and last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        model = model_from_checkpoint(state, file=last)
+    else:
+        torch.manual_seed(cfg.seed)
+        model = SceneParser(SceneParserConfig(**cfg.model))
+    mcfg = model.cfg
+    model.to(device)
+    data = SceneParserData(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
+                           limit=cfg.limit, progress=progress if rank == 0 else None)
+    val_root = Path(cfg.data)
+    has_val = (val_root / "scenes" / f"CLEVR_{cfg.val_split}_scenes.json").is_file()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "pos_embed" in n]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+    step = 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    per_rank = len(data) // world
+    steps_per_epoch = max(1, per_rank // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    logf = open(out / "log.jsonl", "a") if rank == 0 else None
+    report, seen, t_start = None, 0, time.perf_counter()
+
+    def checkpoint(path: Path, full: bool) -> None:
+        extra = {"train": asdict(cfg), "step": step, "epoch": step / steps_per_epoch}
+        if full:
+            extra["optimizer"] = opt.state_dict()
+        _save(checkpoint_dict(model, **extra), path)
+
+    bar = progress(range(step, total), desc="train", total=total, initial=step) if progress and rank == 0 else None
+    while step < total:
+        epoch, k = divmod(step, steps_per_epoch)
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        perm = torch.randperm(len(data), generator=g)[:per_rank * world]
+        flips = (torch.rand(len(data), generator=g) < 0.5) & cfg.flip
+        mine = perm[rank::world]
+        net.train()
+        for k in range(k, steps_per_epoch):
+            idx = mine[k * cfg.batch_size:(k + 1) * cfg.batch_size].tolist()
+            images, targets = data.batch(idx, [bool(flips[i]) for i in idx])
+            images = images.to(device, non_blocking=True)
+            targets = {n: t.to(device, non_blocking=True) for n, t in targets.items()}
+            for group in opt.param_groups:
+                group["lr"] = _lr(step, total, cfg)
+            with autocast(device, enabled=cfg.amp):
+                maps = net(images)
+            loss, parts = scene_parser_loss(maps, targets, mcfg.attributes)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            seen += len(idx) * world
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            if logf and step % cfg.log_every == 0:
+                rate = seen / (time.perf_counter() - t_start)
+                logf.write(json.dumps({"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": float(loss.detach()),
+                                       **parts, "lr": _lr(step, total, cfg), "images_per_s": round(rate, 2)}) + "\n")
+                logf.flush()
+            if rank == 0 and step % cfg.checkpoint_every == 0:
+                checkpoint(last, full=True)
+        if rank == 0:
+            checkpoint(last, full=True)
+            if has_val:
+                from .evaluate import evaluate_split
+                report = evaluate_split(model, cfg.data, cfg.val_split, questions=False, limit=cfg.val_limit)
+                s = report["scene"]
+                line = {"eval_epoch": step // steps_per_epoch, "step": step, **{
+                    k2: s[k2] for k2 in ("f1", "attribute_accuracy", "count_accuracy", "relation_accuracy")}}
+                logf.write(json.dumps(line) + "\n")
+                logf.flush()
+                log(f"epoch {line['eval_epoch']}: val F1 {s['f1']:.4f} attributes {s['attribute_accuracy'] or 0:.4f} "
+                    f"count {s['count_accuracy']:.4f} relations {s['relation_accuracy'] or 0:.4f}")
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t_start
+    if rank == 0:
+        checkpoint(out / "scene_parser.pt", full=False)
+        logf.close()
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"out": str(out), "steps": step, "seconds": round(seconds, 1),
+            "images_per_s": round(seen / seconds, 2) if seconds > 0 else None,
+            "checkpoint": str(out / "scene_parser.pt"), "eval": report}
