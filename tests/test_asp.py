@@ -319,3 +319,33 @@ def test_without_explanations_the_answers_stay():
         r = execute(p, SCENE)
         assert (a.answer, a.error, a.error_step) == (r.answer, r.error, r.error_step)
         assert (a.trace == []) == (r.error is None or not p.steps)  # a failure keeps its trace
+
+
+def test_values_below_min_probability_are_pruned():
+    scene = SceneGraph("p", 480, 320, [_obj(0, {"red": 0.995, "blue": 0.005})])
+    prog = Program.parse("query_color(unique(scene))")
+    pruned = ASPReasoner(min_probability=0.01).answer(scene, prog)
+    full = ASPReasoner(min_probability=0.0).answer(scene, prog)
+    assert pruned.answer == full.answer == "red"
+    assert [a for a, _ in pruned.top] == ["red"] and [a for a, _ in full.top] == ["red", "blue"]
+    # a value kept only below the threshold leaves the certain remainder
+    assert "blue" not in encode_scene(scene, min_probability=0.01).facts
+
+
+def test_batched_uncertain_questions_match_one_at_a_time():
+    """usc optimisation over several questions' readings = each question's own optimum."""
+    rng = random.Random(5)
+    scenes = [random_scene(rng, n_objects=(5, 5)) for _ in range(3)]
+    for sc in scenes:  # make every object and attribute uncertain
+        for o in sc.objects:
+            o.score = rng.uniform(0.4, 0.99)
+            for cat, dist in o.attributes.items():
+                v = next(iter(dist))
+                others = [x for x in CLEVR_ATTRIBUTES[cat] if x != v][:2]
+                o.attributes[cat] = {v: 0.7, others[0]: 0.2, others[1]: 0.1} if len(others) > 1 else {v: 0.8, others[0]: 0.2}
+    reasoner = ASPReasoner(top_k=1, explain=False)
+    for sc in scenes:
+        progs = [random_program(rng, sc) for _ in range(6)]
+        together = [(a.answer, a.error is None) for a in reasoner.answer_batch(sc, progs)]
+        alone = [(reasoner.answer(sc, p).answer, reasoner.answer(sc, p).error is None) for p in progs]
+        assert together == alone

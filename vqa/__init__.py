@@ -6,5 +6,13 @@ from .scene import Relation, SceneGraph, SceneObject
 
 __version__ = "0.1.0"
 
-__all__ = ["DataError", "Problem", "Program", "Question", "Relation", "SceneGraph", "SceneObject", "Step",
+
+def __getattr__(name):  # `from vqa import Pipeline` without importing torch for the rest
+    if name in ("Pipeline", "Answer"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'vqa' has no attribute {name!r}")
+
+__all__ = ["Answer", "DataError", "Pipeline", "Problem", "Program", "Question", "Relation", "SceneGraph", "SceneObject", "Step",
            "VQAError", "__version__"]

@@ -66,7 +66,7 @@ class _Answerer:
         elif reasoner == "nsm":
             from .reason.nsm import NSMReasoner
 
-            self.nsm = NSMReasoner.from_checkpoint(settings["nsm_checkpoint"])
+            self.nsm = NSMReasoner.from_checkpoint(settings.get("nsm_checkpoint"))
         self.scene_parser = None
         if settings["scene_source"] == "predicted":
             from .vision.scene_parser import load_scene_parser

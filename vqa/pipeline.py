@@ -1,12 +1,66 @@
-"""Composition of the parts into what a user calls (grows with the vision and language parts)."""
+"""The parts composed into what a user calls: image + question -> checked answer.
+
+    from vqa import Pipeline
+    pipe = Pipeline.from_pretrained()                 # the shipped checkpoints, CPU
+    result = pipe.answer("scene.png", "How many red cubes are there?")
+    result.answer, result.confidence, result.program, result.trace, result.scene
+    pipe.answer_many("scene.png", ["...", "..."])      # one scene parse, one batched parse/solve
+    pipe.answer("scene.png", "...", reasoner="nsm")     # the Neural State Machine instead of ASP
+
+The image goes through the scene parser (`vqa.vision`) into a probabilistic `SceneGraph`
+(cached per image, so many questions about one image parse it once), the question through
+the question parser (`vqa.language.parser`) into a CLEVR `Program`, and the reasoner
+answers:
+
+- "asp" (default): the clingo theory in `rules/clevr/` runs the program over the scene's
+  readings; the answer is that of the most probable reading in which the program can be
+  carried out, and `trace` holds each step's value (object sets as tuples of object ids).
+  `confidence` = question-parse probability x the answer's share among the top readings.
+- "nsm": the Neural State Machine answers from the scene graph and the question text;
+  `trace` holds, per reasoning step, the attention over objects (`TraceStep.value` is a
+  dict {object id: probability}); `confidence` is its answer probability. The parsed
+  program is still reported.
+
+A `SceneGraph` (or a path to a SceneGraph JSON / CLEVR scenes file via `load_scene`) can be
+given instead of an image: then no scene parser runs. A `Program` (or program text such
+as "count(filter_color[red](scene))") can be given as `program=` to skip the question
+parser.
+"""
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .datasets import clevr
 from .datasets.jsonstream import top_level_keys
-from .errors import DataError
+from .errors import DataError, VQAError
+from .executor import TraceStep
+from .program import Program
 from .scene import SceneGraph
+
+REASONERS = ("asp", "nsm")
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the block with `n` torch intra-op threads (None: leave as is). The models are
+    small: one thread is fastest for one image or question, and many threads on a busy
+    machine make every small operation wait for the others."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    if old != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if old != n:
+            torch.set_num_threads(old)
 
 
 def load_scene(path: str | Path, image_id: str | None = None) -> SceneGraph:
@@ -19,3 +73,223 @@ def load_scene(path: str | Path, image_id: str | None = None) -> SceneGraph:
         if image_id is None or image_id in (clevr.clevr_image_id(rec), str(rec.get("image_index"))):
             return SceneGraph.from_clevr(rec, file=path, record=i)
     raise DataError(f"no scene with image id or index {image_id!r}", file=path)
+
+
+@dataclass
+class Answer:
+    """One answered question.
+
+    `answer` is None when the question could not be answered (then `error` says why and
+    `trace` shows the step that failed). `top` lists (answer, probability) alternatives,
+    best first. `selected` gives, per trace step, the objects it selects (for drawings)."""
+
+    question: str
+    answer: str | None
+    confidence: float
+    program: Program | None
+    trace: list[TraceStep]
+    scene: SceneGraph
+    reasoner: str
+    error: str | None = None
+    top: list[tuple[str, float]] = field(default_factory=list)
+    parse_confidence: float = 1.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def selected(self) -> list[dict[str, float]]:
+        """Per trace step: {object id: weight} of the objects the step selects (1.0 for the
+        ASP reasoner's sets and single objects, the attention for the NSM); {} for steps
+        whose value is not objects (counts, attribute values, yes/no)."""
+        ids = set(self.scene.ids)
+        out = []
+        for t in self.trace:
+            v = t.value
+            if isinstance(v, dict):
+                out.append({k: float(p) for k, p in v.items() if k in ids})
+            elif isinstance(v, tuple):
+                out.append({k: 1.0 for k in v if k in ids})
+            elif isinstance(v, str) and v in ids:
+                out.append({v: 1.0})
+            else:
+                out.append({})
+        return out
+
+    def to_dict(self) -> dict:
+        trace = []
+        for t in self.trace:
+            d = t.to_dict()
+            if isinstance(t.value, dict):
+                d["value"] = {k: round(float(p), 4) for k, p in t.value.items()}
+            trace.append(d)
+        return {"question": self.question, "answer": self.answer, "confidence": round(self.confidence, 6),
+                "error": self.error, "reasoner": self.reasoner,
+                "program": None if self.program is None else self.program.to_clevr("function"),
+                "program_text": None if self.program is None else self.program.to_expr(),
+                "parse_confidence": round(self.parse_confidence, 6),
+                "top": [[a, round(p, 6)] for a, p in self.top], "trace": trace,
+                "image_id": self.scene.image_id, "timings": {k: round(v, 6) for k, v in self.timings.items()}}
+
+
+class Pipeline:
+    """Scene parser + question parser + reasoners; each part is loaded on first use."""
+
+    def __init__(self, *, scene_checkpoint=None, parser_checkpoint=None, nsm_checkpoint=None,
+                 theory_dir=None, reasoner: str = "asp", device: str = "cpu", top_k: int = 3,
+                 threads: int | None = 1):
+        if reasoner not in REASONERS:
+            raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
+        self.reasoner = reasoner
+        self.device = device
+        self.threads = threads
+        self._paths = {"scene": scene_checkpoint, "parser": parser_checkpoint, "nsm": nsm_checkpoint}
+        self._theory_dir, self._top_k = theory_dir, top_k
+        self._parts: dict[str, object] = {}
+        self._scenes: dict[object, SceneGraph] = {}  # image key -> parsed scene (recent images)
+        self.cache_size = 16
+
+    @classmethod
+    def from_pretrained(cls, checkpoint_dir: str | Path | None = None, **kw) -> "Pipeline":
+        """A pipeline on the shipped checkpoints (or on `checkpoint_dir` holding
+        scene_parser.pt, question_parser.pt and nsm_clevr.pt)."""
+        if checkpoint_dir is not None:
+            d = Path(checkpoint_dir)
+            if not d.is_dir():
+                raise VQAError(f"{d}: no such checkpoint folder")
+            kw.setdefault("scene_checkpoint", d / "scene_parser.pt")
+            kw.setdefault("parser_checkpoint", d / "question_parser.pt")
+            kw.setdefault("nsm_checkpoint", d / "nsm_clevr.pt")
+        return cls(**kw)
+
+    # ---- the parts (lazy) ---------------------------------------------------------------
+    @property
+    def scene_parser(self):
+        if "scene" not in self._parts:
+            from .vision.scene_parser import load_scene_parser
+
+            self._parts["scene"] = load_scene_parser(self._paths["scene"], device=self.device)
+        return self._parts["scene"]
+
+    @property
+    def question_parser(self):
+        if "parser" not in self._parts:
+            from .language.parser import load_question_parser
+
+            self._parts["parser"] = load_question_parser(self._paths["parser"], device=self.device)
+        return self._parts["parser"]
+
+    @property
+    def asp(self):
+        if "asp" not in self._parts:
+            from .reason.asp import ASPReasoner
+
+            self._parts["asp"] = ASPReasoner(self._theory_dir, top_k=self._top_k, explain=True)
+        return self._parts["asp"]
+
+    @property
+    def nsm(self):
+        if "nsm" not in self._parts:
+            from .reason.nsm import DEFAULT_CHECKPOINT, NSMReasoner
+
+            self._parts["nsm"] = NSMReasoner.from_checkpoint(self._paths["nsm"] or DEFAULT_CHECKPOINT,
+                                                             device=self.device)
+        return self._parts["nsm"]
+
+    # ---- scenes and programs --------------------------------------------------------------
+    def scene(self, image) -> SceneGraph:
+        """The scene graph of an image (path or PIL image; parsed once and cached), or the
+        scene itself when given a SceneGraph."""
+        if isinstance(image, SceneGraph):
+            return image
+        if isinstance(image, (str, Path)):
+            p = Path(image)
+            if not p.exists():
+                raise VQAError(f"{p}: no such image file")
+            key = (str(p.resolve()), p.stat().st_mtime_ns)
+        elif hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+            key = ("pil", id(image))
+        else:
+            raise VQAError(f"expected an image path, a PIL image or a SceneGraph, got {type(image).__name__}")
+        graph = self._scenes.get(key)
+        if graph is None:
+            with torch_threads(self.threads):
+                graph = self.scene_parser.parse_image(image, image_id=Path(image).stem if key[0] != "pil" else None)
+            if len(self._scenes) >= self.cache_size:
+                self._scenes.pop(next(iter(self._scenes)))
+            self._scenes[key] = graph
+        return graph
+
+    def programs(self, questions: list[str], programs=None) -> list[tuple[Program, float]]:
+        """(program, parse probability) per question; `programs` (Program or program text,
+        one per question, None entries parsed) skips the parser."""
+        given = list(programs) if programs is not None else [None] * len(questions)
+        if len(given) != len(questions):
+            raise VQAError(f"{len(questions)} questions but {len(given)} programs")
+        out: list[tuple[Program, float] | None] = [None] * len(questions)
+        todo = []
+        for i, p in enumerate(given):
+            if p is None:
+                todo.append(i)
+            else:
+                prog = p if isinstance(p, Program) else Program.parse(str(p))
+                out[i] = (prog.validate(), 1.0)
+        if todo:
+            with torch_threads(self.threads):
+                parsed = self.question_parser.parse_batch([questions[i] for i in todo])
+            for i, r in zip(todo, parsed):
+                out[i] = (r.program, float(r.confidence))
+        return out  # type: ignore[return-value]
+
+    # ---- answering ------------------------------------------------------------------------
+    def answer(self, image, question: str, *, reasoner: str | None = None, program=None) -> Answer:
+        """Answer one question about an image (path, PIL image or SceneGraph)."""
+        return self.answer_many(image, [question], reasoner=reasoner,
+                                programs=None if program is None else [program])[0]
+
+    def answer_many(self, image, questions: list[str], *, reasoner: str | None = None,
+                    programs=None) -> list[Answer]:
+        """Answer many questions about one image: one scene parse, one batched question
+        parse and one reasoner call."""
+        reasoner = reasoner or self.reasoner
+        if reasoner not in REASONERS:
+            raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
+        questions = [str(q) for q in questions]
+        for i, q in enumerate(questions):
+            if not q.strip():
+                raise VQAError(f"question {i + 1} is empty")
+        t0 = time.perf_counter()
+        scene = self.scene(image)
+        t1 = time.perf_counter()
+        parsed = self.programs(questions, programs)
+        t2 = time.perf_counter()
+        if reasoner == "asp":
+            results = self._answer_asp(scene, questions, parsed)
+        else:
+            results = self._answer_nsm(scene, questions, parsed)
+        t3 = time.perf_counter()
+        n = max(1, len(questions))
+        for r in results:
+            r.timings = {"scene": t1 - t0, "parse": (t2 - t1) / n, "reason": (t3 - t2) / n}
+        return results
+
+    def _answer_asp(self, scene, questions, parsed) -> list[Answer]:
+        answers = self.asp.answer_batch(scene, [p for p, _ in parsed])
+        out = []
+        for q, (prog, pconf), a in zip(questions, parsed, answers):
+            share = a.top[0][1] if a.top else (1.0 if a.ok else 0.0)
+            out.append(Answer(q, a.answer, pconf * share if a.ok else 0.0, prog, a.trace, scene, "asp",
+                              error=a.error, top=list(a.top), parse_confidence=pconf))
+        return out
+
+    def _answer_nsm(self, scene, questions, parsed) -> list[Answer]:
+        with torch_threads(self.threads):
+            answers = self.nsm.answer_batch([scene] * len(questions), questions)
+        out = []
+        for q, (prog, pconf), a in zip(questions, parsed, answers):
+            trace = [TraceStep(i, op, (), dict(dist)) for i, (op, dist) in enumerate(zip(a.step_ops,
+                                                                                         a.step_distributions))]
+            out.append(Answer(q, a.answer, float(a.confidence), prog, trace, scene, "nsm",
+                              top=[(a.answer, float(a.confidence))], parse_confidence=pconf))
+        return out

@@ -70,6 +70,7 @@ UNCERTAIN_FILE = "uncertain.lp"  # added to a call only when one of its scenes i
 CHECK_FILES = ("catalogue.lp", "checks.lp", "trace.lp")
 UNCERTAIN_FILES = ("catalogue.lp", "scene.lp", UNCERTAIN_FILE)
 TRACE_FILES = ("trace.lp",)  # the step values: for traces and for the messages of checked steps
+OPT_ARGUMENTS = ("--opt-strategy=usc",)  # for calls with uncertain scenes
 
 _KIND_WORDS = {"objects": "objects", "object": "object", "integer": "an integer", "value": "an attribute value"}
 
@@ -107,6 +108,10 @@ class ASPConfig:
     top_k: int = 3  # answers per question on uncertain scenes
     cost_cap: int = DEFAULT_COST_CAP
     explain: bool = True  # collect per-step traces
+    # attribute values at or below this probability are left out of uncertain scenes (a
+    # reading that needs one costs over 4,600 per value): keeps predicted scenes fast
+    min_probability: float = 0.01
+    uncertain_chunk: int = 8  # questions about an uncertain scene per clingo call
 
 
 class ASPReasoner:
@@ -119,8 +124,8 @@ class ASPReasoner:
     """
 
     def __init__(self, theory_dir: str | Path | None = None, *, top_k: int = 3, cost_cap: int = DEFAULT_COST_CAP,
-                 explain: bool = True):
-        self.config = ASPConfig(theory_dir or DEFAULT_THEORY, top_k, cost_cap, explain)
+                 explain: bool = True, min_probability: float = ASPConfig.min_probability):
+        self.config = ASPConfig(theory_dir or DEFAULT_THEORY, top_k, cost_cap, explain, min_probability)
         # the complete theory (checked to exist), then the statements of each file
         self.theory = load_theory(self.config.theory_dir, exclude=("example_facts.lp",))
         self._files: dict[str, list] = {}
@@ -155,18 +160,41 @@ class ASPReasoner:
         return self.answer_many([(scene, programs)])[0]
 
     def answer_many(self, batch: list[tuple[SceneGraph, list[Program]]]) -> list[list[ASPAnswer]]:
-        """Several scenes with their questions in one ground+solve; one list of answers
-        per scene."""
+        """Several scenes with their questions; one list of answers per scene. Gold scenes
+        go into one ground+solve; the questions about uncertain scenes into calls of at most
+        `uncertain_chunk` questions (each question grounds its own copy of the scene, and
+        the optimisation grows faster than linearly with the copies in one call)."""
+        k = self.config.uncertain_chunk
+        uncertain = [i for i, (scene, ps) in enumerate(batch) if ps and not scene.is_gold]
+        if not uncertain:
+            return self._answer_call(batch)
+        out: list[list[ASPAnswer]] = [[] for _ in batch]
+        gold = [i for i in range(len(batch)) if i not in set(uncertain)]
+        for i, answers in zip(gold, self._answer_call([batch[i] for i in gold]) if gold else []):
+            out[i] = answers
+        for i in uncertain:
+            scene, ps = batch[i]
+            for s in range(0, len(ps), k):
+                out[i] += self._answer_call([(scene, ps[s:s + k])])[0]
+        return out
+
+    def _answer_call(self, batch: list[tuple[SceneGraph, list[Program]]]) -> list[list[ASPAnswer]]:
+        """One ground+solve (plus the top-answer rounds) for the whole batch."""
         programs = [p for _, ps in batch for p in ps]
         if not programs:
             return [[] for _ in batch]
-        encodings, facts = encode(batch, cap=self.config.cost_cap, fast=True)
+        encodings, facts = encode(batch, cap=self.config.cost_cap, fast=True,
+                                  min_probability=self.config.min_probability)
         ids = [i for enc in encodings for i in enc.ids]
-        ctl = make_control()
+        uncertain = any(enc.uncertain for enc in encodings)
+        # core-guided optimisation: the costs are a sum of independent per-question terms,
+        # which branch-and-bound improves one model at a time (hundreds of models for a
+        # few questions about a predicted scene) while usc proves the optimum directly
+        ctl = make_control(OPT_ARGUMENTS if uncertain else ())
         checks = any(enc.unchecked for enc in encodings)
         shared = {q: (enc.shared_id, steps) for enc in encodings for q, steps in enc.shared.items()}
         values = self.config.explain or checks or bool(shared)  # step values in the model (trace.lp)
-        statements = self._statements(checks, uncertain=any(enc.uncertain for enc in encodings), trace=values)
+        statements = self._statements(checks, uncertain=uncertain, trace=values)
         with ast.ProgramBuilder(ctl) as builder:
             for stm in statements:
                 builder.add(stm)

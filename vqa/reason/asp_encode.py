@@ -255,8 +255,8 @@ def encode_shared(pid: int, programs: list[Program], s: int) -> tuple[str, list[
     return "\n".join(out), maps
 
 
-def encode(batch: list[tuple[SceneGraph, list[Program]]], *, cap: int = DEFAULT_COST_CAP, fast: bool = False
-           ) -> tuple[list[SceneEncoding], str]:
+def encode(batch: list[tuple[SceneGraph, list[Program]]], *, cap: int = DEFAULT_COST_CAP, fast: bool = False,
+           min_probability: float = 0.0) -> tuple[list[SceneEncoding], str]:
     """Facts of a batch of (scene, programs): scenes are numbered 0.., questions 0.. through
     the batch in order (`fast`: see the module docstring; the checked programs about a
     gold scene S become one shared program numbered n + S, n the number of questions:
@@ -266,7 +266,7 @@ def encode(batch: list[tuple[SceneGraph, list[Program]]], *, cap: int = DEFAULT_
     n = sum(len(ps) for _, ps in batch)
     for s, (scene, programs) in enumerate(batch):
         asked = {st.args[0] for p in programs for st in p.steps if st.op == "relate" and st.args}
-        enc = encode_scene(scene, s, offset, cap=cap, asked=asked, fast=fast)
+        enc = encode_scene(scene, s, offset, cap=cap, asked=asked, fast=fast, min_probability=min_probability)
         offset += len(enc.ids)
         encodings.append(enc)
         parts.append(enc.facts)

@@ -44,6 +44,7 @@ from ..scene import SceneGraph
 from .nsm_data import OPS, NSMOntology, Vocab, collate, encode_example, to_device
 
 MAX_COUNT = 10
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "nsm_clevr.pt"
 
 
 @dataclass
@@ -265,8 +266,9 @@ class NSMReasoner:
         self.vocab, self.ontology, self.device = vocab, model.ontology, torch.device(device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "NSMReasoner":
-        model, vocab, _ = load_checkpoint(path, device)
+    def from_checkpoint(cls, path: str | Path | None = None, device: str = "cpu") -> "NSMReasoner":
+        """The model of a checkpoint file (default: the shipped one)."""
+        model, vocab, _ = load_checkpoint(path or DEFAULT_CHECKPOINT, device)
         return cls(model, vocab, device)
 
     def answer(self, scene: SceneGraph, question: str) -> NSMAnswer:
