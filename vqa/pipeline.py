@@ -256,8 +256,9 @@ class Pipeline:
         if reasoner not in REASONERS:
             raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
         questions = [str(q) for q in questions]
+        given = list(programs) if programs is not None else [None] * len(questions)
         for i, q in enumerate(questions):
-            if not q.strip():
+            if not q.strip() and (reasoner == "nsm" or i >= len(given) or given[i] is None):
                 raise VQAError(f"question {i + 1} is empty")
         t0 = time.perf_counter()
         scene = self.scene(image)

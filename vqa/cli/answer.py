@@ -1,41 +1,157 @@
-"""`vqa answer`: answer a question about a scene."""
+"""`vqa answer`: answer questions about images (or scene files) with the shipped models."""
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("answer", help="answer a question about a scene")
-    p.add_argument("--scene", required=True,
-                   help="a SceneGraph JSON file, or a CLEVR scenes file (first scene, or --image-id)")
-    p.add_argument("--image-id", help="which scene of a CLEVR scenes file")
-    p.add_argument("--program", required=True,
-                   help='the question as a CLEVR program, e.g. "count(filter_color[red](scene))"')
-    p.add_argument("--question", help="the question's text (shown with the answer)")
-    p.add_argument("--json", action="store_true", help="print answer, program and trace as JSON")
+    p = sub.add_parser(
+        "answer", help="answer a question about an image or a scene",
+        description="Answer a question about an image with the shipped scene parser, question parser and "
+                    "reasoner (ASP by default), printing the answer, its confidence, the program and the step "
+                    "trace. --scene answers from a scene file instead of an image (no scene parser); --program "
+                    "gives the program instead of parsing the question. --questions FILE answers many questions "
+                    "about many images in one run.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", help="image file (PNG, JPEG, ...)")
+    src.add_argument("--scene", help="a SceneGraph JSON file, or a CLEVR scenes file (first scene, or --image-id)")
+    src.add_argument("--questions", metavar="FILE",
+                     help="many questions: a JSON list or JSONL of {\"image\": path, \"question\": text}, or a CLEVR "
+                          "questions file (images from --images DIR by image_filename)")
+    p.add_argument("--question", help="the question")
+    p.add_argument("--program", help='the question as a CLEVR program, e.g. "count(filter_color[red](scene))" '
+                                     "(skips the question parser)")
+    p.add_argument("--image-id", help="which scene of a CLEVR scenes file (--scene)")
+    p.add_argument("--images", metavar="DIR", help="--questions with a CLEVR questions file: the images folder")
+    p.add_argument("--reasoner", default="asp", choices=("asp", "nsm"), help="asp (default) or nsm")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (JSONL with --questions)")
+    p.add_argument("--explain", metavar="OUT.png", help="draw the objects selected at each step")
+    p.add_argument("--checkpoints", metavar="DIR", help="folder with scene_parser.pt, question_parser.pt, nsm_clevr.pt "
+                                                        "(default: the shipped ones)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..executor import execute
-    from ..pipeline import load_scene
-    from ..program import Program
+    from ..errors import VQAError
+    from ..pipeline import Pipeline, load_scene
 
-    scene = load_scene(args.scene, args.image_id)
-    program = Program.parse(args.program).validate()
-    result = execute(program, scene)
+    pipe = Pipeline.from_pretrained(args.checkpoints, reasoner=args.reasoner, device=args.device)
+    if args.questions:
+        if args.question or args.program or args.explain:
+            raise VQAError("--questions answers a file of questions; --question, --program and --explain "
+                           "are for one question")
+        return _many(pipe, args)
+    if not args.question and not args.program:
+        raise VQAError("give --question (or --program)")
+    if args.reasoner == "nsm" and not args.question:
+        raise VQAError("--reasoner nsm reads the question text: give --question")
+    target = load_scene(args.scene, args.image_id) if args.scene else args.image
+    result = pipe.answer(target, args.question or "", program=args.program)
     if args.json:
-        print(json.dumps({"question": args.question, "answer": result.answer, "error": result.error,
-                          "program": program.to_clevr(), "trace": [t.to_dict() for t in result.trace]}, indent=1))
+        print(json.dumps(result.to_dict(), indent=1))
     else:
-        if args.question:
-            print(f"question: {args.question}")
-        print("program:")
-        for line in str(program).splitlines():
-            print(f"  {line}")
-        print("trace:")
-        for t in result.trace:
-            val = t.error if t.error else (list(t.value) if isinstance(t.value, tuple) else t.value)
-            print(f"  {t.index}  {t.token:<22} -> {val}")
-        print(f"answer: {result.answer if result.ok else 'none (' + result.error + ')'}")
+        _print(result)
+    if args.explain:
+        from ..explain import explain_image
+
+        explain_image(args.image, result).save(args.explain)
+        if not args.json:
+            print(f"explanation: {args.explain}")
     return 0 if result.ok else 1
+
+
+def _print(r) -> None:
+    if r.question:
+        print(f"question: {r.question}")
+    if r.program is not None:
+        print(f"program (parse confidence {r.parse_confidence:.3f}):")
+        for line in str(r.program).splitlines():
+            print(f"  {line}")
+    print(f"trace ({r.reasoner}):")
+    for t, chosen in zip(r.trace, r.selected()):
+        if t.error:
+            val = t.error
+        elif isinstance(t.value, dict):
+            top = sorted(t.value.items(), key=lambda kv: -kv[1])[:3]
+            val = "attention " + ", ".join(f"{k}: {p:.2f}" for k, p in top)
+        else:
+            val = list(t.value) if isinstance(t.value, tuple) else t.value
+        print(f"  {t.index}  {t.token:<24} -> {val}")
+    if r.ok:
+        alts = ", ".join(f"{a} {p:.3f}" for a, p in r.top[1:])
+        print(f"answer: {r.answer}  (confidence {r.confidence:.3f}{'; alternatives: ' + alts if alts else ''})")
+    else:
+        print(f"answer: none ({r.error})")
+
+
+def _many(pipe, args) -> int:
+    from ..errors import DataError
+    from ._util import progress
+
+    items = read_question_file(Path(args.questions), Path(args.images) if args.images else None)
+    by_image: dict[str, list[tuple[int, str]]] = {}
+    for i, (image, question) in enumerate(items):
+        by_image.setdefault(image, []).append((i, question))
+    results: list = [None] * len(items)
+    bar = progress(total=len(items), desc="answering")
+    for image, qs in by_image.items():
+        if not Path(image).exists():
+            raise DataError(f"image {image} does not exist", file=args.questions)
+        for (i, _), r in zip(qs, pipe.answer_many(image, [q for _, q in qs])):
+            results[i] = r
+        bar.update(len(qs))
+    bar.close()
+    failed = 0
+    for (image, _), r in zip(items, results):
+        failed += not r.ok
+        if args.json:
+            d = r.to_dict()
+            d["image"] = image
+            print(json.dumps(d))
+        else:
+            print(f"{Path(image).name}\t{r.question}\t{r.answer if r.ok else 'none (' + str(r.error) + ')'}"
+                  f"\t{r.confidence:.3f}")
+    print(f"{len(items)} questions about {len(by_image)} images; {failed} without an answer", file=sys.stderr)
+    return 0
+
+
+def read_question_file(path: Path, images: Path | None) -> list[tuple[str, str]]:
+    """[(image path, question)] from a JSON list / JSONL of {"image", "question"} records
+    (image paths relative to the file) or a CLEVR questions file (with `images`)."""
+    from ..errors import DataError
+
+    if not path.is_file():
+        raise DataError("no such file", file=path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    data.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"line {n} is not JSON ({e.msg})", file=path) from None
+    if isinstance(data, dict) and "questions" in data:  # CLEVR questions file
+        if images is None:
+            raise DataError("a CLEVR questions file needs --images DIR (the folder of its images)", file=path)
+        out = []
+        for i, q in enumerate(data["questions"]):
+            if not isinstance(q, dict) or "question" not in q or "image_filename" not in q:
+                raise DataError("needs 'question' and 'image_filename'", file=path, record=i)
+            out.append((str(images / q["image_filename"]), q["question"]))
+        return out
+    if not isinstance(data, list):
+        raise DataError("expected a JSON list of {\"image\", \"question\"} records, JSONL, or a CLEVR "
+                        "questions file", file=path)
+    out = []
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict) or not isinstance(rec.get("image"), str) or not isinstance(rec.get("question"), str):
+            raise DataError("needs string fields 'image' and 'question'", file=path, record=i)
+        image = Path(rec["image"])
+        out.append((str(image if image.is_absolute() else path.parent / image), rec["question"]))
+    return out
