@@ -108,6 +108,35 @@ def test_targets_match_a_generated_scene():
     assert torch.isfinite(loss) and set(parts) == {"heat", "offset", "box", "attr"}
 
 
+def test_flipped_examples_mirror_images_and_targets(tmp_path):
+    """A horizontal flip mirrors the image, the heat map and the attribute labels, and negates
+    the x offset: the centre cell of a flipped object is the mirrored cell."""
+    from vqa.datasets.synth.generate import generate_dataset
+    from vqa.vision.data import SceneParserData
+    generate_dataset(tmp_path, num_scenes=2, questions_per_scene=0, seed=8, image_size=(192, 128))
+    data = SceneParserData(tmp_path, "train", image_size=(128, 192), attributes=CLEVR_ATTRIBUTES)
+    (im, t), (imf, tf) = data.batch([0, 1]), data.batch([0, 1], flip=[True, True])
+    assert torch.equal(imf, im.flip(-1))
+    assert torch.allclose(tf["heat"], t["heat"].flip(-1)) and torch.allclose(tf["weight"], t["weight"].flip(-1))
+    owned = t["weight"].flip(-1) > 0
+    assert owned.any()
+    assert torch.allclose(tf["offset"][:, 0][owned], -t["offset"][:, 0].flip(-1)[owned], atol=1e-5)
+    assert torch.allclose(tf["offset"][:, 1][owned], t["offset"][:, 1].flip(-1)[owned], atol=1e-5)
+    assert torch.allclose(tf["box"], t["box"].flip(-1))
+    for cat in CLEVR_ATTRIBUTES:
+        assert torch.equal(tf[f"attr:{cat}"], t[f"attr:{cat}"].flip(-1))
+    # the centre cells hold the scene's objects, with their labels
+    assert int((t["heat"][0] == 1).sum()) == len(data.objects[0])
+
+
+def test_checkpoints_without_newer_options_still_load(tmp_path):
+    model = SceneParser(SceneParserConfig(**{**TINY, "stem_extra": 0})).eval()
+    ckpt = checkpoint_dict(model)
+    del ckpt["config"]["stem_extra"]  # a checkpoint written before the option existed
+    torch.save(ckpt, tmp_path / "old.pt")
+    assert load_scene_parser(tmp_path / "old.pt").cfg.stem_extra == 0
+
+
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     model = SceneParser(SceneParserConfig(attn_variant="dgqa", **TINY)).eval()
@@ -211,6 +240,46 @@ def test_training_runs_and_resumes(tmp_path):
     assert model.cfg.dim == TINY["dim"]
     ckpt = torch.load(tmp_path / "run" / "scene_parser.pt", weights_only=True)
     assert ckpt["vocab"] == {k: list(v) for k, v in CLEVR_ATTRIBUTES.items()} and "optimizer" not in ckpt
+    # the decoding settings were chosen on the val split and travel in the checkpoint
+    assert s2["decoding"]["score_threshold"] == ckpt["config"]["score_threshold"]
+    assert s2["decoding"]["nms_iou"] == ckpt["config"]["nms_iou"]
+
+
+def test_decoding_is_tuned_on_a_split(tmp_path):
+    """tune_decoding picks the grid point with the best F1: with a fake network whose objectness
+    is 0.6 at two true objects and 0.48 at a spurious one, 0.5 beats 0.3 and 0.45."""
+    from vqa.datasets.synth.generate import generate_dataset
+    from vqa.vision.evaluate import tune_decoding
+    generate_dataset(tmp_path, num_scenes=2, questions_per_scene=0, seed=9, split="val", image_size=(192, 128))
+    gold = [SceneGraph.from_clevr(r) for r in json.loads(
+        (tmp_path / "scenes" / "CLEVR_val_scenes.json").read_text())["scenes"]]
+
+    class Fake(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cfg = SceneParserConfig()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.k = 0
+
+        @property
+        def device(self):
+            return torch.device("cpu")
+
+        def forward(self, x):
+            g = gold[self.k]
+            self.k += 1
+            objs = [(int(o.centre[1] // STRIDE), int(o.centre[0] // STRIDE), {c: o.value(c) for c in CLEVR_ATTRIBUTES})
+                    for o in g.objects[:2]]
+            maps = _maps_with_objects(self.cfg, objs)
+            maps["heat"][maps["heat"] > 0] = math.log(0.6 / 0.4)
+            maps["offset"].zero_()
+            maps["heat"][0, 0, 0] = math.log(0.48 / 0.52)  # a spurious object in the corner
+            return {k: v[None] for k, v in maps.items()}
+
+    fake = Fake()
+    out = tune_decoding(fake, tmp_path, "val", thresholds=(0.3, 0.45, 0.5), ious=(0.5,))
+    assert out["score_threshold"] == 0.5 and fake.cfg.score_threshold == 0.5
+    assert len(out["grid"]) == 3 and out["grid"][0]["f1"] < out["grid"][2]["f1"]
 
 
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no shipped scene-parser checkpoint")

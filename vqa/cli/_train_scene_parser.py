@@ -22,6 +22,8 @@ def register(tsub) -> None:
     p.add_argument("--dim", type=_positive, default=None, help="ViT width (default 96)")
     p.add_argument("--depth", type=_positive, default=None, help="ViT blocks (default 4)")
     p.add_argument("--heads", type=_positive, default=None, help="baseline heads (default 4)")
+    p.add_argument("--stem-extra", type=_nonnegative, default=None,
+                   help="extra residual 3x3 convolutions at stride 4 before the ViT (default 1)")
     p.add_argument("--image-size", default=None, metavar="WxH", type=_size, help="network input (default 192x128)")
     p.add_argument("--epochs", type=_positive, default=12)
     p.add_argument("--batch-size", type=_positive, default=32)
@@ -33,23 +35,34 @@ def register(tsub) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop training after this many minutes (the checkpoints are written as usual)")
+    p.add_argument("--no-tune", action="store_true",
+                   help="keep the default score threshold / NMS IoU instead of choosing them on --val-split")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import os
+    # OpenMP threads that sleep instead of spinning while they wait: on a CPU shared with other
+    # work, spinning threads of a small model slow training several-fold (measured 6.5 vs 54
+    # images/s on 2 threads with one core busy). Read when torch is first imported, i.e. here.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ..vision.train import TrainConfig, train_scene_parser
     from ._util import progress
 
     model = {"attn_variant": args.attention}
     for key, value in (("n_kv_heads", args.kv_heads), ("n_q_heads", args.q_heads), ("dim", args.dim),
-                       ("depth", args.depth), ("n_heads", args.heads), ("image_size", args.image_size)):
+                       ("depth", args.depth), ("n_heads", args.heads), ("image_size", args.image_size),
+                       ("stem_extra", args.stem_extra)):
         if value is not None:
             model[key] = value
     cfg = TrainConfig(data=args.data, out=args.out, split=args.split, val_split=args.val_split, limit=args.limit,
                       val_limit=args.val_limit, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, flip=not args.no_flip, checkpoint_every=args.checkpoint_every,
-                      resume=args.resume, device=args.device, amp=not args.no_amp, threads=args.threads, model=model)
+                      resume=args.resume, device=args.device, amp=not args.no_amp, threads=args.threads, model=model,
+                      max_minutes=args.max_minutes, tune=not args.no_tune)
     try:
         summary = train_scene_parser(cfg, progress=progress)
     except ValueError as e:  # a bad model setting (attention heads, sizes)
@@ -70,6 +83,16 @@ def _positive(text: str) -> int:
         v = 0
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return v
 
 

@@ -17,6 +17,7 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="--evaluate: write the report as JSON here")
     p.add_argument("--checkpoint", default=None, help="scene-parser checkpoint (default: the shipped model)")
     p.add_argument("--threshold", type=float, default=None, help="objectness threshold (default: the checkpoint's)")
+    p.add_argument("--nms-iou", type=float, default=None, help="box NMS IoU (default: the checkpoint's)")
     p.add_argument("--json", action="store_true", help="print the scene graph as JSON")
     p.add_argument("--draw", default=None, metavar="OUT.png", help="write the image with boxes and labels")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -24,11 +25,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import os
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see _train_scene_parser.run (shared CPUs)
     from ..vision.scene_parser import load_image, load_scene_parser
 
     parser = load_scene_parser(args.checkpoint, device=args.device)
     if args.threshold is not None:
         parser.cfg.score_threshold = args.threshold
+    if args.nms_iou is not None:
+        parser.cfg.nms_iou = args.nms_iou
     if args.evaluate:
         return _evaluate(parser, args)
     image = load_image(args.image)

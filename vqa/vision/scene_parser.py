@@ -3,7 +3,8 @@
 Architecture (a hybrid ViT, as in the original ViT paper's "hybrid" models):
 
     image (B, 3, H, W)
-      -> conv stem: two 3x3 stride-2 convolutions          -> features (B, C, H/4, W/4)
+      -> conv stem: two 3x3 stride-2 convolutions, then `stem_extra` residual 3x3
+         convolutions at stride 4 (local shape detail for small objects) -> features (B, C, H/4, W/4)
       -> ViT of `vqa.nn` (any attention variant) on 4x4 patches of the stem features
          (an effective 16x16-pixel patch)                   -> tokens (B, H/16 * W/16, D)
       -> head: each token -> a 4x4 block of cells (pixel shuffle), concatenated with the
@@ -50,6 +51,7 @@ class SceneParserConfig:
 
     image_size: tuple[int, int] = (128, 192)
     stem_channels: tuple[int, int] = (24, 48)
+    stem_extra: int = 1            # extra residual 3x3 convolutions at stride 4 (a wider receptive field per cell)
     patch_size: int = 4            # in stem cells: 4 -> 16 pixels
     dim: int = 96
     depth: int = 4
@@ -88,11 +90,21 @@ class SceneParserConfig:
         d = dict(d)
         d["image_size"] = tuple(d["image_size"])
         d["stem_channels"] = tuple(d["stem_channels"])
+        d.setdefault("stem_extra", 0)  # checkpoints written before the option existed
         return cls(**d)
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
+
+
+class _Residual(nn.Module):
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
 
 
 class SceneParser(nn.Module):
@@ -107,7 +119,8 @@ class SceneParser(nn.Module):
         if h % cfg.block or w % cfg.block:
             raise ValueError(f"image_size={cfg.image_size} must be a multiple of {cfg.block}")
         c1, c2 = cfg.stem_channels
-        self.stem = nn.Sequential(_conv_bn(3, c1, 2), _conv_bn(c1, c2, 2))
+        self.stem = nn.Sequential(_conv_bn(3, c1, 2), _conv_bn(c1, c2, 2),
+                                  *[_Residual(_conv_bn(c2, c2, 1)) for _ in range(cfg.stem_extra)])
         self.vit = ViT(cfg.vit_config())
         self.up = nn.Linear(cfg.dim, cfg.patch_size ** 2 * cfg.up_channels)
         self.fuse = nn.Sequential(nn.Conv2d(cfg.up_channels + c2, cfg.head_channels, cfg.fuse_kernel, 1, cfg.fuse_kernel // 2), nn.GELU())
@@ -129,11 +142,12 @@ class SceneParser(nn.Module):
         up = self.up(tokens).reshape(B, gh, gw, p, p, -1)             # (B, gh, gw, p, p, Cu)
         up = up.permute(0, 5, 1, 3, 2, 4).reshape(B, -1, gh * p, gw * p)  # (B, Cu, H/4, W/4)
         x = self.out(self.fuse(torch.cat([up, feats.to(up.dtype)], dim=1))).float()  # (B, K, H/4, W/4)
-        out = {"heat": x[:, :1], "offset": x[:, 1:3], "box": x[:, 3:5]}
-        start = 5
-        for cat, n in zip(self.cfg.attributes, self.n_values):
-            out[f"attr:{cat}"] = x[:, start:start + n]
-            start += n
+        # one split (its backward is a single concatenation), not one slice per map (each slice's
+        # backward fills a full-size zero gradient)
+        parts = torch.split(x, [1, 2, 2, *self.n_values], dim=1)
+        out = {"heat": parts[0], "offset": parts[1], "box": parts[2]}
+        for cat, part in zip(self.cfg.attributes, parts[3:]):
+            out[f"attr:{cat}"] = part
         return out
 
     # ---- inference -----------------------------------------------------------------------

@@ -12,6 +12,9 @@
   every epoch with DistributedDataParallel, gloo on CPU and NCCL on CUDA; rank 0 writes
   files and evaluates.
 - CUDA: bf16 autocast (`vqa.nn.autocast`) when `amp`.
+- `max_minutes`: stop after that much training time (checkpoints as at an epoch's end).
+- `tune`: at the end, the decoding settings (objectness threshold, NMS IoU) with the best
+  object F1 on `val_split` are chosen (`evaluate.tune_decoding`) and stored in the config.
 The order of examples is a function of (seed, epoch), so a resumed run sees the same
 batches as an uninterrupted one.
 """
@@ -54,6 +57,8 @@ class TrainConfig:
     device: str = "auto"              # auto | cpu | cuda
     amp: bool = True                  # bf16 autocast on CUDA
     threads: int | None = None        # torch CPU threads
+    max_minutes: float | None = None  # stop (and save) once training has run this long
+    tune: bool = True                 # choose score threshold / NMS IoU on val_split at the end
     model: dict = field(default_factory=dict)  # SceneParserConfig overrides, e.g. {"attn_variant": "mqa"}
 
 
@@ -133,6 +138,17 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
             extra["optimizer"] = opt.state_dict()
         _save(checkpoint_dict(model, **extra), path)
 
+    def out_of_time() -> bool:
+        """All ranks agree (rank 0's clock decides) whether `max_minutes` is spent."""
+        if cfg.max_minutes is None:
+            return False
+        flag = torch.tensor([float(time.perf_counter() - t_start > 60 * cfg.max_minutes)], device=device)
+        if world > 1:
+            import torch.distributed as dist
+            dist.broadcast(flag, 0)
+        return bool(flag.item())
+
+    stopped = False
     bar = progress(range(step, total), desc="train", total=total, initial=step) if progress and rank == 0 else None
     while step < total:
         epoch, k = divmod(step, steps_per_epoch)
@@ -167,6 +183,8 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
                 logf.flush()
             if rank == 0 and step % cfg.checkpoint_every == 0:
                 checkpoint(last, full=True)
+            if out_of_time():
+                break
         if rank == 0:
             checkpoint(last, full=True)
             if has_val:
@@ -179,16 +197,27 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
                 logf.flush()
                 log(f"epoch {line['eval_epoch']}: val F1 {s['f1']:.4f} attributes {s['attribute_accuracy'] or 0:.4f} "
                     f"count {s['count_accuracy']:.4f} relations {s['relation_accuracy'] or 0:.4f}")
+        if out_of_time():
+            stopped = True
+            break
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t_start
+    tuned = None
     if rank == 0:
+        if has_val and cfg.tune:
+            from .evaluate import tune_decoding
+            tuned = tune_decoding(model, cfg.data, cfg.val_split, limit=cfg.val_limit)
+            tuned.pop("grid")
+            logf.write(json.dumps({"tuned": tuned}) + "\n")
+            log(f"decoding chosen on {cfg.val_split}: score threshold {tuned['score_threshold']}, "
+                f"NMS IoU {tuned['nms_iou']} (val F1 {tuned['f1']:.4f})")
         checkpoint(out / "scene_parser.pt", full=False)
         logf.close()
     if world > 1:
         import torch.distributed as dist
         dist.barrier()
         dist.destroy_process_group()
-    return {"out": str(out), "steps": step, "seconds": round(seconds, 1),
+    return {"out": str(out), "steps": step, "seconds": round(seconds, 1), "stopped_by_time": stopped, "decoding": tuned,
             "images_per_s": round(seen / seconds, 2) if seconds > 0 else None,
             "checkpoint": str(out / "scene_parser.pt"), "eval": report}
