@@ -59,6 +59,12 @@ class _Answerer:
     def __init__(self, settings: dict):
         self.s = settings
         reasoner = settings["reasoner"]
+        if reasoner == "nsm" or settings["scene_source"] == "predicted" or settings["program_source"] == "parsed":
+            import torch
+
+            # one thread per process: the models are small, parallelism comes from --workers,
+            # and oversubscribed threads make every small operation wait (seconds per batch)
+            torch.set_num_threads(1)
         if reasoner == "asp":
             from .reason.asp import ASPReasoner
 
@@ -85,12 +91,12 @@ class _Answerer:
             if self.scene_parser is not None:
                 scene = self.scene_parser.parse_image(image_path)
             programs = []
-            for q in questions:
+            parsed = self.question_parser.parse_batch([q["text"] for q in questions]) if self.question_parser else None
+            for k, q in enumerate(questions):
                 prog = q["program"]
-                if self.question_parser is not None:
-                    parsed = self.question_parser.parse(q["text"])
-                    q["program_match"] = prog is not None and parsed.program == prog
-                    prog = parsed.program
+                if parsed is not None:
+                    q["program_match"] = prog is not None and parsed[k].program == prog
+                    prog = parsed[k].program
                 q["program"] = prog
                 if prog is not None:
                     programs.append(prog)

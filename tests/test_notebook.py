@@ -1,0 +1,21 @@
+"""notebooks/quickstart.ipynb: committed without outputs, and it runs from top to bottom."""
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+
+
+def test_quickstart_is_stripped_and_runs(tmp_path):
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, "the notebook has no code"
+    assert all(not c.outputs and c.execution_count is None for c in code), "commit the notebook with outputs stripped"
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "ASP answer:" in text and "NSM answer:" in text and "program:" in text
+    images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
+    assert len(images) >= 4  # the scene, two explanations, the scene graph
