@@ -1,0 +1,24 @@
+"""vqa.vision.nms against torchvision.ops.nms on random boxes."""
+import pytest
+import torch
+
+from vqa.vision.nms import nms
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_nms_matches_torchvision(seed):
+    tv = pytest.importorskip("torchvision.ops")
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(0, 60, (1,), generator=g))
+    xy = torch.rand(n, 2, generator=g) * 100
+    wh = torch.rand(n, 2, generator=g) * 30 + 1
+    boxes = torch.cat([xy, xy + wh], 1)
+    scores = torch.rand(n, generator=g)
+    for thr in (0.1, 0.3, 0.5, 0.7):
+        assert nms(boxes, scores, thr).tolist() == tv.nms(boxes, scores, thr).tolist()
+
+
+def test_nms_keeps_best_of_overlapping_pair():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
+    assert nms(boxes, torch.tensor([0.5, 0.9, 0.1]), 0.5).tolist() == [1, 2]
+    assert nms(boxes, torch.tensor([0.5, 0.9, 0.1]), 0.9).tolist() == [1, 0, 2]
