@@ -132,9 +132,31 @@ def test_flipped_examples_mirror_images_and_targets(tmp_path):
 def test_checkpoints_without_newer_options_still_load(tmp_path):
     model = SceneParser(SceneParserConfig(**{**TINY, "stem_extra": 0})).eval()
     ckpt = checkpoint_dict(model)
-    del ckpt["config"]["stem_extra"]  # a checkpoint written before the option existed
+    del ckpt["config"]["stem_extra"], ckpt["config"]["flip_tta"]  # written before the options existed
     torch.save(ckpt, tmp_path / "old.pt")
-    assert load_scene_parser(tmp_path / "old.pt").cfg.stem_extra == 0
+    old = load_scene_parser(tmp_path / "old.pt")
+    assert old.cfg.stem_extra == 0 and not old.cfg.flip_tta
+
+
+def test_mirror_averaging_is_mirror_symmetric():
+    """With flip_tta the maps of a mirrored image are the mirrored maps (x offset negated): the
+    mirror image's maps are mapped back correctly."""
+    torch.manual_seed(0)
+    model = SceneParser(SceneParserConfig(**TINY)).eval()
+    assert model.cfg.flip_tta
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        a, b = model.predict_maps(x), model.predict_maps(x.flip(-1))
+        plain = model(x)
+    for name in a:
+        back = b[name].flip(-1)
+        if name == "offset":
+            back = torch.cat([-back[:, :1], back[:, 1:]], 1)
+        assert torch.allclose(a[name], back, atol=1e-5), name
+    assert not torch.allclose(a["heat"], plain["heat"])  # averaging changed something
+    model.cfg.flip_tta = False
+    with torch.no_grad():
+        assert torch.equal(model.predict_maps(x)["heat"], plain["heat"])
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -276,10 +298,27 @@ def test_decoding_is_tuned_on_a_split(tmp_path):
             maps["heat"][0, 0, 0] = math.log(0.48 / 0.52)  # a spurious object in the corner
             return {k: v[None] for k, v in maps.items()}
 
+        def predict_maps(self, x):
+            return self(x)
+
     fake = Fake()
     out = tune_decoding(fake, tmp_path, "val", thresholds=(0.3, 0.45, 0.5), ious=(0.5,))
     assert out["score_threshold"] == 0.5 and fake.cfg.score_threshold == 0.5
     assert len(out["grid"]) == 3 and out["grid"][0]["f1"] < out["grid"][2]["f1"]
+
+
+def test_cli_tune_saves_the_chosen_settings(tmp_path, capsys):
+    from vqa.cli import main
+    from vqa.datasets.synth.generate import generate_dataset
+    generate_dataset(tmp_path / "d", num_scenes=2, questions_per_scene=0, seed=9, split="val", image_size=(96, 64))
+    torch.save(checkpoint_dict(SceneParser(SceneParserConfig(**TINY)), step=7), tmp_path / "a.pt")
+    main(["scene", "--tune", str(tmp_path / "d"), "--split", "val", "--checkpoint", str(tmp_path / "a.pt"),
+          "--no-tta", "--save", str(tmp_path / "b.pt")])
+    assert "score threshold" in capsys.readouterr().out
+    ckpt = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert ckpt["step"] == 7 and ckpt["tuned"]["flip_tta"] is False and ckpt["config"]["flip_tta"] is False
+    assert ckpt["config"]["score_threshold"] == ckpt["tuned"]["score_threshold"]
+    assert load_scene_parser(tmp_path / "b.pt").cfg.dim == TINY["dim"]
 
 
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no shipped scene-parser checkpoint")
@@ -290,5 +329,5 @@ def test_shipped_checkpoint_finds_most_objects_on_unseen_scenes():
         record, image = _scene(seed)
         m.add(parser.parse_image(image), SceneGraph.from_clevr(record))
     s = m.summary()
-    assert s["recall"] >= 0.8 and s["precision"] >= 0.8, s
-    assert s["attribute_accuracy"] >= 0.8, s
+    assert s["recall"] >= 0.9 and s["precision"] >= 0.9, s
+    assert s["attribute_accuracy"] >= 0.9, s

@@ -10,6 +10,9 @@ def register(sub) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--image", help="image file (PNG, JPEG, ...; RGBA and grayscale are converted)")
     what.add_argument("--evaluate", metavar="DIR", help="CLEVR-layout folder to evaluate on (images/, scenes/, questions/)")
+    what.add_argument("--tune", metavar="DIR", help="choose the objectness threshold and NMS IoU with the best object F1 "
+                                                   "on DIR's --split (first --limit scenes, default 150); --save writes "
+                                                   "the checkpoint with them")
     p.add_argument("--split", default="val", help="split for --evaluate (default: val)")
     p.add_argument("--limit", type=int, default=None, help="first N scenes for --evaluate")
     p.add_argument("--distance", type=float, default=0.05,
@@ -18,6 +21,11 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="scene-parser checkpoint (default: the shipped model)")
     p.add_argument("--threshold", type=float, default=None, help="objectness threshold (default: the checkpoint's)")
     p.add_argument("--nms-iou", type=float, default=None, help="box NMS IoU (default: the checkpoint's)")
+    tta = p.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_true", default=None,
+                     help="average with the mirror image (default: the checkpoint's setting)")
+    tta.add_argument("--no-tta", dest="tta", action="store_false", help="no mirror-image averaging")
+    p.add_argument("--save", default=None, metavar="CKPT", help="--tune: write the checkpoint with the chosen settings here")
     p.add_argument("--json", action="store_true", help="print the scene graph as JSON")
     p.add_argument("--draw", default=None, metavar="OUT.png", help="write the image with boxes and labels")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -34,8 +42,12 @@ def run(args) -> int:
         parser.cfg.score_threshold = args.threshold
     if args.nms_iou is not None:
         parser.cfg.nms_iou = args.nms_iou
+    if args.tta is not None:
+        parser.cfg.flip_tta = args.tta
     if args.evaluate:
         return _evaluate(parser, args)
+    if args.tune:
+        return _tune(parser, args)
     image = load_image(args.image)
     from pathlib import Path
     graph = parser.parse_image(image, image_id=Path(args.image).stem)
@@ -69,4 +81,23 @@ def _evaluate(parser, args) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1) if args.json else format_split_report(report))
+    return 0
+
+
+def _tune(parser, args) -> int:
+    import torch
+
+    from ..vision.evaluate import tune_decoding
+    from ..vision.scene_parser import DEFAULT_CHECKPOINT, checkpoint_dict
+
+    out = tune_decoding(parser, args.tune, args.split, limit=args.limit or 150, distance=args.distance)
+    print(f"{args.tune} split {args.split}: score threshold {out['score_threshold']}, NMS IoU {out['nms_iou']}, "
+          f"mirror averaging {'on' if parser.cfg.flip_tta else 'off'} (object F1 {100 * (out['f1'] or 0):.2f}%)")
+    if args.save:
+        src = torch.load(args.checkpoint or DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+        extra = {k: v for k, v in src.items() if k not in ("format", "config", "vocab", "state_dict", "optimizer")}
+        extra["tuned"] = {"data": str(args.tune), "split": args.split, "score_threshold": out["score_threshold"],
+                          "nms_iou": out["nms_iou"], "flip_tta": parser.cfg.flip_tta, "f1": out["f1"]}
+        torch.save(checkpoint_dict(parser.cpu(), **extra), args.save)
+        print(f"  saved: {args.save}")
     return 0

@@ -14,6 +14,8 @@ Architecture (a hybrid ViT, as in the original ViT paper's "hybrid" models):
              size (2): log of box width, height (cells)
              attributes: logits per category (color 8, size 2, material 2, shape 3)
 
+Parsing with `flip_tta` (the default) averages the logits of the image and of its mirror image
+(mapped back) before decoding: twice the compute, fewer shape errors and missed objects.
 Decoding: local maxima of sigmoid(heat) above `score_threshold` (3x3 max pool), box NMS
 with `torchvision.ops.nms`, attribute distributions = softmax, `score` = objectness.
 Positions: the predicted pixel centre is cast back through CLEVR's camera (35 mm lens,
@@ -66,6 +68,7 @@ class SceneParserConfig:
     score_threshold: float = 0.3
     nms_iou: float = 0.7
     max_objects: int = 24
+    flip_tta: bool = True          # parsing averages the maps of the image and of its mirror image
     attributes: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in CLEVR_ATTRIBUTES.items()})
 
     @property
@@ -90,7 +93,8 @@ class SceneParserConfig:
         d = dict(d)
         d["image_size"] = tuple(d["image_size"])
         d["stem_channels"] = tuple(d["stem_channels"])
-        d.setdefault("stem_extra", 0)  # checkpoints written before the option existed
+        d.setdefault("stem_extra", 0)  # checkpoints written before the options existed
+        d.setdefault("flip_tta", False)
         return cls(**d)
 
 
@@ -156,6 +160,22 @@ class SceneParser(nn.Module):
         return next(self.parameters()).device
 
     @torch.no_grad()
+    def predict_maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Maps for parsing: `forward`, or with `cfg.flip_tta` the mean of the logits of the
+        images and of their mirror images mapped back (cells mirrored, x offset negated)."""
+        maps = self(images)
+        if not self.cfg.flip_tta:
+            return maps
+        mirror = self(images.flip(-1))
+        out = {}
+        for name, m in maps.items():
+            back = mirror[name].flip(-1)
+            if name == "offset":
+                back = torch.cat([-back[:, :1], back[:, 1:]], dim=1)
+            out[name] = (m + back) / 2
+        return out
+
+    @torch.no_grad()
     def parse_images(self, images: list, *, image_ids: list[str] | None = None) -> list[SceneGraph]:
         """PIL images or paths -> one SceneGraph each (coordinates in each image's own pixels)."""
         self.eval()
@@ -169,7 +189,7 @@ class SceneParser(nn.Module):
         out: dict[int, SceneGraph] = {}
         for (h, w), idx in groups.items():
             batch = torch.stack([image_tensor(pils[i], (h, w)) for i in idx]).to(self.device)
-            maps = self(batch)
+            maps = self.predict_maps(batch)
             for k, i in enumerate(idx):
                 one = {name: m[k] for name, m in maps.items()}
                 out[i] = decode(one, self.cfg, image_size=pils[i].size, image_id=ids[i])
