@@ -138,3 +138,12 @@ def test_cli_bad_question_file_names_the_record(tmp_path):
     f.write_text(json.dumps([{"image": "a.png", "question": "ok?"}, {"image": "b.png"}]))
     r = subprocess.run([sys.executable, "-m", "vqa", "answer", "--questions", str(f)], capture_output=True, text=True)
     assert r.returncode == 2 and "record 1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_pipeline_reports_side_by_side(capsys):
+    assert main(["bench", "pipeline", "--skip", "cold", "--warm-questions", "4", "--scenes", "4",
+                 "--questions-per-scene", "3", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["warm"]["answer_qps"] > 0 and rep["warm"]["answer_many_qps"] > 0
+    runs = rep["workers"]["runs"]
+    assert runs["1"]["questions"] == runs["2"]["questions"] > 0 and runs["1"]["accuracy"] == runs["2"]["accuracy"] == 1.0

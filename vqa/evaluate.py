@@ -274,7 +274,11 @@ def _map(chunks, settings, workers: int, progress):
                     bar.update(len(res))
                 yield res
             return
-        ctx = mp.get_context("spawn")
+        # fork starts workers in a fraction of a second; the torch models (NSM, scene and
+        # question parsers) get fresh spawned processes (torch's thread pools do not survive fork)
+        torch_free = (settings["reasoner"] != "nsm" and settings["scene_source"] == "gold"
+                      and settings["program_source"] == "gold")
+        ctx = mp.get_context("fork" if torch_free and "fork" in mp.get_all_start_methods() else "spawn")
         with ctx.Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
             for res in pool.imap_unordered(_run_chunk, chunks):
                 if bar:

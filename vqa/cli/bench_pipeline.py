@@ -1,0 +1,128 @@
+"""`vqa bench pipeline`: the user-facing targets measured side by side in one run.
+
+- cold start: wall time of a fresh `vqa answer --image ... --question ...` process (and of a
+  bare `python -c "import torch"` beside it, the floor any torch-based command pays);
+- warm: questions/s of `Pipeline.answer` one question at a time and of `answer_many`, all
+  about one image (scene parsed once, then cached);
+- workers: `vqa evaluate` (ASP, gold scenes and programs) on a generated split with
+  `--workers 1` and `--workers N`, and their ratio.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "samples" / "sample.png"
+WARM_QUESTIONS = ["How many cyan things are there?", "Is there a red sphere?", "What material is the red cube?",
+                  "How many things are left of the gray cylinder?", "Are there more cubes than cylinders?",
+                  "What color is the large sphere?", "Is the red cube the same size as the gray cylinder?",
+                  "How many rubber things are in front of the red sphere?"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pipeline", help="cold start, warm questions/s and evaluation workers speed-up")
+    p.add_argument("--image", default=str(SAMPLE), help="image for the cold-start and warm runs")
+    p.add_argument("--cold-repeats", type=int, default=3, help="fresh processes timed (median reported)")
+    p.add_argument("--warm-questions", type=int, default=200, help="questions answered warm")
+    p.add_argument("--scenes", type=int, default=1000, help="generated scenes for the workers run")
+    p.add_argument("--questions-per-scene", type=int, default=10)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--skip", nargs="*", default=[], choices=["cold", "warm", "workers"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _timed_process(argv: list[str]) -> float:
+    t = time.perf_counter()
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode not in (0, 1):
+        from ..errors import VQAError
+
+        raise VQAError(f"{' '.join(argv)} failed: {r.stderr.strip()[-500:]}")
+    return time.perf_counter() - t
+
+
+def bench_cold(image: str, repeats: int) -> dict:
+    answer = [sys.executable, "-m", "vqa", "answer", "--image", image, "--question", WARM_QUESTIONS[0]]
+    torch_only = [sys.executable, "-c", "import torch"]
+    a = [_timed_process(answer) for _ in range(repeats)]
+    t = [_timed_process(torch_only) for _ in range(repeats)]
+    return {"answer_s": round(statistics.median(a), 3), "answer_all_s": [round(x, 3) for x in a],
+            "import_torch_s": round(statistics.median(t), 3)}
+
+
+def bench_warm(image: str, n: int) -> dict:
+    from ..pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained()
+    qs = [WARM_QUESTIONS[i % len(WARM_QUESTIONS)] for i in range(n)]
+    pipe.answer(image, qs[0])  # loads the models and parses the image
+    t = time.perf_counter()
+    for q in qs:
+        pipe.answer(image, q)
+    single = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    pipe.answer_many(image, qs)
+    many = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    pipe.answer_many(image, qs, reasoner="nsm")
+    nsm = n / (time.perf_counter() - t)
+    return {"questions": n, "answer_qps": round(single, 1), "answer_many_qps": round(many, 1),
+            "answer_many_nsm_qps": round(nsm, 1)}
+
+
+def bench_workers(scenes: int, per_scene: int, workers: int) -> dict:
+    from ..datasets.synth.generate import generate_dataset
+    from ..evaluate import evaluate_clevr
+
+    with tempfile.TemporaryDirectory(prefix="vqa_bench_") as d:
+        generate_dataset(d, num_scenes=scenes, questions_per_scene=per_scene, seed=4242, split="val",
+                         images=False, verify=False)
+        qf, sf = Path(d) / "questions/CLEVR_val_questions.json", Path(d) / "scenes/CLEVR_val_scenes.json"
+        out = {}
+        for w in (1, workers):
+            t = time.perf_counter()
+            rep = evaluate_clevr(qf, sf, reasoner="asp", workers=w)
+            out[w] = {"seconds": round(time.perf_counter() - t, 3), "questions": rep["total"],
+                      "accuracy": rep["accuracy"]}
+    return {"runs": out, "speedup": round(out[1]["seconds"] / out[workers]["seconds"], 2), "workers": workers}
+
+
+def run(args) -> int:
+    import os
+
+    from ..errors import VQAError
+
+    if not Path(args.image).is_file():
+        raise VQAError(f"{args.image}: no such image")
+    report: dict = {"cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2)}
+    if "cold" not in args.skip:
+        report["cold"] = bench_cold(args.image, args.cold_repeats)
+    if "warm" not in args.skip:
+        report["warm"] = bench_warm(args.image, args.warm_questions)
+    if "workers" not in args.skip:
+        report["workers"] = bench_workers(args.scenes, args.questions_per_scene, args.workers)
+    report["load_after"] = round(os.getloadavg()[0], 2)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"{report['cpus']} CPUs, load {report['load_before']} -> {report['load_after']}")
+    if "cold" in report:
+        c = report["cold"]
+        print(f"cold start: `vqa answer --image --question` {c['answer_s']:.2f} s (median of {len(c['answer_all_s'])}; "
+              f"all {c['answer_all_s']}); `python -c 'import torch'` alone {c['import_torch_s']:.2f} s")
+    if "warm" in report:
+        w = report["warm"]
+        print(f"warm, {w['questions']} questions about one image: answer() {w['answer_qps']} q/s, "
+              f"answer_many() {w['answer_many_qps']} q/s (ASP), {w['answer_many_nsm_qps']} q/s (NSM)")
+    if "workers" in report:
+        r = report["workers"]
+        one, many = r["runs"][1], r["runs"][r["workers"]]
+        print(f"evaluate (ASP, gold scenes, {one['questions']} questions): 1 worker {one['seconds']:.2f} s, "
+              f"{r['workers']} workers {many['seconds']:.2f} s -> {r['speedup']}x")
+    return 0
