@@ -16,8 +16,8 @@ Architecture (a hybrid ViT, as in the original ViT paper's "hybrid" models):
 
 Parsing with `flip_tta` (the default) averages the logits of the image and of its mirror image
 (mapped back) before decoding: twice the compute, fewer shape errors and missed objects.
-Decoding: local maxima of sigmoid(heat) above `score_threshold` (3x3 max pool), box NMS
-with `torchvision.ops.nms`, attribute distributions = softmax, `score` = objectness.
+Decoding: local maxima of sigmoid(heat) above `score_threshold` (3x3 max pool), greedy box NMS
+(`vqa.vision.nms`, the rule of `torchvision.ops.nms`), attribute distributions = softmax, `score` = objectness.
 Positions: the predicted pixel centre is cast back through CLEVR's camera (35 mm lens,
 32 mm sensor, un-jittered location) onto the horizontal plane at the object's half
 height (from its predicted shape and size); relations then follow CLEVR's rule
@@ -269,7 +269,7 @@ def decode(maps: dict[str, torch.Tensor], cfg: SceneParserConfig, *, image_size:
            image_id: str = "image") -> SceneGraph:
     """One image's maps (no batch axis: heat (1, h, w), ...) -> SceneGraph in the pixels of an
     image of `image_size` (width, height)."""
-    from torchvision.ops import nms
+    from .nms import nms
 
     heat = torch.sigmoid(maps["heat"][0].float())                       # (h, w)
     gh, gw = heat.shape
