@@ -349,3 +349,18 @@ def test_batched_uncertain_questions_match_one_at_a_time():
         together = [(a.answer, a.error is None) for a in reasoner.answer_batch(sc, progs)]
         alone = [(reasoner.answer(sc, p).answer, reasoner.answer(sc, p).error is None) for p in progs]
         assert together == alone
+
+
+def test_alternatives_are_bounded_and_never_change_the_answer():
+    """Looking for next-best answers is a new optimisation per round; a round that hits the
+    solve limit ends the list but leaves the answer as the first solve found it."""
+    import json
+
+    case = json.loads((FIXTURES / "asp/hard_alternatives.json").read_text())
+    scene = SceneGraph.from_dict(case["scene"])
+    progs = [Program.parse(e) for e in case["programs"]]
+    first = [a.answer for a in ASPReasoner(top_k=1).answer_batch(scene, progs)]
+    ranked = ASPReasoner(top_k=3).answer_batch(scene, progs)
+    assert [a.answer for a in ranked] == first
+    for a in ranked:
+        assert a.top[0][0] == a.answer and len({x for x, _ in a.top}) == len(a.top) <= 3

@@ -68,7 +68,7 @@ class _Answerer:
         if reasoner == "asp":
             from .reason.asp import ASPReasoner
 
-            self.asp = ASPReasoner(settings.get("theory_dir"), explain=False)
+            self.asp = ASPReasoner(settings.get("theory_dir"), explain=False, top_k=1)  # answers only
         elif reasoner == "nsm":
             from .reason.nsm import NSMReasoner
 

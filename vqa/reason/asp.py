@@ -112,6 +112,7 @@ class ASPConfig:
     # reading that needs one costs over 4,600 per value): keeps predicted scenes fast
     min_probability: float = 0.01
     uncertain_chunk: int = 8  # questions about an uncertain scene per clingo call
+    alternatives_conflicts: int = 1_000  # solve limit of each round that looks for the next-best answers
 
 
 class ASPReasoner:
@@ -220,26 +221,38 @@ class ASPReasoner:
         return out
 
     # ---- solving ----------------------------------------------------------
-    def _solve(self, ctl: clingo.Control, assumptions: list) -> str:
+    def _solve(self, ctl: clingo.Control, assumptions: list, *, limited: bool = False) -> str | None:
         """The shown atoms of the optimal model as clingo prints them (one string: reading
-        it with regular expressions is several times faster than Symbol objects)."""
+        it with regular expressions is several times faster than Symbol objects).
+        `limited`: the search may stop at clingo's solve limit; then None unless the optimum
+        was proven."""
         atoms = None
         with ctl.solve(assumptions=assumptions, yield_=True) as handle:
             for model in handle:
                 atoms = str(model)
+            exhausted = handle.get().exhausted
+        if limited and not exhausted:
+            return None
         if atoms is None:
             # The theory never makes a program unsatisfiable; this would be a defect.
             raise SolverError("no model: the CLEVR theory should always have one")
         return atoms
 
     def _more_answers(self, ctl, results: list[ASPAnswer], modes: list[int | None]) -> None:
+        """The next-best answers, one round per rank. A round is a new optimisation (the best
+        reading with the answers found so far blocked), which can be much harder than the
+        first; each round stops at `alternatives_conflicts` conflicts, and a round that did
+        not prove its optimum ends the list (the answer itself is never affected)."""
         blocked = {q: [r.answer] for q, r in enumerate(results) if r.answer is not None and modes[q] is not None}
+        ctl.configuration.solve.solve_limit = str(self.config.alternatives_conflicts)
         for _ in range(self.config.top_k - 1):
             if not blocked:
                 return
             for q, answers in blocked.items():
                 ctl.assign_external(clingo.Function("block", [clingo.Number(q), _answer_symbol(answers[-1])]), True)
-            atoms = self._solve(ctl, [])
+            atoms = self._solve(ctl, [], limited=True)
+            if atoms is None:
+                return
             answers = {int(q): _term_value(v) for q, v in _ANS.findall(atoms)}
             failed = {int(q) for q, _, _ in _FAIL.findall(atoms)}
             costs = _world_costs(atoms)
