@@ -20,6 +20,8 @@ def register(tsub) -> None:
     p.add_argument("--steps", type=int, default=8, help="reasoning steps (instructions)")
     p.add_argument("--limit", type=int, help="only the first N training questions")
     p.add_argument("--max-minutes", type=float, help="stop after this much training time (the checkpoint is kept)")
+    p.add_argument("--init", help="start from this checkpoint's weights and vocabulary (a warm start; "
+                   "parameters it lacks start fresh, the optimizer and schedule start anew)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -50,7 +52,8 @@ def run(args) -> int:
         print(json.dumps(report, indent=1) if args.json else format_accuracy(report, families=True))
         return 0
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trace_weight=args.trace_weight,
-                      seed=args.seed, threads=args.threads, limit=args.limit, max_minutes=args.max_minutes)
+                      seed=args.seed, threads=args.threads, limit=args.limit, max_minutes=args.max_minutes,
+                      init=args.init)
     report = train_nsm(args.data, split=args.split, val_split=args.val_split or None, out=args.out, config=cfg,
                        model_config=NSMConfig(dim=args.dim, steps=args.steps), resume=args.resume,
                        progress=progress, device=args.device)

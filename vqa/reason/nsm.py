@@ -27,7 +27,12 @@ Extensions (documented in data/checkpoints/README.md), needed for CLEVR's counti
   {skip, shift, and, or} let a step keep the state or intersect/unite it with the register;
 - "same <property>" and "self" are virtual relation concepts added to every edge, with
   the probability that the two nodes share the property;
-- training may add auxiliary losses on the steps from program traces (nsm_train.py).
+- the classifier also reads, per property type, the value distributions of the final
+  set and of the register and the probability that they agree, with an answer-type
+  distribution over property types (`readout="values"`; the first checkpoints, which
+  only saw a type-weighted mixture of concept embeddings, load as `readout="mixture"`);
+- training may add auxiliary losses on the steps from program traces (nsm_train.py),
+  including the register's content and the answer's property type.
 
 Layering: imports torch and core modules only (plus vqa.reason.nsm_data).
 """
@@ -41,7 +46,7 @@ import torch.nn as nn
 
 from ..errors import DataError
 from ..scene import SceneGraph
-from .nsm_data import OPS, NSMOntology, Vocab, collate, encode_example, to_device
+from .nsm_data import COMPARE_OPS, OPS, NSMOntology, Vocab, collate, encode_example, to_device
 
 MAX_COUNT = 10
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "nsm_clevr.pt"
@@ -54,11 +59,17 @@ class NSMConfig:
     dropout: float = 0.0
     encoder: str = "lstm"  # "lstm" (BiLSTM) or "transformer" (one pre-norm layer, learned positions)
     max_words: int = 64  # positions of the transformer encoder
+    # what the answer classifier reads besides the question and the counts: "values" (per
+    # property type, the value distributions of the final set and of the register, and
+    # the probability that they agree) or "mixture" (only the answer-type-weighted mixture of
+    # concept embeddings, the first checkpoints; material questions stayed at chance)
+    readout: str = "values"
 
 
 class NSM(nn.Module):
     """In: a `collate` batch. Out: dict with logits (B, A), states (B, S, n) soft sets,
-    dists (B, S, n) distributions, op (B, S, 4), keep (B, S), rel (B, S) gate values."""
+    dists (B, S, n) distributions, registers (B, S, n) register soft sets, op (B, S, 4),
+    keep (B, S), rel (B, S) gate values, anstype (B, P) the answer's property type."""
 
     def __init__(self, config: NSMConfig, ontology: NSMOntology, vocab_size: int):
         super().__init__()
@@ -106,8 +117,18 @@ class NSM(nn.Module):
         # answer
         self.ans_type = nn.Linear(d, P)
         n_count = MAX_COUNT + 1
+        n_in = 5 * d + 2 * n_count + 3
+        if config.readout == "values":
+            n_in += 2 * sum(sizes[:-1]) + 2 * P + 1
+        elif config.readout != "mixture":
+            raise ValueError(f"unknown readout {config.readout!r} (expected 'values' or 'mixture')")
+        if config.readout == "values":
+            # count comparisons: which one the question asks (none, equal, greater, less)
+            # and how strongly the counts' evidence moves the yes/no logits
+            self.cmp_type = nn.Linear(d, len(COMPARE_OPS))
+            self.cmp_scale = nn.Parameter(torch.tensor(4.0))
         self.classifier = nn.Sequential(
-            nn.Linear(5 * d + 2 * n_count + 3, 2 * d), nn.ELU(), nn.Dropout(config.dropout),
+            nn.Linear(n_in, 2 * d), nn.ELU(), nn.Dropout(config.dropout),
             nn.Linear(2 * d, len(ontology.answers)))
 
     @torch.no_grad()
@@ -217,7 +238,7 @@ class NSM(nn.Module):
         push = op[..., 1] * (1 - w_rel) * (1 - keep)  # a restarting property shift saves the set
         per_step = [t.unbind(1) for t in (node_rel, edge_rel, keep[..., None], w_rel[..., None], push[..., None])]
         ops = [t.unbind(1) for t in op[..., None].unbind(-2)]  # 4 x S x (B, 1)
-        a, reg, states = a0, a0, []
+        a, reg, states, regs = a0, a0, [], []
         for i in range(self.config.steps):
             nrel, erel, kp, wr, pu = (t[i] for t in per_step)
             skip, shift, and_, or_ = (o[i] for o in ops)
@@ -229,10 +250,11 @@ class NSM(nn.Module):
             reg = reg + pu * (a - reg)
             a = new
             states.append(a)
+            regs.append(reg)
         states = torch.stack(states, 1)  # (B, S, n)
+        r_ans = torch.softmax(self.ans_type(q), -1)  # (B, P): the property type the answer is about
         out = {"states": states, "dists": self.normalise(states, mask[:, None]), "op": op, "keep": keep,
-               "rel": w_rel, "ptype": r}
-        r_ans = torch.softmax(self.ans_type(q), -1)
+               "rel": w_rel, "ptype": r, "registers": torch.stack(regs, 1), "anstype": r_ans}
         m_f, c_f = self.read(a, mask, nodes, r_ans)
         m_r, c_r = self.read(reg, mask, nodes, r_ans)
         ks = torch.arange(MAX_COUNT + 1, device=a.device, dtype=a.dtype)
@@ -241,7 +263,27 @@ class NSM(nn.Module):
         feats = torch.cat([q, m_f, m_r, m_f * m_r, (m_f - m_r).abs(), cf(c_f), cf(c_r),
                            torch.tanh(diff)[:, None], torch.exp(-4 * diff ** 2)[:, None],
                            (c_f / MAX_COUNT)[:, None]], -1)
+        if self.config.readout == "values":
+            # per property type: the value distribution of the final set and of the register
+            # (what query_* answers), and the probability that the two agree (equal_*)
+            p_f, p_r = self.normalise(a, mask), self.normalise(reg, mask)
+            v_f = [torch.einsum("bn,bnv->bv", p_f, x) for x in batch["props"]]
+            v_r = [torch.einsum("bn,bnv->bv", p_r, x) for x in batch["props"]]
+            same = torch.stack([(x * y).sum(-1) for x, y in zip(v_f, v_r)], -1)  # (B, P)
+            feats = torch.cat([feats] + v_f + v_r + [same, r_ans, (same * r_ans).sum(-1, keepdim=True)], -1)
         out["logits"] = self.classifier(feats)
+        if self.config.readout == "values" and {"yes", "no"} <= set(self.ontology.answers):
+            # first branch (register, count c_r) against the second (final set, c_f):
+            # equal_integer: c_r = c_f, greater_than: c_r > c_f, less_than: c_r < c_f
+            g = torch.softmax(self.cmp_type(q), -1)  # (B, 4)
+            out["cmptype"] = g
+            evidence = torch.stack([torch.exp(-4 * diff ** 2), torch.sigmoid(6 * (-diff - 0.5)),
+                                    torch.sigmoid(6 * (diff - 0.5))], -1) * 2 - 1  # (B, 3) in [-1, 1]
+            e = self.cmp_scale * (g[:, 1:] * evidence).sum(-1)
+            yes, no = self.ontology.answers.index("yes"), self.ontology.answers.index("no")
+            shift = torch.zeros_like(out["logits"])
+            shift[:, yes], shift[:, no] = e, -e
+            out["logits"] = out["logits"] + shift
         return out
 
 
@@ -318,6 +360,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[NSM, Vocab, 
     if not isinstance(data, dict) or data.get("format") != "vqa-nsm-1":
         raise DataError("not an NSM checkpoint (expected format 'vqa-nsm-1')", file=path)
     vocab = Vocab(data["vocab"])
-    model = NSM(NSMConfig(**data["config"]), NSMOntology.from_dict(data["ontology"]), len(vocab))
+    config = {"readout": "mixture", **data["config"]}  # files from before `readout` existed
+    model = NSM(NSMConfig(**config), NSMOntology.from_dict(data["ontology"]), len(vocab))
     model.load_state_dict(data["state_dict"])
     return model.to(device).eval(), vocab, data

@@ -31,6 +31,7 @@ from ..scene import SceneGraph
 
 OPS = ("skip", "shift", "and", "or")
 ANSWER_OPS = ("count", "exist", "equal_integer", "less_than", "greater_than")
+COMPARE_OPS = ("none", "equal_integer", "greater_than", "less_than")  # count comparisons, by index
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -179,23 +180,48 @@ def encode_example(ontology: NSMOntology, vocab: Vocab, scene: SceneGraph, text:
         if scene_cache is not None:
             scene_cache[scene.image_id] = st
     ex = {"scene": st, "words": torch.tensor(vocab.encode(text)), "family": family,
-          "answer": ontology.answers.index(answer) if answer in ontology.answers else -1}
+          "answer": ontology.answers.index(answer) if answer in ontology.answers else -1,
+          "anstype": answer_type(ontology, program), "cmptype": compare_type(program)}
     macros = macro_steps(program, scene) if program is not None else None
     if macros is not None and len(macros) <= steps:
         n = len(st["ids"])
         tgt = torch.zeros(steps, n)
         op = torch.zeros(steps, dtype=torch.long)
+        register = torch.zeros(steps, n)
         restart = torch.full((steps,), -1.0)
         relation = torch.full((steps,), -1.0)
-        last = list(range(n))
+        last = reg = list(range(n))
         for k in range(steps):
             m = macros[k] if k < len(macros) else MacroStep("skip", last)
             tgt[k, m.target] = 1.0
             op[k] = OPS.index(m.op)
             restart[k], relation[k] = m.restart, m.relation
+            if m.op == "shift" and m.restart == 1:  # a restart saves the current set
+                reg = last
+            register[k, reg] = 1.0
             last = m.target
-        ex["trace"] = {"target": tgt, "op": op, "restart": restart, "relation": relation}
+        ex["trace"] = {"target": tgt, "op": op, "restart": restart, "relation": relation, "register": register}
     return ex
+
+
+def answer_type(ontology: NSMOntology, program: Program | None) -> int:
+    """Index of the property type a program's answer is about (`query_color`, `equal_size`
+    ...: that type; counts, exist and count comparisons: -1)."""
+    if program is None or not program.steps:
+        return -1
+    op = program.steps[-1].op
+    for prefix in ("query_", "equal_"):
+        if op.startswith(prefix) and op[len(prefix):] in ontology.properties:
+            return ontology.property_types.index(op[len(prefix):])
+    return -1
+
+
+def compare_type(program: Program | None) -> int:
+    """Index in COMPARE_OPS of a program's final count comparison (0: none; -1: no program)."""
+    if program is None or not program.steps:
+        return -1
+    op = program.steps[-1].op
+    return COMPARE_OPS.index(op) if op in COMPARE_OPS else 0
 
 
 def collate(examples: list[dict]) -> dict:
@@ -203,7 +229,8 @@ def collate(examples: list[dict]) -> dict:
 
     Out: words (B, T) long, word_mask (B, T) bool, props list of (B, n, V_j), rels
     (B, n, n, R), score (B, n), node_mask (B, n) bool, answer (B,) long (-1 unknown),
-    has_trace (B,) bool, target (B, S, n), op (B, S) long, restart (B, S), relation (B, S).
+    anstype (B,) long (-1 none), cmptype (B,) long (COMPARE_OPS index, -1 unknown), has_trace (B,) bool, target (B, S, n), register (B, S, n),
+    op (B, S) long, restart (B, S), relation (B, S).
     """
     B = len(examples)
     T = max(len(e["words"]) for e in examples)
@@ -217,6 +244,7 @@ def collate(examples: list[dict]) -> dict:
     score = torch.zeros(B, n)
     node_mask = torch.zeros(B, n, dtype=torch.bool)
     target = torch.zeros(B, S, n)
+    register = torch.zeros(B, S, n)
     op = torch.zeros(B, S, dtype=torch.long)
     restart = torch.full((B, S), -1.0)
     relation = torch.full((B, S), -1.0)
@@ -235,10 +263,15 @@ def collate(examples: list[dict]) -> dict:
             tr = e["trace"]
             has_trace[b] = True
             target[b, :, :k] = tr["target"]
+            if "register" in tr:
+                register[b, :, :k] = tr["register"]
             op[b], restart[b], relation[b] = tr["op"], tr["restart"], tr["relation"]
     return {"words": words, "word_mask": words != 0, "props": props, "rels": rels, "score": score,
             "node_mask": node_mask, "answer": torch.tensor([e["answer"] for e in examples]),
-            "has_trace": has_trace, "target": target, "op": op, "restart": restart, "relation": relation,
+            "anstype": torch.tensor([e.get("anstype", -1) for e in examples]),
+            "cmptype": torch.tensor([e.get("cmptype", -1) for e in examples]),
+            "has_trace": has_trace, "target": target, "register": register, "op": op, "restart": restart,
+            "relation": relation,
             "ids": [e["scene"]["ids"] for e in examples], "family": [e["family"] for e in examples]}
 
 

@@ -42,6 +42,7 @@ class TrainConfig:
     threads: int = 2
     limit: int | None = None  # only the first N training questions
     max_minutes: float | None = None  # stop (and save) after this much training time
+    init: str | None = None  # start from this checkpoint's weights and vocabulary (new parameters fresh)
     log_every: int = 250  # a log line every this many batches (0: only per epoch)
 
 
@@ -71,16 +72,33 @@ def load_examples(root, split: str, ontology: NSMOntology, vocab: Vocab | None, 
 
 
 def loss_fn(out: dict, batch: dict, trace_weight: float) -> tuple[torch.Tensor, dict]:
-    """Answer cross-entropy + trace_weight * (state BCE + op NLL + keep/relation BCE)."""
+    """Answer cross-entropy + trace_weight * (state BCE + register BCE + op NLL +
+    keep/relation BCE + answer-type NLL)."""
     ce = F.cross_entropy(out["logits"], batch["answer"], ignore_index=-1)
     parts = {"answer": ce.item()}
     loss = ce
+    typed = batch["anstype"] >= 0 if "anstype" in batch else None
+    if trace_weight > 0 and typed is not None and bool(typed.any()):
+        # which property type the answer is about (query_X, equal_X: X), read by the classifier
+        p = out["anstype"][typed].gather(-1, batch["anstype"][typed][:, None]).clamp(min=1e-6)
+        type_loss = -torch.log(p).mean()
+        loss = loss + trace_weight * type_loss
+        parts["type"] = type_loss.item()
+    cmp = batch["cmptype"] >= 0 if "cmptype" in out and "cmptype" in batch else None
+    if trace_weight > 0 and cmp is not None and bool(cmp.any()):
+        p = out["cmptype"][cmp].gather(-1, batch["cmptype"][cmp][:, None]).clamp(min=1e-6)
+        cmp_loss = -torch.log(p).mean()
+        loss = loss + trace_weight * cmp_loss
+        parts["cmp"] = cmp_loss.item()
     has = batch["has_trace"]
     if trace_weight > 0 and bool(has.any()):
         m = batch["node_mask"][has].float()[:, None, :]  # (b, 1, n)
         st = out["states"][has].clamp(1e-6, 1 - 1e-6)
         bce = F.binary_cross_entropy(st, batch["target"][has], reduction="none")
         state_loss = (bce * m).sum() / (m.sum() * st.shape[1])
+        rg = out["registers"][has].clamp(1e-6, 1 - 1e-6)
+        bce = F.binary_cross_entropy(rg, batch["register"][has], reduction="none")
+        reg_loss = (bce * m).sum() / (m.sum() * rg.shape[1])
         op_loss = -torch.log(out["op"][has].gather(-1, batch["op"][has][..., None]).clamp(min=1e-6)).mean()
 
         def gate(p, label):
@@ -92,9 +110,10 @@ def loss_fn(out: dict, batch: dict, trace_weight: float) -> tuple[torch.Tensor, 
         restart = batch["restart"][has]
         keep_loss = gate(out["keep"][has], torch.where(restart >= 0, 1 - restart, restart))
         rel_loss = gate(out["rel"][has], batch["relation"][has])
-        trace = state_loss + op_loss + keep_loss + rel_loss
+        trace = state_loss + reg_loss + op_loss + keep_loss + rel_loss
         loss = loss + trace_weight * trace
-        parts.update(state=state_loss.item(), op=op_loss.item(), keep=keep_loss.item(), rel=rel_loss.item())
+        parts.update(state=state_loss.item(), reg=reg_loss.item(), op=op_loss.item(), keep=keep_loss.item(),
+                     rel=rel_loss.item())
     return loss, parts
 
 
@@ -139,6 +158,10 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
         log(f"resuming from {out} (epoch {state.get('epoch', 0)})")
     else:
         vocab = None
+    init = None
+    if state is None and cfg.init:
+        init = torch.load(cfg.init, map_location=device, weights_only=False)
+        vocab = Vocab(init["vocab"])
     mcfg = model.config if state else (model_config or NSMConfig())
     t0 = time.time()
     train, vocab = load_examples(data, split, ontology, vocab, mcfg.steps, cfg.limit)
@@ -147,6 +170,9 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
     if state is None:
         model = NSM(mcfg, ontology, len(vocab)).to(device)
         model.init_word_embeddings(vocab)
+        if init is not None:
+            missing, unexpected = model.load_state_dict(init["state_dict"], strict=False)
+            log(f"weights from {cfg.init}; new: {', '.join(missing) or '-'}; dropped: {', '.join(unexpected) or '-'}")
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
