@@ -88,6 +88,8 @@ class _Answerer:
         """chunk: [(image_id, gold scene or None, image path or None, [question record dicts])]."""
         batch, order = [], []
         for image_id, scene, image_path, questions in chunk:
+            if scene is None and _FORKED_SCENES is not None:
+                scene = _FORKED_SCENES[image_id]
             if self.scene_parser is not None:
                 scene = self.scene_parser.parse_image(image_path)
             programs = []
@@ -131,6 +133,7 @@ class _Answerer:
 
 
 _WORKER: _Answerer | None = None
+_FORKED_SCENES: dict | None = None  # gold scenes forked workers inherit instead of receiving pickled
 
 
 def _init_worker(settings: dict) -> None:
@@ -278,12 +281,20 @@ def _map(chunks, settings, workers: int, progress):
         # question parsers) get fresh spawned processes (torch's thread pools do not survive fork)
         torch_free = (settings["reasoner"] != "nsm" and settings["scene_source"] == "gold"
                       and settings["program_source"] == "gold")
-        ctx = mp.get_context("fork" if torch_free and "fork" in mp.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
-            for res in pool.imap_unordered(_run_chunk, chunks):
-                if bar:
-                    bar.update(len(res))
-                yield res
+        global _FORKED_SCENES
+        fork = torch_free and "fork" in mp.get_all_start_methods()
+        if fork:  # the workers inherit the scenes: chunks carry image ids only
+            _FORKED_SCENES = {image_id: scene for c in chunks for image_id, scene, _, _ in c}
+            chunks = [[(image_id, None, path, qs) for image_id, _, path, qs in c] for c in chunks]
+        try:
+            with mp.get_context("fork" if fork else "spawn").Pool(
+                    workers, initializer=_init_worker, initargs=(settings,)) as pool:
+                for res in pool.imap_unordered(_run_chunk, chunks):
+                    if bar:
+                        bar.update(len(res))
+                    yield res
+        finally:
+            _FORKED_SCENES = None
     finally:
         if bar:
             bar.close()
