@@ -147,3 +147,11 @@ def test_bench_pipeline_reports_side_by_side(capsys):
     assert rep["warm"]["answer_qps"] > 0 and rep["warm"]["answer_many_qps"] > 0
     runs = rep["workers"]["runs"]
     assert runs["1"]["questions"] == runs["2"]["questions"] > 0 and runs["1"]["accuracy"] == runs["2"]["accuracy"] == 1.0
+
+
+def test_pil_images_are_cached_by_content(synth):
+    pipe = Pipeline.from_pretrained()
+    a, b = Image.open(_image(synth, 0)).convert("RGB"), Image.open(_image(synth, 1)).convert("RGB")
+    sa = pipe.scene(a)
+    assert pipe.scene(a.copy()) is sa  # same pixels: parsed once
+    assert pipe.scene(b) is not sa and len(pipe._scenes) == 2

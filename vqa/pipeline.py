@@ -208,8 +208,10 @@ class Pipeline:
             if not p.exists():
                 raise VQAError(f"{p}: no such image file")
             key = (str(p.resolve()), p.stat().st_mtime_ns)
-        elif hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-            key = ("pil", id(image))
+        elif hasattr(image, "convert") and hasattr(image, "tobytes"):  # a PIL image: keyed by its pixels
+            import hashlib
+
+            key = ("pil", image.size, image.mode, hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest())
         else:
             raise VQAError(f"expected an image path, a PIL image or a SceneGraph, got {type(image).__name__}")
         graph = self._scenes.get(key)
