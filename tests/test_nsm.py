@@ -182,17 +182,7 @@ def _tiny_training_run():
     model, vocab = build(train, steps=2, dim=32)
     tr, va = encode(train, vocab, 2), encode(held, vocab, 2)
     before = evaluate_nsm(model, va)["accuracy"]
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    order = list(range(len(tr)))
-    for epoch in range(8):
-        model.train()
-        rng.shuffle(order)
-        for i in range(0, len(order), 40):
-            batch = collate([tr[j] for j in order[i:i + 40]])
-            loss, _ = loss_fn(model(batch), batch, 1.0)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    _train(model, tr, rng, epochs=8, batch_size=40)
     after = evaluate_nsm(model, va)["accuracy"]
     assert after >= 0.9 and after > before + 0.2, (before, after)
 
@@ -304,20 +294,25 @@ def test_tiny_training_run_answers_every_property_type():
         train, held = query_questions(rng, 150), query_questions(rng, 40)
         model, vocab = build(train, steps=2, dim=32)
         tr, va = encode(train, vocab, 2), encode(held, vocab, 2)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-        order = list(range(len(tr)))
-        for epoch in range(3):
-            model.train()
-            rng.shuffle(order)
-            for i in range(0, len(order), 32):
-                batch = collate([tr[j] for j in order[i:i + 32]])
-                loss, _ = loss_fn(model(batch), batch, 1.0)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        _train(model, tr, rng, epochs=3, batch_size=32)
         by = evaluate_nsm(model, va)["by_function"]
     finally:
         torch.set_num_threads(threads)
     assert set(by) == {f"query_{c}" for c in CLEVR_ATTRIBUTES}
     for fn, v in by.items():
         assert v["accuracy"] >= 0.9, (fn, by)
+
+
+def _train(model, examples, rng, *, epochs: int, batch_size: int) -> None:
+    """A few epochs of Adam on the answer + trace losses (shuffled with `rng`)."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    order = list(range(len(examples)))
+    for _ in range(epochs):
+        model.train()
+        rng.shuffle(order)
+        for i in range(0, len(order), batch_size):
+            batch = collate([examples[j] for j in order[i:i + batch_size]])
+            loss, _ = loss_fn(model(batch), batch, 1.0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
