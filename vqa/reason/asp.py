@@ -170,7 +170,8 @@ class ASPReasoner:
         if not uncertain:
             return self._answer_call(batch)
         out: list[list[ASPAnswer]] = [[] for _ in batch]
-        gold = [i for i in range(len(batch)) if i not in set(uncertain)]
+        skip = set(uncertain)
+        gold = [i for i in range(len(batch)) if i not in skip]
         for i, answers in zip(gold, self._answer_call([batch[i] for i in gold]) if gold else []):
             out[i] = answers
         for i in uncertain:
