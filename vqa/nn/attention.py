@@ -19,6 +19,10 @@ d_head = dim // H for every variant. Variants:
             saved with the checkpoint).
 - ``pgqa``  perturbed GQA: Gaussian noise (std `noise_std`) is subtracted from the grouped
             attention outputs in training only; eval is deterministic.
+- ``mixsga`` token-routed mixture of weight-shared GQA experts (Song et al. 2025): every key
+            token gets one K/V group size, important tokens finer ones. Defaults H_q = H,
+            H_kv = H_q (the finest expert). `Attention(..., variant="mixsga")` returns a
+            `vqa.nn.mixsga.MixSGAttention` (module doc there).
 
 Fixed groups (mha, mqa, gqa, sqa, ssqa, xsqa, pgqa) call
 ``F.scaled_dot_product_attention(..., enable_gqa=True)``: query head h reads K/V head
@@ -57,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VARIANTS = ("mha", "mqa", "gqa", "sqa", "ssqa", "xsqa", "kdgqa", "dgqa", "pgqa")
+VARIANTS = ("mha", "mqa", "gqa", "sqa", "ssqa", "xsqa", "kdgqa", "dgqa", "pgqa", "mixsga")
 FIXED_GROUP_VARIANTS = ("mha", "mqa", "gqa", "sqa", "ssqa", "xsqa", "pgqa")
 DYNAMIC_GROUP_VARIANTS = ("kdgqa", "dgqa")
 
@@ -101,6 +105,11 @@ def resolve_heads(variant: str, n_heads: int, n_q_heads: int | None = None,
         q, kv = q or H // 2, kv or H // 2
         if q != H // 2 or kv != H // 2:
             raise ValueError(f"ssqa: n_q_heads = n_kv_heads = n_heads/2 = {H // 2} (got {q}, {kv})")
+    elif variant == "mixsga":
+        q = q or H
+        kv = kv or q
+        if q % kv:
+            raise ValueError(f"mixsga: n_q_heads={q} must be a multiple of n_kv_heads={kv}")
     elif variant == "xsqa":
         q = q or max(1, H // 4)
         kv = kv or q
@@ -157,6 +166,12 @@ class Attention(nn.Module):
     Parameters: ``qkv`` Linear D -> (H_q + 2 H_kv) d_head, rows ordered [Q | K | V] with heads
     consecutive inside each; ``proj`` Linear H_q d_head -> D.
     """
+
+    def __new__(cls, *args, variant: str = "mha", **kwargs):
+        if cls is Attention and variant == "mixsga":       # routed variant: its own class
+            from .mixsga import MixSGAttention
+            cls = MixSGAttention
+        return super().__new__(cls)
 
     def __init__(self, dim: int, n_heads: int, *, variant: str = "mha", n_q_heads: int | None = None,
                  n_kv_heads: int | None = None, qkv_bias: bool = True, dropout: float = 0.0,

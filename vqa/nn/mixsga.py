@@ -1,0 +1,182 @@
+"""mixSGA: a mixture of weight-shared grouped-query attention experts, routed per token.
+
+After Song et al. (2025), "Mixture of Weight-shared Heterogeneous Group Attention Experts
+for Dynamic Token-wise KV Optimization". Written from the paper's description:
+
+- Experts are GQA attentions that differ only in their K/V group size and share ONE set of
+  projection weights: the layer owns the finest K/V projection (``n_kv_heads`` heads,
+  the same fused ``qkv`` layout as `Attention`); expert e with ``kv_heads[e]`` heads uses
+  the mean of each run of n_kv_heads / kv_heads[e] consecutive K/V heads (the mean-pooling
+  of `vqa.nn.convert`, applied to the projected keys/values, which is the same as pooling
+  the projection rows). Expert 0 is the finest.
+- Routing is per (key) token: a linear router gives each token a distribution g over the
+  experts; its importance score is the expected fineness sum_e g_e * (E-1-e)/(E-1).
+  Expert-choice with fixed capacities: inside each sample, tokens sorted by importance
+  (stable, ties to the earlier token) fill expert 0's share ``capacity[0]`` first, then
+  expert 1's, ...; the last expert takes the rest. Every token is kept and gets exactly one
+  expert; the most important tokens get the finest K/V. A sample's routing never depends
+  on the other samples of the batch.
+- Training mixes the experts' K/V with the soft weights g; eval uses the hard assignment.
+  The auxiliary loss ``aux_loss`` = mean over tokens of -log g[assigned expert] pushes g
+  towards the one-hot assignment, so that training and inference compute the same thing
+  (it is 0 exactly when they agree). Add ``aux_weight * mixsga_aux_loss(model)`` to the
+  task loss.
+
+Token t's K/V cache at inference holds 2 * kv_heads[e(t)] * d_head numbers instead of
+2 * n_kv_heads * d_head: `kv_cache_fraction` reports the saving of a routing.
+
+Queries keep all n_q_heads heads. The attention itself runs once, on the finest head layout
+(K/V of coarser tokens repeated inside their groups), through
+``F.scaled_dot_product_attention(..., enable_gqa=True)``.
+
+`Attention(dim, n_heads, variant="mixsga", n_kv_heads=...)` builds a `MixSGAttention`
+(see `vqa.nn.attention`); `mixsga_kv_heads` and `capacity` then take their defaults.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import Attention, explicit_attention
+
+
+def default_kv_heads(n_kv_heads: int) -> tuple[int, ...]:
+    """Finest first: n_kv, n_kv/2, n_kv/4 (those that divide n_kv; at least two experts
+    when n_kv > 1), e.g. 8 -> (8, 4, 2), 4 -> (4, 2, 1), 3 -> (3, 1), 1 -> (1,)."""
+    out = [h for h in (n_kv_heads, n_kv_heads // 2, n_kv_heads // 4) if h >= 1 and n_kv_heads % h == 0]
+    if len(out) == 1 and n_kv_heads > 1:
+        out.append(1)
+    return tuple(dict.fromkeys(out))
+
+
+def route(scores: torch.Tensor, capacity) -> torch.Tensor:
+    """Expert-choice assignment. scores (B, N) importance -> expert index (B, N) long.
+
+    Inside each row, tokens in order of decreasing score (stable) are given to expert 0
+    until it holds round(capacity[0] * N) tokens, then to expert 1, ...; the last expert
+    takes what is left."""
+    B, N = scores.shape
+    cum = torch.tensor(capacity, dtype=torch.float64).cumsum(0)
+    bounds = torch.round(cum[:-1] * N).long().tolist()              # rank where each expert's share ends
+    order = torch.argsort(-scores.detach().float(), dim=-1, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(N, device=scores.device).expand(B, N))
+    expert = torch.zeros(B, N, dtype=torch.long, device=scores.device)
+    for b in bounds:
+        expert += (rank >= b).long()
+    return expert
+
+
+class MixSGAttention(Attention):
+    """Token-routed mixture of weight-shared GQA experts (see module doc).
+
+    Args (besides `Attention`'s): kv_heads: the experts' K/V head counts, finest first,
+        each dividing n_kv_heads (default `default_kv_heads(n_kv_heads)`);
+        capacity: share of tokens per expert (default equal), summing to 1.
+
+    Parameters: ``qkv`` and ``proj`` as `Attention` with n_kv_heads K/V heads (the finest
+    expert), ``router`` Linear D -> n_experts. After each forward: ``routing`` (B, M) the
+    expert of every key token, ``gates`` (B, M, E) the router's distribution, and in
+    training ``aux_loss`` (a scalar tensor with grad).
+    """
+
+    def __init__(self, dim: int, n_heads: int, *, variant: str = "mixsga", n_q_heads: int | None = None,
+                 n_kv_heads: int | None = None, kv_heads: tuple[int, ...] | None = None,
+                 capacity: tuple[float, ...] | None = None, **kw):
+        super().__init__(dim, n_heads, variant="mixsga", n_q_heads=n_q_heads, n_kv_heads=n_kv_heads, **kw)
+        kv_heads = tuple(kv_heads or default_kv_heads(self.n_kv_heads))
+        if list(kv_heads) != sorted(set(kv_heads), reverse=True) or any(self.n_kv_heads % h for h in kv_heads):
+            raise ValueError(f"mixsga: kv_heads={kv_heads} must be distinct, decreasing, and divide "
+                             f"n_kv_heads={self.n_kv_heads}")
+        E = len(kv_heads)
+        capacity = tuple(capacity) if capacity is not None else (1.0 / E,) * E
+        if len(capacity) != E or any(c < 0 for c in capacity) or abs(sum(capacity) - 1) > 1e-6:
+            raise ValueError(f"mixsga: capacity={capacity} must be {E} non-negative shares summing to 1")
+        self.kv_heads, self.capacity = kv_heads, capacity
+        self.router = nn.Linear(dim, E)
+        nn.init.zeros_(self.router.weight)
+        nn.init.zeros_(self.router.bias)
+        self.routing = self.gates = self.aux_loss = None
+
+    def __getstate__(self):
+        """Copies and pickles leave out the last forward's loss (a non-leaf tensor)."""
+        state = dict(super().__getstate__())
+        state["aux_loss"] = None
+        return state
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", kv_heads={self.kv_heads}, capacity={self.capacity}"
+
+    @property
+    def n_experts(self) -> int:
+        return len(self.kv_heads)
+
+    def importance(self, gates: torch.Tensor) -> torch.Tensor:
+        """gates (..., E) -> expected fineness in [0, 1] (1 = finest expert)."""
+        E = self.n_experts
+        if E == 1:
+            return gates[..., 0]
+        w = torch.linspace(1.0, 0.0, E, device=gates.device, dtype=gates.dtype)
+        return gates @ w
+
+    def pooled(self, t: torch.Tensor, e: int) -> torch.Tensor:
+        """t (B, H_kv, M, d) -> expert e's K or V, repeated back to H_kv heads (B, H_kv, M, d)."""
+        B, H, M, d = t.shape
+        g = H // self.kv_heads[e]
+        if g == 1:
+            return t
+        return t.view(B, H // g, g, M, d).mean(2, keepdim=True).expand(B, H // g, g, M, d).reshape(B, H, M, d)
+
+    def mix(self, k: torch.Tensor, v: torch.Tensor, context: torch.Tensor):
+        """Route the key tokens of `context` (B, M, D) and mix the experts' K/V."""
+        gates = self.router(context).softmax(-1)                        # (B, M, E)
+        expert = route(self.importance(gates), self.capacity)           # (B, M)
+        self.routing, self.gates = expert.detach(), gates.detach()
+        if self.training:
+            w = gates
+            self.aux_loss = -gates.gather(-1, expert[..., None]).clamp_min(1e-9).log().mean()
+        else:
+            w = F.one_hot(expert, self.n_experts).to(k.dtype)
+            self.aux_loss = None
+        w = w.transpose(1, 2)[:, :, None, :, None]                      # (B, E, 1, M, 1)
+        k_mix = sum(w[:, e] * self.pooled(k, e) for e in range(self.n_experts))
+        v_mix = sum(w[:, e] * self.pooled(v, e) for e in range(self.n_experts))
+        return k_mix, v_mix
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, *,
+                attn_mask: torch.Tensor | None = None, is_causal: bool = False,
+                return_attention: bool = False):
+        B, N, _ = x.shape
+        q, k, v = self.project(x, context)
+        k, v = self.mix(k, v, x if context is None else context)
+        dropout = self.dropout if self.training else 0.0
+        attn = None
+        if return_attention:
+            g = self.n_q_heads // self.n_kv_heads
+            out, attn = explicit_attention(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1),
+                                           attn_mask, is_causal, self.scale)
+        else:
+            if self._expand_single_kv(q, k):
+                k, v = k.expand(B, self.n_q_heads, -1, -1), v.expand(B, self.n_q_heads, -1, -1)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask, dropout, is_causal,
+                                                 enable_gqa=k.shape[1] != self.n_q_heads)
+        out = self.proj(out.transpose(1, 2).reshape(B, N, self.n_q_heads * self.d_head))
+        return (out, attn) if return_attention else out
+
+    def kv_cache_fraction(self, routing: torch.Tensor | None = None) -> float:
+        """K/V cache of a routing relative to keeping every token at n_kv_heads heads."""
+        routing = self.routing if routing is None else routing
+        heads = torch.tensor(self.kv_heads, dtype=torch.float64)[routing.cpu()]
+        return float(heads.mean() / self.n_kv_heads)
+
+
+def mixsga_layers(model: nn.Module) -> list[MixSGAttention]:
+    return [m for m in model.modules() if isinstance(m, MixSGAttention)]
+
+
+def mixsga_aux_loss(model: nn.Module) -> torch.Tensor:
+    """Sum of the auxiliary (one-hot routing) losses of the model's last training forward
+    (0 when there is none)."""
+    losses = [m.aux_loss for m in mixsga_layers(model) if m.aux_loss is not None]
+    return torch.stack(losses).sum() if losses else torch.zeros(())
