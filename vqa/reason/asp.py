@@ -59,7 +59,7 @@ from ..executor import TraceStep
 from ..ontology import CLEVR_FUNCTIONS, normalise_answer
 from ..program import Program
 from ..scene import SceneGraph
-from .asp_encode import DEFAULT_COST_CAP, encode
+from .asp_encode import DEFAULT_COST_CAP, encode, encode_gold
 from .solver import LogCapture, SolverError, load_theory, make_control, term
 
 DEFAULT_THEORY = Path(__file__).resolve().parents[2] / "rules" / "clevr"
@@ -70,6 +70,14 @@ UNCERTAIN_FILE = "uncertain.lp"  # added to a call only when one of its scenes i
 CHECK_FILES = ("catalogue.lp", "checks.lp", "trace.lp")
 UNCERTAIN_FILES = ("catalogue.lp", "scene.lp", UNCERTAIN_FILE)
 TRACE_FILES = ("trace.lp",)  # the step values: for traces and for the messages of checked steps
+SHARED_FILES = ("shared.lp",)  # the answers of shared programs without the step values (explain=False)
+# How the reasoner hands the facts of `encode_gold` to the grounder: one rule per
+# predicate whose instances are the terms that `_Facts.facts` returns (the grounder
+# instantiates a rule per fact statement, which costs several microseconds each; this
+# takes a few hundred nanoseconds per fact).
+GOLD_FACTS = "\n".join(f"{name}({args}) :- {name}({args}) = @facts({name})." for name, args in (
+    ("run", "P, I, F, V, In"), ("world", "Q, W"), ("in", "W, O"), ("has", "W, O, C, V"),
+    ("novalue", "W, O, C"), ("holds", "W, A, R, B"), ("final", "P, I")))
 OPT_ARGUMENTS = ("--opt-strategy=usc",)  # for calls with uncertain scenes
 
 _KIND_WORDS = {"objects": "objects", "object": "object", "integer": "an integer", "value": "an attribute value"}
@@ -139,13 +147,19 @@ class ASPReasoner:
             except RuntimeError:
                 raise SolverError(f"theory {self.config.theory_dir} does not parse", log.messages) from None
             self._files[path.name] = out
-        self._core = [n for n in self._files if n not in CHECK_FILES + UNCERTAIN_FILES + TRACE_FILES]
+        ast.parse_string(GOLD_FACTS, (out := []).append)
+        self._files[" gold facts"] = out  # (no file: see GOLD_FACTS)
+        self._core = [n for n in self._files
+                      if n not in CHECK_FILES + UNCERTAIN_FILES + TRACE_FILES + SHARED_FILES + (" gold facts",)]
 
-    def _statements(self, checks: bool, uncertain: bool, trace: bool = True) -> list:
+    def _statements(self, checks: bool, uncertain: bool, trace: bool = True, *, gold: bool = False) -> list:
         """The parsed statements a call needs (the always-needed files, plus the checks,
-        the uncertain-scene files and the trace output when asked for), each file once."""
+        the uncertain-scene files and the trace output when asked for), each file once.
+        `gold`: a call of `encode_gold` facts (the rules that read them, and the answers
+        of the shared programs when there is no trace)."""
         names = list(self._core)
-        for wanted, group in ((checks, CHECK_FILES), (uncertain, UNCERTAIN_FILES), (trace, TRACE_FILES)):
+        for wanted, group in ((checks, CHECK_FILES), (uncertain, UNCERTAIN_FILES), (trace, TRACE_FILES),
+                              (gold and not trace, SHARED_FILES), (gold, (" gold facts",))):
             if wanted:
                 names += [n for n in group if n in self._files and n not in names]
         return [stm for n in names for stm in self._files[n]]
@@ -185,6 +199,9 @@ class ASPReasoner:
         programs = [p for _, ps in batch for p in ps]
         if not programs:
             return [[] for _ in batch]
+        gold = encode_gold(batch, min_probability=self.config.min_probability)
+        if gold is not None:
+            return self._answer_gold(batch, *gold, traced=self.config.explain)
         encodings, facts = encode(batch, cap=self.config.cost_cap, fast=True,
                                   min_probability=self.config.min_probability)
         ids = [i for enc in encodings for i in enc.ids]
@@ -219,6 +236,40 @@ class ASPReasoner:
         for _, ps in batch:
             out.append(results[k:k + len(ps)])
             k += len(ps)
+        return out
+
+    def _answer_gold(self, batch, encodings, terms, *, traced: bool) -> list[list[ASPAnswer]]:
+        """One ground+solve of a batch of gold scenes and checked programs (`encode_gold`).
+        Without `traced`, the model holds only the answers (rules/clevr/shared.lp) and the
+        failed questions get their traces from a second call of their own."""
+        programs = [p for _, ps in batch for p in ps]
+        ids = [i for enc in encodings for i in enc.ids]
+        shared = {q: (enc.shared_id, steps) for enc in encodings for q, steps in enc.shared.items()}
+        ctl = make_control(())
+        with ast.ProgramBuilder(ctl) as builder:
+            for stm in self._statements(False, uncertain=False, trace=traced, gold=True):
+                builder.add(stm)
+        ctl.ground([("base", [])], context=_Facts(terms))
+        atoms = self._solve(ctl, [])
+        del ctl
+        results = read_answers(programs, atoms, ids, explain=self.config.explain, values=traced, shared=shared)
+        for r in results:
+            r.cost = 0
+            r.top = [] if r.answer is None else [(r.answer, 1.0)]
+        out, k = [], 0
+        for _, ps in batch:
+            out.append(results[k:k + len(ps)])
+            k += len(ps)
+        if not traced:  # a failure keeps its trace (as with explain=True)
+            failed = [[i for i, r in enumerate(rs) if r.answer is None] for rs in out]
+            if any(failed):
+                again = [(scene, [ps[i] for i in f]) for (scene, ps), f in zip(batch, failed) if f]
+                redone = iter(self._answer_gold(again, *encode_gold(
+                    again, min_probability=self.config.min_probability), traced=True))
+                for rs, f in zip(out, failed):
+                    if f:
+                        for i, r in zip(f, next(redone)):
+                            rs[i] = r
         return out
 
     # ---- solving ----------------------------------------------------------
@@ -275,6 +326,18 @@ _ANS = re.compile(r"\bans\((\d+)," + _TERM + r"\)")
 _FAIL = re.compile(r"\bfail\((\d+),(-?\d+),([^ ]*)\)(?= |$)")
 _ERR = re.compile(r"\berr\((\d+),(\d+),([^ ]*)\)(?= |$)")
 _PAY = re.compile(r"\bpay\((\d+),(\d+),")
+
+
+class _Facts:
+    """The grounding context of a call with `encode_gold` facts: `@facts(p)` is the list
+    of p's facts (parsed as one term, which is much faster than fact statements)."""
+
+    def __init__(self, terms: dict[str, list[str]]):
+        self.terms = terms
+
+    def facts(self, name: clingo.Symbol) -> list[clingo.Symbol]:
+        items = self.terms.get(name.name)
+        return clingo.parse_term("f(" + ",".join(items) + ")").arguments if items else []
 
 
 def _term_value(text: str):

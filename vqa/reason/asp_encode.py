@@ -41,6 +41,12 @@ answers and far less for clingo to parse and ground:
   (clingo parses a pool several times faster than the separate facts).
 
 The default is the plain form above (the distillation prompts show it).
+
+`encode_gold` writes a batch whose scenes are all gold and whose programs all pass
+`is_checked` (the common case) in the fast form, as lists of ground terms per predicate
+(`run`, `world`, `in`, `has`, `novalue`, `holds`, plus `final(P, I)`: step I of shared
+program P is the last step of a question) that the reasoner hands to the grounder
+directly (no parsing of fact statements; see `vqa.reason.asp`).
 """
 from __future__ import annotations
 
@@ -285,3 +291,74 @@ def encode(batch: list[tuple[SceneGraph, list[Program]]], *, cap: int = DEFAULT_
             parts.append(facts)
             enc.shared = {k: m for (k, _), m in zip(shared, maps)}
     return encodings, "\n".join(parts)
+
+
+def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probability: float = 0.0
+                ) -> tuple[list[SceneEncoding], dict[str, list[str]]] | None:
+    """The fast path's facts of a batch in which every scene is gold and every program
+    passes `is_checked`, as {predicate: [its facts as terms, e.g. "run(3,0,scene,(),())"]}
+    (no pools), numbered as `encode(batch, fast=True)` numbers them (the programs about
+    scene S are shared program n + S), with `final(P, I)` for the last step of every
+    question. None when a scene has an uncertain fact or a program is not checked
+    (then `encode` writes the call)."""
+    n = sum(len(ps) for _, ps in batch)
+    encodings: list[SceneEncoding] = []
+    terms: dict[str, list[str]] = {"run": [], "world": [], "in": [], "has": [], "novalue": [], "holds": [],
+                                   "final": []}
+    runs, has, novalue, holds = terms["run"], terms["has"], terms["novalue"], terms["holds"]
+    offset = q = 0
+    for s, (scene, programs) in enumerate(batch):
+        if not all(map(is_checked, programs)):
+            return None
+        objects = scene.objects
+        if any(o.score < 1.0 for o in objects):
+            return None
+        w = f"g({s})"
+        # the scene's one reading (as _gold_reading, without pools)
+        for i, o in enumerate(objects, offset):
+            terms["in"].append(f"in({w},{i})")
+            valued = []
+            for cat, dist in o.attributes.items():
+                support = [v for v, p in dist.items() if p > min_probability]
+                if len(support) > 1:
+                    return None
+                if support:
+                    c = term(cat)
+                    valued.append(c)
+                    has.append(f"has({w},{i},{c},{term(support[0])})")
+            if len(valued) < len(_CATEGORIES):
+                novalue.extend(f"novalue({w},{i},{c})" for c in _CATEGORIES if c not in valued)
+        asked = {st.args[0] for p in programs for st in p.steps if st.op == "relate"}
+        if asked:
+            relations = scene.relations
+            if not relations and scene.directions and objects and all(o.position is not None for o in objects):
+                relations = clevr_relations([o.position for o in objects], scene.directions)
+            index = {o.id: i for i, o in enumerate(objects, offset)}
+            for r in relations:
+                if r.predicate in asked:
+                    if r.probability < 1.0:
+                        return None
+                    holds.append(f"holds({w},{index[r.subject]},{term(r.predicate)},{index[r.object]})")
+        enc = SceneEncoding("", [o.id for o in objects], False, 0)
+        offset += len(objects)
+        encodings.append(enc)
+        if programs:
+            pid = enc.shared_id = n + s
+            terms["world"].append(f"world({pid},{w})")
+            nodes: dict[tuple, int] = {}
+            finals = set()
+            for k, program in enumerate(programs, q):
+                ids: list[int] = []
+                for st in program.steps:
+                    f = _FUNCTION_TERMS[st.op]
+                    key = (f, st.args, tuple(ids[j] for j in st.inputs))
+                    m = nodes.get(key)
+                    if m is None:
+                        m = nodes[key] = len(nodes)
+                        runs.append(_step_fact(pid, m, f, st, key[2])[:-1])
+                    ids.append(m)
+                enc.shared[k] = ids
+                finals.add(ids[-1])
+            terms["final"].extend(f"final({pid},{m})" for m in sorted(finals))
+            q += len(programs)
+    return encodings, terms
