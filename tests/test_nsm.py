@@ -316,3 +316,34 @@ def _train(model, examples, rng, *, epochs: int, batch_size: int) -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
+
+
+def test_objectness_calibration():
+    """score_threshold: a predicted object's score becomes its initial mass through a sigmoid;
+    gold objects (score 1) stay whole, unscored checkpoints use the raw score."""
+    model = NSM(NSMConfig(dim=16, steps=2, score_threshold=0.4, score_temperature=0.05), ONT, 10)
+    mass = model.object_mass(torch.tensor([[1.0, 0.8, 0.41, 0.2]]))
+    assert mass[0, 0] == 1.0 and mass[0, 1] > 0.999 and 0.5 < mass[0, 2] < 0.6 and mass[0, 3] < 0.02
+    raw = NSM(NSMConfig(dim=16, steps=2), ONT, 10).object_mass(torch.tensor([[1.0, 0.8]]))
+    assert raw.tolist() == [[1.0, pytest.approx(0.8)]]
+
+
+def test_traces_on_predicted_scenes_skip_unsure_objects():
+    """trace_min_score: objects scored below it are never in a target set; a scene on which
+    the program (over the sure objects) gives another answer gets no trace."""
+    rng = random.Random(3)
+    scene = random_scene(rng, (4, 4), image_id="p0")
+    d = scene.to_dict()
+    d["objects"][0]["score"] = 0.2  # a probably spurious detection
+    soft = SceneGraph.from_dict(d)
+    color = soft.objects[0].value("color")
+    prog = Program.parse(f"count(filter_color[{color}](scene))")
+    vocab = Vocab.build([f"How many {color} things are there?"], ONT)
+    sure = sum(o.value("color") == color for o in soft.objects[1:])
+    ex = encode_example(ONT, vocab, soft, f"How many {color} things are there?", prog, str(sure), steps=3,
+                        trace_min_score=0.5)
+    assert "trace" in ex and ex["trace"]["target"][:, 0].sum() == 0
+    assert ex["trace"]["target"][0].sum() == sure
+    wrong = encode_example(ONT, vocab, soft, f"How many {color} things are there?", prog, str(sure + 1), steps=3,
+                           trace_min_score=0.5)
+    assert "trace" not in wrong and wrong["answer"] == ONT.answers.index(str(sure + 1))

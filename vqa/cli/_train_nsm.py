@@ -5,7 +5,7 @@ import json
 
 
 def register(tsub) -> None:
-    p = tsub.add_parser("nsm", help="train the Neural State Machine reasoner on gold scene graphs")
+    p = tsub.add_parser("nsm", help="train the Neural State Machine reasoner on gold (and predicted) scene graphs")
     p.add_argument("--data", required=True, help="a CLEVR-layout folder (scenes/, questions/), e.g. from `vqa generate`")
     p.add_argument("--split", default="train", help="training split (default: train)")
     p.add_argument("--val-split", default="val", help="held-out split evaluated after every epoch ('' for none)")
@@ -22,6 +22,20 @@ def register(tsub) -> None:
     p.add_argument("--max-minutes", type=float, help="stop after this much training time (the checkpoint is kept)")
     p.add_argument("--init", help="start from this checkpoint's weights and vocabulary (a warm start; "
                    "parameters it lacks start fresh, the optimizer and schedule start anew)")
+    p.add_argument("--predicted-data", action="append", default=[], metavar="DIR",
+                   help="also train on the questions of this CLEVR-layout folder (with images) over the "
+                   "scenes the scene parser predicts from its images (parsed once, cached in DIR/scenes/); "
+                   "repeatable")
+    p.add_argument("--predicted-split", default="train", help="split of the --predicted-data folders (default: train)")
+    p.add_argument("--predicted-limit", type=int, help="only the first N questions of each --predicted-data folder")
+    p.add_argument("--scene-source", choices=("gold", "predicted"), default="gold",
+                   help="scenes of the held-out split (--val-split, --eval-only): the gold scenes file or "
+                   "the scenes the scene parser predicts from the split's images")
+    p.add_argument("--scene-checkpoint", help="scene parser checkpoint for predicted scenes (default: the shipped one)")
+    p.add_argument("--score-threshold", type=float,
+                   help="objectness calibration: an object scored s starts with mass "
+                   "sigmoid((s - threshold) / temperature) (default: the raw score)")
+    p.add_argument("--score-temperature", type=float, default=0.05)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -47,15 +61,24 @@ def run(args) -> int:
 
         if not args.val_split:
             raise VQAError("--eval-only needs a --val-split")
-        report = evaluate_checkpoint(args.out, args.data, args.val_split, limit=args.limit, device=args.device)
+        import torch
+
+        torch.set_num_threads(args.threads)
+        report = evaluate_checkpoint(args.out, args.data, args.val_split, limit=args.limit, device=args.device,
+                                     scene_source=args.scene_source, scene_checkpoint=args.scene_checkpoint,
+                                     score_threshold=args.score_threshold,
+                                     score_temperature=args.score_temperature if args.score_threshold else None)
         _write(report, args)
         print(json.dumps(report, indent=1) if args.json else format_accuracy(report, families=True))
         return 0
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trace_weight=args.trace_weight,
                       seed=args.seed, threads=args.threads, limit=args.limit, max_minutes=args.max_minutes,
-                      init=args.init)
+                      init=args.init, predicted=tuple(args.predicted_data), predicted_split=args.predicted_split,
+                      predicted_limit=args.predicted_limit, val_scene_source=args.scene_source,
+                      scene_checkpoint=args.scene_checkpoint)
     report = train_nsm(args.data, split=args.split, val_split=args.val_split or None, out=args.out, config=cfg,
-                       model_config=NSMConfig(dim=args.dim, steps=args.steps), resume=args.resume,
+                       model_config=NSMConfig(dim=args.dim, steps=args.steps, score_threshold=args.score_threshold,
+                                              score_temperature=args.score_temperature), resume=args.resume,
                        progress=progress, device=args.device)
     if args.ship:
         strip_checkpoint(args.out, args.ship)

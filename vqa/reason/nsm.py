@@ -64,6 +64,13 @@ class NSMConfig:
     # the probability that they agree) or "mixture" (only the answer-type-weighted mixture of
     # concept embeddings, the first checkpoints; material questions stayed at chance)
     readout: str = "values"
+    # objectness calibration: a predicted object's score s (the scene parser's heat-map peak,
+    # about 0.5-0.9 for real objects) enters the initial state as sigmoid((s - threshold) /
+    # temperature); None: the raw score (the first checkpoints, trained on gold scenes only,
+    # where a real object's 0.75 counted as three quarters of an object). Gold objects (s = 1)
+    # stay 1.
+    score_threshold: float | None = None
+    score_temperature: float = 0.05
 
 
 class NSM(nn.Module):
@@ -200,6 +207,14 @@ class NSM(nn.Module):
     def edge_concepts(self):
         return torch.cat([self.rel_concepts, self.same_concepts, self.self_concept], 0)  # (K, d)
 
+    def object_mass(self, score):
+        """Objectness scores (B, n) -> initial state mass in [0, 1] (see `score_threshold`)."""
+        c = self.config
+        if c.score_threshold is None:
+            return score
+        soft = torch.sigmoid((score - c.score_threshold) / max(c.score_temperature, 1e-4))
+        return torch.where(score >= 1.0, torch.ones_like(score), soft)
+
     @staticmethod
     def normalise(a, mask):
         a = (a + 1e-6) * mask
@@ -214,7 +229,7 @@ class NSM(nn.Module):
     # ---- forward ----------------------------------------------------------------------
     def forward(self, batch):
         mask = batch["node_mask"].float()  # (B, n)
-        a0 = batch["score"] * mask
+        a0 = self.object_mass(batch["score"]) * mask
         states, q, tagged, types = self.encode_question(batch["words"], batch["word_mask"])
         instr, control, att = self.instructions(states, tagged, batch["word_mask"], q)  # (B, S, d) each
         type_prior = torch.log(att @ types + 1e-2)  # (B, S, P+1): concept types the step attends to

@@ -133,12 +133,15 @@ class MacroStep:
     relation: int = -1  # 1: relation shift, 0: property shift, -1: n/a
 
 
-def macro_steps(program: Program, scene: SceneGraph) -> list[MacroStep] | None:
-    """The machine steps a program asks for (None when the program fails on the scene)."""
+def macro_steps(program: Program, scene: SceneGraph, index: dict[str, int] | None = None,
+                answer: str | None = None) -> list[MacroStep] | None:
+    """The machine steps a program asks for (None when the program fails on the scene, or
+    gives another answer than `answer` when that is given). `index` maps object ids to the
+    machine's node indices (default: the scene's order)."""
     result = execute(program, scene)
-    if not result.ok:
+    if not result.ok or (answer is not None and result.answer != answer):
         return None
-    index = {o: k for k, o in enumerate(scene.ids)}
+    index = index or {o: k for k, o in enumerate(scene.ids)}
 
     def objs(i):
         v = result.trace[i].value
@@ -158,7 +161,7 @@ def macro_steps(program: Program, scene: SceneGraph) -> list[MacroStep] | None:
             restart, i = False, j
             continue
         if restart:  # a branch that is the whole scene
-            out.append(MacroStep("shift", list(range(len(index))), restart=1, relation=0))
+            out.append(MacroStep("shift", sorted(index[o] for o in scene.ids), restart=1, relation=0))
             restart = False
         if op == "relate" or op.startswith("same_"):
             out.append(MacroStep("shift", objs(i), relation=1))
@@ -169,11 +172,29 @@ def macro_steps(program: Program, scene: SceneGraph) -> list[MacroStep] | None:
 
 
 # ---- examples and batches ---------------------------------------------------------------
+def confident_objects(scene: SceneGraph, min_score: float) -> SceneGraph:
+    """The scene with only the objects scored >= min_score (and the relations among them):
+    what a predicted scene most likely holds, for the program traces."""
+    if all(o.score >= min_score for o in scene.objects):
+        return scene
+    keep = [o for o in scene.objects if o.score >= min_score]
+    ids = {o.id for o in keep}
+    return SceneGraph(scene.image_id, scene.width, scene.height, keep,
+                      [r for r in scene.relations if r.subject in ids and r.object in ids],
+                      scene.directions, scene.info)
+
+
 def encode_example(ontology: NSMOntology, vocab: Vocab, scene: SceneGraph, text: str,
                    program: Program | None = None, answer: str | None = None, steps: int = 8,
-                   family: str = "", scene_cache: dict | None = None) -> dict:
+                   family: str = "", scene_cache: dict | None = None,
+                   trace_min_score: float | None = None) -> dict:
     """One (scene, question) pair as tensors; trace targets when `program` is given and
-    fits in `steps` macro steps."""
+    fits in `steps` macro steps.
+
+    Predicted (soft) scenes: with `trace_min_score`, the trace is the program run on the
+    objects scored at least that much (lower-scored objects are never in a target set), and
+    there is no trace when that run does not give `answer` (the scene parser erred); the
+    answer itself is always trained on."""
     st = None if scene_cache is None else scene_cache.get(scene.image_id)
     if st is None:
         st = scene_tensors(ontology, scene)
@@ -182,7 +203,14 @@ def encode_example(ontology: NSMOntology, vocab: Vocab, scene: SceneGraph, text:
     ex = {"scene": st, "words": torch.tensor(vocab.encode(text)), "family": family,
           "answer": ontology.answers.index(answer) if answer in ontology.answers else -1,
           "anstype": answer_type(ontology, program), "cmptype": compare_type(program)}
-    macros = macro_steps(program, scene) if program is not None else None
+    macros, everything = None, list(range(len(st["ids"])))
+    if program is not None and trace_min_score is None:
+        macros = macro_steps(program, scene)
+    elif program is not None:
+        sure = confident_objects(scene, trace_min_score)
+        index = {o: k for k, o in enumerate(scene.ids)}
+        everything = sorted(index[o] for o in sure.ids)
+        macros = macro_steps(program, sure, index, answer)
     if macros is not None and len(macros) <= steps:
         n = len(st["ids"])
         tgt = torch.zeros(steps, n)
@@ -190,7 +218,7 @@ def encode_example(ontology: NSMOntology, vocab: Vocab, scene: SceneGraph, text:
         register = torch.zeros(steps, n)
         restart = torch.full((steps,), -1.0)
         relation = torch.full((steps,), -1.0)
-        last = reg = list(range(n))
+        last = reg = everything
         for k in range(steps):
             m = macros[k] if k < len(macros) else MacroStep("skip", last)
             tgt[k, m.target] = 1.0

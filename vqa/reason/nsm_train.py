@@ -15,6 +15,7 @@ the optimizer, epoch and the training config so that `resume=True` continues a r
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 
 from ..datasets.clevr import CLEVRDataset
 from ..errors import DataError
+from ..scene import SceneGraph
 from .nsm import NSM, NSMConfig, load_checkpoint, save_checkpoint
 from .nsm_data import NSMOntology, Vocab, collate, encode_example, to_device
 
@@ -43,16 +45,65 @@ class TrainConfig:
     limit: int | None = None  # only the first N training questions
     max_minutes: float | None = None  # stop (and save) after this much training time
     init: str | None = None  # start from this checkpoint's weights and vocabulary (new parameters fresh)
+    # CLEVR-layout folders with images whose questions are trained on the scenes the scene
+    # parser predicts (soft attributes, object scores), besides the gold scenes of `data`
+    predicted: tuple[str, ...] = ()
+    predicted_split: str = "train"
+    predicted_limit: int | None = None  # only the first N questions of each predicted folder
+    val_scene_source: str = "gold"  # "predicted": the held-out split is read from predicted scenes
+    scene_checkpoint: str | None = None  # scene parser for the predicted scenes (default: shipped)
     log_every: int = 250  # a log line every this many batches (0: only per epoch)
 
 
+def predicted_scenes(root, split: str, checkpoint: str | None = None, log=print) -> dict[str, SceneGraph]:
+    """{image id: SceneGraph} the scene parser predicts from `root/images/<split>`. Parsed once
+    and cached beside the gold scenes (`scenes/CLEVR_<split>_scenes.predicted.jsonl`, first
+    line: the parser checkpoint's path and size; another checkpoint parses again)."""
+    from ..vision.scene_parser import DEFAULT_CHECKPOINT as SP_DEFAULT, load_scene_parser
+
+    ds = CLEVRDataset(root, split)
+    ckpt = Path(checkpoint or SP_DEFAULT)
+    stamp = {"scene_checkpoint": str(ckpt.resolve()), "bytes": ckpt.stat().st_size if ckpt.is_file() else None}
+    cache = ds.scenes_path.with_name(f"CLEVR_{split}_scenes.predicted.jsonl")
+    if cache.is_file():
+        with open(cache) as f:
+            if json.loads(f.readline()) == stamp:
+                scenes = {}
+                for line in f:
+                    sg = SceneGraph.from_dict(json.loads(line), file=cache)
+                    scenes[sg.image_id] = sg
+                log(f"{len(scenes):,} predicted scenes from {cache}")
+                return scenes
+    images = sorted(ds.images_dir.glob("*.png"))
+    if not images:
+        raise DataError("no images to parse (predicted scenes need the split's images)", file=ds.images_dir)
+    parser, t0, scenes = load_scene_parser(checkpoint), time.time(), {}
+    for i in range(0, len(images), 32):
+        for g in parser.parse_images(images[i:i + 32]):
+            scenes[g.image_id] = g
+    log(f"parsed {len(scenes):,} images of {ds.images_dir} in {time.time() - t0:.1f} s; cached in {cache}")
+    tmp = cache.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(stamp) + "\n")
+        for g in scenes.values():
+            f.write(json.dumps(g.to_dict()) + "\n")
+    tmp.replace(cache)
+    return scenes
+
+
 def load_examples(root, split: str, ontology: NSMOntology, vocab: Vocab | None, steps: int,
-                  limit: int | None = None) -> tuple[list[dict], Vocab]:
+                  limit: int | None = None, scenes: dict[str, SceneGraph] | None = None,
+                  trace_min_score: float | None = None) -> tuple[list[dict], Vocab]:
     """Encoded examples of one split of a CLEVR-layout folder (and the vocabulary, built
-    from this split's questions when `vocab` is None)."""
+    from this split's questions when `vocab` is None). `scenes` replaces the gold scenes
+    (predicted ones, by image id); `trace_min_score`: see `encode_example`."""
     ds = CLEVRDataset(root, split)
     pairs = []
     for q, sg in ds.iter_with_scenes():
+        if scenes is not None:
+            sg = scenes.get(q.image_id)
+            if sg is None:
+                raise DataError(f"no predicted scene for image {q.image_id!r}", file=ds.questions_path, record=q.qid)
         if q.answer is None:
             raise DataError("question has no answer (training and evaluation need answers)",
                             file=ds.questions_path, record=q.qid, field="answer")
@@ -67,7 +118,7 @@ def load_examples(root, split: str, ontology: NSMOntology, vocab: Vocab | None, 
         meta = {"group": str(q.meta.get("template_filename", "")).replace(".json", ""),
                 "family": q.family, "function": q.program[-1].op if q.program else ""}
         examples.append(encode_example(ontology, vocab, sg, q.text, q.program, q.answer, steps,
-                                       family=meta, scene_cache=cache))
+                                       family=meta, scene_cache=cache, trace_min_score=trace_min_score))
     return examples, vocab
 
 
@@ -165,7 +216,19 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
     mcfg = model.config if state else (model_config or NSMConfig())
     t0 = time.time()
     train, vocab = load_examples(data, split, ontology, vocab, mcfg.steps, cfg.limit)
-    val = load_examples(data, val_split, ontology, vocab, mcfg.steps)[0] if val_split else []
+    min_score = 0.5 if mcfg.score_threshold is None else mcfg.score_threshold
+    for root in cfg.predicted:
+        scenes = predicted_scenes(root, cfg.predicted_split, cfg.scene_checkpoint, log=log)
+        more = load_examples(root, cfg.predicted_split, ontology, vocab, mcfg.steps, cfg.predicted_limit,
+                             scenes=scenes, trace_min_score=min_score)[0]
+        log(f"{len(more):,} questions on predicted scenes of {root} "
+            f"({sum('trace' in e for e in more):,} with a trace)")
+        train += more
+    val = []
+    if val_split:
+        vs = (predicted_scenes(data, val_split, cfg.scene_checkpoint, log=log)
+              if cfg.val_scene_source == "predicted" else None)
+        val = load_examples(data, val_split, ontology, vocab, mcfg.steps, scenes=vs)[0]
     log(f"loaded {len(train):,} training and {len(val):,} held-out questions in {time.time() - t0:.1f} s")
     if state is None:
         model = NSM(mcfg, ontology, len(vocab)).to(device)
@@ -239,12 +302,22 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
     return report
 
 
-def evaluate_checkpoint(path, data, split: str, limit: int | None = None, device: str = "cpu") -> dict:
-    """Held-out accuracy of a saved model on `data/<split>` (by group, family, final function)."""
+def evaluate_checkpoint(path, data, split: str, limit: int | None = None, device: str = "cpu",
+                        scene_source: str = "gold", scene_checkpoint: str | None = None,
+                        score_threshold: float | None = None, score_temperature: float | None = None,
+                        log=print) -> dict:
+    """Held-out accuracy of a saved model on `data/<split>` (by group, family, final function),
+    on the gold scenes or on the scenes the scene parser predicts from the split's images.
+    `score_threshold`/`score_temperature` override the model's objectness calibration."""
     model, vocab, _ = load_checkpoint(path, device)
-    examples, _ = load_examples(data, split, model.ontology, vocab, model.config.steps, limit)
+    if score_threshold is not None:
+        model.config.score_threshold = score_threshold
+    if score_temperature is not None:
+        model.config.score_temperature = score_temperature
+    scenes = predicted_scenes(data, split, scene_checkpoint, log=log) if scene_source == "predicted" else None
+    examples, _ = load_examples(data, split, model.ontology, vocab, model.config.steps, limit, scenes=scenes)
     report = evaluate_nsm(model, examples, device=device)
-    report.update(checkpoint=str(path), data=str(data), split=split)
+    report.update(checkpoint=str(path), data=str(data), split=split, scene_source=scene_source)
     return report
 
 
