@@ -78,7 +78,7 @@ def test_grammar_allows_only_eos_after_a_complete_program():
     assert mask.sum() == 1 and mask[vocab.eos_id]
     s = g.start()
     s = g.step(s, vocab.index["equal_color"])
-    allowed = {vocab.tokens[i] for i in g.allowed(s).nonzero().flatten().tolist()}
+    allowed = {vocab.tokens[i] for i in g.allowed(s).nonzero()[0].tolist()}
     assert allowed == {"query_color"}                       # typed values: color with color
 
 

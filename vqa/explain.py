@@ -35,7 +35,7 @@ def _canvas(image, scene):
     if image is None:
         return Image.new("RGB", (max(1, scene.width), max(1, scene.height)), (235, 235, 235))
     if isinstance(image, (str, Path)):
-        from .vision.scene_parser import load_image
+        from .vision.core import load_image
 
         image = load_image(image)
     return image.convert("RGB")

@@ -41,26 +41,37 @@ from .program import Program
 from .scene import SceneGraph
 
 REASONERS = ("asp", "nsm")
+BACKENDS = ("auto", "numpy", "torch")
+CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 
 
 @contextmanager
-def torch_threads(n: int | None):
-    """Run the block with `n` torch intra-op threads (None: leave as is). The models are
+def compute_threads(n: int | None):
+    """Run the block with `n` compute threads (None: leave as is): torch's intra-op threads
+    when torch is loaded, and the BLAS pool of numpy (the numpy runtime). The models are
     small: one thread is fastest for one image or question, and many threads on a busy
     machine make every small operation wait for the others."""
     if n is None:
         yield
         return
-    import torch
+    import sys
 
-    old = torch.get_num_threads()
-    if old != n:
+    import numpy  # noqa: F401 (its BLAS must be loaded for threadpoolctl to find and limit it)
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    old = torch.get_num_threads() if torch is not None else None
+    if old is not None and old != n:
         torch.set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
     finally:
-        if old != n:
+        if old is not None and old != n:
             torch.set_num_threads(old)
+
+
+torch_threads = compute_threads  # the earlier name
 
 
 def load_scene(path: str | Path, image_id: str | None = None) -> SceneGraph:
@@ -134,16 +145,27 @@ class Answer:
 
 
 class Pipeline:
-    """Scene parser + question parser + reasoners; each part is loaded on first use."""
+    """Scene parser + question parser + reasoners; each part is loaded on first use.
+
+    `backend`: how the two parsers run. "numpy" (what "auto" picks on the CPU when the
+    checkpoints have their `.npz` exports, as the shipped ones do): the torch-free runtime of
+    `vqa.runtime`, same outputs, no torch import (a fast start). "torch": the `.pt`
+    checkpoints on `device` (what "auto" picks for CUDA, or for `.pt` files given
+    explicitly). The NSM reasoner always runs on torch."""
 
     def __init__(self, *, scene_checkpoint=None, parser_checkpoint=None, nsm_checkpoint=None,
                  theory_dir=None, reasoner: str = "asp", device: str = "cpu", top_k: int = 3,
-                 threads: int | None = 1):
+                 threads: int | None = 1, backend: str = "auto"):
         if reasoner not in REASONERS:
             raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
+        if backend not in BACKENDS:
+            raise VQAError(f"unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")
+        if backend == "numpy" and str(device) != "cpu":
+            raise VQAError(f"the numpy backend runs on the CPU only (device {device!r} asked)")
         self.reasoner = reasoner
         self.device = device
         self.threads = threads
+        self.backend = backend
         self._paths = {"scene": scene_checkpoint, "parser": parser_checkpoint, "nsm": nsm_checkpoint}
         self._theory_dir, self._top_k = theory_dir, top_k
         self._parts: dict[str, object] = {}
@@ -153,7 +175,8 @@ class Pipeline:
     @classmethod
     def from_pretrained(cls, checkpoint_dir: str | Path | None = None, **kw) -> "Pipeline":
         """A pipeline on the shipped checkpoints (or on `checkpoint_dir` holding
-        scene_parser.pt, question_parser.pt and nsm_clevr.pt)."""
+        scene_parser.pt, question_parser.pt and nsm_clevr.pt, and optionally the parsers'
+        `.npz` exports, which the numpy backend uses)."""
         if checkpoint_dir is not None:
             d = Path(checkpoint_dir)
             if not d.is_dir():
@@ -163,13 +186,41 @@ class Pipeline:
             kw.setdefault("nsm_checkpoint", d / "nsm_clevr.pt")
         return cls(**kw)
 
+    def checkpoint(self, part: str) -> Path:
+        """The file the scene ("scene") or question ("parser") parser loads under this
+        pipeline's backend: a `.npz` export runs on numpy, a `.pt` file on torch."""
+        given = self._paths[part]
+        path = Path(given) if given is not None else CHECKPOINT_DIR / ("scene_parser.pt" if part == "scene"
+                                                                       else "question_parser.pt")
+        npz = path.with_suffix(".npz")
+        if self.backend == "torch" or (self.backend == "auto" and str(self.device) != "cpu"):
+            if path.suffix == ".npz":
+                raise VQAError(f"{path}: an exported .npz checkpoint runs on the numpy backend only")
+            return path
+        if path.suffix == ".npz" or (self.backend == "auto" and given is not None and not npz.is_file()):
+            return path  # auto: a .pt file without its export runs on torch
+        if not npz.is_file():
+            raise VQAError(f"{npz}: no numpy export of {path.name} (make it with `vqa export-numpy {path}`, "
+                           f"or use backend='torch')")
+        if path.is_file():
+            from .runtime.checkpoints import check_export
+
+            check_export(npz, path)
+        return npz
+
     # ---- the parts (lazy) ---------------------------------------------------------------
     @property
     def scene_parser(self):
         if "scene" not in self._parts:
-            from .vision.scene_parser import load_scene_parser
+            path = self.checkpoint("scene")
+            if path.suffix == ".npz":
+                from .runtime.scene_parser import NumpySceneParser
 
-            self._parts["scene"] = load_scene_parser(self._paths["scene"], device=self.device)
+                self._parts["scene"] = NumpySceneParser.load(path)
+            else:
+                from .vision.scene_parser import load_scene_parser
+
+                self._parts["scene"] = load_scene_parser(path, device=self.device)
         return self._parts["scene"]
 
     @property
@@ -177,7 +228,8 @@ class Pipeline:
         if "parser" not in self._parts:
             from .language.parser import load_question_parser
 
-            self._parts["parser"] = load_question_parser(self._paths["parser"], device=self.device)
+            path = self.checkpoint("parser")
+            self._parts["parser"] = load_question_parser(path, device="cpu" if path.suffix == ".npz" else self.device)
         return self._parts["parser"]
 
     @property
@@ -216,7 +268,7 @@ class Pipeline:
             raise VQAError(f"expected an image path, a PIL image or a SceneGraph, got {type(image).__name__}")
         graph = self._scenes.get(key)
         if graph is None:
-            with torch_threads(self.threads):
+            with compute_threads(self.threads):
                 graph = self.scene_parser.parse_image(image, image_id=Path(image).stem if key[0] != "pil" else None)
             if len(self._scenes) >= self.cache_size:
                 self._scenes.pop(next(iter(self._scenes)))
@@ -238,7 +290,7 @@ class Pipeline:
                 prog = p if isinstance(p, Program) else Program.parse(str(p))
                 out[i] = (prog.validate(), 1.0)
         if todo:
-            with torch_threads(self.threads):
+            with compute_threads(self.threads):
                 parsed = self.question_parser.parse_batch([questions[i] for i in todo])
             for i, r in zip(todo, parsed):
                 out[i] = (r.program, float(r.confidence))
@@ -287,7 +339,7 @@ class Pipeline:
         return out
 
     def _answer_nsm(self, scene, questions, parsed) -> list[Answer]:
-        with torch_threads(self.threads):
+        with compute_threads(self.threads):
             answers = self.nsm.answer_batch([scene] * len(questions), questions)
         out = []
         for q, (prog, pconf), a in zip(questions, parsed, answers):

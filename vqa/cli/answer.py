@@ -31,6 +31,9 @@ def register(sub) -> None:
     p.add_argument("--checkpoints", metavar="DIR", help="folder with scene_parser.pt, question_parser.pt, nsm_clevr.pt "
                                                         "(default: the shipped ones)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"),
+                   help="how the scene and question parsers run: numpy (the torch-free runtime, from the .npz "
+                        "exports; what auto picks on the CPU) or torch (.pt checkpoints; auto picks it for CUDA)")
     p.set_defaults(func=run)
 
 
@@ -38,7 +41,8 @@ def run(args) -> int:
     from ..errors import VQAError
     from ..pipeline import Pipeline, load_scene
 
-    pipe = Pipeline.from_pretrained(args.checkpoints, reasoner=args.reasoner, device=args.device)
+    pipe = Pipeline.from_pretrained(args.checkpoints, reasoner=args.reasoner, device=args.device,
+                                    backend=args.backend)
     if args.questions:
         if args.question or args.program or args.explain:
             raise VQAError("--questions answers a file of questions; --question, --program and --explain "

@@ -35,7 +35,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import os
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see _train_scene_parser.run (shared CPUs)
-    from ..vision.scene_parser import load_image, load_scene_parser
+    from ..vision.core import load_image
+    from ..vision.scene_parser import load_scene_parser
 
     parser = load_scene_parser(args.checkpoint, device=args.device)
     if args.threshold is not None:

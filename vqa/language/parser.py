@@ -5,6 +5,12 @@
     r.program, r.confidence               # Program, sequence probability in (0, 1]
     parser.parse_batch(texts)             # list[ParseResult], batched greedy decoding
 
+Two backends run the same model and the same constrained search (`vqa.language.grammar`):
+torch (a `.pt` checkpoint, training, CUDA) and the numpy runtime (`vqa.runtime`, an exported
+`.npz` checkpoint: no torch import, a K/V cache; what `vqa answer` uses by default).
+`from_checkpoint` picks the backend by the file's suffix. This module imports torch only
+when a torch checkpoint is loaded or saved.
+
 A checkpoint is one `torch.save` dict that rebuilds the model alone:
 `{"format", "config" (Seq2SeqConfig as a dict), "src_words", "tgt_tokens", "max_program_len",
 "state_dict", "meta"}`; it loads with `torch.load(weights_only=True)`. Training state
@@ -19,16 +25,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from ..errors import DataError
 from ..program import Program
-from .decode import Decoded, PrefixGrammar, beam_decode, greedy_decode
-from .seq2seq import Seq2Seq, Seq2SeqConfig
+from .config import Seq2SeqConfig
+from .grammar import Decoded, PrefixGrammar, beam_search, greedy_search
 from .tokenizer import ProgramVocab, QuestionTokenizer
 
 CHECKPOINT_FORMAT = "vqa.question_parser/1"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "question_parser.pt"
+DEFAULT_EXPORT = DEFAULT_CHECKPOINT.with_suffix(".npz")  # its numpy-runtime twin (`vqa export-numpy`)
 
 
 @dataclass
@@ -49,7 +56,9 @@ class ParseResult:
 
 
 class QuestionParser:
-    def __init__(self, model: Seq2Seq, tokenizer: QuestionTokenizer, vocab: ProgramVocab,
+    """`model`: a torch `Seq2Seq` or a numpy-runtime `NumpySeq2Seq`."""
+
+    def __init__(self, model, tokenizer: QuestionTokenizer, vocab: ProgramVocab,
                  max_program_len: int = 40, *, beam: int = 1, batch_size: int = 256, meta: dict | None = None):
         self.model = model.eval()
         self.tokenizer, self.vocab = tokenizer, vocab
@@ -58,11 +67,19 @@ class QuestionParser:
         self.meta = meta or {}
 
     @property
-    def device(self) -> torch.device:
+    def backend(self) -> str:
+        return "numpy" if hasattr(self.model, "stepper") else "torch"
+
+    @property
+    def device(self):
+        if self.backend == "numpy":
+            return "cpu"
         return next(self.model.parameters()).device
 
     # ---- checkpoints ------------------------------------------------------------
     def checkpoint(self, meta: dict | None = None) -> dict:
+        if self.backend != "torch":
+            raise DataError("a numpy-runtime parser cannot be saved as a torch checkpoint")
         return {"format": CHECKPOINT_FORMAT, "config": self.model.config.to_dict(),
                 "src_words": list(self.tokenizer.words_list), "tgt_tokens": list(self.vocab.tokens),
                 "max_program_len": self.grammar.max_len,
@@ -70,6 +87,8 @@ class QuestionParser:
                 "meta": dict(self.meta, **(meta or {}))}
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:
+        import torch
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -77,26 +96,47 @@ class QuestionParser:
         tmp.replace(path)
 
     @classmethod
-    def from_dict(cls, ckpt: dict, *, file=None, device: str | torch.device = "cpu", **kw) -> "QuestionParser":
+    def from_dict(cls, ckpt: dict, *, file=None, device="cpu", arrays: dict | None = None,
+                  **kw) -> "QuestionParser":
+        """From a checkpoint dict (torch tensors in `state_dict`), or, with `arrays`, from an
+        exported checkpoint's entries and arrays (the numpy runtime)."""
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
             raise DataError(f"not a question-parser checkpoint (format {got!r}, expected {CHECKPOINT_FORMAT!r})",
                             file=file, field="format")
-        for key in ("config", "src_words", "tgt_tokens", "state_dict"):
+        for key in ("config", "src_words", "tgt_tokens") + (() if arrays is not None else ("state_dict",)):
             if key not in ckpt:
                 raise DataError("missing", file=file, field=key)
-        model = Seq2Seq(Seq2SeqConfig(**ckpt["config"]))
-        model.load_state_dict(ckpt["state_dict"])
-        return cls(model.to(device), QuestionTokenizer(list(ckpt["src_words"])), ProgramVocab(list(ckpt["tgt_tokens"])),
+        config = Seq2SeqConfig(**ckpt["config"])
+        if arrays is not None:
+            from ..runtime.seq2seq import NumpySeq2Seq
+
+            model = NumpySeq2Seq(arrays, config)
+        else:
+            from .seq2seq import Seq2Seq
+
+            model = Seq2Seq(config)
+            model.load_state_dict(ckpt["state_dict"])
+            model = model.to(device)
+        return cls(model, QuestionTokenizer(list(ckpt["src_words"])), ProgramVocab(list(ckpt["tgt_tokens"])),
                    ckpt.get("max_program_len", 40), meta=ckpt.get("meta", {}), **kw)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | None = None, *, device: str | torch.device = "cpu",
-                        **kw) -> "QuestionParser":
-        """Load a checkpoint (default: the shipped `data/checkpoints/question_parser.pt`)."""
+    def from_checkpoint(cls, path: str | Path | None = None, *, device="cpu", **kw) -> "QuestionParser":
+        """Load a checkpoint (default: the shipped `data/checkpoints/question_parser.pt`): a
+        `.npz` export runs on the numpy runtime, anything else is a torch checkpoint."""
         path = Path(path) if path else DEFAULT_CHECKPOINT
         if not path.exists():
             raise DataError("no such checkpoint file (train one with `vqa train question-parser`)", file=path)
+        if path.suffix == ".npz":
+            from ..runtime.checkpoints import load_npz
+
+            if str(device) != "cpu":
+                raise DataError(f"the numpy runtime runs on the CPU only (device {device!r} asked)", file=path)
+            arrays, meta = load_npz(path)
+            return cls.from_dict(meta, file=path, arrays=arrays, **kw)
+        import torch
+
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # a truncated or foreign file
@@ -104,26 +144,44 @@ class QuestionParser:
         return cls.from_dict(ckpt, file=path, device=device, **kw)
 
     # ---- parsing ----------------------------------------------------------------
-    def encode_batch(self, texts: list[str]) -> torch.Tensor:
-        """texts -> src (B, S) long, padded with 0."""
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        """texts -> src (B, S) int64, padded with 0."""
         max_len = self.model.config.max_src_len
         rows = [self.tokenizer.encode(t, max_len) for t in texts]
-        S = max(len(r) for r in rows)
-        src = torch.zeros(len(rows), S, dtype=torch.long)
+        src = np.zeros((len(rows), max(len(r) for r in rows)), dtype=np.int64)
         for i, r in enumerate(rows):
-            src[i, :len(r)] = torch.tensor(r)
-        return src.to(self.device)
+            src[i, :len(r)] = r
+        return src
+
+    def stepper(self, src: np.ndarray):
+        """The `vqa.language.grammar.Stepper` of this parser's model over src (B, S)."""
+        if self.backend == "numpy":
+            return self.model.stepper(src)
+        import torch
+
+        from .decode import TorchStepper
+
+        with torch.no_grad():
+            return TorchStepper(self.model, torch.as_tensor(src, device=self.device))
 
     def _result(self, text: str, d: Decoded) -> ParseResult:
         ids = self.tokenizer.encode(text, self.model.config.max_src_len)[1:-1]
         return ParseResult(Program.from_prefix(d.tokens), d.confidence, d.tokens, d.token_probs,
                            self.tokenizer.decode(ids))
 
+    def _search(self, fn, *args):
+        if self.backend == "numpy":
+            return fn(*args)
+        import torch
+
+        with torch.no_grad():
+            return fn(*args)
+
     def parse(self, text: str, *, beam: int | None = None) -> ParseResult:
         beam = beam or self.beam
         if beam <= 1:
             return self.parse_batch([text])[0]
-        best = beam_decode(self.model, self.encode_batch([text]), self.grammar, beam)[0]
+        best = self._search(beam_search, self.stepper(self.encode_batch([text])), self.grammar, beam)[0]
         return self._result(text, best)
 
     def parse_batch(self, texts: list[str], *, beam: int | None = None, progress=None) -> list[ParseResult]:
@@ -138,12 +196,13 @@ class QuestionParser:
         it = progress(starts, desc="parsing", total=len(starts)) if progress else starts
         for s in it:
             chunk = texts[s:s + self.batch_size]
-            for t, d in zip(chunk, greedy_decode(self.model, self.encode_batch(chunk), self.grammar)):
+            decoded = self._search(greedy_search, self.stepper(self.encode_batch(chunk)), self.grammar)
+            for t, d in zip(chunk, decoded):
                 out.append(self._result(t, d))
         return out
 
 
-def load_question_parser(path: str | Path | None = None, *, device: str | torch.device = "cpu",
+def load_question_parser(path: str | Path | None = None, *, device="cpu",
                          beam: int = 1) -> QuestionParser:
     """The seq2seq parser of a checkpoint (default: the shipped one); what
     `vqa evaluate --program-source parsed` uses."""

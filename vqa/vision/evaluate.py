@@ -99,7 +99,7 @@ def tune_decoding(parser, root: str | Path, split: str, *, limit: int | None = 2
             pils = [load_image(root / "images" / split / f"{i}.png") for i in ids[k:k + 32]]
             for im in pils:
                 x = image_tensor(im, input_size(im.size, parser.cfg))[None].to(parser.device)
-                maps.append({n: m[0] for n, m in parser.predict_maps(x).items()})
+                maps.append({n: m[0].float().cpu().numpy() for n, m in parser.predict_maps(x).items()})
                 sizes.append(im.size)
     old = (parser.cfg.score_threshold, parser.cfg.nms_iou)
     grid, best = [], None

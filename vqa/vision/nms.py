@@ -1,4 +1,4 @@
-"""Greedy non-maximum suppression without torchvision.
+"""Greedy non-maximum suppression in numpy.
 
 `torchvision.ops` imports most of torchvision (and torch._dynamo with it): seconds at start-up,
 for a few dozen candidate boxes per image. This is the same greedy rule as
@@ -7,34 +7,35 @@ unless its IoU with an already kept box exceeds `iou_threshold`.
 """
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in a (N, 4) with every box in b (M, 4), boxes as x1, y1, x2, y2."""
-    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
-    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
     inter = wh[..., 0] * wh[..., 1]
     union = area_a[:, None] + area_b[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Indices of the kept boxes, by descending score (as `torchvision.ops.nms`)."""
-    if boxes.numel() == 0:
-        return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    order = torch.argsort(scores, descending=True, stable=True)
-    iou = box_iou(boxes[order].float(), boxes[order].float())
-    n = len(order)
-    suppressed = torch.zeros(n, dtype=torch.bool)
+def nms(boxes, scores, iou_threshold: float) -> np.ndarray:
+    """Indices (int64) of the kept boxes, by descending score (as `torchvision.ops.nms`).
+    boxes (N, 4) and scores (N,): numpy arrays or CPU tensors."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(-scores, kind="stable")
+    over = box_iou(boxes[order], boxes[order]) > iou_threshold
+    suppressed = np.zeros(len(order), dtype=bool)
     keep = []
-    over = (iou > iou_threshold).cpu()
-    for i in range(n):
+    for i in range(len(order)):
         if suppressed[i]:
             continue
         keep.append(i)
         suppressed |= over[i]
-    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
+    return order[np.asarray(keep, dtype=np.int64)]

@@ -1,0 +1,139 @@
+"""The scene parser in numpy: the same maps as `vqa.vision.scene_parser.SceneParser` in eval
+mode, from an exported `.npz` checkpoint, without importing torch.
+
+    parser = NumpySceneParser.load("data/checkpoints/scene_parser.npz")
+    graph = parser.parse_image("scene.png")          # SceneGraph, as the torch model's
+
+Supported: the fixed-group attention variants (mha, mqa, gqa, sqa, ssqa, xsqa, pgqa, whose
+eval forward is plain grouped-query attention). The key-driven variants (kdgqa, dgqa) pick
+their groups at run time and stay with the torch backend.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..scene import SceneGraph
+from ..vision.core import STRIDE, SceneParserConfig, parse_images
+from . import ops
+from .checkpoints import load_npz
+
+SCENE_FORMAT = "vqa.scene_parser/1"
+FIXED_GROUPS = ("mha", "mqa", "gqa", "sqa", "ssqa", "xsqa", "pgqa")
+
+
+class NumpySceneParser:
+    def __init__(self, arrays: dict[str, np.ndarray], cfg: SceneParserConfig):
+        if cfg.attn_variant not in FIXED_GROUPS:
+            raise DataError(f"the numpy runtime does not run attention variant {cfg.attn_variant!r} "
+                            f"(supported: {', '.join(FIXED_GROUPS)}); use the torch backend")
+        self.cfg = cfg
+        self.w = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in arrays.items()}
+        self.stem = []  # (weight, bias, stride, residual) with the batch norms folded in
+        c = 0
+        for i, stride in enumerate([2, 2] + [1] * cfg.stem_extra):
+            pre = f"stem.{i}.0" if i < 2 else f"stem.{i}.body.0"
+            bn = f"stem.{i}.1" if i < 2 else f"stem.{i}.body.1"
+            w, b = ops.fold_batch_norm(self.w[f"{pre}.weight"], self.w[f"{bn}.weight"], self.w[f"{bn}.bias"],
+                                       self.w[f"{bn}.running_mean"], self.w[f"{bn}.running_var"])
+            self.stem.append((w, b, stride, i >= 2))
+            c += 1
+        d_head = cfg.dim // cfg.n_heads
+        self.d_head = d_head
+        self.n_q_heads = self.w["vit.blocks.0.attn.proj.weight"].shape[1] // d_head
+        self.n_kv_heads = (self.w["vit.blocks.0.attn.qkv.weight"].shape[0] // d_head - self.n_q_heads) // 2
+        self._pos_cache: dict[tuple[int, int], np.ndarray] = {}
+
+    @classmethod
+    def load(cls, path: str | Path) -> "NumpySceneParser":
+        arrays, meta = load_npz(path)
+        if meta.get("format") != SCENE_FORMAT:
+            raise DataError(f"not a scene-parser checkpoint (format {meta.get('format')!r}, "
+                            f"expected {SCENE_FORMAT!r})", file=path)
+        return cls(arrays, SceneParserConfig.from_dict(meta["config"]))
+
+    # ---- the network -------------------------------------------------------------------
+    def position_embedding(self, gh: int, gw: int) -> np.ndarray:
+        """(gh*gw, D); resampled bicubically (as the torch ViT) for another grid."""
+        key = (gh, gw)
+        if key not in self._pos_cache:
+            h0, w0 = self.cfg.image_size[0] // self.cfg.block, self.cfg.image_size[1] // self.cfg.block
+            pos = self.w["vit.pos_embed"][0].reshape(h0, w0, -1)
+            if (gh, gw) != (h0, w0):
+                mh, mw = ops.bicubic_matrix(h0, gh), ops.bicubic_matrix(w0, gw)
+                pos = np.einsum("ih,jw,hwd->ijd", mh, mw, pos.astype(np.float64)).astype(np.float32)
+            self._pos_cache[key] = pos.reshape(gh * gw, -1)
+        return self._pos_cache[key]
+
+    def _block(self, x: np.ndarray, i: int) -> np.ndarray:
+        w, p = self.w, f"vit.blocks.{i}."
+        B, T, D = x.shape
+        hq, hkv, d = self.n_q_heads, self.n_kv_heads, self.d_head
+        h = ops.layer_norm(x, w[p + "norm1.weight"], w[p + "norm1.bias"], 1e-6)
+        qkv = ops.linear(h, w[p + "attn.qkv.weight"], w[p + "attn.qkv.bias"] if p + "attn.qkv.bias" in w else None)
+        qkv = qkv.reshape(B, T, hq + 2 * hkv, d).transpose(0, 2, 1, 3)     # (B, heads, T, d)
+        a = ops.attention(qkv[:, :hq], qkv[:, hq:hq + hkv], qkv[:, hq + hkv:])
+        a = a.transpose(0, 2, 1, 3).reshape(B, T, hq * d)
+        x = x + ops.linear(a, w[p + "attn.proj.weight"], w[p + "attn.proj.bias"])
+        h = ops.layer_norm(x, w[p + "norm2.weight"], w[p + "norm2.bias"], 1e-6)
+        h = ops.gelu(ops.linear(h, w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"]))
+        return x + ops.linear(h, w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"])
+
+    def forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """images (B, 3, H, W) normalised float32 -> maps as `SceneParser.forward` (B, K, H/4, W/4)."""
+        cfg, w = self.cfg, self.w
+        B, _, H, W = images.shape
+        p, blk = cfg.patch_size, cfg.block
+        if H % blk or W % blk:
+            raise ValueError(f"image {H}x{W} is not a multiple of {blk} pixels")
+        x = np.ascontiguousarray(images.transpose(0, 2, 3, 1))           # (B, H, W, 3)
+        for wt, b, stride, residual in self.stem:
+            y = ops.gelu(ops.conv2d(x, wt, b, stride, 1))
+            x = x + y if residual else y
+        feats = x                                                          # (B, H/4, W/4, C)
+        t = ops.conv2d(feats, w["vit.patch_embed.proj.weight"], w["vit.patch_embed.proj.bias"], p)
+        gh, gw = t.shape[1], t.shape[2]
+        t = t.reshape(B, gh * gw, -1) + self.position_embedding(gh, gw)   # (B, T, D)
+        for i in range(cfg.depth):
+            t = self._block(t, i)
+        t = ops.layer_norm(t, w["vit.norm.weight"], w["vit.norm.bias"], 1e-6)
+        up = ops.linear(t, w["up.weight"], w["up.bias"]).reshape(B, gh, gw, p, p, -1)
+        up = up.transpose(0, 1, 3, 2, 4, 5).reshape(B, gh * p, gw * p, -1)  # (B, H/4, W/4, Cu)
+        k = cfg.fuse_kernel
+        x = ops.gelu(ops.conv2d(np.concatenate([up, feats], -1), w["fuse.0.weight"], w["fuse.0.bias"], 1, k // 2))
+        x = ops.conv2d(x, w["out.weight"], w["out.bias"]).transpose(0, 3, 1, 2)  # (B, K, H/4, W/4)
+        sizes = [1, 2, 2, *(len(v) for v in cfg.attributes.values())]
+        parts = np.split(x, np.cumsum(sizes)[:-1], axis=1)
+        out = {"heat": parts[0], "offset": parts[1], "box": parts[2]}
+        for cat, part in zip(cfg.attributes, parts[3:]):
+            out[f"attr:{cat}"] = part
+        return out
+
+    def predict_maps(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """As `SceneParser.predict_maps`: with `flip_tta`, the image and its mirror image in one
+        batch, the mirror's maps mapped back (cells mirrored, x offset negated) and averaged."""
+        if not self.cfg.flip_tta:
+            return self.forward(images)
+        B = images.shape[0]
+        both = self.forward(np.concatenate([images, images[..., ::-1]], 0))
+        out = {}
+        for name, m in both.items():
+            back = m[B:, :, :, ::-1]
+            if name == "offset":
+                back = np.concatenate([-back[:, :1], back[:, 1:]], 1)
+            out[name] = (m[:B] + back) / 2
+        return out
+
+    # ---- parsing -------------------------------------------------------------------------
+    def parse_images(self, images: list, *, image_ids: list[str] | None = None) -> list[SceneGraph]:
+        """PIL images or paths -> one SceneGraph each (coordinates in each image's own pixels)."""
+        return parse_images(images, self.cfg, self.predict_maps, image_ids=image_ids)
+
+    def parse_image(self, image, image_id: str | None = None) -> SceneGraph:
+        """One PIL image or path -> SceneGraph."""
+        return self.parse_images([image], image_ids=None if image_id is None else [image_id])[0]
+
+
+__all__ = ["NumpySceneParser", "STRIDE"]
