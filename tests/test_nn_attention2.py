@@ -261,3 +261,81 @@ def test_collect_latents_keeps_the_masked_tokens():
     lat = collect_latents(mla, lambda: mla(x), masks={"": keep})
     assert lat[""].shape == (7, mla.latent_dim)
     torch.testing.assert_close(lat[""][5:], mla.latent(x)[1, :2])
+
+
+# -- head configuration search --------------------------------------------------------------
+def test_head_attention_with_decoupled_head_size_matches_explicit_math():
+    from vqa.nn.head_search import HeadAttention
+
+    torch.manual_seed(10)
+    m = HeadAttention(16, n_q_heads=4, n_kv_heads=2, d_head=12)        # H_q * d = 48 != D = 16
+    x = torch.randn(2, 5, 16)
+    W, b, d = m.qkv.weight, m.qkv.bias, 12
+    heads = []
+    for h in range(4):
+        g = 4 + h // 2                                                   # K head index in the fused rows
+        q = x[1] @ W[h * d:(h + 1) * d].T + b[h * d:(h + 1) * d]
+        k = x[1] @ W[g * d:(g + 1) * d].T + b[g * d:(g + 1) * d]
+        v = x[1] @ W[(g + 2) * d:(g + 3) * d].T + b[(g + 2) * d:(g + 3) * d]
+        heads.append(head_attention(q, k, v))
+    ref = torch.cat(heads, -1) @ m.proj.weight.T + m.proj.bias
+    torch.testing.assert_close(m(x)[1], ref, rtol=1e-5, atol=1e-5)
+    # with H_q * d = D it is the registry's GQA layer
+    gqa = Attention(32, 4, variant="gqa", n_kv_heads=2)
+    same = HeadAttention(32, 4, 2, 8)
+    same.load_state_dict(gqa.state_dict())
+    y = torch.randn(2, 6, 32)
+    torch.testing.assert_close(same(y), gqa(y), rtol=1e-5, atol=1e-6)
+
+
+def test_retrieval_batches_answer_the_queried_keys():
+    from vqa.nn.head_search import make_batch
+
+    g = torch.Generator().manual_seed(0)
+    keys, vals, ans = make_batch(4, 20, 5, 32, 8, g)
+    assert keys.shape == vals.shape == (4, 20) and ans.shape == (4, 5)
+    for b in range(4):
+        ctx = dict(zip(keys[b, :15].tolist(), vals[b, :15].tolist()))
+        assert len(ctx) == 15                                             # distinct keys
+        assert [ctx[k] for k in keys[b, 15:].tolist()] == ans[b].tolist()
+        assert (vals[b, 15:] == 8).all()
+    with pytest.raises(ValueError):
+        make_batch(1, 40, 4, 32, 8, g)                                    # 36 context keys > 32
+
+
+def test_cost_formulas_agree_with_the_bench():
+    from vqa.nn.bench import attention_flops
+    from vqa.nn.head_search import flops_per_token, kv_bytes_per_token
+
+    T, D, q, kv, d = 48, 32, 4, 2, 12
+    f = flops_per_token(D, q, kv, d, T, layers=2)
+    assert (f["proj"] + f["attn"]) * T == 2 * attention_flops(T, D, q, kv, d)["total"]
+    assert f["mlp"] == 2 * 16 * D * D and kv_bytes_per_token(kv, d, 2) == 2 * 2 * 12 * 2 * 4
+
+
+def test_choose_takes_the_cheapest_config_that_reaches_the_target():
+    from vqa.nn.head_search import choose
+
+    rows = [{"accuracy": 0.95, "flops_per_token": 300, "us_per_token": 1.0, "kv_bytes_per_token": 64},
+            {"accuracy": 0.91, "flops_per_token": 200, "us_per_token": 3.0, "kv_bytes_per_token": 128},
+            {"accuracy": 0.50, "flops_per_token": 100, "us_per_token": 0.5, "kv_bytes_per_token": 32}]
+    assert choose(rows, 0.9) is rows[1]
+    assert choose(rows, 0.9, cost="time") is rows[0] and choose(rows, 0.9, cost="kv") is rows[0]
+    assert choose(rows, 0.9, budget=150) is None and choose(rows, 0.4, budget=150) is rows[2]
+    assert choose(rows, 0.99) is None
+
+
+def test_bench_cli_search(capsys):
+    import json
+
+    from vqa.cli import main
+
+    assert main(["bench", "attention", "--search", "--json", "--steps", "3", "--widths", "16", "--q-heads", "1", "2",
+                 "--kv-heads", "1", "2", "--head-dims", "8", "--tokens", "12", "--queries", "4", "--target", "0",
+                 "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(r["n_q_heads"], r["n_kv_heads"]) for r in out["rows"]] == [(1, 1), (2, 1), (2, 2)]
+    assert out["chosen"]["n_q_heads"] == 1 and out["chosen"]["flops_per_token"] == min(
+        r["flops_per_token"] for r in out["rows"])
+    assert all(0 <= r["accuracy"] <= 1 and r["us_per_token"] > 0 for r in out["rows"])
+    assert main(["bench", "attention", "--search", "--tokens", "4", "--queries", "4"]) == 2

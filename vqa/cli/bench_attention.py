@@ -30,10 +30,63 @@ def register(sub) -> None:
     p.add_argument("--no-timm", action="store_true", help="do not compare with timm even if installed")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true")
+    g = p.add_argument_group("head configuration search (--search; vqa.nn.head_search)")
+    g.add_argument("--search", action="store_true",
+                   help="search (width, H_q, H_kv, d_head) for the cheapest configuration reaching --target "
+                        "on a synthetic retrieval task, instead of the side-by-side bench")
+    g.add_argument("--tokens", type=int, default=64, help="tokens per sequence (default 64)")
+    g.add_argument("--queries", type=int, default=16, help="query tokens among them (default 16)")
+    g.add_argument("--target", type=float, default=0.9, help="accuracy to reach (default 0.9)")
+    g.add_argument("--cost", choices=["flops", "time", "kv"], default="flops",
+                   help="cost to minimise: FLOPs/token, measured us/token, K/V cache bytes/token (default flops)")
+    g.add_argument("--budget", type=float, help="ceiling on that cost (default none)")
+    g.add_argument("--widths", nargs="+", default=["32", "64"], help="model widths D (default 32 64)")
+    g.add_argument("--q-heads", nargs="+", default=["1", "2", "4"], help="H_q values (default 1 2 4)")
+    g.add_argument("--kv-heads", nargs="+", default=["1", "2", "4"], help="H_kv values, those dividing H_q (default 1 2 4)")
+    g.add_argument("--head-dims", nargs="+", default=["8", "16"], help="head sizes, independent of D (default 8 16)")
+    g.add_argument("--layers", type=int, default=1, help="transformer layers (default 1)")
+    g.add_argument("--steps", type=int, default=150, help="training steps per configuration (default 150)")
+    g.add_argument("--search-batch", type=int, default=32, help="training batch (default 32)")
     p.set_defaults(func=run)
 
 
+def run_search(args) -> int:
+    from ..nn.head_search import SearchConfig, format_search, run_search as search
+    from ._util import progress
+
+    try:
+        lists = {k: tuple(n for s in getattr(args, k) for n in _ints(s))
+                 for k in ("widths", "q_heads", "kv_heads", "head_dims")}
+    except ValueError:
+        raise VQAError("--widths/--q-heads/--kv-heads/--head-dims: expected integers") from None
+    if any(n < 1 for v in lists.values() for n in v) or min(args.tokens, args.queries, args.layers, args.steps,
+                                                            args.search_batch) < 1:
+        raise VQAError("head search: sizes, --tokens, --queries, --layers, --steps must be positive")
+    if args.queries >= args.tokens:
+        raise VQAError(f"--queries ({args.queries}) must be below --tokens ({args.tokens})")
+    cfg = SearchConfig(tokens=args.tokens, queries=args.queries, n_keys=max(64, args.tokens - args.queries),
+                       layers=args.layers, steps=args.steps, batch=args.search_batch, **lists)
+    import torch
+    old = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        result = search(cfg, args.target, args.cost, args.budget, progress=None if args.no_progress else progress)
+    except ValueError as e:
+        raise VQAError(str(e)) from None
+    finally:
+        torch.set_num_threads(old)
+    text = json.dumps(result, indent=1)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    print(text if args.json else format_search(result))
+    return 0
+
+
 def run(args) -> int:
+    if args.search:
+        return run_search(args)
     from ..nn.attention import VARIANTS
     from ..nn.bench import BenchConfig, format_tables, run_bench
     from ..nn.vit import VIT_SIZES

@@ -390,5 +390,6 @@ def _main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(_main())
+if __name__ == "__main__":          # run the package's module, not a second copy of it
+    from importlib import import_module
+    raise SystemExit(import_module(__spec__.name)._main())
