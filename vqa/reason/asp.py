@@ -77,7 +77,7 @@ SHARED_FILES = ("shared.lp",)  # the answers of shared programs without the step
 # takes a few hundred nanoseconds per fact).
 GOLD_FACTS = "\n".join(f"{name}({args}) :- {name}({args}) = @facts({name})." for name, args in (
     ("run", "P, I, F, V, In"), ("world", "Q, W"), ("in", "W, O"), ("has", "W, O, C, V"),
-    ("novalue", "W, O, C"), ("holds", "W, A, R, B"), ("final", "P, I")))
+    ("novalue", "W, O, C"), ("holds", "W, A, R, B"), ("level", "W, O, R, L, F"), ("final", "P, I")))
 OPT_ARGUMENTS = ("--opt-strategy=usc",)  # for calls with uncertain scenes
 
 _KIND_WORDS = {"objects": "objects", "object": "object", "integer": "an integer", "value": "an attribute value"}

@@ -44,8 +44,9 @@ The default is the plain form above (the distillation prompts show it).
 
 `encode_gold` writes a batch whose scenes are all gold and whose programs all pass
 `is_checked` (the common case) in the fast form, as lists of ground terms per predicate
-(`run`, `world`, `in`, `has`, `novalue`, `holds`, plus `final(P, I)`: step I of shared
-program P is the last step of a question) that the reasoner hands to the grounder
+(`run`, `world`, `in`, `has`, `novalue`, relations as `level/5` where they are nested
+as CLEVR's are, otherwise `holds/4` (`_relation_facts`), plus `final(P, I)`: step I of
+shared program P is the last step of a question) that the reasoner hands to the grounder
 directly (no parsing of fact statements; see `vqa.reason.asp`).
 """
 from __future__ import annotations
@@ -304,8 +305,8 @@ def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probabilit
     n = sum(len(ps) for _, ps in batch)
     encodings: list[SceneEncoding] = []
     terms: dict[str, list[str]] = {"run": [], "world": [], "in": [], "has": [], "novalue": [], "holds": [],
-                                   "final": []}
-    runs, has, novalue, holds = terms["run"], terms["has"], terms["novalue"], terms["holds"]
+                                   "level": [], "final": []}
+    runs, has, novalue = terms["run"], terms["has"], terms["novalue"]
     offset = q = 0
     for s, (scene, programs) in enumerate(batch):
         if not all(map(is_checked, programs)):
@@ -334,11 +335,15 @@ def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probabilit
             if not relations and scene.directions and objects and all(o.position is not None for o in objects):
                 relations = clevr_relations([o.position for o in objects], scene.directions)
             index = {o.id: i for i, o in enumerate(objects, offset)}
+            pairs: dict[str, dict[int, set[int]]] = {r: {} for r in asked}
             for r in relations:
                 if r.predicate in asked:
                     if r.probability < 1.0:
                         return None
-                    holds.append(f"holds({w},{index[r.subject]},{term(r.predicate)},{index[r.object]})")
+                    pairs[r.predicate].setdefault(index[r.subject], set()).add(index[r.object])
+            for r, below in pairs.items():
+                if below:
+                    _relation_facts(w, term(r), below, range(offset, offset + len(objects)), terms)
         enc = SceneEncoding("", [o.id for o in objects], False, 0)
         offset += len(objects)
         encodings.append(enc)
@@ -362,3 +367,24 @@ def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probabilit
             terms["final"].extend(f"final({pid},{m})" for m in sorted(finals))
             q += len(programs)
     return encodings, terms
+
+
+def _relation_facts(w: str, r: str, below: dict[int, set[int]], objects, terms: dict[str, list[str]]) -> None:
+    """Relation r of reading w, below[a] = {b: a is r of b}, as facts: as levels,
+    `level(w, O, r, L, F)` (O is at level L, and exactly the objects at level F or above
+    are r of O), when the sets below[a] are nested, as they are under CLEVR's rule (a is r
+    of b when a's position along r exceeds b's by a margin); otherwise as the pairs,
+    `holds(w, a, r, b)`. Levels take two facts per object instead of one per pair."""
+    empty: set[int] = set()
+    chain = sorted({frozenset(below.get(o, empty)) for o in objects}, key=len)
+    if all(a <= b for a, b in zip(chain, chain[1:])):
+        level = {s: k for k, s in enumerate(chain)}
+        first = {}
+        for k, s in enumerate(chain):
+            for o in s:
+                first.setdefault(o, k)
+        k = len(chain)
+        terms["level"].extend(f"level({w},{o},{r},{level[frozenset(below.get(o, empty))]},{first.get(o, k)})"
+                              for o in objects)
+    else:
+        terms["holds"].extend(f"holds({w},{a},{r},{b})" for a, bs in below.items() for b in sorted(bs))
