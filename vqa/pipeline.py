@@ -45,26 +45,32 @@ BACKENDS = ("auto", "numpy", "torch")
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 
 
+_BLAS = None  # one threadpoolctl controller (finding the loaded BLAS libraries takes milliseconds)
+
+
 @contextmanager
 def compute_threads(n: int | None):
     """Run the block with `n` compute threads (None: leave as is): torch's intra-op threads
     when torch is loaded, and the BLAS pool of numpy (the numpy runtime). The models are
     small: one thread is fastest for one image or question, and many threads on a busy
     machine make every small operation wait for the others."""
+    global _BLAS
     if n is None:
         yield
         return
     import sys
 
-    import numpy  # noqa: F401 (its BLAS must be loaded for threadpoolctl to find and limit it)
-    from threadpoolctl import threadpool_limits
+    if _BLAS is None:
+        import numpy  # noqa: F401 (its BLAS must be loaded for threadpoolctl to find it)
+        from threadpoolctl import ThreadpoolController
 
+        _BLAS = ThreadpoolController()
     torch = sys.modules.get("torch")
     old = torch.get_num_threads() if torch is not None else None
     if old is not None and old != n:
         torch.set_num_threads(n)
     try:
-        with threadpool_limits(limits=n, user_api="blas"):
+        with _BLAS.limit(limits=n, user_api="blas"):
             yield
     finally:
         if old is not None and old != n:

@@ -1,9 +1,10 @@
 """`vqa bench pipeline`: the user-facing targets measured side by side in one run.
 
-- cold start: wall time of a fresh `vqa answer --image ... --question ...` process (and of a
-  bare `python -c "import torch"` beside it, the floor any torch-based command pays);
-- warm: questions/s of `Pipeline.answer` one question at a time and of `answer_many`, all
-  about one image (scene parsed once, then cached);
+- cold start: wall time of a fresh `vqa answer --image ... --question ...` process with the
+  numpy runtime (the default on the CPU) and with `--backend torch`, and of a bare
+  `python -c "import torch"` beside them (the floor any torch-based command pays);
+- warm: questions/s of `Pipeline.answer` one question at a time (both backends) and of
+  `answer_many`, all about one image (scene parsed once, then cached);
 - workers: `vqa evaluate` (ASP, gold scenes and programs) on a generated split with
   `--workers 1` and `--workers N`, and their ratio.
 """
@@ -49,31 +50,42 @@ def _timed_process(argv: list[str]) -> float:
 
 def bench_cold(image: str, repeats: int) -> dict:
     answer = [sys.executable, "-m", "vqa", "answer", "--image", image, "--question", WARM_QUESTIONS[0]]
-    torch_only = [sys.executable, "-c", "import torch"]
-    a = [_timed_process(answer) for _ in range(repeats)]
-    t = [_timed_process(torch_only) for _ in range(repeats)]
-    return {"answer_s": round(statistics.median(a), 3), "answer_all_s": [round(x, 3) for x in a],
-            "import_torch_s": round(statistics.median(t), 3)}
+    runs = {"numpy": [], "torch": [], "import_torch": []}
+    for _ in range(repeats):  # interleaved, so that load changes hit all three alike
+        runs["numpy"].append(_timed_process(answer + ["--backend", "numpy"]))
+        runs["torch"].append(_timed_process(answer + ["--backend", "torch"]))
+        runs["import_torch"].append(_timed_process([sys.executable, "-c", "import torch"]))
+    return {"answer_s": round(statistics.median(runs["numpy"]), 3),
+            "answer_all_s": [round(x, 3) for x in runs["numpy"]],
+            "answer_torch_s": round(statistics.median(runs["torch"]), 3),
+            "import_torch_s": round(statistics.median(runs["import_torch"]), 3)}
+
+
+def _qps(fn, n: int) -> float:
+    t = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t)
 
 
 def bench_warm(image: str, n: int) -> dict:
     from ..pipeline import Pipeline
 
-    pipe = Pipeline.from_pretrained()
     qs = [WARM_QUESTIONS[i % len(WARM_QUESTIONS)] for i in range(n)]
-    pipe.answer(image, qs[0])  # loads the models and parses the image
-    t = time.perf_counter()
-    for q in qs:
-        pipe.answer(image, q)
-    single = n / (time.perf_counter() - t)
-    t = time.perf_counter()
-    pipe.answer_many(image, qs)
-    many = n / (time.perf_counter() - t)
-    t = time.perf_counter()
-    pipe.answer_many(image, qs, reasoner="nsm")
-    nsm = n / (time.perf_counter() - t)
-    return {"questions": n, "answer_qps": round(single, 1), "answer_many_qps": round(many, 1),
-            "answer_many_nsm_qps": round(nsm, 1)}
+    out: dict = {"questions": n}
+    pipes = {b: Pipeline.from_pretrained(backend=b) for b in ("numpy", "torch")}
+    for pipe in pipes.values():
+        pipe.answer(image, qs[0])  # loads the models and parses the image
+    for b, pipe in pipes.items():
+        key = "answer_qps" if b == "numpy" else "answer_torch_qps"
+        out[key] = round(_qps(lambda: [pipe.answer(image, q) for q in qs], n), 1)
+        parse = round(_qps(lambda: [pipe.programs([q]) for q in qs], n), 1)
+        out["parse_qps" if b == "numpy" else "parse_torch_qps"] = parse
+    pipe = pipes["numpy"]
+    programs = {q: pipe.programs([q])[0][0] for q in WARM_QUESTIONS}
+    out["reason_qps"] = round(_qps(lambda: [pipe.answer(image, q, program=programs[q]) for q in qs], n), 1)
+    out["answer_many_qps"] = round(_qps(lambda: pipe.answer_many(image, qs), n), 1)
+    out["answer_many_nsm_qps"] = round(_qps(lambda: pipe.answer_many(image, qs, reasoner="nsm"), n), 1)
+    return out
 
 
 def bench_workers(scenes: int, per_scene: int, workers: int) -> dict:
@@ -114,11 +126,14 @@ def run(args) -> int:
     print(f"{report['cpus']} CPUs, load {report['load_before']} -> {report['load_after']}")
     if "cold" in report:
         c = report["cold"]
-        print(f"cold start: `vqa answer --image --question` {c['answer_s']:.2f} s (median of {len(c['answer_all_s'])}; "
-              f"all {c['answer_all_s']}); `python -c 'import torch'` alone {c['import_torch_s']:.2f} s")
+        print(f"cold start: `vqa answer --image --question` {c['answer_s']:.2f} s (numpy runtime, median of "
+              f"{len(c['answer_all_s'])}; all {c['answer_all_s']}); with --backend torch {c['answer_torch_s']:.2f} s; "
+              f"`python -c 'import torch'` alone {c['import_torch_s']:.2f} s")
     if "warm" in report:
         w = report["warm"]
-        print(f"warm, {w['questions']} questions about one image: answer() {w['answer_qps']} q/s, "
+        print(f"warm, {w['questions']} questions about one image: answer() {w['answer_qps']} q/s "
+              f"(torch backend {w['answer_torch_qps']}); of which parsing alone {w['parse_qps']} q/s "
+              f"(torch {w['parse_torch_qps']}), answering given programs {w['reason_qps']} q/s; "
               f"answer_many() {w['answer_many_qps']} q/s (ASP), {w['answer_many_nsm_qps']} q/s (NSM)")
     if "workers" in report:
         r = report["workers"]
