@@ -4,9 +4,14 @@
   DGQA, PGQA) in one `Attention` module.
 - `vit`: the ViT backbone, its config and registry of sizes.
 - `convert`: MHA checkpoint -> grouped K/V heads by mean-pooling.
+- `mixsga`: token-routed weight-shared GQA experts (variant "mixsga" of `Attention`).
+- `mla`: multi-head latent attention and the TransMLA conversion of GQA layers.
+- `head_search`: cost-optimal (width, H_q, H_kv, d_head) search (`vqa bench attention --search`).
 - `bench`: the side-by-side benchmark behind `vqa bench attention`.
 """
 from .attention import VARIANTS, Attention, allocate_query_heads, explicit_attention, resolve_heads
+from .mixsga import MixSGAttention, mixsga_aux_loss
+from .mla import MLAttention, kv_cache_bytes, mla_from_gqa, seq2seq_to_mla
 from .convert import convert_attention, convert_model, convert_vit_checkpoint, pool_kv_heads
 from .vit import (VIT_SIZES, ViT, ViTConfig, autocast, create_vit, register_vit, vit_checkpoint,
                   vit_config, vit_from_checkpoint)
@@ -14,4 +19,5 @@ from .vit import (VIT_SIZES, ViT, ViTConfig, autocast, create_vit, register_vit,
 __all__ = ["VARIANTS", "Attention", "allocate_query_heads", "explicit_attention", "resolve_heads",
            "convert_attention", "convert_model", "convert_vit_checkpoint", "pool_kv_heads",
            "VIT_SIZES", "ViT", "ViTConfig", "autocast", "create_vit", "register_vit", "vit_checkpoint",
-           "vit_config", "vit_from_checkpoint"]
+           "vit_config", "vit_from_checkpoint", "MixSGAttention", "mixsga_aux_loss", "MLAttention",
+           "kv_cache_bytes", "mla_from_gqa", "seq2seq_to_mla"]

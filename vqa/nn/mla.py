@@ -319,8 +319,11 @@ def parser_cache_report(questions: list[str], ranks=(96, 64, 48, 32, 16), *, che
             tgt[i, :len(r)] = torch.tensor(r)
         return tgt
 
+    def encode(texts):                     # numpy or torch, depending on the parser's version
+        return torch.as_tensor(parser.encode_batch(texts), dtype=torch.long)
+
     base = parser.parse_batch(held)
-    src, tgt = parser.encode_batch(held), targets(base)
+    src, tgt = encode(held), targets(base)
     keep = tgt != pad
     with torch.no_grad():
         ref = model(src, tgt)
@@ -343,7 +346,7 @@ def parser_cache_report(questions: list[str], ranks=(96, 64, 48, 32, 16), *, che
              "max_abs_logit_diff": 0.0, "program_agreement": 1.0}]
     rows.append({"form": "mla (TransMLA, exact)", "latent_dim": mla.decoder[0].self_attn.latent_dim,
                  "bytes_per_token": kv_cache_bytes(mla, prefix="decoder"), **measure(mla)})
-    c_src, c_base = parser.encode_batch(calib), parser.parse_batch(calib)
+    c_src, c_base = encode(calib), parser.parse_batch(calib)
     c_tgt = targets(c_base)
     c_mem_mask, c_tgt_mask = c_src != pad, c_tgt != pad
     latents = collect_latents(mla, lambda: mla(c_src, c_tgt),
