@@ -27,9 +27,11 @@ from collections import OrderedDict
 from pathlib import Path
 
 from .datasets import clevr
+from .datasets.jsonstream import stream_list
 from .errors import DataError, VQAError
 from .program import Program
 from .question import Question
+from .scene import SceneGraph, clevr_image_id
 from .report import FINAL_FUNCTION_GROUPS, format_report, score_records, write_reports  # noqa: F401 (re-exported)
 
 REASONERS = ("asp", "reference")  # "executor" is accepted for "reference"
@@ -59,11 +61,14 @@ class _Answerer:
     def __init__(self, settings: dict):
         self.s = settings
         reasoner = settings["reasoner"]
-        if reasoner == "nsm" or settings["scene_source"] == "predicted" or settings["program_source"] == "parsed":
+        # one compute thread per process: the models are small, parallelism comes from
+        # --workers, and oversubscribed threads make every small operation wait
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+        if reasoner == "nsm" or _uses_torch(settings):
             import torch
 
-            # one thread per process: the models are small, parallelism comes from --workers,
-            # and oversubscribed threads make every small operation wait (seconds per batch)
             torch.set_num_threads(1)
         if reasoner == "asp":
             from .reason.asp import ASPReasoner
@@ -73,16 +78,9 @@ class _Answerer:
             from .reason.nsm import NSMReasoner
 
             self.nsm = NSMReasoner.from_checkpoint(settings.get("nsm_checkpoint"))
-        self.scene_parser = None
-        if settings["scene_source"] == "predicted":
-            from .vision.scene_parser import load_scene_parser
-
-            self.scene_parser = load_scene_parser(settings.get("scene_checkpoint"))
-        self.question_parser = None
-        if settings["program_source"] == "parsed":
-            from .language.parser import load_question_parser
-
-            self.question_parser = load_question_parser(settings.get("parser_checkpoint"))
+        pipe = _pipeline(settings)
+        self.scene_parser = pipe.scene_parser if settings["scene_source"] == "predicted" else None
+        self.question_parser = pipe.question_parser if settings["program_source"] == "parsed" else None
 
     def __call__(self, chunk: list[tuple]) -> list[dict]:
         """chunk: [(image_id, gold scene or None, image path or None, [question record dicts])]."""
@@ -92,6 +90,14 @@ class _Answerer:
                 scene = _FORKED_SCENES[image_id]
             if self.scene_parser is not None:
                 scene = self.scene_parser.parse_image(image_path)
+            elif scene is not None:
+                index, rec = scene
+                scene = SceneGraph.from_clevr(rec, file=self.s["scenes"], record=clevr._scene_record_id(rec, index))
+            for q in questions:
+                raw = q.pop("raw_program", None)
+                q["program"] = None if raw is None else Program.from_clevr(raw, file=self.s["questions"],
+                                                                           record=q["qid"])
+                q["function"] = final_function(q["program"])
             programs = []
             parsed = self.question_parser.parse_batch([q["text"] for q in questions]) if self.question_parser else None
             for k, q in enumerate(questions):
@@ -205,17 +211,21 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
         i, n = shard
         if not (n >= 1 and 0 <= i < n):
             raise VQAError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
-    scene_graphs = clevr.load_scenes(scenes) if scene_source == "gold" else None
-    by_image: OrderedDict[str, list[Question]] = OrderedDict()
+    # the main process only reads records; programs and scene graphs are built by the workers
+    scene_records = None
+    if scene_source == "gold":
+        scene_records = {clevr_image_id(rec): (i, rec) for i, rec in enumerate(clevr.iter_scene_records(scenes))}
+    by_image: OrderedDict[str, list[dict]] = OrderedDict()
     n_q = 0
-    for q in clevr.iter_questions(questions):
+    for i, rec in enumerate(stream_list(questions, "questions")):
         if limit is not None and n_q >= limit:
             break
         n_q += 1
-        if scene_graphs is not None and q.image_id not in scene_graphs:
-            raise DataError(f"no scene for image {q.image_id!r} in {scenes}", file=questions, record=q.qid,
+        q = _record(rec, questions, i)
+        if scene_records is not None and q["image"] not in scene_records:
+            raise DataError(f"no scene for image {q['image']!r} in {scenes}", file=questions, record=q["qid"],
                             field="image_filename")
-        by_image.setdefault(q.image_id, []).append(q)
+        by_image.setdefault(q["image"], []).append(q)
     images_list = list(by_image)
     if shard is not None:
         images_list = images_list[shard[0]::shard[1]]
@@ -225,10 +235,10 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
     for k in range(0, len(images_list), scenes_per_call):
         chunk = []
         for image_id in images_list[k:k + scenes_per_call]:
-            qs = [_record(q) for q in by_image[image_id] if q.qid not in done]
+            qs = [q for q in by_image[image_id] if q["qid"] not in done]
             if qs:
                 image_path = Path(images) / f"{image_id}.png" if images else None
-                chunk.append((image_id, scene_graphs[image_id] if scene_graphs else None, image_path, qs))
+                chunk.append((image_id, scene_records[image_id] if scene_records else None, image_path, qs))
                 todo += len(qs)
         if chunk:
             chunks.append(chunk)
@@ -249,7 +259,7 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
         if sink is not None:
             sink.close()
     seconds = time.perf_counter() - start
-    wanted = [q.qid for image_id in images_list for q in by_image[image_id]]
+    wanted = [q["qid"] for image_id in images_list for q in by_image[image_id]]
     report = score_records([records[qid] for qid in wanted if qid in records])
     report.update({**{k: settings[k] for k in ("dataset", "reasoner", "scene_source", "program_source")},
                    "questions_file": str(questions), "scenes_file": str(scenes), "workers": workers,
@@ -261,9 +271,29 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
     return report
 
 
-def _record(q: Question) -> dict:
-    return {"qid": q.qid, "image": q.image_id, "text": q.text, "program": q.program, "answer": q.answer,
-            "template": template_group(q), "function": final_function(q.program), "family": q.family}
+def _record(rec, file, index: int) -> dict:
+    """A question record for the workers: checked and normalised like `clevr.question_from_record`,
+    the program kept raw (`raw_program`; the worker builds the `Program`)."""
+    q = clevr.question_from_record(rec, file=file, index=index, parse_program=False)
+    return {"qid": q.qid, "image": q.image_id, "text": q.text, "raw_program": rec.get("program"),
+            "answer": q.answer, "template": template_group(q), "family": q.family}
+
+
+def _pipeline(settings: dict):
+    """A `Pipeline` that resolves the scene/question parser checkpoints and backend as `vqa answer` does."""
+    from .pipeline import Pipeline
+
+    return Pipeline(scene_checkpoint=settings.get("scene_checkpoint"),
+                    parser_checkpoint=settings.get("parser_checkpoint"), threads=None)
+
+
+def _uses_torch(settings: dict) -> bool:
+    """Whether answering needs torch (the NSM, or a parser without a numpy export)."""
+    if settings["reasoner"] == "nsm":
+        return True
+    pipe = _pipeline(settings)
+    return ((settings["scene_source"] == "predicted" and pipe.checkpoint("scene").suffix != ".npz")
+            or (settings["program_source"] == "parsed" and pipe.checkpoint("parser").suffix != ".npz"))
 
 
 def _map(chunks, settings, workers: int, progress):
@@ -277,10 +307,9 @@ def _map(chunks, settings, workers: int, progress):
                     bar.update(len(res))
                 yield res
             return
-        # fork starts workers in a fraction of a second; the torch models (NSM, scene and
-        # question parsers) get fresh spawned processes (torch's thread pools do not survive fork)
-        torch_free = (settings["reasoner"] != "nsm" and settings["scene_source"] == "gold"
-                      and settings["program_source"] == "gold")
+        # fork starts workers in a fraction of a second; torch models (the NSM, parsers without
+        # a numpy export) get fresh spawned processes (torch's thread pools do not survive fork)
+        torch_free = not _uses_torch(settings)
         global _FORKED_SCENES
         fork = torch_free and "fork" in mp.get_all_start_methods()
         if fork:  # the workers inherit the scenes: chunks carry image ids only

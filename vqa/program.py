@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from .errors import DataError, Problem
 from .ontology import CLEVR_FUNCTIONS, OBJECT, OBJECTS, arg_vocabulary
 
+_BRACKET = re.compile(r"([\w]+)\[(.*)\]")
 GQA_OPERATIONS = ("select", "relate", "filter", "query", "verify", "choose", "exist", "and", "or",
                   "same", "different", "common")
 
@@ -80,33 +81,38 @@ class Program:
             raise DataError("expected a list of steps", file=file, record=record, field="program")
         steps = []
         for i, r in enumerate(records):
-            where = dict(file=file, record=record, field=f"program[{i}]")
+            def fail(msg, field=f"program[{i}]"):
+                return DataError(msg, file=file, record=record, field=field)
+
             if not isinstance(r, dict):
-                raise DataError(f"expected a step object, got {type(r).__name__}", **where)
+                raise fail(f"expected a step object, got {type(r).__name__}")
             if "function" in r:
                 op_key, arg_key = "function", "value_inputs"
             elif "type" in r:
                 op_key, arg_key = "type", "side_inputs"
             else:
-                raise DataError("step has neither 'function' (released form) nor 'type' (generator form)", **where)
+                raise fail("step has neither 'function' (released form) nor 'type' (generator form)")
             op = r[op_key]
-            if not isinstance(op, str):
-                raise DataError(f"expected a function name string, got {op!r}", **where)
+            if type(op) is not str:
+                raise fail(f"expected a function name string, got {op!r}")
             args = r.get(arg_key, [])
-            bracket = re.fullmatch(r"([\w]+)\[(.*)\]", op)
-            extra = {k: v for k, v in r.items() if k not in (op_key, arg_key, "inputs")}
+            extra = {k: v for k, v in r.items() if k != op_key and k != arg_key and k != "inputs"}
             extra["vqa:form"] = op_key
             if arg_key not in r:
                 extra["vqa:no_args"] = True
-            if bracket:  # early CLEVR/iep files: "filter_color[red]"
-                op, args = bracket.group(1), [bracket.group(2)]
-                extra["vqa:bracket"] = True
+            if op.endswith("]"):
+                bracket = _BRACKET.fullmatch(op)
+                if bracket:  # early CLEVR/iep files: "filter_color[red]"
+                    op, args = bracket.group(1), [bracket.group(2)]
+                    extra["vqa:bracket"] = True
             inputs = r.get("inputs", [])
-            if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-                raise DataError(f"expected a list of strings, got {args!r}", **where | {"field": f"program[{i}].{arg_key}"})
-            if not isinstance(inputs, list) or not all(isinstance(k, int) and not isinstance(k, bool) for k in inputs):
-                raise DataError(f"expected a list of step indices, got {inputs!r}",
-                                **where | {"field": f"program[{i}].inputs"})
+            if type(args) is not list or any(type(a) is not str for a in args):
+                if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+                    raise fail(f"expected a list of strings, got {args!r}", f"program[{i}].{arg_key}")
+            if type(inputs) is not list or any(type(k) is not int for k in inputs):
+                if not isinstance(inputs, list) or not all(isinstance(k, int) and not isinstance(k, bool)
+                                                           for k in inputs):
+                    raise fail(f"expected a list of step indices, got {inputs!r}", f"program[{i}].inputs")
             steps.append(Step(op, tuple(args), tuple(inputs), extra))
         return cls(steps, source="clevr")
 

@@ -39,14 +39,15 @@ def load_scenes(path: str | Path) -> dict[str, SceneGraph]:
     return out
 
 
-def question_from_record(rec: dict, *, file=None, index: int = 0) -> Question:
+def question_from_record(rec: dict, *, file=None, index: int = 0, parse_program: bool = True) -> Question:
+    """A checked `Question`; with parse_program=False the program is left unparsed (None)."""
     rid = rec.get("question_index", index) if isinstance(rec, dict) else index
     loc = dict(file=file, record_id=rid)
     require(rec, "question", str, **loc)
     if "image_filename" not in rec:
         require(rec, "image_index", int, **loc, what="an integer (or an 'image_filename')")
     program = None
-    if "program" in rec:
+    if "program" in rec and parse_program:
         program = Program.from_clevr(rec["program"], file=file, record=rid)
     answer = rec.get("answer")
     meta = {k: rec[k] for k in ("split", "image_index", "image_filename", "question_family_index",
