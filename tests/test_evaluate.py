@@ -141,3 +141,23 @@ def test_resume_skips_answered_questions(tmp_path):
     assert again["resumed"] == 10 and again["answered_now"] == again["total"] - 10 and again["accuracy"] == 1.0
     with pytest.raises(VQAError, match="other settings"):
         evaluate_clevr(q, s, reasoner="reference", predictions=pred)
+
+
+def test_predicted_scenes_and_parsed_programs_with_forked_workers(tmp_path):
+    """The numpy runtime lets the scene and question parsers run in forked workers; the
+    predictions must not depend on the number of workers."""
+    from vqa.datasets.synth.generate import generate_dataset
+
+    root = tmp_path / "img"
+    generate_dataset(root, num_scenes=4, questions_per_scene=3, seed=7, split="val", image_size=(192, 128))
+    q, s = root / "questions/CLEVR_val_questions.json", root / "scenes/CLEVR_val_scenes.json"
+    kw = dict(scene_source="predicted", program_source="parsed", images=root / "images/val")
+    one = evaluate_clevr(q, s, predictions=tmp_path / "one.jsonl", **kw)
+    two = evaluate_clevr(q, s, workers=2, predictions=tmp_path / "two.jsonl", **kw)
+    assert one["total"] == two["total"] == 12
+
+    def preds(p):
+        return sorted((r["qid"], r["prediction"], r.get("program_match")) for r in map(json.loads, p.read_text().splitlines()[1:]))
+
+    assert preds(tmp_path / "one.jsonl") == preds(tmp_path / "two.jsonl")
+    assert one["correct"] >= 6  # the shipped models on easy generated scenes
