@@ -175,7 +175,9 @@ def greedy_search(stepper: Stepper, grammar: PrefixGrammar) -> list[Decoded]:
                 probs[b].append(math.exp(float(lp[b, t])))
                 states[b] = grammar.step(states[b], t)
             nxt[b] = t
-        if all(finished):
+        if all(f or s.done for f, s in zip(finished, states)):
+            # every open program is complete: EOS is the only allowed token (probability 1,
+            # log-probability 0), so the model need not run again
             break
         logits = stepper.step(nxt)
     return [Decoded(c, [vocab.tokens[i] for i in c], lq, p) for c, lq, p in zip(chosen, logp, probs)]
