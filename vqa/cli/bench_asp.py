@@ -11,6 +11,8 @@ def register(sub) -> None:
     p.add_argument("--source", choices=["generated", "random"], default="generated",
                    help="question generator (generated) or random-program fuzzer (random)")
     p.add_argument("--scenes-per-call", type=int, default=8, help="scenes per clingo call for (a')")
+    p.add_argument("--large-call", type=int, metavar="N",
+                   help="also measure (a''): all questions of N scenes in one clingo call (e.g. 100)")
     p.add_argument("--repeats", type=int, default=1, help="best of N timings per method")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-explain", action="store_true", help="leave the per-step traces out (as vqa evaluate does)")
@@ -22,10 +24,10 @@ def run(args) -> int:
     from ..errors import VQAError
     from ..reason.asp_bench import format_benchmark, run_benchmark
 
-    if args.scenes < 1 or args.questions_per_scene < 1 or args.scenes_per_call < 1:
-        raise VQAError("--scenes, --questions-per-scene and --scenes-per-call must be >= 1")
+    if min(args.scenes, args.questions_per_scene, args.scenes_per_call, args.large_call or 1) < 1:
+        raise VQAError("--scenes, --questions-per-scene, --scenes-per-call and --large-call must be >= 1")
     report = run_benchmark(args.scenes, args.questions_per_scene, seed=args.seed, source=args.source,
-                           scenes_per_call=args.scenes_per_call, repeats=args.repeats,
+                           scenes_per_call=args.scenes_per_call, large_call=args.large_call, repeats=args.repeats,
                            explain=not args.no_explain)
     print(json.dumps(report, indent=1) if args.json else format_benchmark(report))
     return 0 if all(m["mismatches"] == 0 for m in report["methods"].values()) else 1

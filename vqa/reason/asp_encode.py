@@ -309,27 +309,42 @@ def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probabilit
     runs, has, novalue = terms["run"], terms["has"], terms["novalue"]
     offset = q = 0
     for s, (scene, programs) in enumerate(batch):
-        if not all(map(is_checked, programs)):
-            return None
         objects = scene.objects
         if any(o.score < 1.0 for o in objects):
             return None
+        # the programs first (one shared program; None when one is not checked)
+        pid = n + s
+        nodes: dict[tuple, int] = {}
+        facts: list[str] = []
+        maps: list[list[int]] = []
+        asked = set()
+        for program in programs:
+            ids = _shared_steps(program, pid, nodes, facts, asked)
+            if ids is None:
+                return None
+            maps.append(ids)
         w = f"g({s})"
         # the scene's one reading (as _gold_reading, without pools)
         for i, o in enumerate(objects, offset):
             terms["in"].append(f"in({w},{i})")
-            valued = []
+            valued = 0
             for cat, dist in o.attributes.items():
-                support = [v for v, p in dist.items() if p > min_probability]
-                if len(support) > 1:
-                    return None
-                if support:
-                    c = term(cat)
-                    valued.append(c)
-                    has.append(f"has({w},{i},{c},{term(support[0])})")
-            if len(valued) < len(_CATEGORIES):
-                novalue.extend(f"novalue({w},{i},{c})" for c in _CATEGORIES if c not in valued)
-        asked = {st.args[0] for p in programs for st in p.steps if st.op == "relate"}
+                if len(dist) == 1:
+                    (v, p), = dist.items()
+                    if p <= min_probability:
+                        continue
+                else:
+                    support = [v for v, p in dist.items() if p > min_probability]
+                    if len(support) > 1:
+                        return None
+                    if not support:
+                        continue
+                    v = support[0]
+                valued += 1
+                has.append(f"has({w},{i},{term(cat)},{term(v)})")
+            if valued < len(_CATEGORIES):
+                cats = {term(c) for c, d in o.attributes.items() if any(p > min_probability for p in d.values())}
+                novalue.extend(f"novalue({w},{i},{c})" for c in _CATEGORIES if c not in cats)
         if asked:
             relations = scene.relations
             if not relations and scene.directions and objects and all(o.position is not None for o in objects):
@@ -348,23 +363,11 @@ def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probabilit
         offset += len(objects)
         encodings.append(enc)
         if programs:
-            pid = enc.shared_id = n + s
+            enc.shared_id = pid
             terms["world"].append(f"world({pid},{w})")
-            nodes: dict[tuple, int] = {}
-            finals = set()
-            for k, program in enumerate(programs, q):
-                ids: list[int] = []
-                for st in program.steps:
-                    f = _FUNCTION_TERMS[st.op]
-                    key = (f, st.args, tuple(ids[j] for j in st.inputs))
-                    m = nodes.get(key)
-                    if m is None:
-                        m = nodes[key] = len(nodes)
-                        runs.append(_step_fact(pid, m, f, st, key[2])[:-1])
-                    ids.append(m)
-                enc.shared[k] = ids
-                finals.add(ids[-1])
-            terms["final"].extend(f"final({pid},{m})" for m in sorted(finals))
+            runs.extend(facts)
+            enc.shared = dict(enumerate(maps, q))
+            terms["final"].extend(f"final({pid},{m})" for m in {ids[-1] for ids in maps})
             q += len(programs)
     return encodings, terms
 
@@ -388,3 +391,45 @@ def _relation_facts(w: str, r: str, below: dict[int, set[int]], objects, terms: 
                               for o in objects)
     else:
         terms["holds"].extend(f"holds({w},{a},{r},{b})" for a, bs in below.items() for b in sorted(bs))
+
+
+# per function: (number of inputs, number of values, input kinds, output kind, term)
+_SPECS = {name: (spec.arity, 1 if spec.arg else 0, spec.inputs, spec.output, _FUNCTION_TERMS[name])
+          for name, spec in CLEVR_FUNCTIONS.items()}
+
+
+def _shared_steps(program: Program, pid: int, nodes: dict[tuple, int], facts: list[str], asked: set[str]
+                  ) -> list[int] | None:
+    """`program` as part of shared program `pid` (`encode_shared`, in one pass with
+    `is_checked`): the shared step of each of its steps, the new steps' run/5 terms
+    appended to `facts`, the relations it reads added to `asked`; None when the program
+    does not pass `is_checked`."""
+    kinds: list[str] = []
+    ids: list[int] = []
+    for i, st in enumerate(program.steps):
+        spec = _SPECS.get(st.op)
+        if spec is None:
+            return None
+        arity, nargs, wants, output, f = spec
+        inputs, args = st.inputs, st.args
+        if len(inputs) != arity or len(args) != nargs:
+            return None
+        for j, want in zip(inputs, wants):
+            if not 0 <= j < i or kinds[j] != want:
+                return None
+        kinds.append(output)
+        shared_inputs = tuple(ids[j] for j in inputs)
+        key = (f, args, shared_inputs)
+        m = nodes.get(key)
+        if m is None:
+            m = nodes[key] = len(nodes)
+            if f == "relate":
+                asked.add(args[0])
+            value = term(args[0]) if args else "()"
+            ins = ("()" if not shared_inputs else f"({shared_inputs[0]},)" if arity == 1
+                   else f"({shared_inputs[0]},{shared_inputs[1]})")
+            facts.append(f"run({pid},{m},{f},{value},{ins})")
+        ids.append(m)
+    if not kinds or kinds[-1] in (OBJECTS, OBJECT):
+        return None
+    return ids
