@@ -16,12 +16,9 @@ Architecture (a hybrid ViT, as in the original ViT paper's "hybrid" models):
 
 Parsing with `flip_tta` (the default) averages the logits of the image and of its mirror image
 (mapped back) before decoding: twice the compute, fewer shape errors and missed objects.
-Decoding: local maxima of sigmoid(heat) above `score_threshold` (3x3 max pool), greedy box NMS
-(`vqa.vision.nms`, the rule of `torchvision.ops.nms`), attribute distributions = softmax, `score` = objectness.
-Positions: the predicted pixel centre is cast back through CLEVR's camera (35 mm lens,
-32 mm sensor, un-jittered location) onto the horizontal plane at the object's half
-height (from its predicted shape and size); relations then follow CLEVR's rule
-(`vqa.scene.clevr_relations`) with the camera's `directions`.
+Decoding the maps into a SceneGraph (peaks, NMS, attribute distributions, 3-D positions
+through CLEVR's camera, relations) is torch-free and lives in `vqa.vision.core`, shared with
+the numpy runtime (`vqa.runtime.scene_parser`).
 
     parser = load_scene_parser("data/checkpoints/scene_parser.pt")
     graph = parser.parse_image("CLEVR_val_000000.png")      # SceneGraph
