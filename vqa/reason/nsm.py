@@ -76,7 +76,8 @@ class NSMConfig:
 class NSM(nn.Module):
     """In: a `collate` batch. Out: dict with logits (B, A), states (B, S, n) soft sets,
     dists (B, S, n) distributions, registers (B, S, n) register soft sets, op (B, S, 4),
-    keep (B, S), rel (B, S) gate values, anstype (B, P) the answer's property type."""
+    keep (B, S), rel (B, S) gate values, anstype (B, P) the answer's property type, att (B, S, T)
+    each instruction's attention over the question words."""
 
     def __init__(self, config: NSMConfig, ontology: NSMOntology, vocab_size: int):
         super().__init__()
@@ -269,7 +270,7 @@ class NSM(nn.Module):
         states = torch.stack(states, 1)  # (B, S, n)
         r_ans = torch.softmax(self.ans_type(q), -1)  # (B, P): the property type the answer is about
         out = {"states": states, "dists": self.normalise(states, mask[:, None]), "op": op, "keep": keep,
-               "rel": w_rel, "ptype": r, "registers": torch.stack(regs, 1), "anstype": r_ans}
+               "rel": w_rel, "ptype": r, "registers": torch.stack(regs, 1), "anstype": r_ans, "att": att}
         m_f, c_f = self.read(a, mask, nodes, r_ans)
         m_r, c_r = self.read(reg, mask, nodes, r_ans)
         ks = torch.arange(MAX_COUNT + 1, device=a.device, dtype=a.dtype)

@@ -131,6 +131,7 @@ class MacroStep:
     target: list[int]  # object indices in the state after the step
     restart: int = -1  # 1: start again from all objects, 0: filter the current set, -1: n/a
     relation: int = -1  # 1: relation shift, 0: property shift, -1: n/a
+    concepts: tuple[str, ...] = ()  # the concept values the step's question words name (filters, relation)
 
 
 def macro_steps(program: Program, scene: SceneGraph, index: dict[str, int] | None = None,
@@ -157,14 +158,15 @@ def macro_steps(program: Program, scene: SceneGraph, index: dict[str, int] | Non
             j = i
             while j < len(steps) and (steps[j].op.startswith("filter_") or steps[j].op == "unique"):
                 j += 1
-            out.append(MacroStep("shift", objs(j - 1), restart=int(restart), relation=0))
+            values = tuple(a for st in steps[i:j] if st.op.startswith("filter_") for a in st.args)
+            out.append(MacroStep("shift", objs(j - 1), restart=int(restart), relation=0, concepts=values))
             restart, i = False, j
             continue
         if restart:  # a branch that is the whole scene
             out.append(MacroStep("shift", sorted(index[o] for o in scene.ids), restart=1, relation=0))
             restart = False
         if op == "relate" or op.startswith("same_"):
-            out.append(MacroStep("shift", objs(i), relation=1))
+            out.append(MacroStep("shift", objs(i), relation=1, concepts=tuple(steps[i].args) if op == "relate" else ()))
         elif op in ("intersect", "union"):
             out.append(MacroStep("and" if op == "intersect" else "or", objs(i)))
         i += 1
@@ -228,7 +230,14 @@ def encode_example(ontology: NSMOntology, vocab: Vocab, scene: SceneGraph, text:
                 reg = last
             register[k, reg] = 1.0
             last = m.target
-        ex["trace"] = {"target": tgt, "op": op, "restart": restart, "relation": relation, "register": register}
+        # which question words each step should attend to: the words naming its concepts
+        names = [ontology.synonyms.get(w, w) for w in tokenize(text)] or [""]
+        words = torch.zeros(steps, len(names))
+        for k, m in enumerate(macros):
+            if m.concepts:
+                words[k] = torch.tensor([float(w in m.concepts) for w in names])
+        ex["trace"] = {"target": tgt, "op": op, "restart": restart, "relation": relation, "register": register,
+                       "words": words}
     return ex
 
 
@@ -258,7 +267,8 @@ def collate(examples: list[dict]) -> dict:
     Out: words (B, T) long, word_mask (B, T) bool, props list of (B, n, V_j), rels
     (B, n, n, R), score (B, n), node_mask (B, n) bool, answer (B,) long (-1 unknown),
     anstype (B,) long (-1 none), cmptype (B,) long (COMPARE_OPS index, -1 unknown), has_trace (B,) bool, target (B, S, n), register (B, S, n),
-    op (B, S) long, restart (B, S), relation (B, S).
+    op (B, S) long, restart (B, S), relation (B, S), att_words (B, S, T) the words each step
+    should attend to (all zero: no such words).
     """
     B = len(examples)
     T = max(len(e["words"]) for e in examples)
@@ -277,6 +287,7 @@ def collate(examples: list[dict]) -> dict:
     restart = torch.full((B, S), -1.0)
     relation = torch.full((B, S), -1.0)
     has_trace = torch.zeros(B, dtype=torch.bool)
+    att_words = torch.zeros(B, S, T)
     for b, e in enumerate(examples):
         w = e["words"]
         words[b, :len(w)] = w
@@ -293,13 +304,15 @@ def collate(examples: list[dict]) -> dict:
             target[b, :, :k] = tr["target"]
             if "register" in tr:
                 register[b, :, :k] = tr["register"]
+            if "words" in tr:
+                att_words[b, :, :tr["words"].shape[1]] = tr["words"]
             op[b], restart[b], relation[b] = tr["op"], tr["restart"], tr["relation"]
     return {"words": words, "word_mask": words != 0, "props": props, "rels": rels, "score": score,
             "node_mask": node_mask, "answer": torch.tensor([e["answer"] for e in examples]),
             "anstype": torch.tensor([e.get("anstype", -1) for e in examples]),
             "cmptype": torch.tensor([e.get("cmptype", -1) for e in examples]),
             "has_trace": has_trace, "target": target, "register": register, "op": op, "restart": restart,
-            "relation": relation,
+            "relation": relation, "att_words": att_words,
             "ids": [e["scene"]["ids"] for e in examples], "family": [e["family"] for e in examples]}
 
 

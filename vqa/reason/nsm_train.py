@@ -124,7 +124,7 @@ def load_examples(root, split: str, ontology: NSMOntology, vocab: Vocab | None, 
 
 def loss_fn(out: dict, batch: dict, trace_weight: float) -> tuple[torch.Tensor, dict]:
     """Answer cross-entropy + trace_weight * (state BCE + register BCE + op NLL +
-    keep/relation BCE + answer-type NLL)."""
+    keep/relation BCE + answer-type NLL + instruction attention NLL on the step's words)."""
     ce = F.cross_entropy(out["logits"], batch["answer"], ignore_index=-1)
     parts = {"answer": ce.item()}
     loss = ce
@@ -162,9 +162,20 @@ def loss_fn(out: dict, batch: dict, trace_weight: float) -> tuple[torch.Tensor, 
         keep_loss = gate(out["keep"][has], torch.where(restart >= 0, 1 - restart, restart))
         rel_loss = gate(out["rel"][has], batch["relation"][has])
         trace = state_loss + reg_loss + op_loss + keep_loss + rel_loss
-        loss = loss + trace_weight * trace
         parts.update(state=state_loss.item(), reg=reg_loss.item(), op=op_loss.item(), keep=keep_loss.item(),
                      rel=rel_loss.item())
+        if "att" in out and "att_words" in batch:
+            # each step's instruction attends to the words naming its concepts (filter values,
+            # the relation): without it the second branch of and/or questions attended to the
+            # word "and"/"or" and never found its object
+            att = out["att"][has]
+            words = batch["att_words"][has][..., :att.shape[-1]]
+            on = words.sum(-1) > 0
+            if bool(on.any()):
+                att_loss = -torch.log((att * words).sum(-1)[on].clamp(min=1e-6)).mean()
+                trace = trace + att_loss
+                parts["att"] = att_loss.item()
+        loss = loss + trace_weight * trace
     return loss, parts
 
 
