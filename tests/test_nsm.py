@@ -347,3 +347,32 @@ def test_traces_on_predicted_scenes_skip_unsure_objects():
     wrong = encode_example(ONT, vocab, soft, f"How many {color} things are there?", prog, str(sure + 1), steps=3,
                            trace_min_score=0.5)
     assert "trace" not in wrong and wrong["answer"] == ONT.answers.index(str(sure + 1))
+
+
+def test_steps_name_their_words():
+    """Each property or relation step's trace marks the question words naming its concepts
+    (synonyms included), the target of the instruction attention."""
+    rng = random.Random(5)
+    scene = random_scene(rng, (5, 8))
+    o = scene.objects[0]
+    color, shape = o.value("color"), o.value("shape")
+    word = {"cube": "block", "sphere": "ball", "cylinder": "cylinder"}[shape]
+    text = f"How many things are left of the {color} {word} or small?"
+    prog = Program.parse(f"count(union(relate[left](unique(filter_shape[{shape}](filter_color[{color}](scene)))), "
+                         f"filter_size[small](scene)))")
+    assert [s.concepts for s in macro_steps(prog, scene)] == [(color, shape), ("left",), ("small",), ()]
+    vocab = Vocab.build([text], ONT)
+    ex = encode_example(ONT, vocab, scene, text, prog, execute(prog, scene).answer, steps=5)
+    words = ex["trace"]["words"]
+    toks = text.lower().rstrip("?").split()
+    assert words.shape == (5, len(toks))
+    assert [toks[i] for i in words[0].nonzero().flatten()] == [color, word]
+    assert [toks[i] for i in words[1].nonzero().flatten()] == ["left"]
+    assert [toks[i] for i in words[2].nonzero().flatten()] == ["small"]
+    assert words[3:].sum() == 0
+    batch = collate([ex])
+    assert batch["att_words"].shape == (1, 5, len(toks))
+    model = NSM(NSMConfig(dim=16, steps=5), ONT, len(vocab))
+    out = model(batch)
+    loss, parts = loss_fn(out, batch, 1.0)
+    assert "att" in parts and torch.isfinite(loss)
