@@ -339,3 +339,17 @@ def test_bench_cli_search(capsys):
         r["flops_per_token"] for r in out["rows"])
     assert all(0 <= r["accuracy"] <= 1 and r["us_per_token"] > 0 for r in out["rows"])
     assert main(["bench", "attention", "--search", "--tokens", "4", "--queries", "4"]) == 2
+
+
+def test_mixsga_hard_mode_trains_on_the_eval_forward_with_router_gradients():
+    torch.manual_seed(11)
+    m = MixSGAttention(DIM, H, n_kv_heads=4, mode="hard")
+    torch.nn.init.normal_(m.router.weight)
+    x = torch.randn(2, 6, DIM)
+    y = m.train()(x)
+    torch.testing.assert_close(y, m.eval()(x), rtol=1e-5, atol=1e-6)
+    m.train()
+    (m(x).square().sum()).backward()
+    assert m.router.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        MixSGAttention(DIM, H, mode="sometimes")

@@ -16,7 +16,10 @@ for Dynamic Token-wise KV Optimization". Written from the paper's description:
   expert 1's, ...; the last expert takes the rest. Every token is kept and gets exactly one
   expert; the most important tokens get the finest K/V. A sample's routing never depends
   on the other samples of the batch.
-- Training mixes the experts' K/V with the soft weights g; eval uses the hard assignment.
+- Training (``mode="soft"``, the paper's) mixes the experts' K/V with the soft weights g;
+  eval uses the hard assignment. ``mode="hard"`` (a straight-through variant, not from the
+  paper) trains on the hard assignment too, with g's gradient taken as if mixed softly:
+  weights one_hot + g - g.detach(), so training and eval compute the same forward.
   The auxiliary loss ``aux_loss`` = mean over tokens of -log g[assigned expert] pushes g
   towards the one-hot assignment, so that training and inference compute the same thing
   (it is 0 exactly when they agree). Add ``aux_weight * mixsga_aux_loss(model)`` to the
@@ -74,6 +77,7 @@ class MixSGAttention(Attention):
     Args (besides `Attention`'s): kv_heads: the experts' K/V head counts, finest first,
         each dividing n_kv_heads (default `default_kv_heads(n_kv_heads)`);
         capacity: share of tokens per expert (default equal), summing to 1.
+        mode: "soft" (train on the gate-weighted mixture) or "hard" (straight-through).
 
     Parameters: ``qkv`` and ``proj`` as `Attention` with n_kv_heads K/V heads (the finest
     expert), ``router`` Linear D -> n_experts. After each forward: ``routing`` (B, M) the
@@ -83,7 +87,7 @@ class MixSGAttention(Attention):
 
     def __init__(self, dim: int, n_heads: int, *, variant: str = "mixsga", n_q_heads: int | None = None,
                  n_kv_heads: int | None = None, kv_heads: tuple[int, ...] | None = None,
-                 capacity: tuple[float, ...] | None = None, **kw):
+                 capacity: tuple[float, ...] | None = None, mode: str = "soft", **kw):
         super().__init__(dim, n_heads, variant="mixsga", n_q_heads=n_q_heads, n_kv_heads=n_kv_heads, **kw)
         kv_heads = tuple(kv_heads or default_kv_heads(self.n_kv_heads))
         if list(kv_heads) != sorted(set(kv_heads), reverse=True) or any(self.n_kv_heads % h for h in kv_heads):
@@ -93,7 +97,9 @@ class MixSGAttention(Attention):
         capacity = tuple(capacity) if capacity is not None else (1.0 / E,) * E
         if len(capacity) != E or any(c < 0 for c in capacity) or abs(sum(capacity) - 1) > 1e-6:
             raise ValueError(f"mixsga: capacity={capacity} must be {E} non-negative shares summing to 1")
-        self.kv_heads, self.capacity = kv_heads, capacity
+        if mode not in ("soft", "hard"):
+            raise ValueError(f"mixsga: mode={mode!r}: expected 'soft' or 'hard'")
+        self.kv_heads, self.capacity, self.mode = kv_heads, capacity, mode
         self.router = nn.Linear(dim, E)
         nn.init.zeros_(self.router.weight)
         nn.init.zeros_(self.router.bias)
@@ -106,7 +112,7 @@ class MixSGAttention(Attention):
         return state
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", kv_heads={self.kv_heads}, capacity={self.capacity}"
+        return super().extra_repr() + f", kv_heads={self.kv_heads}, capacity={self.capacity}, mode={self.mode}"
 
     @property
     def n_experts(self) -> int:
@@ -135,6 +141,8 @@ class MixSGAttention(Attention):
         self.routing, self.gates = expert.detach(), gates.detach()
         if self.training:
             w = gates
+            if self.mode == "hard":
+                w = F.one_hot(expert, self.n_experts).to(gates.dtype) + gates - gates.detach()
             self.aux_loss = -gates.gather(-1, expert[..., None]).clamp_min(1e-9).log().mean()
         else:
             w = F.one_hot(expert, self.n_experts).to(k.dtype)
@@ -259,9 +267,12 @@ def routing_stats(model: nn.Module, images: torch.Tensor, object_mask: torch.Ten
 
 def routing_report(train_root: str, eval_root: str, *, minutes: float = 4.0, dim: int = 64, depth: int = 3,
                    n_heads: int = 4, kv_heads=(4, 2, 1), capacity=None, aux_weight: float = 0.1,
-                   batch: int = 16, lr: float = 1e-3, seed: int = 0, log=print) -> dict:
-    """Train a small mixSGA ViT for `minutes` on attribute presence (multi-label over the
-    15 CLEVR attribute values) on `train_root`, then report the routing on `eval_root`."""
+                   batch: int = 16, lr: float = 1e-3, seed: int = 0, steps: int | None = None,
+                   mode: str = "soft", log=print) -> dict:
+    """Train a small mixSGA ViT for `minutes` (or `steps` steps, whichever ends first) on
+    attribute presence (multi-label over the 15 CLEVR attribute values) on `train_root`,
+    then report the routing on `eval_root`: the class token must read the objects'
+    attributes, so object patches' K/V matter and background patches' do not."""
     import time
 
     from .vit import ViT, ViTConfig
@@ -275,6 +286,7 @@ def routing_report(train_root: str, eval_root: str, *, minutes: float = 4.0, dim
     for m in mixsga_layers(model):
         m.kv_heads = tuple(kv_heads)
         m.capacity = tuple(capacity) if capacity else (1.0 / len(kv_heads),) * len(kv_heads)
+        m.mode = mode
         m.router = nn.Linear(dim, len(kv_heads))
         nn.init.zeros_(m.router.weight)
         nn.init.zeros_(m.router.bias)
@@ -283,7 +295,7 @@ def routing_report(train_root: str, eval_root: str, *, minutes: float = 4.0, dim
     bce = nn.BCEWithLogitsLoss()
     start, step = time.time(), 0
     g = torch.Generator().manual_seed(seed)
-    while time.time() - start < minutes * 60:
+    while time.time() - start < minutes * 60 and (steps is None or step < steps):
         model.train()
         idx = torch.randint(0, len(xs), (batch,), generator=g)
         loss = bce(model(xs[idx]), ys[idx])
@@ -304,7 +316,7 @@ def routing_report(train_root: str, eval_root: str, *, minutes: float = 4.0, dim
         gap = float((soft - logits).abs().max())
     return {"train_scenes": len(xs), "eval_scenes": len(ex), "steps": step, "seconds": round(time.time() - start, 1),
             "config": {"dim": dim, "depth": depth, "n_heads": n_heads, "kv_heads": list(kv_heads),
-                       "aux_weight": aux_weight, "batch": batch, "lr": lr},
+                       "aux_weight": aux_weight, "batch": batch, "lr": lr, "mode": mode},
             "final_task_loss": loss.item(), "final_aux_loss": aux.item(),
             "eval_attribute_accuracy": acc, "eval_train_vs_eval_max_logit_gap": gap,
             "object_patch_share": float(emask.float().mean()),
@@ -313,7 +325,8 @@ def routing_report(train_root: str, eval_root: str, *, minutes: float = 4.0, dim
 
 def format_routing(rep: dict) -> str:
     lines = [f"mixSGA ViT (dim {rep['config']['dim']}, depth {rep['config']['depth']}, heads "
-             f"{rep['config']['n_heads']}, experts with K/V heads {rep['config']['kv_heads']}) trained "
+             f"{rep['config']['n_heads']}, experts with K/V heads {rep['config']['kv_heads']}, {rep['config']['mode']} "
+             f"routing, aux weight {rep['config']['aux_weight']}) trained "
              f"{rep['steps']} steps / {rep['seconds']} s on {rep['train_scenes']} scenes; eval on "
              f"{rep['eval_scenes']} scenes: attribute accuracy {rep['eval_attribute_accuracy']:.3f}, "
              f"aux loss {rep['final_aux_loss']:.4f}, train-vs-eval logit gap {rep['eval_train_vs_eval_max_logit_gap']:.2e}",
@@ -336,12 +349,15 @@ def _main(argv=None) -> int:
     ap.add_argument("train", help="vqa generate output folder to train on")
     ap.add_argument("eval", help="vqa generate output folder to report on")
     ap.add_argument("--minutes", type=float, default=4.0)
+    ap.add_argument("--steps", type=int, help="stop after this many steps (default: time only)")
     ap.add_argument("--aux-weight", type=float, default=0.1)
+    ap.add_argument("--mode", choices=["soft", "hard"], default="soft", help="training-time routing (default soft)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the report as JSON here")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    rep = routing_report(a.train, a.eval, minutes=a.minutes, aux_weight=a.aux_weight, seed=a.seed)
+    rep = routing_report(a.train, a.eval, minutes=a.minutes, aux_weight=a.aux_weight, seed=a.seed,
+                         steps=a.steps, mode=a.mode)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rep, f, indent=1)
