@@ -161,3 +161,34 @@ def test_predicted_scenes_and_parsed_programs_with_forked_workers(tmp_path):
 
     assert preds(tmp_path / "one.jsonl") == preds(tmp_path / "two.jsonl")
     assert one["correct"] >= 6  # the shipped models on easy generated scenes
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_missing_scene_is_named_and_earlier_predictions_are_kept(tmp_path, workers):
+    from vqa.errors import DataError
+
+    q, s = _generated(tmp_path, scenes=20)
+    data = load_json(q)
+    data["questions"][-1]["image_filename"] = "CLEVR_val_999999.png"
+    data["questions"][-1]["image_index"] = 999999
+    dump_json(data, q)
+    pred = tmp_path / "p.jsonl"
+    with pytest.raises(DataError, match="CLEVR_val_999999"):
+        evaluate_clevr(q, s, workers=workers, predictions=pred, scenes_per_call=2)
+    kept = pred.read_text().splitlines()[1:]
+    assert len(kept) >= len(data["questions"]) - 10  # every chunk before the bad record was answered
+
+
+def test_questions_in_any_order(tmp_path):
+    """Questions about one image need not be consecutive: same scores, shards still partition."""
+    import random
+
+    q, s = _generated(tmp_path, scenes=8)
+    ref = evaluate_clevr(q, s)
+    data = load_json(q)
+    random.Random(0).shuffle(data["questions"])
+    dump_json(data, q)
+    got = evaluate_clevr(q, s, workers=2)
+    assert {k: got[k] for k in ("total", "correct", "by_function")} == {k: ref[k] for k in ("total", "correct", "by_function")}
+    totals = [evaluate_clevr(q, s, shard=(i, 3))["total"] for i in range(3)]
+    assert sum(totals) == ref["total"]

@@ -5,7 +5,8 @@
     print(format_report(report))
 
 Questions are grouped by image and answered in chunks of `scenes_per_call` images (one
-clingo call each for the ASP reasoner), by `workers` processes. Predictions are appended
+clingo call each for the ASP reasoner), by `workers` processes; the questions file is
+streamed, so the workers start on the first chunks while the rest is read. Predictions are appended
 to a JSONL file as chunks finish: its first line records the settings, each further line
 one question (`qid`, `image`, `prediction`, `answer`, `error`, `template`, `function`,
 `family`). Rerunning the same command skips the questions already there (a run killed at
@@ -23,7 +24,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 from .datasets import clevr
@@ -211,44 +211,22 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
         i, n = shard
         if not (n >= 1 and 0 <= i < n):
             raise VQAError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
-    # the main process only reads records; programs and scene graphs are built by the workers
+    # the main process only reads records (programs and scene graphs are built by the workers),
+    # and streams them: the workers answer the first chunks while the rest is being read
     scene_records = None
     if scene_source == "gold":
         scene_records = {clevr_image_id(rec): (i, rec) for i, rec in enumerate(clevr.iter_scene_records(scenes))}
-    by_image: OrderedDict[str, list[dict]] = OrderedDict()
-    n_q = 0
-    for i, rec in enumerate(stream_list(questions, "questions")):
-        if limit is not None and n_q >= limit:
-            break
-        n_q += 1
-        q = _record(rec, questions, i)
-        if scene_records is not None and q["image"] not in scene_records:
-            raise DataError(f"no scene for image {q['image']!r} in {scenes}", file=questions, record=q["qid"],
-                            field="image_filename")
-        by_image.setdefault(q["image"], []).append(q)
-    images_list = list(by_image)
-    if shard is not None:
-        images_list = images_list[shard[0]::shard[1]]
     pred_path = Path(predictions) if predictions else None
     done = _read_predictions(pred_path, settings) if pred_path else {}
-    chunks, todo = [], 0
-    for k in range(0, len(images_list), scenes_per_call):
-        chunk = []
-        for image_id in images_list[k:k + scenes_per_call]:
-            qs = [q for q in by_image[image_id] if q["qid"] not in done]
-            if qs:
-                image_path = Path(images) / f"{image_id}.png" if images else None
-                chunk.append((image_id, scene_records[image_id] if scene_records else None, image_path, qs))
-                todo += len(qs)
-        if chunk:
-            chunks.append(chunk)
+    stream = _ChunkStream(questions, scenes, scene_records, done=done, limit=limit, shard=shard, images=images,
+                          scenes_per_call=scenes_per_call)
     start = time.perf_counter()
     records = dict(done)
     sink = open(pred_path, "a", encoding="utf-8") if pred_path else None
     try:
         if sink is not None and not done:
             sink.write(json.dumps({"settings": settings}) + "\n")
-        for result in _map(chunks, settings, workers, progress):
+        for result in _map(stream, settings, workers, progress, scene_records):
             for rec in result:
                 records[rec["qid"]] = rec
                 if sink is not None:
@@ -259,8 +237,10 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
         if sink is not None:
             sink.close()
     seconds = time.perf_counter() - start
-    wanted = [q["qid"] for image_id in images_list for q in by_image[image_id]]
-    report = score_records([records[qid] for qid in wanted if qid in records])
+    if stream.error is not None:  # bad input met while streaming: the chunks before it are saved
+        raise stream.error
+    todo = stream.todo
+    report = score_records([records[qid] for qid in stream.wanted if qid in records])
     report.update({**{k: settings[k] for k in ("dataset", "reasoner", "scene_source", "program_source")},
                    "questions_file": str(questions), "scenes_file": str(scenes), "workers": workers,
                    "shard": f"{shard[0]}/{shard[1]}" if shard else None, "answered_now": todo,
@@ -296,8 +276,67 @@ def _uses_torch(settings: dict) -> bool:
             or (settings["program_source"] == "parsed" and pipe.checkpoint("parser").suffix != ".npz"))
 
 
-def _map(chunks, settings, workers: int, progress):
-    bar = progress(total=sum(len(qs) for c in chunks for *_, qs in c), desc="questions") if progress else None
+class _ChunkStream:
+    """Chunks of up to `scenes_per_call` images with their questions, read from the questions
+    file as they are consumed. Consecutive questions about one image form one group (CLEVR
+    files list each image's questions together; an image met again later forms another
+    group). `shard=(i, n)`: the images whose order of first appearance is i modulo n.
+    Afterwards: `wanted` (the qids in scope, in file order), `todo` (questions chunked),
+    `error` (a DataError met while reading, re-raised by the caller)."""
+
+    def __init__(self, questions, scenes, scene_records, *, done, limit, shard, images, scenes_per_call):
+        self.questions, self.scenes, self.scene_records = questions, scenes, scene_records
+        self.done, self.limit, self.shard, self.images = done, limit, shard, images
+        self.per_call = scenes_per_call
+        self.wanted: list[str] = []
+        self.todo = 0
+        self.error: Exception | None = None
+
+    def _groups(self):
+        order: dict[str, int] = {}
+        image, group = None, []
+        for i, rec in enumerate(stream_list(self.questions, "questions")):
+            if self.limit is not None and i >= self.limit:
+                break
+            q = _record(rec, self.questions, i)
+            if self.scene_records is not None and q["image"] not in self.scene_records:
+                raise DataError(f"no scene for image {q['image']!r} in {self.scenes}", file=self.questions,
+                                record=q["qid"], field="image_filename")
+            k = order.setdefault(q["image"], len(order))
+            if self.shard is not None and k % self.shard[1] != self.shard[0]:
+                continue
+            self.wanted.append(q["qid"])
+            if q["image"] != image and group:
+                yield image, group
+                group = []
+            image = q["image"]
+            if q["qid"] not in self.done:
+                group.append(q)
+        if group:
+            yield image, group
+
+    def __iter__(self):
+        chunk = []
+        try:
+            for image_id, qs in self._groups():
+                image_path = Path(self.images) / f"{image_id}.png" if self.images else None
+                chunk.append((image_id, None, image_path, qs))
+                self.todo += len(qs)
+                if len(chunk) == self.per_call:
+                    yield chunk
+                    chunk = []
+        except (DataError, VQAError) as e:  # raised by the caller after the pool is done
+            self.error = e
+            return
+        if chunk:
+            yield chunk
+
+
+def _map(chunks, settings, workers: int, progress, scene_records=None):
+    """The answered records of each chunk; scenes come from `scene_records` (gold) by image id."""
+    global _FORKED_SCENES
+    bar = progress(total=None, desc="questions") if progress else None
+    _FORKED_SCENES = scene_records  # in this process, and inherited by forked workers
     try:
         if workers <= 1:
             answer = _Answerer(settings)
@@ -309,21 +348,16 @@ def _map(chunks, settings, workers: int, progress):
             return
         # fork starts workers in a fraction of a second; torch models (the NSM, parsers without
         # a numpy export) get fresh spawned processes (torch's thread pools do not survive fork)
-        torch_free = not _uses_torch(settings)
-        global _FORKED_SCENES
-        fork = torch_free and "fork" in mp.get_all_start_methods()
-        if fork:  # the workers inherit the scenes: chunks carry image ids only
-            _FORKED_SCENES = {image_id: scene for c in chunks for image_id, scene, _, _ in c}
-            chunks = [[(image_id, None, path, qs) for image_id, _, path, qs in c] for c in chunks]
-        try:
-            with mp.get_context("fork" if fork else "spawn").Pool(
-                    workers, initializer=_init_worker, initargs=(settings,)) as pool:
-                for res in pool.imap_unordered(_run_chunk, chunks):
-                    if bar:
-                        bar.update(len(res))
-                    yield res
-        finally:
-            _FORKED_SCENES = None
+        fork = not _uses_torch(settings) and "fork" in mp.get_all_start_methods()
+        if not fork and scene_records is not None:  # spawned workers get their scenes with the chunks
+            chunks = ([(i, scene_records[i], p, qs) for i, _, p, qs in c] for c in chunks)
+        with mp.get_context("fork" if fork else "spawn").Pool(
+                workers, initializer=_init_worker, initargs=(settings,)) as pool:
+            for res in pool.imap_unordered(_run_chunk, chunks):
+                if bar:
+                    bar.update(len(res))
+                yield res
     finally:
+        _FORKED_SCENES = None
         if bar:
             bar.close()
