@@ -150,6 +150,19 @@ def test_mixsga_in_a_vit_trains_with_its_aux_loss():
 
 
 # -- MLA / TransMLA -------------------------------------------------------------------------
+def test_mla_is_in_the_registry_and_starts_as_gqa():
+    torch.manual_seed(12)
+    m = Attention(DIM, H, variant="mla", n_kv_heads=2)
+    assert isinstance(m, MLAttention) and m.latent_dim == 2 * 2 * m.d_head
+    gqa = Attention(DIM, H, variant="gqa", n_kv_heads=2)
+    gqa.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith(("k_up", "v_up"))})
+    x = torch.randn(2, 5, DIM)
+    torch.testing.assert_close(m(x), gqa(x), rtol=1e-5, atol=1e-6)
+    wide = Attention(DIM, H, variant="mla", latent_dim=10)
+    assert wide.qkv.weight.shape == (H * wide.d_head + 10, DIM) and wide(x).shape == x.shape
+    assert type(copy.deepcopy(wide)) is MLAttention
+
+
 def test_replication_matrix_reads_the_group_head():
     R = replication_matrix(4, 2, 3)
     kv = torch.arange(6.0)                       # two K/V heads of 3
@@ -185,12 +198,13 @@ def test_mla_matches_explicit_math_after_training_the_up_projection():
     opt.step()                                   # now every query head has its own K/V mix
     mla.eval()
     assert (mla(x) - gqa.eval()(x)).abs().max() > 1e-4
-    c = x @ mla.kv_down.weight.T + mla.kv_down.bias
     d = mla.d_head
+    Wq, bq = mla.qkv.weight[:H * d], mla.qkv.bias[:H * d]
+    c = x @ mla.qkv.weight[H * d:].T + mla.qkv.bias[H * d:]
     heads = []
     for h in range(H):
         rows = slice(h * d, (h + 1) * d)
-        q = x[0] @ mla.q.weight[rows].T + mla.q.bias[rows]
+        q = x[0] @ Wq[rows].T + bq[rows]
         k = c[0] @ mla.k_up.weight[rows].T + mla.k_up.bias[rows]
         v = c[0] @ mla.v_up.weight[rows].T + mla.v_up.bias[rows]
         heads.append(head_attention(q, k, v, causal=True))
@@ -209,12 +223,13 @@ def test_pca_compression_is_exact_at_full_rank_and_degrades_below():
     errs = [(compress_latent(mla, lat, r)(x) - mla(x)).abs().max().item() for r in (12, 4)]
     assert 0 < errs[0] < errs[1]
     # latents with only 3 directions of variance: rank 3 is exact
-    w = mla.kv_down.weight.detach()
     with torch.no_grad():
-        mla.kv_down.weight.copy_(torch.randn(mla.latent_dim, 3) @ torch.randn(3, DIM) * 0.3)
+        mla.qkv.weight[H * mla.d_head:] = torch.randn(mla.latent_dim, 3) @ torch.randn(3, DIM) * 0.3
     lat = mla.latent(x).reshape(-1, mla.latent_dim)
-    assert (compress_latent(mla, lat, 3)(x) - mla(x)).abs().max() < 1e-4
-    assert w.shape == mla.kv_down.weight.shape
+    small = compress_latent(mla, lat, 3)
+    assert small.latent_dim == 3 and small.qkv.weight.shape == (H * mla.d_head + 3, DIM)
+    assert (small(x) - mla(x)).abs().max() < 1e-4
+    assert (small.attend_latent(x, small.latent(x)) - mla(x)).abs().max() < 1e-4
 
 
 @pytest.fixture(scope="module")

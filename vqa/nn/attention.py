@@ -23,6 +23,9 @@ d_head = dim // H for every variant. Variants:
             token gets one K/V group size, important tokens finer ones. Defaults H_q = H,
             H_kv = H_q (the finest expert). `Attention(..., variant="mixsga")` returns a
             `vqa.nn.mixsga.MixSGAttention` (module doc there).
+- ``mla``   multi-head latent attention (TransMLA, Meng et al. 2025): one cached latent per
+            token, per-query-head K/V up-projections; heads default as gqa, latent_dim
+            2 H_kv d_head. Builds a `vqa.nn.mla.MLAttention` (module doc there).
 
 Fixed groups (mha, mqa, gqa, sqa, ssqa, xsqa, pgqa) call
 ``F.scaled_dot_product_attention(..., enable_gqa=True)``: query head h reads K/V head
@@ -61,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VARIANTS = ("mha", "mqa", "gqa", "sqa", "ssqa", "xsqa", "kdgqa", "dgqa", "pgqa", "mixsga")
+VARIANTS = ("mha", "mqa", "gqa", "sqa", "ssqa", "xsqa", "kdgqa", "dgqa", "pgqa", "mixsga", "mla")
 FIXED_GROUP_VARIANTS = ("mha", "mqa", "gqa", "sqa", "ssqa", "xsqa", "pgqa")
 DYNAMIC_GROUP_VARIANTS = ("kdgqa", "dgqa")
 
@@ -91,7 +94,7 @@ def resolve_heads(variant: str, n_heads: int, n_q_heads: int | None = None,
         q, kv = q or H, kv or 1
         if kv != 1:
             raise ValueError(f"mqa: n_kv_heads must be 1 (got {kv}); use gqa for more K/V heads")
-    elif variant in ("gqa", "kdgqa", "dgqa", "pgqa"):
+    elif variant in ("gqa", "kdgqa", "dgqa", "pgqa", "mla"):
         q = q or H
         kv = kv or _largest_divisor_at_most(q, q // 4)
     elif variant == "sqa":
@@ -168,9 +171,12 @@ class Attention(nn.Module):
     """
 
     def __new__(cls, *args, variant: str = "mha", **kwargs):
-        if cls is Attention and variant == "mixsga":       # routed variant: its own class
+        if cls is Attention and variant == "mixsga":       # the variants with their own class
             from .mixsga import MixSGAttention
             cls = MixSGAttention
+        elif cls is Attention and variant == "mla":
+            from .mla import MLAttention
+            cls = MLAttention
         return super().__new__(cls)
 
     def __init__(self, dim: int, n_heads: int, *, variant: str = "mha", n_q_heads: int | None = None,

@@ -7,7 +7,9 @@ length: forward (eval, no grad) and forward+backward (train) wall time, measured
 rounds that visit every variant in turn (the order rotates each round) after warm-up
 rounds; the median over rounds is reported with its spread (min-max) so noise is visible.
 Alongside: analytic forward FLOPs (multiply-add = 2), parameters, K/V bytes (the K and V
-tensors a layer holds, B*M*H_kv*d_head*2 elements) and speed-up over MHA.
+tensors a layer holds, B*M*H_kv*d_head*2 elements; mla: its latents, B*M*latent_dim, with
+the up-projections' FLOPs added; mixsga: each token at its routed expert's K/V heads) and
+speed-up over MHA.
 
 The variable-group variants (kdgqa, dgqa) would fall back to the equal-group fast path
 when the key norms happen to be balanced (as at random initialisation); so that the bench
@@ -74,6 +76,10 @@ def _skew_keys(m: Attention) -> None:
 
 
 def _path(m: Attention, x: torch.Tensor) -> str:
+    if m.variant == "mla":
+        return "sdpa, latent K/V"
+    if m.variant == "mixsga":
+        return "sdpa, routed K/V"
     if m.variant not in ("kdgqa", "dgqa"):
         return "sdpa" + ("+gqa" if m.n_q_heads != m.n_kv_heads else "")
     with torch.no_grad():
@@ -135,11 +141,20 @@ def bench_attention(cfg: BenchConfig, progress=None) -> list[dict]:
         for v in cfg.variants:
             m = mods[v]
             fl = attention_flops(n, cfg.dim, m.n_q_heads, m.n_kv_heads, d_head, cfg.batch)
+            kv_bytes = 2 * cfg.batch * n * m.n_kv_heads * d_head * x.element_size()
+            if m.variant == "mla":          # latent cache; K/V up-projections (latent -> H_q d, twice)
+                kv_bytes = cfg.batch * n * m.latent_dim * x.element_size()
+                up = 2 * 2 * n * m.latent_dim * m.n_q_heads * d_head * cfg.batch
+                fl = {**fl, "proj": fl["proj"] + up, "total": fl["total"] + up}
+            elif m.variant == "mixsga":     # per-token K/V heads of the routing (eval, this input)
+                with torch.no_grad():
+                    m.eval()(x)
+                kv_bytes = round(kv_bytes * m.kv_cache_fraction())
             rows.append({
                 "variant": v, "seq_len": n, "n_q_heads": m.n_q_heads, "n_kv_heads": m.n_kv_heads,
                 "path": _path(m.eval(), x[:1]),
                 "params": sum(p.numel() for p in m.parameters()),
-                "kv_bytes": 2 * cfg.batch * n * m.n_kv_heads * d_head * x.element_size(),
+                "kv_bytes": kv_bytes,
                 "gflops_fwd": fl["total"] / 1e9, "gflops_attn_fwd": fl["attn"] / 1e9,
                 "fwd_ms": 1e3 * _median(fwd[v]),
                 "fwd_ms_range": [1e3 * min(fwd[v]), 1e3 * max(fwd[v])],

@@ -42,45 +42,69 @@ from torch import nn
 from .attention import FIXED_GROUP_VARIANTS, Attention, explicit_attention
 
 
-class MLAttention(nn.Module):
-    """x (B, N, D) -> (B, N, D), the call signature of `Attention` (context, attn_mask,
-    is_causal, return_attention).
+class MLAttention(Attention):
+    """Multi-head latent attention in the `Attention` registry: ``Attention(dim, n_heads,
+    variant="mla", n_kv_heads=..., latent_dim=...)`` builds one. Same call signature
+    (context, attn_mask, is_causal, return_attention).
 
-    Parameters: ``q`` Linear D -> H_q d; ``kv_down`` Linear D -> latent_dim (the cache);
-    ``k_up``, ``v_up`` Linear latent_dim -> H_q d; ``proj`` Linear H_q d -> D.
+    Heads: n_q_heads query heads of d_head = dim // n_heads (defaults as gqa); n_kv_heads
+    only sets the default latent_dim = 2 n_kv_heads d_head (GQA's cache size), and then
+    the up-projections start as GQA's head replication (a fresh "mla" layer computes what
+    a "gqa" layer with the same ``qkv`` does, and can learn beyond it).
+
+    Parameters: ``qkv`` Linear D -> H_q d + latent_dim, rows [Q | latent] (with the default
+    latent the same shape as gqa's [Q | K | V]); ``k_up``, ``v_up`` Linear latent_dim -> H_q d;
+    ``proj`` Linear H_q d -> D.
     """
 
-    def __init__(self, dim: int, n_q_heads: int, d_head: int, latent_dim: int, *, qkv_bias: bool = True,
-                 dropout: float = 0.0):
-        super().__init__()
-        self.dim, self.n_q_heads, self.d_head, self.latent_dim = dim, n_q_heads, d_head, latent_dim
-        self.scale = d_head ** -0.5
-        self.dropout = dropout
-        self.q = nn.Linear(dim, n_q_heads * d_head, bias=qkv_bias)
-        self.kv_down = nn.Linear(dim, latent_dim, bias=qkv_bias)
-        self.k_up = nn.Linear(latent_dim, n_q_heads * d_head)
-        self.v_up = nn.Linear(latent_dim, n_q_heads * d_head)
-        self.proj = nn.Linear(n_q_heads * d_head, dim)
-        self.variant = "mla"
+    def __init__(self, dim: int, n_heads: int, *, variant: str = "mla", n_q_heads: int | None = None,
+                 n_kv_heads: int | None = None, latent_dim: int | None = None, **kw):
+        super().__init__(dim, n_heads, variant="mla", n_q_heads=n_q_heads, n_kv_heads=n_kv_heads, **kw)
+        hq, hkv, d = self.n_q_heads, self.n_kv_heads, self.d_head
+        r = self.latent_dim = latent_dim or 2 * hkv * d
+        if r < 1:
+            raise ValueError(f"mla: latent_dim={r}: expected at least 1")
+        if r != 2 * hkv * d:
+            self.qkv = nn.Linear(dim, hq * d + r, bias=self.qkv.bias is not None)
+        self.k_up = nn.Linear(r, hq * d)
+        self.v_up = nn.Linear(r, hq * d)
+        nn.init.zeros_(self.k_up.bias)
+        nn.init.zeros_(self.v_up.bias)
+        if r == 2 * hkv * d and hq % hkv == 0:
+            rep = replication_matrix(hq, hkv, d)
+            with torch.no_grad():
+                self.k_up.weight.copy_(torch.cat([rep, torch.zeros_like(rep)], 1))
+                self.v_up.weight.copy_(torch.cat([torch.zeros_like(rep), rep], 1))
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, n_q_heads={self.n_q_heads}, d_head={self.d_head}, latent_dim={self.latent_dim}"
+        return super().extra_repr() + f", latent_dim={self.latent_dim}"
+
+    def _split(self):
+        """(W_q, b_q, W_down, b_down): views of the fused qkv rows."""
+        w, b, n = self.qkv.weight, self.qkv.bias, self.n_q_heads * self.d_head
+        return w[:n], None if b is None else b[:n], w[n:], None if b is None else b[n:]
 
     def latent(self, context: torch.Tensor) -> torch.Tensor:
         """context (B, M, D) -> the cached latents (B, M, latent_dim)."""
-        return self.kv_down(context)
+        _, _, w, b = self._split()
+        return F.linear(context, w, b)
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         B, M, _ = t.shape
         return t.view(B, M, self.n_q_heads, self.d_head).transpose(1, 2)     # (B, H, M, d)
+
+    def project(self, x: torch.Tensor, context: torch.Tensor | None = None):
+        """x (B, N, D) -> q, k, v (B, H_q, ., d): K and V expanded from the latent."""
+        wq, bq, _, _ = self._split()
+        c = self.latent(x if context is None else context)
+        return self._heads(F.linear(x, wq, bq)), self._heads(self.k_up(c)), self._heads(self.v_up(c))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, *,
                 attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 return_attention: bool = False):
         """Training form: K and V expanded from the latent, one per query head."""
         B, N, _ = x.shape
-        c = self.latent(x if context is None else context)
-        q, k, v = self._heads(self.q(x)), self._heads(self.k_up(c)), self._heads(self.v_up(c))
+        q, k, v = self.project(x, context)
         if return_attention:
             out, attn = explicit_attention(q, k, v, attn_mask, is_causal, self.scale)
         else:
@@ -96,7 +120,8 @@ class MLAttention(nn.Module):
         cache = latent(context)."""
         B, N, _ = x.shape
         H, d, r = self.n_q_heads, self.d_head, self.latent_dim
-        q = self._heads(self.q(x))                                           # (B, H, N, d)
+        wq, bq, _, _ = self._split()
+        q = self._heads(F.linear(x, wq, bq))                                 # (B, H, N, d)
         w_uk = self.k_up.weight.view(H, d, r)
         w_uv = self.v_up.weight.view(H, d, r)
         q_lat = torch.einsum("bhnd,hdr->bhnr", q, w_uk)                      # (B, H, N, r)
@@ -121,27 +146,18 @@ def replication_matrix(n_q_heads: int, n_kv_heads: int, d_head: int) -> torch.Te
 def mla_from_gqa(attn: Attention) -> MLAttention:
     """TransMLA: the MLA layer with the same outputs as the fixed-group `attn` (left unchanged).
 
-    Latent = [K heads | V heads] (latent_dim = 2 H_kv d_head); k_up / v_up replicate the
-    K/V heads to the query heads. pgqa converts to its eval behaviour (no noise)."""
+    Latent = [K heads | V heads] (latent_dim = 2 H_kv d_head, the same ``qkv`` weights);
+    k_up / v_up replicate the K/V heads to the query heads. pgqa converts to its eval
+    behaviour (no noise)."""
     if attn.variant not in FIXED_GROUP_VARIANTS:
         raise ValueError(f"mla_from_gqa: {attn.variant} has no fixed K/V groups "
                          f"(expected one of {', '.join(FIXED_GROUP_VARIANTS)})")
-    hq, hkv, d = attn.n_q_heads, attn.n_kv_heads, attn.d_head
-    w, b = attn.qkv.weight.detach(), attn.qkv.bias
-    mla = MLAttention(attn.dim, hq, d, 2 * hkv * d, qkv_bias=b is not None, dropout=attn.dropout)
-    mla = mla.to(device=w.device, dtype=w.dtype)
-    rep = replication_matrix(hq, hkv, d).to(w)
-    zeros = torch.zeros_like(rep)
+    w = attn.qkv.weight
+    mla = MLAttention(attn.dim, attn.n_heads, n_q_heads=attn.n_q_heads, n_kv_heads=attn.n_kv_heads,
+                      qkv_bias=attn.qkv.bias is not None, dropout=attn.dropout)
+    mla = mla.to(device=w.device, dtype=w.dtype)           # k_up / v_up: the replication matrices
     with torch.no_grad():
-        mla.q.weight.copy_(w[:hq * d])
-        mla.kv_down.weight.copy_(w[hq * d:])
-        if b is not None:
-            mla.q.bias.copy_(b[:hq * d])
-            mla.kv_down.bias.copy_(b[hq * d:])
-        mla.k_up.weight.copy_(torch.cat([rep, zeros], 1))
-        mla.v_up.weight.copy_(torch.cat([zeros, rep], 1))
-        mla.k_up.bias.zero_()
-        mla.v_up.bias.zero_()
+        mla.qkv.load_state_dict(attn.qkv.state_dict())
         mla.proj.load_state_dict(attn.proj.state_dict())
     mla.train(attn.training)
     return mla
@@ -165,27 +181,23 @@ def compress_latent(layer: MLAttention, latents: torch.Tensor, rank: int) -> MLA
     if not 1 <= rank <= layer.latent_dim:
         raise ValueError(f"rank={rank}: expected 1..{layer.latent_dim}")
     mean, U, _ = pca_basis(latents, rank)
-    w = layer.kv_down.weight
+    wq, bq, w, b = layer._split()
     mean, U = mean.to(w), U.to(w)
-    new = MLAttention(layer.dim, layer.n_q_heads, layer.d_head, rank, qkv_bias=True, dropout=layer.dropout)
+    new = MLAttention(layer.dim, layer.n_heads, n_q_heads=layer.n_q_heads, n_kv_heads=layer.n_kv_heads,
+                      latent_dim=rank, qkv_bias=True, dropout=layer.dropout)
     new = new.to(device=w.device, dtype=w.dtype)
+    n = layer.n_q_heads * layer.d_head
     with torch.no_grad():
-        new.q.load_state_dict(_with_bias(layer.q))
         new.proj.load_state_dict(layer.proj.state_dict())
-        b_down = layer.kv_down.bias if layer.kv_down.bias is not None else torch.zeros_like(mean)
-        new.kv_down.weight.copy_(U.T @ w)                              # c' = U^T (W x + b - mean)
-        new.kv_down.bias.copy_(U.T @ (b_down - mean))
+        new.qkv.weight[:n] = wq
+        new.qkv.bias[:n] = bq if bq is not None else 0.0
+        new.qkv.weight[n:] = U.T @ w                                     # c' = U^T (W x + b - mean)
+        new.qkv.bias[n:] = U.T @ ((b if b is not None else 0.0) - mean)
         for old, up in ((layer.k_up, new.k_up), (layer.v_up, new.v_up)):
-            up.weight.copy_(old.weight @ U)                            # W (mean + U c') + b
+            up.weight.copy_(old.weight @ U)                              # W (mean + U c') + b
             up.bias.copy_(old.weight @ mean + old.bias)
     new.train(layer.training)
     return new
-
-
-def _with_bias(lin: nn.Linear) -> dict:
-    state = dict(lin.state_dict())
-    state.setdefault("bias", torch.zeros(lin.out_features, dtype=lin.weight.dtype, device=lin.weight.device))
-    return state
 
 
 # -- whole models ------------------------------------------------------------------------
@@ -196,7 +208,7 @@ def convert_to_mla(model: nn.Module, names: tuple[str, ...] | None = None) -> nn
     for parent_name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{parent_name}.{child_name}" if parent_name else child_name
-            if isinstance(child, Attention) and (names is None or full.startswith(names)):
+            if isinstance(child, Attention) and not isinstance(child, MLAttention) and (names is None or full.startswith(names)):
                 setattr(module, child_name, mla_from_gqa(child))
     return model
 
