@@ -179,6 +179,9 @@ class ASPReasoner:
         go into one ground+solve; the questions about uncertain scenes into calls of at most
         `uncertain_chunk` questions (each question grounds its own copy of the scene, and
         the optimisation grows faster than linearly with the copies in one call)."""
+        gold = encode_gold(batch, min_probability=self.config.min_probability)
+        if gold is not None:  # every scene is gold (for the reasoner) and every program checked
+            return self._answer_gold(batch, *gold, traced=self.config.explain)
         k = self.config.uncertain_chunk
         uncertain = [i for i, (scene, ps) in enumerate(batch) if ps and not scene.is_gold]
         if not uncertain:
@@ -243,6 +246,8 @@ class ASPReasoner:
         Without `traced`, the model holds only the answers (rules/clevr/shared.lp) and the
         failed questions get their traces from a second call of their own."""
         programs = [p for _, ps in batch for p in ps]
+        if not programs:
+            return [[] for _ in batch]
         ids = [i for enc in encodings for i in enc.ids]
         shared = {q: (enc.shared_id, steps) for enc in encodings for q, steps in enc.shared.items()}
         ctl = make_control(())

@@ -406,7 +406,8 @@ def _shared_steps(program: Program, pid: int, nodes: dict[tuple, int], facts: li
     does not pass `is_checked`."""
     kinds: list[str] = []
     ids: list[int] = []
-    for i, st in enumerate(program.steps):
+    i = 0
+    for st in program.steps:
         spec = _SPECS.get(st.op)
         if spec is None:
             return None
@@ -414,22 +415,29 @@ def _shared_steps(program: Program, pid: int, nodes: dict[tuple, int], facts: li
         inputs, args = st.inputs, st.args
         if len(inputs) != arity or len(args) != nargs:
             return None
-        for j, want in zip(inputs, wants):
-            if not 0 <= j < i or kinds[j] != want:
+        if arity == 0:
+            key = (f, args)
+        elif arity == 1:
+            j = inputs[0]
+            if not 0 <= j < i or kinds[j] != wants[0]:
                 return None
+            key = (f, args, ids[j])
+        else:
+            j, k = inputs
+            if not (0 <= j < i and 0 <= k < i) or kinds[j] != wants[0] or kinds[k] != wants[1]:
+                return None
+            key = (f, args, ids[j], ids[k])
         kinds.append(output)
-        shared_inputs = tuple(ids[j] for j in inputs)
-        key = (f, args, shared_inputs)
         m = nodes.get(key)
         if m is None:
             m = nodes[key] = len(nodes)
             if f == "relate":
                 asked.add(args[0])
             value = term(args[0]) if args else "()"
-            ins = ("()" if not shared_inputs else f"({shared_inputs[0]},)" if arity == 1
-                   else f"({shared_inputs[0]},{shared_inputs[1]})")
+            ins = "()" if arity == 0 else f"({key[2]},)" if arity == 1 else f"({key[2]},{key[3]})"
             facts.append(f"run({pid},{m},{f},{value},{ins})")
         ids.append(m)
+        i += 1
     if not kinds or kinds[-1] in (OBJECTS, OBJECT):
         return None
     return ids
