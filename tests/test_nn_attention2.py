@@ -368,3 +368,23 @@ def test_mixsga_hard_mode_trains_on_the_eval_forward_with_router_gradients():
     assert m.router.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError):
         MixSGAttention(DIM, H, mode="sometimes")
+
+
+def test_finetuning_the_up_projections_after_compression_moves_only_them(parser_model):
+    from vqa.nn.mla import compress_model, finetune_up_projections
+
+    model = parser_model
+    mla = seq2seq_to_mla(model).eval()
+    torch.manual_seed(13)
+    src = torch.randint(3, model.config.src_vocab, (16, 10))
+    tgt = torch.randint(3, model.config.tgt_vocab, (16, 8))
+    tgt[:, 0] = 1
+    lat = collect_latents(mla, lambda: mla(src, tgt))
+    small = compress_model(mla, lat, 8)
+    assert {m.latent_dim for m in small.modules() if isinstance(m, MLAttention)} == {8}
+    before = {k: v.clone() for k, v in small.state_dict().items()}
+    losses = finetune_up_projections(small, model, src, tgt, steps=15, lr=3e-3, batch=16)
+    assert losses[-1] < losses[0]
+    changed = {k for k, v in small.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(".k_up." in k or ".v_up." in k for k in changed)
+    assert all(p.requires_grad for p in small.parameters())

@@ -310,11 +310,49 @@ def greedy_latent_cache(model: nn.Module, src: torch.Tensor, steps: int, bos_id:
 
 
 # -- the question parser's report ------------------------------------------------------------
+def finetune_up_projections(model: nn.Module, teacher: nn.Module, src: torch.Tensor, tgt: torch.Tensor,
+                            steps: int = 100, lr: float = 1e-3, pad_id: int = 0, batch: int = 32,
+                            seed: int = 0) -> list[float]:
+    """Train only the MLA layers' k_up / v_up of `model` (in place) to match `teacher`'s
+    next-token distributions (KL at the non-pad target positions, teacher forcing).
+    Returns the loss per step."""
+    params = [p for m in mla_layers(model).values() for p in (*m.k_up.parameters(), *m.v_up.parameters())]
+    if not params:
+        return []
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        target = teacher.eval()(src, tgt).log_softmax(-1)
+    model.eval()                                        # no dropout: match the deterministic teacher
+    losses = []
+    try:
+        for _ in range(steps):
+            idx = torch.randint(0, len(src), (min(batch, len(src)),), generator=g)
+            logp = model(src[idx], tgt[idx]).log_softmax(-1)
+            keep = tgt[idx] != pad_id
+            loss = F.kl_div(logp[keep], target[idx][keep], log_target=True, reduction="batchmean")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    return losses
+
+
 def parser_cache_report(questions: list[str], ranks=(96, 64, 48, 32, 16), *, checkpoint=None,
-                        calib_share: float = 0.5) -> dict:
+                        calib_share: float = 0.5, finetune_steps: int = 0) -> dict:
     """TransMLA on the shipped question parser: conversion error, cache bytes per token,
     and PCA-compressed latents (calibrated on the first `calib_share` of `questions`,
-    measured on the rest). Imports `vqa.language` lazily (read only)."""
+    measured on the rest); with `finetune_steps`, each compressed model's up-projections
+    are then trained to match the original on the calibration questions. Imports
+    `vqa.language` lazily (read only)."""
     from ..language.parser import load_question_parser
 
     parser = load_question_parser(checkpoint)
@@ -349,13 +387,14 @@ def parser_cache_report(questions: list[str], ranks=(96, 64, 48, 32, 16), *, che
         with torch.no_grad():
             out = m(src, tgt)
         agree = sum(a.tokens == b.tokens for a, b in zip(res, base)) / len(base)
-        return {"max_abs_logit_diff": float((out - ref)[keep].abs().max()),
+        kl = F.kl_div(out[keep].log_softmax(-1), ref[keep].log_softmax(-1), log_target=True, reduction="batchmean")
+        return {"max_abs_logit_diff": float((out - ref)[keep].abs().max()), "kl_per_token": float(kl),
                 "program_agreement": agree}
 
     mla = seq2seq_to_mla(model).eval()
     before = kv_cache_bytes(model, prefix="decoder")
     rows = [{"form": "gqa (shipped)", "latent_dim": None, "bytes_per_token": before,
-             "max_abs_logit_diff": 0.0, "program_agreement": 1.0}]
+             "max_abs_logit_diff": 0.0, "kl_per_token": 0.0, "program_agreement": 1.0}]
     rows.append({"form": "mla (TransMLA, exact)", "latent_dim": mla.decoder[0].self_attn.latent_dim,
                  "bytes_per_token": kv_cache_bytes(mla, prefix="decoder"), **measure(mla)})
     c_src, c_base = encode(calib), parser.parse_batch(calib)
@@ -369,6 +408,11 @@ def parser_cache_report(questions: list[str], ranks=(96, 64, 48, 32, 16), *, che
         rows.append({"form": f"mla pca rank {r}", "latent_dim": r,
                      "bytes_per_token": kv_cache_bytes(comp, prefix="decoder"), **measure(comp)})
         variance[r] = {n: float(pca_basis(z, r)[2].sum()) for n, z in latents.items()}
+        if finetune_steps:
+            losses = finetune_up_projections(comp, model, c_src, c_tgt, finetune_steps, pad_id=pad)
+            rows.append({"form": f"  + up-proj {finetune_steps} st", "latent_dim": r,
+                         "bytes_per_token": kv_cache_bytes(comp, prefix="decoder"),
+                         "finetune_kl_first_last": [losses[0], losses[-1]], **measure(comp.eval())})
     return {"questions_calibration": len(calib), "questions_measured": len(held),
             "config": model.config.to_dict(), "rows": rows, "explained_variance": variance}
 
@@ -376,13 +420,14 @@ def parser_cache_report(questions: list[str], ranks=(96, 64, 48, 32, 16), *, che
 def format_cache_report(rep: dict) -> str:
     lines = [f"question parser decoder (2 self + 2 cross attention layers), calibration {rep['questions_calibration']} "
              f"questions, measured on {rep['questions_measured']}",
-             f"{'form':<24} {'latent':>6} {'self B/tok':>10} {'cross B/src tok':>15} {'max|dlogit|':>12} {'agree':>6}"]
+             f"{'form':<24} {'latent':>6} {'self B/tok':>10} {'cross B/src tok':>15} {'max|dlogit|':>12} "
+             f"{'KL/token':>9} {'agree':>6}"]
     for r in rep["rows"]:
         b = r["bytes_per_token"]
         self_b = sum(v for k, v in b.items() if "self_attn" in k)
         cross_b = sum(v for k, v in b.items() if "cross_attn" in k)
         lines.append(f"{r['form']:<24} {str(r['latent_dim'] or '-'):>6} {self_b:>10} {cross_b:>15} "
-                     f"{r['max_abs_logit_diff']:12.2e} {r['program_agreement']:6.3f}")
+                     f"{r['max_abs_logit_diff']:12.2e} {r['kl_per_token']:9.2e} {r['program_agreement']:6.3f}")
     return "\n".join(lines)
 
 
@@ -396,11 +441,14 @@ def _main(argv=None) -> int:
     ap.add_argument("--ranks", type=int, nargs="+", default=[96, 64, 48, 32, 16])
     ap.add_argument("--limit", type=int, default=400, help="questions used (default 400)")
     ap.add_argument("--checkpoint", help="question parser checkpoint (default: the shipped one)")
+    ap.add_argument("--finetune-steps", type=int, default=0,
+                    help="then train the up-projections this many steps to match the original (default 0)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     with open(a.questions) as f:
         qs = [q["question"] for q in json.load(f)["questions"]][:a.limit]
-    rep = parser_cache_report(qs, tuple(a.ranks), checkpoint=a.checkpoint)
+    torch.set_num_threads(1)
+    rep = parser_cache_report(qs, tuple(a.ranks), checkpoint=a.checkpoint, finetune_steps=a.finetune_steps)
     print(json.dumps(rep, indent=1) if a.json else format_cache_report(rep))
     return 0
 
