@@ -16,6 +16,9 @@ def register(tsub) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--trace-weight", type=float, default=1.0,
                    help="weight of the auxiliary step losses from program traces (0: answers only)")
+    p.add_argument("--attention-weight", type=float, default=1.0,
+                   help="weight of the loss that points each step's instruction attention at the words naming "
+                   "its concepts (part of the trace losses; 0: off, as in the first two training stages)")
     p.add_argument("--dim", type=int, default=64, help="concept/hidden size")
     p.add_argument("--steps", type=int, default=8, help="reasoning steps (instructions)")
     p.add_argument("--limit", type=int, help="only the first N training questions")
@@ -72,6 +75,7 @@ def run(args) -> int:
         print(json.dumps(report, indent=1) if args.json else format_accuracy(report, families=True))
         return 0
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trace_weight=args.trace_weight,
+                      attention_weight=args.attention_weight,
                       seed=args.seed, threads=args.threads, limit=args.limit, max_minutes=args.max_minutes,
                       init=args.init, predicted=tuple(args.predicted_data), predicted_split=args.predicted_split,
                       predicted_limit=args.predicted_limit, val_scene_source=args.scene_source,

@@ -40,6 +40,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     trace_weight: float = 1.0
+    attention_weight: float = 1.0  # weight (relative to the trace losses) of the instruction attention loss
     seed: int = 0
     threads: int = 2
     limit: int | None = None  # only the first N training questions
@@ -122,7 +123,7 @@ def load_examples(root, split: str, ontology: NSMOntology, vocab: Vocab | None, 
     return examples, vocab
 
 
-def loss_fn(out: dict, batch: dict, trace_weight: float) -> tuple[torch.Tensor, dict]:
+def loss_fn(out: dict, batch: dict, trace_weight: float, attention_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
     """Answer cross-entropy + trace_weight * (state BCE + register BCE + op NLL +
     keep/relation BCE + answer-type NLL + instruction attention NLL on the step's words)."""
     ce = F.cross_entropy(out["logits"], batch["answer"], ignore_index=-1)
@@ -164,7 +165,7 @@ def loss_fn(out: dict, batch: dict, trace_weight: float) -> tuple[torch.Tensor, 
         trace = state_loss + reg_loss + op_loss + keep_loss + rel_loss
         parts.update(state=state_loss.item(), reg=reg_loss.item(), op=op_loss.item(), keep=keep_loss.item(),
                      rel=rel_loss.item())
-        if "att" in out and "att_words" in batch:
+        if attention_weight > 0 and "att" in out and "att_words" in batch:
             # each step's instruction attends to the words naming its concepts (filter values,
             # the relation): without it the second branch of and/or questions attended to the
             # word "and"/"or" and never found its object
@@ -173,7 +174,7 @@ def loss_fn(out: dict, batch: dict, trace_weight: float) -> tuple[torch.Tensor, 
             on = words.sum(-1) > 0
             if bool(on.any()):
                 att_loss = -torch.log((att * words).sum(-1)[on].clamp(min=1e-6)).mean()
-                trace = trace + att_loss
+                trace = trace + attention_weight * att_loss
                 parts["att"] = att_loss.item()
         loss = loss + trace_weight * trace
     return loss, parts
@@ -276,7 +277,7 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
         model.train()
         for idx in it:
             batch = to_device(collate([train[i] for i in idx]), device)
-            loss, parts = loss_fn(model(batch), batch, cfg.trace_weight)
+            loss, parts = loss_fn(model(batch), batch, cfg.trace_weight, cfg.attention_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
