@@ -27,9 +27,16 @@ every score of a row and cancels in the softmax), out_h = W_uv[h] (sum_t a_t c_t
 (the weights sum to one). That is a single-K/V-head attention over the latents, run by
 ``F.scaled_dot_product_attention(..., enable_gqa=True)``.
 
+In the registry: ``Attention(dim, n_heads, variant="mla", n_kv_heads=..., latent_dim=...)``
+builds an `MLAttention` (a subclass of `Attention`, fused ``qkv`` rows [Q | latent]); with
+the default latent_dim = 2 H_kv d_head it starts as the GQA layer of the same ``qkv``.
+
 `seq2seq_to_mla(model)` converts the attention layers of a `vqa.language.seq2seq.Seq2Seq`
 (decoder by default) from outside that package; `kv_cache_bytes` counts cache bytes per
-token before and after.
+token before and after; `greedy_latent_cache` decodes keeping only latents;
+`finetune_up_projections` trains k_up/v_up alone to match the original after compression.
+``python -m vqa.nn.mla QUESTIONS.json [--ranks ...] [--finetune-steps N]`` prints the
+question parser's report (`parser_cache_report`).
 """
 from __future__ import annotations
 
