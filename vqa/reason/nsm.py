@@ -32,7 +32,10 @@ Extensions (documented in data/checkpoints/README.md), needed for CLEVR's counti
   distribution over property types (`readout="values"`; the first checkpoints, which
   only saw a type-weighted mixture of concept embeddings, load as `readout="mixture"`);
 - training may add auxiliary losses on the steps from program traces (nsm_train.py),
-  including the register's content and the answer's property type.
+  including the register's content, the answer's property type and each instruction's
+  attention on the words naming its step's concepts;
+- predicted scenes: an object's score (the scene parser's objectness) becomes its initial
+  mass through `NSMConfig.score_threshold` / `score_temperature` (a calibrated sigmoid).
 
 Layering: imports torch and core modules only (plus vqa.reason.nsm_data).
 """

@@ -7,8 +7,14 @@
 Loss: cross-entropy on the answer plus, with weight `trace_weight`, auxiliary losses on
 the reasoning steps from the program traces (`nsm_data.macro_steps`): binary
 cross-entropy of each step's soft set against the executor's objects, and of the op,
-keep and relation gates against the step's labels. The programs are used in training
-only; answering needs the scene graph and the question text.
+keep and relation gates against the step's labels, and the instruction attention's mass on
+the question words naming the step's concepts. The programs are used in training only;
+answering needs the scene graph and the question text.
+
+Predicted scenes (`TrainConfig.predicted`): the questions of CLEVR-layout folders with images
+are trained on the scenes the scene parser predicts from those images (`predicted_scenes`,
+parsed once and cached beside the gold scenes); `evaluate_checkpoint(scene_source="predicted")`
+measures a held-out split the same way.
 
 Checkpoints (`nsm.save_checkpoint`) carry config, ontology, vocabulary and weights, plus
 the optimizer, epoch and the training config so that `resume=True` continues a run.
