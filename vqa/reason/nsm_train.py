@@ -65,7 +65,8 @@ class TrainConfig:
 def predicted_scenes(root, split: str, checkpoint: str | None = None, log=print) -> dict[str, SceneGraph]:
     """{image id: SceneGraph} the scene parser predicts from `root/images/<split>`. Parsed once
     and cached beside the gold scenes (`scenes/CLEVR_<split>_scenes.predicted.jsonl`, first
-    line: the parser checkpoint's path and size; another checkpoint parses again)."""
+    line: the parser checkpoint's path and size; another checkpoint parses again, a change of
+    the parser's code does not: delete the file then)."""
     from ..vision.scene_parser import DEFAULT_CHECKPOINT as SP_DEFAULT, load_scene_parser
 
     ds = CLEVRDataset(root, split)
