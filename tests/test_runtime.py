@@ -257,3 +257,16 @@ def test_cli_export_numpy(tmp_path):
     assert main(["export-numpy", "--check", str(tmp_path / "scene_parser.pt")]) == 1  # missing
     assert main(["export-numpy", str(tmp_path / "scene_parser.pt")]) == 0
     assert main(["export-numpy", "--check", str(tmp_path / "scene_parser.pt")]) == 0
+
+
+@pytest.mark.parametrize("variant", ["mixsga", "mla"])
+def test_routed_and_latent_variants_stay_on_torch(tmp_path, variant):
+    from vqa.nn.convert import convert_attention
+
+    model = SceneParser(SceneParserConfig(attn_variant=variant, image_size=(64, 96)))
+    torch.save(checkpoint_dict(model), tmp_path / "m.pt")
+    export_npz(tmp_path / "m.pt")
+    with pytest.raises(DataError, match=variant):
+        NumpySceneParser.load(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=variant):
+        convert_attention(Attention(64, 4, variant=variant), 2)

@@ -39,7 +39,12 @@ def pool_kv_heads(tensor: torch.Tensor, n_q_heads: int, n_kv_heads: int, new_kv_
 
 
 def convert_attention(attn: Attention, n_kv_heads: int, variant: str = "gqa") -> Attention:
-    """A new Attention of `variant` with K/V heads mean-pooled from `attn` (left unchanged)."""
+    """A new Attention of `variant` with K/V heads mean-pooled from `attn` (left unchanged).
+    `attn` must be a plain grouped-query layer: a mixSGA router or MLA up-projections would be
+    lost (ValueError)."""
+    if attn.variant in ("mixsga", "mla"):
+        raise ValueError(f"cannot pool the K/V heads of a {attn.variant} layer (its router or up-projections "
+                         "would be lost); convert from the plain grouped-query model")
     new = Attention(attn.dim, attn.n_heads, variant=variant, n_q_heads=attn.n_q_heads, n_kv_heads=n_kv_heads,
                     qkv_bias=attn.qkv.bias is not None, dropout=attn.dropout, noise_std=attn.noise_std,
                     momentum=attn.momentum)

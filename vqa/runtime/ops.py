@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# attention variants whose eval forward is plain grouped-query attention (what `attention` runs);
+# the key-driven (kdgqa, dgqa), routed (mixsga) and latent (mla) variants stay on torch
+FIXED_GROUPS = ("mha", "mqa", "gqa", "sqa", "ssqa", "xsqa", "pgqa")
+
 _ERF_P = np.float32(0.3275911)
 _ERF_A = [np.float32(a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)]
 _SQRT_HALF = np.float32(0.7071067811865476)

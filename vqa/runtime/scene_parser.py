@@ -18,10 +18,10 @@ from ..errors import DataError
 from ..scene import SceneGraph
 from ..vision.core import STRIDE, SceneParserConfig, parse_images
 from . import ops
+from .ops import FIXED_GROUPS
 from .checkpoints import load_npz
 
 SCENE_FORMAT = "vqa.scene_parser/1"
-FIXED_GROUPS = ("mha", "mqa", "gqa", "sqa", "ssqa", "xsqa", "pgqa")
 
 
 class NumpySceneParser:

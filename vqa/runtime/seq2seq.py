@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..language.config import Seq2SeqConfig
-from .ops import LayerNorm, Linear, attention, gelu
+from .ops import FIXED_GROUPS, LayerNorm, Linear, attention, gelu
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default
 
@@ -55,6 +55,9 @@ class _MLP:
 class NumpySeq2Seq:
     def __init__(self, arrays: dict[str, np.ndarray], config: Seq2SeqConfig):
         self.config = c = config
+        if c.variant not in FIXED_GROUPS:
+            raise DataError(f"the numpy runtime does not run attention variant {c.variant!r} "
+                            f"(supported: {', '.join(FIXED_GROUPS)}); use the torch backend")
         w = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in arrays.items()}
         d = c.dim // c.n_heads
         hq = w["encoder.0.attn.proj.weight"].shape[1] // d
