@@ -76,7 +76,7 @@ SHARED_FILES = ("shared.lp",)  # the answers of shared programs without the step
 # instantiates a rule per fact statement, which costs several microseconds each; this
 # takes a few hundred nanoseconds per fact).
 GOLD_FACTS = "\n".join(f"{name}({args}) :- {name}({args}) = @facts({name})." for name, args in (
-    ("run", "P, I, F, V, In"), ("world", "Q, W"), ("in", "W, O"), ("has", "W, O, C, V"),
+    ("run", "P, I, F, V, In"), ("apply", "P, I, F, V, J, W"), ("world", "Q, W"), ("in", "W, O"), ("has", "W, O, C, V"),
     ("novalue", "W, O, C"), ("holds", "W, A, R, B"), ("level", "W, O, R, L, F"), ("final", "P, I")))
 OPT_ARGUMENTS = ("--opt-strategy=usc",)  # for calls with uncertain scenes
 

@@ -44,10 +44,11 @@ The default is the plain form above (the distillation prompts show it).
 
 `encode_gold` writes a batch whose scenes are all gold and whose programs all pass
 `is_checked` (the common case) in the fast form, as lists of ground terms per predicate
-(`run`, `world`, `in`, `has`, `novalue`, relations as `level/5` where they are nested
-as CLEVR's are, otherwise `holds/4` (`_relation_facts`), plus `final(P, I)`: step I of
-shared program P is the last step of a question) that the reasoner hands to the grounder
-directly (no parsing of fact statements; see `vqa.reason.asp`).
+(`run`, or `apply(P, I, F, V, J, W)` for a step on one input but exist, `world`, `in`, `has`,
+`novalue`, relations as `level/5` where they are nested as CLEVR's are, otherwise
+`holds/4` (`_relation_facts`), plus `final(P, I)`: step I of shared program P is the last
+step of a question) that the reasoner hands to the grounder directly (no parsing of fact
+statements; see `vqa.reason.asp`).
 """
 from __future__ import annotations
 
@@ -304,8 +305,8 @@ def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probabilit
     (then `encode` writes the call)."""
     n = sum(len(ps) for _, ps in batch)
     encodings: list[SceneEncoding] = []
-    terms: dict[str, list[str]] = {"run": [], "world": [], "in": [], "has": [], "novalue": [], "holds": [],
-                                   "level": [], "final": []}
+    terms: dict[str, list[str]] = {"run": [], "apply": [], "world": [], "in": [], "has": [], "novalue": [],
+                                   "holds": [], "level": [], "final": []}
     runs, has, novalue = terms["run"], terms["has"], terms["novalue"]
     offset = q = 0
     for s, (scene, programs) in enumerate(batch):
@@ -314,16 +315,17 @@ def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probabilit
             return None
         # the programs first (one shared program; None when one is not checked)
         pid = n + s
+        w = f"g({s})"
         nodes: dict[tuple, int] = {}
         facts: list[str] = []
+        applies: list[str] = []
         maps: list[list[int]] = []
         asked = set()
         for program in programs:
-            ids = _shared_steps(program, pid, nodes, facts, asked)
+            ids = _shared_steps(program, pid, w, nodes, facts, applies, asked)
             if ids is None:
                 return None
             maps.append(ids)
-        w = f"g({s})"
         # the scene's one reading (as _gold_reading, without pools)
         for i, o in enumerate(objects, offset):
             terms["in"].append(f"in({w},{i})")
@@ -366,6 +368,7 @@ def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probabilit
             enc.shared_id = pid
             terms["world"].append(f"world({pid},{w})")
             runs.extend(facts)
+            terms["apply"].extend(applies)
             enc.shared = dict(enumerate(maps, q))
             terms["final"].extend(f"final({pid},{m})" for m in {ids[-1] for ids in maps})
             q += len(programs)
@@ -398,12 +401,13 @@ _SPECS = {name: (spec.arity, 1 if spec.arg else 0, spec.inputs, spec.output, _FU
           for name, spec in CLEVR_FUNCTIONS.items()}
 
 
-def _shared_steps(program: Program, pid: int, nodes: dict[tuple, int], facts: list[str], asked: set[str]
-                  ) -> list[int] | None:
-    """`program` as part of shared program `pid` (`encode_shared`, in one pass with
-    `is_checked`): the shared step of each of its steps, the new steps' run/5 terms
-    appended to `facts`, the relations it reads added to `asked`; None when the program
-    does not pass `is_checked`."""
+def _shared_steps(program: Program, pid: int, w: str, nodes: dict[tuple, int], facts: list[str],
+                  applies: list[str], asked: set[str]) -> list[int] | None:
+    """`program` as part of shared program `pid` about reading `w` (`encode_shared`, in
+    one pass with `is_checked`): the shared step of each of its steps, the new steps
+    appended as terms to `facts` (run/5) or, for the steps on one input but exist, to
+    `applies` (apply/6, which rules/clevr/program.lp derives from run/5 otherwise), the relations it
+    reads added to `asked`; None when the program does not pass `is_checked`."""
     kinds: list[str] = []
     ids: list[int] = []
     i = 0
@@ -434,8 +438,11 @@ def _shared_steps(program: Program, pid: int, nodes: dict[tuple, int], facts: li
             if f == "relate":
                 asked.add(args[0])
             value = term(args[0]) if args else "()"
-            ins = "()" if arity == 0 else f"({key[2]},)" if arity == 1 else f"({key[2]},{key[3]})"
-            facts.append(f"run({pid},{m},{f},{value},{ins})")
+            if arity == 1 and f != "exist":  # (the rules of exist read run/5)
+                applies.append(f"apply({pid},{m},{f},{value},{key[2]},{w})")
+            else:
+                ins = "()" if arity == 0 else f"({key[2]},)" if arity == 1 else f"({key[2]},{key[3]})"
+                facts.append(f"run({pid},{m},{f},{value},{ins})")
         ids.append(m)
         i += 1
     if not kinds or kinds[-1] in (OBJECTS, OBJECT):
