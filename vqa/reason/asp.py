@@ -13,7 +13,10 @@ Speed: each call gets only the theory files and facts it needs (the fast path of
 `asp_encode.is_checked` skip the theory's structural checks (`checks.lp`), gold scenes
 are written as their one reading (no `scene.lp`, `uncertain.lp`, no optimisation), the
 checked questions about a gold scene share the steps they compute alike, and the step
-values (`trace.lp`) are shown only when they are needed.
+values (`trace.lp`) are shown only when they are needed. A call whose scenes are all gold
+and whose programs are all checked (`asp_encode.encode_gold`) hands its facts to the
+grounder as terms (`GOLD_FACTS`), and without traces shows only the answers
+(`rules/clevr/shared.lp`); see rules/README.md, "The fast path".
 
 Uncertain scenes (any object score, attribute distribution or relation probability
 below 1): every question reads its own copy of the scene (its "reading", chosen by
