@@ -342,7 +342,7 @@ def _map(chunks, settings, workers: int, progress, scene_records=None):
             answer = _Answerer(settings)
             for chunk in chunks:
                 res = answer(chunk)
-                if bar:
+                if bar is not None:
                     bar.update(len(res))
                 yield res
             return
@@ -354,10 +354,10 @@ def _map(chunks, settings, workers: int, progress, scene_records=None):
         with mp.get_context("fork" if fork else "spawn").Pool(
                 workers, initializer=_init_worker, initargs=(settings,)) as pool:
             for res in pool.imap_unordered(_run_chunk, chunks):
-                if bar:
+                if bar is not None:
                     bar.update(len(res))
                 yield res
     finally:
         _FORKED_SCENES = None
-        if bar:
+        if bar is not None:
             bar.close()
