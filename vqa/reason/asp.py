@@ -410,8 +410,11 @@ def read_answers(programs: list[Program], atoms: str, ids: list[str], *, explain
         outs = {(int(q), int(i)): _term_value(v) for q, i, v in _OUT.findall(atoms)}
     if shared:
         errs = {(int(q), int(i)): _reason(r) for q, i, r in _ERR.findall(atoms)}
+        erred = {p for p, _ in errs}
         for q, (pid, steps) in shared.items():
-            fail = next(((i, errs[pid, n]) for i, n in enumerate(steps) if (pid, n) in errs), None)
+            fail = None
+            if pid in erred:
+                fail = next(((i, errs[pid, n]) for i, n in enumerate(steps) if (pid, n) in errs), None)
             if fail is None and (pid, steps[-1]) in nones:
                 fail = (len(steps) - 1, ("ends", "none"))
             if fail is None:

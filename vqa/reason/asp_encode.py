@@ -354,10 +354,15 @@ def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probabilit
             index = {o.id: i for i, o in enumerate(objects, offset)}
             pairs: dict[str, dict[int, set[int]]] = {r: {} for r in asked}
             for r in relations:
-                if r.predicate in asked:
+                below = pairs.get(r.predicate)
+                if below is not None:
                     if r.probability < 1.0:
                         return None
-                    pairs[r.predicate].setdefault(index[r.subject], set()).add(index[r.object])
+                    a = index[r.subject]
+                    if a in below:
+                        below[a].add(index[r.object])
+                    else:
+                        below[a] = {index[r.object]}
             for r, below in pairs.items():
                 if below:
                     _relation_facts(w, term(r), below, range(offset, offset + len(objects)), terms)
