@@ -143,6 +143,7 @@ def encode_scene(scene: SceneGraph, s: int = 0, offset: int = 0, *, cap: int = D
 
 
 _CATEGORIES = tuple(term(c) for c in CLEVR_ATTRIBUTES)
+_EMPTY: frozenset = frozenset()
 
 
 def _pooled(predicate: str, groups: dict[str, list]) -> list[str]:
@@ -386,19 +387,29 @@ def _relation_facts(w: str, r: str, below: dict[int, set[int]], objects, terms: 
     are r of O), when the sets below[a] are nested, as they are under CLEVR's rule (a is r
     of b when a's position along r exceeds b's by a margin); otherwise as the pairs,
     `holds(w, a, r, b)`. Levels take two facts per object instead of one per pair."""
-    empty: set[int] = set()
-    chain = sorted({frozenset(below.get(o, empty)) for o in objects}, key=len)
-    if all(a <= b for a, b in zip(chain, chain[1:])):
-        level = {s: k for k, s in enumerate(chain)}
-        first = {}
-        for k, s in enumerate(chain):
-            for o in s:
-                first.setdefault(o, k)
-        k = len(chain)
-        terms["level"].extend(f"level({w},{o},{r},{level[frozenset(below.get(o, empty))]},{first.get(o, k)})"
-                              for o in objects)
+    objects = list(objects)
+    sets = [below.get(o, _EMPTY) for o in objects]
+    level = [0] * len(sets)
+    first: dict[int, int] = {}
+    lv, prev = 0, _EMPTY
+    for k in sorted(range(len(sets)), key=lambda k: len(sets[k])):  # smallest set first
+        cur = sets[k]
+        if len(cur) == len(prev):
+            if cur != prev:  # two different sets of one size: not nested
+                break
+        elif prev <= cur:
+            lv += 1
+            for o in cur - prev:
+                first[o] = lv
+        else:
+            break
+        level[k] = lv
+        prev = cur
     else:
-        terms["holds"].extend(f"holds({w},{a},{r},{b})" for a, bs in below.items() for b in sorted(bs))
+        n = lv + 1  # the levels 0..lv (level 0 holds the objects that are r of none)
+        terms["level"].extend(f"level({w},{o},{r},{level[k]},{first.get(o, n)})" for k, o in enumerate(objects))
+        return
+    terms["holds"].extend(f"holds({w},{a},{r},{b})" for a, bs in below.items() for b in sorted(bs))
 
 
 # per function: (number of inputs, number of values, input kinds, output kind, term)
