@@ -218,15 +218,19 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
         scene_records = {clevr_image_id(rec): (i, rec) for i, rec in enumerate(clevr.iter_scene_records(scenes))}
     pred_path = Path(predictions) if predictions else None
     done = _read_predictions(pred_path, settings) if pred_path else {}
-    stream = _ChunkStream(questions, scenes, scene_records, done=done, limit=limit, shard=shard, images=images,
-                          scenes_per_call=scenes_per_call)
+    stream_kw = dict(done=done, limit=limit, shard=shard, images=images, scenes_per_call=scenes_per_call)
+    if workers > 1 and not _uses_torch(settings) and "fork" in mp.get_all_start_methods():
+        run = _ForkedParts(questions, scenes, scene_records, stream_kw, settings, workers, progress)
+    else:
+        run = _Streamed(_ChunkStream(questions, scenes, scene_records, **stream_kw), settings, workers, progress,
+                        scene_records)
     start = time.perf_counter()
     records = dict(done)
     sink = open(pred_path, "a", encoding="utf-8") if pred_path else None
     try:
         if sink is not None and not done:
             sink.write(json.dumps({"settings": settings}) + "\n")
-        for result in _map(stream, settings, workers, progress, scene_records):
+        for result in run:
             for rec in result:
                 records[rec["qid"]] = rec
                 if sink is not None:
@@ -237,10 +241,10 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
         if sink is not None:
             sink.close()
     seconds = time.perf_counter() - start
-    if stream.error is not None:  # bad input met while streaming: the chunks before it are saved
-        raise stream.error
-    todo = stream.todo
-    report = score_records([records[qid] for qid in stream.wanted if qid in records])
+    if run.error is not None:  # bad input met while streaming: the chunks before it are saved
+        raise run.error
+    todo = run.todo
+    report = score_records([records[qid] for qid in run.wanted if qid in records])
     report.update({**{k: settings[k] for k in ("dataset", "reasoner", "scene_source", "program_source")},
                    "questions_file": str(questions), "scenes_file": str(scenes), "workers": workers,
                    "shard": f"{shard[0]}/{shard[1]}" if shard else None, "answered_now": todo,
@@ -284,9 +288,11 @@ class _ChunkStream:
     Afterwards: `wanted` (the qids in scope, in file order), `todo` (questions chunked),
     `error` (a DataError met while reading, re-raised by the caller)."""
 
-    def __init__(self, questions, scenes, scene_records, *, done, limit, shard, images, scenes_per_call):
+    def __init__(self, questions, scenes, scene_records, *, done, limit, shard, images, scenes_per_call,
+                 part: tuple[int, int] | None = None):
         self.questions, self.scenes, self.scene_records = questions, scenes, scene_records
         self.done, self.limit, self.shard, self.images = done, limit, shard, images
+        self.part = part  # (k, n): of the images in scope, the k-th of every n (a forked worker's share)
         self.per_call = scenes_per_call
         self.wanted: list[str] = []
         self.todo = 0
@@ -294,24 +300,34 @@ class _ChunkStream:
 
     def _groups(self):
         order: dict[str, int] = {}
+        kept: dict[str, int] = {}
         image, group = None, []
-        for i, rec in enumerate(stream_list(self.questions, "questions")):
-            if self.limit is not None and i >= self.limit:
-                break
-            q = _record(rec, self.questions, i)
-            if self.scene_records is not None and q["image"] not in self.scene_records:
-                raise DataError(f"no scene for image {q['image']!r} in {self.scenes}", file=self.questions,
-                                record=q["qid"], field="image_filename")
-            k = order.setdefault(q["image"], len(order))
-            if self.shard is not None and k % self.shard[1] != self.shard[0]:
-                continue
-            self.wanted.append(q["qid"])
-            if q["image"] != image and group:
+        try:
+            for i, rec in enumerate(stream_list(self.questions, "questions")):
+                if self.limit is not None and i >= self.limit:
+                    break
+                q = _record(rec, self.questions, i)
+                if self.scene_records is not None and q["image"] not in self.scene_records:
+                    raise DataError(f"no scene for image {q['image']!r} in {self.scenes}", file=self.questions,
+                                    record=q["qid"], field="image_filename")
+                k = order.setdefault(q["image"], len(order))
+                if self.shard is not None and k % self.shard[1] != self.shard[0]:
+                    continue
+                if self.part is not None:
+                    j = kept.setdefault(q["image"], len(kept))
+                    if j % self.part[1] != self.part[0]:
+                        continue
+                self.wanted.append(q["qid"])
+                if q["image"] != image and group:
+                    yield image, group
+                    group = []
+                image = q["image"]
+                if q["qid"] not in self.done:
+                    group.append(q)
+        except (DataError, VQAError):  # the questions read before a bad record are still answered
+            if group:
                 yield image, group
-                group = []
-            image = q["image"]
-            if q["qid"] not in self.done:
-                group.append(q)
+            raise
         if group:
             yield image, group
 
@@ -325,11 +341,105 @@ class _ChunkStream:
                 if len(chunk) == self.per_call:
                     yield chunk
                     chunk = []
-        except (DataError, VQAError) as e:  # raised by the caller after the pool is done
+        except (DataError, VQAError) as e:  # raised by the caller once the questions before it are answered
             self.error = e
-            return
         if chunk:
             yield chunk
+
+
+class _Streamed:
+    """The main process streams the chunks; answered here (one worker) or by a pool (chunks
+    pickled to spawned workers when torch models are involved). Iterates over the answered
+    records of each chunk; afterwards `wanted`, `todo`, `error` as `_ChunkStream`."""
+
+    def __init__(self, stream, settings, workers, progress, scene_records):
+        self.stream, self.args = stream, (settings, workers, progress, scene_records)
+
+    def __iter__(self):
+        yield from _map(self.stream, *self.args)
+
+    def __getattr__(self, name):  # wanted, todo, error
+        return getattr(self.stream, name)
+
+
+_PART_JOB: tuple | None = None  # what forked part workers inherit: (questions, scenes, stream kwargs, settings, n)
+
+
+class _ForkedParts:
+    """`workers` forked processes, each streaming the questions file itself and answering its
+    part (every n-th image in scope); only the answered records travel back, through a queue,
+    as each chunk finishes. Nothing is pickled on the way in (the gold scene records are
+    inherited), and the main process only writes the predictions."""
+
+    def __init__(self, questions, scenes, scene_records, stream_kw, settings, workers, progress):
+        self.job = (questions, scenes, stream_kw, settings, workers)
+        self.scene_records, self.workers, self.progress = scene_records, workers, progress
+        self.wanted: list[str] = []
+        self.todo = 0
+        self.error: Exception | None = None
+
+    def __iter__(self):
+        import queue as queue_mod
+
+        global _FORKED_SCENES, _PART_JOB
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        _FORKED_SCENES, _PART_JOB = self.scene_records, self.job
+        procs = [ctx.Process(target=_part_worker, args=(k, q), daemon=True) for k in range(self.workers)]
+        bar = self.progress(total=None, desc="questions") if self.progress else None
+        ends: dict[int, tuple] = {}
+        try:
+            for p in procs:
+                p.start()
+            while len(ends) < len(procs):
+                try:
+                    kind, k, payload = q.get(timeout=1.0)
+                except queue_mod.Empty:
+                    dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise VQAError(f"an evaluation worker died (exit code {dead[0]})") from None
+                    continue
+                if kind == "chunk":
+                    if bar is not None:
+                        bar.update(len(payload))
+                    yield payload
+                elif kind == "end":
+                    ends[k] = payload
+                else:  # "fail": an exception while answering
+                    raise payload
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                p.join()
+            _FORKED_SCENES = _PART_JOB = None
+            if bar is not None:
+                bar.close()
+        for k in sorted(ends):
+            wanted, todo, error = ends[k]
+            self.wanted += wanted
+            self.todo += todo
+            self.error = self.error or error
+
+
+def _part_worker(k: int, q) -> None:
+    """Body of forked part worker k (see `_ForkedParts`)."""
+    import pickle
+
+    questions, scenes, stream_kw, settings, n = _PART_JOB
+    stream = _ChunkStream(questions, scenes, _FORKED_SCENES, part=(k, n), **stream_kw)
+    try:
+        answer = _Answerer(settings)
+        for chunk in stream:
+            q.put(("chunk", k, answer(chunk)))
+    except Exception as e:  # noqa: BLE001 (reported to the main process, which raises it)
+        try:
+            pickle.dumps(e)
+        except Exception:  # noqa: BLE001
+            e = VQAError(f"{type(e).__name__}: {e}")
+        q.put(("fail", k, e))
+        return
+    q.put(("end", k, (stream.wanted, stream.todo, stream.error)))
 
 
 def _map(chunks, settings, workers: int, progress, scene_records=None):
@@ -346,13 +456,11 @@ def _map(chunks, settings, workers: int, progress, scene_records=None):
                     bar.update(len(res))
                 yield res
             return
-        # fork starts workers in a fraction of a second; torch models (the NSM, parsers without
-        # a numpy export) get fresh spawned processes (torch's thread pools do not survive fork)
-        fork = not _uses_torch(settings) and "fork" in mp.get_all_start_methods()
-        if not fork and scene_records is not None:  # spawned workers get their scenes with the chunks
+        # torch models (the NSM, parsers without a numpy export) get fresh spawned processes
+        # (torch's thread pools do not survive fork); the chunks carry their scenes
+        if scene_records is not None:
             chunks = ([(i, scene_records[i], p, qs) for i, _, p, qs in c] for c in chunks)
-        with mp.get_context("fork" if fork else "spawn").Pool(
-                workers, initializer=_init_worker, initargs=(settings,)) as pool:
+        with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
             for res in pool.imap_unordered(_run_chunk, chunks):
                 if bar is not None:
                     bar.update(len(res))
