@@ -194,3 +194,15 @@ def test_questions_in_any_order(tmp_path):
     assert {k: got[k] for k in ("total", "correct", "by_function")} == {k: ref[k] for k in ("total", "correct", "by_function")}
     totals = [evaluate_clevr(q, s, shard=(i, 3))["total"] for i in range(3)]
     assert sum(totals) == ref["total"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_malformed_program_is_reported_from_any_worker(tmp_path, workers):
+    from vqa.errors import DataError
+
+    q, s = _generated(tmp_path, scenes=6)
+    data = load_json(q)
+    data["questions"][7]["program"][0] = {"inputs": []}  # neither 'function' nor 'type'
+    dump_json(data, q)
+    with pytest.raises(DataError, match="neither 'function'"):
+        evaluate_clevr(q, s, workers=workers)
