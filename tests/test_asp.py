@@ -364,3 +364,33 @@ def test_alternatives_are_bounded_and_never_change_the_answer():
     assert [a.answer for a in ranked] == first
     for a in ranked:
         assert a.top[0][0] == a.answer and len({x for x, _ in a.top}) == len(a.top) <= 3
+
+
+def test_gold_path_relations_as_pairs_and_failures_keep_their_traces():
+    """The gold fast path (`encode_gold`): a relation that is not nested (a cycle) is given
+    as pairs, CLEVR's as levels; without explanations a question that fails on the scene
+    still gets the executor's trace (from a second call of its own)."""
+    from vqa.reason.asp_encode import encode_gold
+    from vqa.scene import Relation
+
+    objects = [_obj(0, {"red": 1.0}), _obj(1, {"red": 1.0}, "sphere"), _obj(2, {"blue": 1.0}, "cylinder")]
+    cycle = [Relation("1", "left", "0"), Relation("2", "left", "1"), Relation("0", "left", "2"),
+             Relation("0", "front", "1"), Relation("0", "front", "2"), Relation("1", "front", "2")]
+    scene = SceneGraph("cyc", 480, 320, objects, relations=cycle)
+    programs = [Program.parse(e) for e in (
+        "count(relate[left](unique(filter_shape[cube](scene))))", "query_shape(unique(relate[left](unique(filter_shape[sphere](scene)))))",
+        "count(relate[front](unique(filter_shape[cylinder](scene))))", "exist(relate[front](unique(filter_shape[cube](scene))))",
+        "query_shape(unique(filter_color[red](scene)))", "count(relate[left](unique(filter_color[red](scene))))",
+        "query_color(unique(filter_shape[cube](scene)))")]
+    _, terms = encode_gold([(scene, programs)])
+    assert terms["holds"] and any(",front," in t for t in terms["level"]) and not any(",left," in t for t in terms["level"])
+    for explain in (True, False):
+        answers = ASPReasoner(explain=explain).answer_batch(scene, programs)
+        for p, a in zip(programs, answers):
+            r = execute(p, scene)
+            assert (a.answer, a.error, a.error_step) == (r.answer, r.error, r.error_step), p.to_expr()
+            if explain or r.error is not None:
+                assert [t.to_dict() for t in a.trace] == [t.to_dict() for t in r.trace], p.to_expr()
+            else:
+                assert a.trace == []
+        assert sum(a.answer is None for a in answers) == 2

@@ -78,9 +78,11 @@ SHARED_FILES = ("shared.lp",)  # the answers of shared programs without the step
 # predicate whose instances are the terms that `_Facts.facts` returns (the grounder
 # instantiates a rule per fact statement, which costs several microseconds each; this
 # takes a few hundred nanoseconds per fact).
-GOLD_FACTS = "\n".join(f"{name}({args}) :- {name}({args}) = @facts({name})." for name, args in (
+# (a call adds the rules of the predicates it has facts of)
+GOLD_RULES = {name: f"{name}({args}) :- {name}({args}) = @facts({name})." for name, args in (
     ("run", "P, I, F, V, In"), ("apply", "P, I, F, V, J, W"), ("world", "Q, W"), ("in", "W, O"), ("has", "W, O, C, V"),
-    ("novalue", "W, O, C"), ("holds", "W, A, R, B"), ("level", "W, O, R, L, F"), ("final", "P, I")))
+    ("novalue", "W, O, C"), ("holds", "W, A, R, B"), ("level", "W, O, R, L, F"), ("final", "P, I"))}
+GOLD_FACTS = "\n".join(GOLD_RULES.values())
 OPT_ARGUMENTS = ("--opt-strategy=usc",)  # for calls with uncertain scenes
 
 _KIND_WORDS = {"objects": "objects", "object": "object", "integer": "an integer", "value": "an attribute value"}
@@ -150,19 +152,20 @@ class ASPReasoner:
             except RuntimeError:
                 raise SolverError(f"theory {self.config.theory_dir} does not parse", log.messages) from None
             self._files[path.name] = out
-        ast.parse_string(GOLD_FACTS, (out := []).append)
-        self._files[" gold facts"] = out  # (no file: see GOLD_FACTS)
-        self._core = [n for n in self._files
-                      if n not in CHECK_FILES + UNCERTAIN_FILES + TRACE_FILES + SHARED_FILES + (" gold facts",)]
+        self._core = [n for n in self._files if n not in CHECK_FILES + UNCERTAIN_FILES + TRACE_FILES + SHARED_FILES]
+        self._gold_rules: dict[str, list] = {}
+        for name, text in GOLD_RULES.items():
+            ast.parse_string(text, (out := []).append)
+            self._gold_rules[name] = out
 
     def _statements(self, checks: bool, uncertain: bool, trace: bool = True, *, gold: bool = False) -> list:
         """The parsed statements a call needs (the always-needed files, plus the checks,
         the uncertain-scene files and the trace output when asked for), each file once.
-        `gold`: a call of `encode_gold` facts (the rules that read them, and the answers
-        of the shared programs when there is no trace)."""
+        `gold`: a call of `encode_gold` facts (the answers of the shared programs when
+        there is no trace)."""
         names = list(self._core)
         for wanted, group in ((checks, CHECK_FILES), (uncertain, UNCERTAIN_FILES), (trace, TRACE_FILES),
-                              (gold and not trace, SHARED_FILES), (gold, (" gold facts",))):
+                              (gold and not trace, SHARED_FILES)):
             if wanted:
                 names += [n for n in group if n in self._files and n not in names]
         return [stm for n in names for stm in self._files[n]]
@@ -257,6 +260,10 @@ class ASPReasoner:
         with ast.ProgramBuilder(ctl) as builder:
             for stm in self._statements(False, uncertain=False, trace=traced, gold=True):
                 builder.add(stm)
+            for name, items in terms.items():
+                if items:
+                    for stm in self._gold_rules[name]:
+                        builder.add(stm)
         ctl.ground([("base", [])], context=_Facts(terms))
         atoms = self._solve(ctl, [])
         del ctl
