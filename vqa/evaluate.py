@@ -199,7 +199,7 @@ def _read_predictions(path: Path, settings: dict) -> dict[str, dict]:
 
 def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str = "asp", scene_source: str = "gold",
                    program_source: str = "gold", limit: int | None = None, out: str | Path | None = None,
-                   predictions: str | Path | None = None, progress=None, theory_dir=None, scenes_per_call: int = 8,
+                   predictions: str | Path | None = None, progress=None, theory_dir=None, scenes_per_call: int = 32,
                    workers: int = 1, shard: tuple[int, int] | None = None, images: str | Path | None = None,
                    checkpoints: dict | None = None) -> dict:
     """Answer the questions (the first `limit`) of a CLEVR questions file and score them.

@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--predictions", help="CLEVR: predictions JSONL, appended as answered; rerun to resume. "
                                          "GQA: the official predictions file")
     p.add_argument("--theory", help="CLEVR: a folder of .lp files instead of rules/clevr")
+    p.add_argument("--scenes-per-call", type=int, default=32,
+                   help="CLEVR: images whose questions are answered together (one clingo call for gold scenes; "
+                        "larger is faster, a kill loses at most one such chunk per worker; default 32)")
     p.add_argument("--choices", help="GQA: {split}_choices.json for validity and plausibility")
     p.add_argument("--all", action="store_true", help="GQA: score all questions, not only the balanced ones")
     p.add_argument("--ontology", help="GQA: an attribute ontology learned by `vqa gqa ontology`")
@@ -49,6 +52,8 @@ def run(args) -> int:
 
         if args.workers < 1:
             raise VQAError(f"--workers must be >= 1, got {args.workers}")
+        if args.scenes_per_call < 1:
+            raise VQAError(f"--scenes-per-call must be >= 1, got {args.scenes_per_call}")
         checkpoints = {k: v for k, v in (("scene_checkpoint", args.scene_checkpoint),
                                          ("parser_checkpoint", args.parser_checkpoint),
                                          ("nsm_checkpoint", args.nsm_checkpoint)) if v}
@@ -56,7 +61,7 @@ def run(args) -> int:
                                 program_source=args.program_source, limit=args.limit, out=args.out,
                                 predictions=args.predictions, progress=bar, theory_dir=args.theory,
                                 workers=args.workers, shard=parse_shard(args.shard), images=args.images,
-                                checkpoints=checkpoints)
+                                checkpoints=checkpoints, scenes_per_call=args.scenes_per_call)
     else:
         clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard),
                                       ("--images", args.images), ("--workers", args.workers != 1),
