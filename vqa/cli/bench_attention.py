@@ -76,11 +76,16 @@ def run_search(args) -> int:
         raise VQAError(str(e)) from None
     finally:
         torch.set_num_threads(old)
+    return _emit(result, args, format_search)
+
+
+def _emit(result: dict, args, formatter) -> int:
+    """Write the result JSON to --out when given; print it (--json) or its tables."""
     text = json.dumps(result, indent=1)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
-    print(text if args.json else format_search(result))
+    print(text if args.json else formatter(result))
     return 0
 
 
@@ -116,9 +121,4 @@ def run(args) -> int:
         result = run_bench(cfg, progress=None if args.no_progress else progress)
     except ValueError as e:          # a head layout that does not fit a variant
         raise VQAError(str(e)) from None
-    text = json.dumps(result, indent=1)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    print(text if args.json else format_tables(result))
-    return 0
+    return _emit(result, args, format_tables)
