@@ -77,8 +77,6 @@ def compute_threads(n: int | None):
             torch.set_num_threads(old)
 
 
-torch_threads = compute_threads  # the earlier name
-
 
 def load_scene(path: str | Path, image_id: str | None = None) -> SceneGraph:
     """A scene from a SceneGraph JSON file or from a CLEVR scenes file (by image id or
