@@ -10,8 +10,6 @@
 - `bench`: the side-by-side benchmark behind `vqa bench attention`.
 """
 from .attention import VARIANTS, Attention, allocate_query_heads, explicit_attention, resolve_heads
-from .mixsga import MixSGAttention, mixsga_aux_loss
-from .mla import MLAttention, kv_cache_bytes, mla_from_gqa, seq2seq_to_mla
 from .convert import convert_attention, convert_model, convert_vit_checkpoint, pool_kv_heads
 from .vit import (VIT_SIZES, ViT, ViTConfig, autocast, create_vit, register_vit, vit_checkpoint,
                   vit_config, vit_from_checkpoint)
@@ -21,3 +19,15 @@ __all__ = ["VARIANTS", "Attention", "allocate_query_heads", "explicit_attention"
            "VIT_SIZES", "ViT", "ViTConfig", "autocast", "create_vit", "register_vit", "vit_checkpoint",
            "vit_config", "vit_from_checkpoint", "MixSGAttention", "mixsga_aux_loss", "MLAttention",
            "kv_cache_bytes", "mla_from_gqa", "seq2seq_to_mla"]
+
+
+_LAZY = {"MixSGAttention": "mixsga", "mixsga_aux_loss": "mixsga", "MLAttention": "mla", "kv_cache_bytes": "mla",
+         "mla_from_gqa": "mla", "seq2seq_to_mla": "mla"}
+
+
+def __getattr__(name):  # lazy, so that `python -m vqa.nn.mla` / `-m vqa.nn.mixsga` run their module once
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
