@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the scene graph as JSON")
     p.add_argument("--draw", default=None, metavar="OUT.png", help="write the image with boxes and labels")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"),
+                   help="--image: numpy (the torch-free runtime, from the .npz export; what auto picks on the CPU) "
+                        "or torch; --evaluate and --tune always run the torch model")
     p.set_defaults(func=run)
 
 
@@ -36,9 +39,15 @@ def run(args) -> int:
     import os
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see _train_scene_parser.run (shared CPUs)
     from ..vision.core import load_image
-    from ..vision.scene_parser import load_scene_parser
 
-    parser = load_scene_parser(args.checkpoint, device=args.device)
+    if args.image:  # the backend `vqa answer` uses (numpy on the CPU: no torch import)
+        from ..pipeline import Pipeline
+
+        parser = Pipeline(scene_checkpoint=args.checkpoint, device=args.device, backend=args.backend).scene_parser
+    else:
+        from ..vision.scene_parser import load_scene_parser
+
+        parser = load_scene_parser(args.checkpoint, device=args.device)
     if args.threshold is not None:
         parser.cfg.score_threshold = args.threshold
     if args.nms_iou is not None:
