@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..scene import SceneGraph
-from ..vision.core import STRIDE, SceneParserConfig, parse_images
+from ..vision.core import SceneParserConfig, parse_images
 from . import ops
 from .ops import FIXED_GROUPS
 from .checkpoints import load_npz
@@ -32,14 +32,12 @@ class NumpySceneParser:
         self.cfg = cfg
         self.w = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in arrays.items()}
         self.stem = []  # (weight, bias, stride, residual) with the batch norms folded in
-        c = 0
         for i, stride in enumerate([2, 2] + [1] * cfg.stem_extra):
             pre = f"stem.{i}.0" if i < 2 else f"stem.{i}.body.0"
             bn = f"stem.{i}.1" if i < 2 else f"stem.{i}.body.1"
             w, b = ops.fold_batch_norm(self.w[f"{pre}.weight"], self.w[f"{bn}.weight"], self.w[f"{bn}.bias"],
                                        self.w[f"{bn}.running_mean"], self.w[f"{bn}.running_var"])
             self.stem.append((w, b, stride, i >= 2))
-            c += 1
         d_head = cfg.dim // cfg.n_heads
         self.d_head = d_head
         self.n_q_heads = self.w["vit.blocks.0.attn.proj.weight"].shape[1] // d_head
@@ -136,4 +134,4 @@ class NumpySceneParser:
         return self.parse_images([image], image_ids=None if image_id is None else [image_id])[0]
 
 
-__all__ = ["NumpySceneParser", "STRIDE"]
+__all__ = ["NumpySceneParser"]
