@@ -63,6 +63,7 @@ from ..ontology import CLEVR_FUNCTIONS, normalise_answer
 from ..program import Program
 from ..scene import SceneGraph
 from .asp_encode import DEFAULT_COST_CAP, encode, encode_gold
+from .relevance import Relevance
 from .solver import LogCapture, SolverError, load_theory, make_control, term
 
 DEFAULT_THEORY = Path(__file__).resolve().parents[2] / "rules" / "clevr"
@@ -153,6 +154,7 @@ class ASPReasoner:
                 raise SolverError(f"theory {self.config.theory_dir} does not parse", log.messages) from None
             self._files[path.name] = out
         self._core = [n for n in self._files if n not in CHECK_FILES + UNCERTAIN_FILES + TRACE_FILES + SHARED_FILES]
+        self._relevance: dict[bool, Relevance] = {}  # per `traced`: the gold calls' theory
         self._gold_rules: dict[str, list] = {}
         for name, text in GOLD_RULES.items():
             ast.parse_string(text, (out := []).append)
@@ -256,9 +258,15 @@ class ASPReasoner:
             return [[] for _ in batch]
         ids = [i for enc in encodings for i in enc.ids]
         shared = {q: (enc.shared_id, steps) for enc in encodings for q, steps in enc.shared.items()}
+        relevance = self._relevance.get(traced)
+        if relevance is None:
+            relevance = self._relevance[traced] = Relevance(self._statements(False, uncertain=False, trace=traced,
+                                                                             gold=True))
         ctl = make_control(())
         with ast.ProgramBuilder(ctl) as builder:
-            for stm in self._statements(False, uncertain=False, trace=traced, gold=True):
+            # only the rules that can fire on these facts (the grounder's cost per rule
+            # is paid even by a rule without instances)
+            for stm in relevance.statements(gold_shapes(terms)):
                 builder.add(stm)
             for name, items in terms.items():
                 if items:
@@ -341,6 +349,39 @@ _ANS = re.compile(r"\bans\((\d+)," + _TERM + r"\)")
 _FAIL = re.compile(r"\bfail\((\d+),(-?\d+),([^ ]*)\)(?= |$)")
 _ERR = re.compile(r"\berr\((\d+),(\d+),([^ ]*)\)(?= |$)")
 _PAY = re.compile(r"\bpay\((\d+),(\d+),")
+
+
+_SHAPES: dict[str, tuple] = {}  # function term (as encode_gold writes it) -> (name, arity)
+
+
+def _function_shape(text: str) -> tuple:
+    shape = _SHAPES.get(text)
+    if shape is None:
+        name, _, rest = text.partition("(")
+        shape = _SHAPES[text] = (name, 0 if not rest else rest.count(",") + 1)
+    return shape
+
+
+def gold_shapes(terms: dict[str, list[str]]) -> set:
+    """The shapes (`vqa.reason.relevance`) of the facts of `encode_gold`: the function
+    and the number of inputs of run/5 and apply/6, any arguments for the other predicates."""
+    shapes = set()
+    for name, items in terms.items():
+        if not items:
+            continue
+        if name == "run":  # run(P, I, F, V, In), F without commas, In = (), (J,) or (J, K)
+            for t in items:
+                ins = ("", 1) if t.endswith(",))") else ("", 0) if t.endswith(",())") else ("", 2)
+                shapes.add(("run", 5, (None, None, _function_shape(t.split(",", 3)[2]), None, ins)))
+        elif name == "apply":  # apply(P, I, F, V, J, W)
+            for t in items:
+                shapes.add(("apply", 6, (None, None, _function_shape(t.split(",", 3)[2]), None, None, None)))
+        else:
+            shapes.add((name, _ARITY[name], (None,) * _ARITY[name]))
+    return shapes
+
+
+_ARITY = {"run": 5, "apply": 6, "world": 2, "in": 2, "has": 4, "novalue": 3, "holds": 4, "level": 5, "final": 2}
 
 
 class _Facts:
