@@ -382,7 +382,7 @@ def test_gold_path_relations_as_pairs_and_failures_keep_their_traces():
         "count(relate[front](unique(filter_shape[cylinder](scene))))", "exist(relate[front](unique(filter_shape[cube](scene))))",
         "query_shape(unique(filter_color[red](scene)))", "count(relate[left](unique(filter_color[red](scene))))",
         "query_color(unique(filter_shape[cube](scene)))")]
-    _, terms = encode_gold([(scene, programs)])
+    _, terms, _ = encode_gold([(scene, programs)])
     assert terms["holds"] and any(",front," in t for t in terms["level"]) and not any(",left," in t for t in terms["level"])
     for explain in (True, False):
         answers = ASPReasoner(explain=explain).answer_batch(scene, programs)

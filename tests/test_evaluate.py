@@ -104,6 +104,9 @@ def test_cli_bench_asp_small(capsys):
     report = json.loads(capsys.readouterr().out)
     assert set(report["methods"]) == {"batched", "batched_many", "per_question", "reference"}
     assert all(m["mismatches"] == 0 for m in report["methods"].values())
+    t = report["targets"]  # (a) is the batched solving of vqa evaluate: 32 scenes per call
+    assert report["scenes_per_call"] == 32 and t["a_over_b"] == report["batched_many_over_per_question"]
+    assert t["a_meets_5000"] == (report["methods"]["batched_many"]["questions_per_cpu_second"] >= 5000)
 
 
 def _generated(tmp_path, scenes=12, per_scene=5):

@@ -5,7 +5,7 @@ import clingo
 import pytest
 from clingo import ast
 
-from vqa.reason.asp import ASPReasoner, _Facts, gold_shapes
+from vqa.reason.asp import ASPReasoner, _Facts
 from vqa.reason.asp_encode import encode_gold
 from vqa.reason.random_programs import random_program, random_scene
 from vqa.reason.relevance import Relevance
@@ -110,8 +110,8 @@ def test_pruned_theory_gives_the_full_theorys_model(traced):
         gold = encode_gold(batch)
         if gold is None:
             continue
-        _, terms = gold
-        kept = rel.statements(gold_shapes(terms))
+        _, terms, shapes = gold
+        kept = rel.statements(shapes)
         pruned_some += len(_rules(kept)) < len(_rules(full))
         assert _model(kept, reasoner, terms) == _model(full, reasoner, terms)
         calls += 1

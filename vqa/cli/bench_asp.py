@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+SCENES_PER_CALL = 32  # vqa evaluate's default (the bench module is imported only when run: it loads clingo)
+
 
 def register(sub) -> None:
     p = sub.add_parser("asp", help="questions/s of batched ASP solving vs a Control per question vs the executor")
@@ -10,7 +12,8 @@ def register(sub) -> None:
     p.add_argument("--questions-per-scene", type=int, default=10)
     p.add_argument("--source", choices=["generated", "random"], default="generated",
                    help="question generator (generated) or random-program fuzzer (random)")
-    p.add_argument("--scenes-per-call", type=int, default=8, help="scenes per clingo call for (a')")
+    p.add_argument("--scenes-per-call", type=int, default=SCENES_PER_CALL,
+                   help=f"scenes per clingo call for (a) (default {SCENES_PER_CALL}, as vqa evaluate)")
     p.add_argument("--large-call", type=int, metavar="N",
                    help="also measure (a''): all questions of N scenes in one clingo call (e.g. 100)")
     p.add_argument("--repeats", type=int, default=1, help="best of N timings per method")

@@ -249,7 +249,7 @@ class ASPReasoner:
             k += len(ps)
         return out
 
-    def _answer_gold(self, batch, encodings, terms, *, traced: bool) -> list[list[ASPAnswer]]:
+    def _answer_gold(self, batch, encodings, terms, shapes, *, traced: bool) -> list[list[ASPAnswer]]:
         """One ground+solve of a batch of gold scenes and checked programs (`encode_gold`).
         Without `traced`, the model holds only the answers (rules/clevr/shared.lp) and the
         failed questions get their traces from a second call of their own."""
@@ -266,7 +266,7 @@ class ASPReasoner:
         with ast.ProgramBuilder(ctl) as builder:
             # only the rules that can fire on these facts (the grounder's cost per rule
             # is paid even by a rule without instances)
-            for stm in relevance.statements(gold_shapes(terms)):
+            for stm in relevance.statements(shapes):
                 builder.add(stm)
             for name, items in terms.items():
                 if items:
@@ -349,39 +349,6 @@ _ANS = re.compile(r"\bans\((\d+)," + _TERM + r"\)")
 _FAIL = re.compile(r"\bfail\((\d+),(-?\d+),([^ ]*)\)(?= |$)")
 _ERR = re.compile(r"\berr\((\d+),(\d+),([^ ]*)\)(?= |$)")
 _PAY = re.compile(r"\bpay\((\d+),(\d+),")
-
-
-_SHAPES: dict[str, tuple] = {}  # function term (as encode_gold writes it) -> (name, arity)
-
-
-def _function_shape(text: str) -> tuple:
-    shape = _SHAPES.get(text)
-    if shape is None:
-        name, _, rest = text.partition("(")
-        shape = _SHAPES[text] = (name, 0 if not rest else rest.count(",") + 1)
-    return shape
-
-
-def gold_shapes(terms: dict[str, list[str]]) -> set:
-    """The shapes (`vqa.reason.relevance`) of the facts of `encode_gold`: the function
-    and the number of inputs of run/5 and apply/6, any arguments for the other predicates."""
-    shapes = set()
-    for name, items in terms.items():
-        if not items:
-            continue
-        if name == "run":  # run(P, I, F, V, In), F without commas, In = (), (J,) or (J, K)
-            for t in items:
-                ins = ("", 1) if t.endswith(",))") else ("", 0) if t.endswith(",())") else ("", 2)
-                shapes.add(("run", 5, (None, None, _function_shape(t.split(",", 3)[2]), None, ins)))
-        elif name == "apply":  # apply(P, I, F, V, J, W)
-            for t in items:
-                shapes.add(("apply", 6, (None, None, _function_shape(t.split(",", 3)[2]), None, None, None)))
-        else:
-            shapes.add((name, _ARITY[name], (None,) * _ARITY[name]))
-    return shapes
-
-
-_ARITY = {"run": 5, "apply": 6, "world": 2, "in": 2, "has": 4, "novalue": 3, "holds": 4, "level": 5, "final": 2}
 
 
 class _Facts:

@@ -297,18 +297,19 @@ def encode(batch: list[tuple[SceneGraph, list[Program]]], *, cap: int = DEFAULT_
 
 
 def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probability: float = 0.0
-                ) -> tuple[list[SceneEncoding], dict[str, list[str]]] | None:
+                ) -> tuple[list[SceneEncoding], dict[str, list[str]], set] | None:
     """The fast path's facts of a batch in which every scene is gold and every program
     passes `is_checked`, as {predicate: [its facts as terms, e.g. "run(3,0,scene,(),())"]}
     (no pools), numbered as `encode(batch, fast=True)` numbers them (the programs about
     scene S are shared program n + S), with `final(P, I)` for the last step of every
-    question. None when a scene has an uncertain fact or a program is not checked
-    (then `encode` writes the call)."""
+    question, and the set of the facts' shapes (for `vqa.reason.relevance`). None when a
+    scene has an uncertain fact or a program is not checked (then `encode` writes the call)."""
     n = sum(len(ps) for _, ps in batch)
     encodings: list[SceneEncoding] = []
     terms: dict[str, list[str]] = {"run": [], "apply": [], "world": [], "in": [], "has": [], "novalue": [],
                                    "holds": [], "level": [], "final": []}
     runs, has, novalue = terms["run"], terms["has"], terms["novalue"]
+    shapes: set = set()
     offset = q = 0
     for s, (scene, programs) in enumerate(batch):
         objects = scene.objects
@@ -323,7 +324,7 @@ def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probabilit
         maps: list[list[int]] = []
         asked = set()
         for program in programs:
-            ids = _shared_steps(program, pid, w, nodes, facts, applies, asked)
+            ids = _shared_steps(program, pid, w, nodes, facts, applies, asked, shapes)
             if ids is None:
                 return None
             maps.append(ids)
@@ -378,7 +379,13 @@ def encode_gold(batch: list[tuple[SceneGraph, list[Program]]], *, min_probabilit
             enc.shared = dict(enumerate(maps, q))
             terms["final"].extend(f"final({pid},{m})" for m in {ids[-1] for ids in maps})
             q += len(programs)
-    return encodings, terms
+    for name, items in terms.items():
+        if items and name not in ("run", "apply"):
+            shapes.add((name, _GOLD_ARITY[name], (None,) * _GOLD_ARITY[name]))
+    return encodings, terms, shapes
+
+
+_GOLD_ARITY = {"world": 2, "in": 2, "has": 4, "novalue": 3, "holds": 4, "level": 5, "final": 2}
 
 
 def _relation_facts(w: str, r: str, below: dict[int, set[int]], objects, terms: dict[str, list[str]]) -> None:
@@ -412,18 +419,29 @@ def _relation_facts(w: str, r: str, below: dict[int, set[int]], objects, terms: 
     terms["holds"].extend(f"holds({w},{a},{r},{b})" for a, bs in below.items() for b in sorted(bs))
 
 
-# per function: (number of inputs, number of values, input kinds, output kind, term)
-_SPECS = {name: (spec.arity, 1 if spec.arg else 0, spec.inputs, spec.output, _FUNCTION_TERMS[name])
+def _term_shape(text: str) -> tuple[str, int]:
+    """(name, arity) of a function term written as "name" or "name(a)" (no nested commas)."""
+    name, _, rest = text.partition("(")
+    return name, (rest.count(",") + 1) if rest else 0
+
+
+# per function: (number of inputs, number of values, input kinds, output kind, term, shape
+# of the run/5 or apply/6 facts of its steps (vqa.reason.relevance))
+_SPECS = {name: (spec.arity, 1 if spec.arg else 0, spec.inputs, spec.output, _FUNCTION_TERMS[name],
+                 ("apply", 6, (None, None, _term_shape(_FUNCTION_TERMS[name]), None, None, None))
+                 if spec.arity == 1 and name != "exist" else
+                 ("run", 5, (None, None, _term_shape(_FUNCTION_TERMS[name]), None, ("", spec.arity))))
           for name, spec in CLEVR_FUNCTIONS.items()}
 
 
 def _shared_steps(program: Program, pid: int, w: str, nodes: dict[tuple, int], facts: list[str],
-                  applies: list[str], asked: set[str]) -> list[int] | None:
+                  applies: list[str], asked: set[str], shapes: set) -> list[int] | None:
     """`program` as part of shared program `pid` about reading `w` (`encode_shared`, in
     one pass with `is_checked`): the shared step of each of its steps, the new steps
     appended as terms to `facts` (run/5) or, for the steps on one input but exist, to
     `applies` (apply/6, which rules/clevr/program.lp derives from run/5 otherwise), the relations it
-    reads added to `asked`; None when the program does not pass `is_checked`."""
+    reads added to `asked` and the shapes of its facts to `shapes`; None when the program
+    does not pass `is_checked`."""
     kinds: list[str] = []
     ids: list[int] = []
     i = 0
@@ -431,7 +449,7 @@ def _shared_steps(program: Program, pid: int, w: str, nodes: dict[tuple, int], f
         spec = _SPECS.get(st.op)
         if spec is None:
             return None
-        arity, nargs, wants, output, f = spec
+        arity, nargs, wants, output, f, shape = spec
         inputs, args = st.inputs, st.args
         if len(inputs) != arity or len(args) != nargs:
             return None
@@ -453,6 +471,7 @@ def _shared_steps(program: Program, pid: int, w: str, nodes: dict[tuple, int], f
             m = nodes[key] = len(nodes)
             if f == "relate":
                 asked.add(args[0])
+            shapes.add(shape)
             value = term(args[0]) if args else "()"
             if arity == 1 and f != "exist":  # (the rules of exist read run/5)
                 applies.append(f"apply({pid},{m},{f},{value},{key[2]},{w})")
