@@ -50,7 +50,7 @@ def template_group(question: Question) -> str:
     """The template file a question came from ("one_hop" for "one_hop.json"), or "unknown"."""
     name = question.meta.get("template_filename")
     if isinstance(name, str) and name:
-        return Path(name).name.rsplit(".", 1)[0]
+        return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]  # (string operations: called per question)
     return "unknown"
 
 
@@ -306,17 +306,23 @@ class _ChunkStream:
             for i, rec in enumerate(stream_list(self.questions, "questions")):
                 if self.limit is not None and i >= self.limit:
                     break
+                # the image first (cheap), so that a shard or a forked worker checks and
+                # normalises only its own records (each record is some worker's: none goes unchecked)
+                try:
+                    key = clevr_image_id(rec)
+                except Exception:  # noqa: BLE001 (not a record: _record names what is wrong)
+                    key = _record(rec, self.questions, i)["image"]
+                k = order.setdefault(key, len(order))
+                if self.shard is not None and k % self.shard[1] != self.shard[0]:
+                    continue
+                if self.part is not None:
+                    j = kept.setdefault(key, len(kept))
+                    if j % self.part[1] != self.part[0]:
+                        continue
                 q = _record(rec, self.questions, i)
                 if self.scene_records is not None and q["image"] not in self.scene_records:
                     raise DataError(f"no scene for image {q['image']!r} in {self.scenes}", file=self.questions,
                                     record=q["qid"], field="image_filename")
-                k = order.setdefault(q["image"], len(order))
-                if self.shard is not None and k % self.shard[1] != self.shard[0]:
-                    continue
-                if self.part is not None:
-                    j = kept.setdefault(q["image"], len(kept))
-                    if j % self.part[1] != self.part[0]:
-                        continue
                 self.wanted.append(q["qid"])
                 if q["image"] != image and group:
                     yield image, group

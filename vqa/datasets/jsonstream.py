@@ -1,9 +1,15 @@
-"""Streaming JSON reading with errors that name the file (ijson, C backend when present).
+"""Streaming JSON reading with errors that name the file.
 
 CLEVR and GQA files reach gigabytes; nothing here reads a file into memory whole.
+`stream_list` reads the records of a list one at a time with the standard library's C
+decoder (`json.JSONDecoder.raw_decode` over a sliding window of the file), about twice as
+fast as ijson's C backend building the same dicts; the rest streams with ijson.
 """
 from __future__ import annotations
 
+import io
+import json
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -28,15 +34,113 @@ def stream_list(path: str | Path, key: str) -> Iterator[dict]:
     """Items of the list under top-level `key`: `{"key": [item, ...]}`."""
     path = Path(path)
     n = 0
-    with _open(path) as f:
-        try:
-            for item in ijson.items(f, f"{key}.item", use_float=True):
-                n += 1
-                yield item
-        except ijson.JSONError as e:
-            raise _malformed(path, e) from None
+    for item in _WindowReader(path).items(key):
+        n += 1
+        yield item
     if n == 0:
         _require_top_key(path, key, list)
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+class _WindowReader:
+    """The values of a JSON file read piece by piece: a window of the text, refilled from
+    the file when a value runs past its end (`raw_decode` fails on a cut value, and the
+    values read here are objects, lists and strings, which cannot look complete when cut)."""
+
+    CHUNK = 1 << 20  # characters read at a time
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.buf, self.pos, self.done, self.offset = "", 0, False, 0
+        self.decoder = json.JSONDecoder()
+
+    def _more(self) -> bool:
+        """Read the next piece (dropping what has been consumed); False at the end of the file."""
+        if self.done:
+            return False
+        try:
+            piece = self.file.read(self.CHUNK)
+        except UnicodeDecodeError as e:
+            raise DataError(f"not UTF-8 text: {e.reason}", file=self.path) from None
+        if not piece:
+            self.done = True
+            return False
+        self.offset += self.pos
+        self.buf, self.pos = self.buf[self.pos:] + piece, 0
+        return True
+
+    def _skip_space(self) -> str:
+        """The next non-space character ("" at the end of the file), not consumed."""
+        while True:
+            self.pos = _SPACE.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self._more():
+                return ""
+
+    def _malformed(self, what: str) -> DataError:
+        return DataError(f"malformed JSON: {what} at character {self.offset + self.pos}", file=self.path)
+
+    def _expect(self, chars: str) -> str:
+        c = self._skip_space()
+        if not c or c not in chars:
+            raise self._malformed(f"expected {' or '.join(repr(x) for x in chars)}, found "
+                                  + (repr(c) if c else "the end of the file"))
+        self.pos += 1
+        return c
+
+    def _value(self):
+        self._skip_space()
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as e:
+                # a value cut by the end of the window fails near that end (a cut literal or
+                # escape, at most a few characters back) or as an unterminated string; an
+                # error elsewhere is in the file itself
+                cut = e.pos >= len(self.buf) - 16 or e.msg.startswith("Unterminated string")
+                if cut and self._more():
+                    continue
+                self.pos = max(self.pos, e.pos)
+                raise self._malformed(e.msg) from None
+            if end == len(self.buf) and not isinstance(value, (dict, list, str)) and self._more():
+                continue  # a number or constant may go on in the next piece
+            self.pos = end
+            return value
+
+    def items(self, key: str) -> Iterator:
+        """The items of the list under top-level `key` (nothing when the file is not an object
+        or has no such list: the caller explains why)."""
+        with _open(self.path) as raw:
+            self.file = io.TextIOWrapper(raw, encoding="utf-8-sig")
+            if self._skip_space() != "{":
+                if not self._skip_space():
+                    return
+                self._value()  # not an object: malformed JSON raises here, else nothing to read
+                return
+            self.pos += 1
+            if self._skip_space() == "}":
+                return
+            while True:
+                if self._skip_space() != '"':
+                    raise self._malformed("expected a key")
+                name = self._value()
+                self._expect(":")
+                if name == key and self._skip_space() == "[":
+                    self.pos += 1
+                    if self._skip_space() == "]":
+                        self.pos += 1
+                    else:
+                        while True:
+                            yield self._value()
+                            if self._expect(",]") == "]":
+                                break
+                else:
+                    self._value()
+                if self._expect(",}") == "}":
+                    return
 
 
 def stream_dict(path: str | Path) -> Iterator[tuple[str, object]]:
