@@ -142,11 +142,14 @@ def test_cli_bad_question_file_names_the_record(tmp_path):
 
 def test_bench_pipeline_reports_side_by_side(capsys):
     assert main(["bench", "pipeline", "--skip", "cold", "--warm-questions", "4", "--scenes", "4",
-                 "--questions-per-scene", "3", "--json"]) == 0
+                 "--questions-per-scene", "3", "--workers-repeats", "2", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["warm"]["answer_qps"] > 0 and rep["warm"]["answer_many_qps"] > 0
-    runs = rep["workers"]["runs"]
+    w = rep["workers"]
+    runs = w["runs"]
     assert runs["1"]["questions"] == runs["2"]["questions"] > 0 and runs["1"]["accuracy"] == runs["2"]["accuracy"] == 1.0
+    assert len(runs["1"]["all_seconds"]) == len(runs["2"]["all_seconds"]) == 2 == len(w["machine_all"])
+    assert w["speedup"] == round(runs["1"]["seconds"] / runs["2"]["seconds"], 2) and w["machine_speedup"] > 0
 
 
 def test_pil_images_are_cached_by_content(synth):

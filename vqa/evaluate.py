@@ -21,9 +21,11 @@ question parser on the question text).
 """
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing as mp
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .datasets import clevr
@@ -144,7 +146,26 @@ _FORKED_SCENES: dict | None = None  # gold scenes forked workers inherit instead
 
 def _init_worker(settings: dict) -> None:
     global _WORKER
+    gc.set_threshold(*GC_THRESHOLD)
     _WORKER = _Answerer(settings)
+
+
+# Python's cyclic garbage collector, at its default thresholds, runs every 700 new
+# containers and now and then walks every object alive (the scene records above all); an
+# evaluation makes millions of short-lived dicts and lists, and spent a third of its time
+# in the collector (10,000 questions: reading 0.6 s -> 0.23 s, answering 2.6 s -> 2.1 s).
+GC_THRESHOLD = (10_000, 50, 100)
+
+
+@contextmanager
+def _fewer_collections():
+    """The collector's thresholds raised to at least GC_THRESHOLD, restored afterwards."""
+    old = gc.get_threshold()
+    gc.set_threshold(*(max(a, b) for a, b in zip(old, GC_THRESHOLD)))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 def _run_chunk(chunk):
@@ -206,6 +227,15 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
 
     Writes the report to `out` (JSON, plus `.md` and `.png` beside it) and the predictions
     to `predictions` (JSONL, resumable) when given. Returns the report dict."""
+    with _fewer_collections():
+        return _evaluate_clevr(questions, scenes, reasoner=reasoner, scene_source=scene_source,
+                               program_source=program_source, limit=limit, out=out, predictions=predictions,
+                               progress=progress, theory_dir=theory_dir, scenes_per_call=scenes_per_call,
+                               workers=workers, shard=shard, images=images, checkpoints=checkpoints)
+
+
+def _evaluate_clevr(questions, scenes, *, reasoner, scene_source, program_source, limit, out, predictions,
+                    progress, theory_dir, scenes_per_call, workers, shard, images, checkpoints) -> dict:
     settings = _settings(reasoner, scene_source, program_source, questions, scenes, images, theory_dir, checkpoints)
     if shard is not None:
         i, n = shard
@@ -394,6 +424,11 @@ class _ForkedParts:
         procs = [ctx.Process(target=_part_worker, args=(k, q), daemon=True) for k in range(self.workers)]
         bar = self.progress(total=None, desc="questions") if self.progress else None
         ends: dict[int, tuple] = {}
+        # what the workers inherit (the scene records) leaves the collector's care, so that
+        # no collection in a worker walks it (and copies its pages)
+        frozen = gc.get_freeze_count() == 0
+        if frozen:
+            gc.freeze()
         try:
             for p in procs:
                 p.start()
@@ -419,6 +454,8 @@ class _ForkedParts:
                     p.terminate()
                 p.join()
             _FORKED_SCENES = _PART_JOB = None
+            if frozen:
+                gc.unfreeze()
             if bar is not None:
                 bar.close()
         for k in sorted(ends):

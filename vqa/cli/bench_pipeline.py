@@ -6,7 +6,8 @@
 - warm: questions/s of `Pipeline.answer` one question at a time (both backends) and of
   `answer_many`, all about one image (scene parsed once, then cached);
 - workers: `vqa evaluate` (ASP, gold scenes and programs) on a generated split with
-  `--workers 1` and `--workers N`, and their ratio.
+  `--workers 1` and `--workers N`, alternating, and the ratio of their medians; beside it,
+  what the machine gives N processes of a pure CPU loop (a shared VM may give less than N).
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def register(sub) -> None:
     p.add_argument("--scenes", type=int, default=1000, help="generated scenes for the workers run")
     p.add_argument("--questions-per-scene", type=int, default=10)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers-repeats", type=int, default=3,
+                   help="runs with 1 and with N workers, alternating (medians compared)")
     p.add_argument("--skip", nargs="*", default=[], choices=["cold", "warm", "workers"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -93,7 +96,36 @@ def bench_warm(image: str, n: int) -> dict:
     return out
 
 
-def bench_workers(scenes: int, per_scene: int, workers: int) -> dict:
+def _burn(n: int) -> int:
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+
+
+def _machine_speedup(workers: int, n: int = 3_000_000) -> float:
+    """What this machine gives `workers` processes: the same pure-Python loop run `workers`
+    times in one process and once in each of `workers` forked processes (wall-time ratio)."""
+    import multiprocessing as mp
+
+    t = time.perf_counter()
+    for _ in range(workers):
+        _burn(n)
+    serial = time.perf_counter() - t
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    procs = [ctx.Process(target=_burn, args=(n,)) for _ in range(workers)]
+    t = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return serial / (time.perf_counter() - t)
+
+
+def bench_workers(scenes: int, per_scene: int, workers: int, repeats: int = 3) -> dict:
+    """`evaluate_clevr` with 1 and with `workers` workers, `repeats` times each in alternating
+    order (1, N, N, 1, 1, N, ...), so that a change of load hits both alike; the speed-up is
+    the ratio of the medians. Beside it, the machine's own speed-up on a pure CPU loop."""
     from ..datasets.synth.generate import generate_dataset
     from ..evaluate import evaluate_clevr
 
@@ -101,13 +133,19 @@ def bench_workers(scenes: int, per_scene: int, workers: int) -> dict:
         generate_dataset(d, num_scenes=scenes, questions_per_scene=per_scene, seed=4242, split="val",
                          images=False, verify=False)
         qf, sf = Path(d) / "questions/CLEVR_val_questions.json", Path(d) / "scenes/CLEVR_val_scenes.json"
-        out = {}
-        for w in (1, workers):
-            t = time.perf_counter()
-            rep = evaluate_clevr(qf, sf, reasoner="asp", workers=w)
-            out[w] = {"seconds": round(time.perf_counter() - t, 3), "questions": rep["total"],
-                      "accuracy": rep["accuracy"]}
-    return {"runs": out, "speedup": round(out[1]["seconds"] / out[workers]["seconds"], 2), "workers": workers}
+        out: dict = {}
+        machine = []
+        for r in range(max(1, repeats)):
+            for w in ((1, workers) if r % 2 == 0 else (workers, 1)):
+                t = time.perf_counter()
+                rep = evaluate_clevr(qf, sf, reasoner="asp", workers=w)
+                run = out.setdefault(w, {"questions": rep["total"], "accuracy": rep["accuracy"], "all_seconds": []})
+                run["all_seconds"].append(round(time.perf_counter() - t, 3))
+            machine.append(round(_machine_speedup(workers), 2))
+    for run in out.values():
+        run["seconds"] = round(statistics.median(run["all_seconds"]), 3)
+    return {"runs": out, "speedup": round(out[1]["seconds"] / out[workers]["seconds"], 2), "workers": workers,
+            "machine_speedup": statistics.median(machine), "machine_all": machine}
 
 
 def run(args) -> int:
@@ -123,7 +161,7 @@ def run(args) -> int:
     if "warm" not in args.skip:
         report["warm"] = bench_warm(args.image, args.warm_questions)
     if "workers" not in args.skip:
-        report["workers"] = bench_workers(args.scenes, args.questions_per_scene, args.workers)
+        report["workers"] = bench_workers(args.scenes, args.questions_per_scene, args.workers, args.workers_repeats)
     report["load_after"] = round(os.getloadavg()[0], 2)
     if args.json:
         print(json.dumps(report, indent=1))
@@ -143,6 +181,8 @@ def run(args) -> int:
     if "workers" in report:
         r = report["workers"]
         one, many = r["runs"][1], r["runs"][r["workers"]]
-        print(f"evaluate (ASP, gold scenes, {one['questions']} questions): 1 worker {one['seconds']:.2f} s, "
-              f"{r['workers']} workers {many['seconds']:.2f} s -> {r['speedup']}x")
+        print(f"evaluate (ASP, gold scenes, {one['questions']} questions, medians of {len(one['all_seconds'])}): "
+              f"1 worker {one['seconds']:.2f} s {one['all_seconds']}, {r['workers']} workers {many['seconds']:.2f} s "
+              f"{many['all_seconds']} -> {r['speedup']}x; the machine itself, a pure CPU loop in {r['workers']} "
+              f"processes: {r['machine_speedup']}x {r['machine_all']}")
     return 0
