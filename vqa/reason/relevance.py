@@ -113,6 +113,13 @@ class _Rule:
         heads: list = []
         _head_functions(stm.head, heads)
         self.heads = [None if f is None else _function_pattern(f) for f in heads]
+        self.heads_known = [h for h in self.heads if h is not None]
+        self.heads_unknown = any(h is None for h in self.heads)
+        head_vars = {v for h in self.heads_known for v in h[3] if v}
+        # per body atom: its (name, arity), its constant arguments and the head variables it binds
+        self.matchers = [((name, arity), tuple((i, p) for i, p in enumerate(pat) if p is not None),
+                          tuple((i, v) for i, v in enumerate(names) if v in head_vars))
+                         for name, arity, pat, names in self.body]
 
 
 class Relevance:
@@ -123,6 +130,12 @@ class Relevance:
         self._statements = [s for s in statements if s.ast_type != _T.Comment]
         self._rules = [_Rule(i, s) for i, s in enumerate(self._statements) if s.ast_type == _T.Rule]
         self._always = [i for i, s in enumerate(self._statements) if s.ast_type != _T.Rule]
+        self._users: dict[tuple, list[_Rule]] = {}  # (name, arity) -> the rules whose body needs it
+        for rule in self._rules:
+            for name, arity, _, _ in rule.body:
+                users = self._users.setdefault((name, arity), [])
+                if rule not in users:
+                    users.append(rule)
         self._externals: list[Shape] = []
         for s in self._statements:
             if s.ast_type == _T.External:
@@ -150,62 +163,61 @@ class Relevance:
         return out
 
     def _fire(self, shapes) -> list[_Rule]:
-        known: dict[tuple, set] = {}   # (name, arity) -> argument shape tuples
-        if None in self._externals:
+        if None in self._externals:  # an external atom of unknown form: no pruning
             return list(self._rules)
+        known: dict[tuple, set] = {}   # (name, arity) -> argument shape tuples
         for name, arity, args in list(shapes) + self._externals:
             known.setdefault((name, arity), set()).add(tuple(args))
         fired: dict[int, _Rule] = {}
-        changed = True
-        while changed:  # until no rule fires anew and no head takes a new shape
-            changed = False
-            for rule in self._rules:
-                heads = _derive(rule, known)
-                if heads is None:
-                    continue
-                if rule.index not in fired:
-                    fired[rule.index] = rule
-                    changed = True
-                for h in heads:
-                    if h is None:  # a head atom of unknown form: no pruning
-                        return list(self._rules)
-                    args = known.setdefault(h[:2], set())
-                    if h[2] not in args:
-                        args.add(h[2])
-                        changed = True
+        # a worklist: a rule is looked at again only when an atom its body needs takes a new shape
+        todo = list(self._rules)
+        queued = {r.index for r in todo}
+        while todo:
+            rule = todo.pop()
+            queued.discard(rule.index)
+            heads = _derive(rule, known)
+            if heads is None:
+                continue
+            fired[rule.index] = rule
+            for h in heads:
+                if h is None:  # a head atom of unknown form: no pruning
+                    return list(self._rules)
+                args = known.setdefault(h[:2], set())
+                if h[2] not in args:
+                    args.add(h[2])
+                    for user in self._users.get(h[:2], ()):
+                        if user.index not in queued:
+                            queued.add(user.index)
+                            todo.append(user)
         return list(fired.values())
 
 
 def _derive(rule: _Rule, known: dict):
-    """The head shapes of `rule` given the known shapes, or None when its body cannot hold."""
-    options = []
+    """The head shapes of `rule` given the known shapes, or None when its body cannot hold.
+    Each body atom is matched on its own; a head variable takes the shapes its body atoms
+    allow it (the intersection over the atoms it occurs in). This over-approximates a
+    match of the whole body, which is what keeps the analysis safe."""
+    values: dict = {}  # head variable -> set of shapes ({None}: any)
     if not rule.opaque:
-        for name, arity, pat, names in rule.body:
-            found = [{v: a for v, a in zip(names, args) if v is not None}
-                     for args in known.get((name, arity), ()) if all(map(_compatible, pat, args))]
+        for key, consts, bind in rule.matchers:
+            found = [args for args in known.get(key, ()) if all(args[p] is None or args[p] == v for p, v in consts)]
             if not found:
                 return None
-            options.append(found)
+            for pos, var in bind:
+                vals = {args[pos] for args in found}
+                if None in vals:
+                    continue
+                old = values.get(var)
+                new = vals if old is None else old & vals
+                if not new:
+                    return None
+                values[var] = new
     heads = set()
-    holds = False
-    for combo in product(*options):
-        bound: dict = {}
-        ok = True
-        for b in combo:
-            for v, a in b.items():
-                old = bound.get(v)
-                if old is None:
-                    bound[v] = a
-                elif a is not None and a != old:
-                    ok = False
-        if not ok:
-            continue
-        holds = True
-        for h in rule.heads:
-            if h is None:
-                heads.add(None)
-                continue
-            name, arity, pat, names = h
-            heads.add((name, arity, tuple(p if p is not None else bound.get(v) if v else None
-                                          for p, v in zip(pat, names))))
-    return heads if holds else None
+    for name, arity, pat, names in rule.heads_known:
+        options = [(p,) if p is not None else tuple(values.get(v, (None,))) if v else (None,)
+                   for p, v in zip(pat, names)]
+        for args in product(*options):
+            heads.add((name, arity, args))
+    if rule.heads_unknown:
+        heads.add(None)
+    return heads
