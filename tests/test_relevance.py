@@ -116,3 +116,63 @@ def test_pruned_theory_gives_the_full_theorys_model(traced):
         assert _model(kept, reasoner, terms) == _model(full, reasoner, terms)
         calls += 1
     assert calls >= 20 and pruned_some >= calls // 2
+
+
+class _Everything:
+    """A stand-in for Relevance that keeps every statement (the reasoner before pruning)."""
+
+    def __init__(self, rel):
+        self.rel = rel
+
+    def statements(self, shapes):
+        return self.rel._statements
+
+    def text_shapes(self, facts, functions=None):
+        return set()
+
+
+def _uncertain(scene, rng):
+    """`scene` with a few objects made doubtful and some attributes spread over two values."""
+    from vqa.ontology import CLEVR_ATTRIBUTES
+
+    for o in scene.objects:
+        if rng.random() < 0.3:
+            o.score = rng.choice([0.35, 0.6, 0.9])
+        for cat, vals in CLEVR_ATTRIBUTES.items():
+            if rng.random() < 0.25:
+                (v, _), = o.attributes[cat].items()
+                other = rng.choice([x for x in vals if x != v])
+                p = rng.choice([0.55, 0.7, 0.85])
+                o.attributes[cat] = {v: p, other: 1 - p}
+    return scene
+
+
+def test_pruned_uncertain_calls_answer_as_the_full_theory():
+    """Differential, for calls with uncertain scenes and unchecked (broken) programs (facts as
+    text, `Relevance.text_shapes`): the same answers, errors and costs as the whole theory."""
+    rng = random.Random(11)
+    pruned, full = ASPReasoner(top_k=2), ASPReasoner(top_k=2)
+    real = full._relevant
+    full._relevant = lambda *flags: _Everything(real(*flags))
+    compared = 0
+    for k in range(14):
+        scene = _uncertain(random_scene(rng, n_objects=(3, 5), image_id=f"u{k}"), rng)
+        programs = [random_program(rng, scene, depth=2, p_broken=0.3) for _ in range(1 + k % 3)]
+        for a, b in zip(pruned.answer_batch(scene, programs), full.answer_batch(scene, programs)):
+            assert (a.answer, a.error, a.error_step, a.cost) == (b.answer, b.error, b.error_step, b.cost)
+            assert dict(a.top) == pytest.approx(dict(b.top))
+            compared += 1
+    assert compared >= 20
+
+
+def test_text_shapes_read_function_arguments_and_fall_back_when_unreadable():
+    rel = Relevance(_parse('a(X) :- run(X, filter(C)). b(X) :- run(X, count). c :- d. e(X) :- step(X, "q").'))
+    fns = {"run": (2, 1)}
+    # (predicates of arity 0 cannot be told from the text cheaply: they count as given)
+    assert _rules(rel.statements(rel.text_shapes("run(1,filter(color)).\nrun(2,filter(size)).", fns))) == {
+        "a(X) :- run(X,filter(C)).", "c :- d."}
+    # a run fact whose function the pattern cannot read: any function
+    shapes = rel.text_shapes('run(1,filter(color)). run(-, "x").', fns)
+    assert ("run", 2, (None, None)) in shapes
+    assert "b(X) :- run(X,count)." in _rules(rel.statements(shapes))
+    assert "e(X) :- step(X,\"q\")." not in _rules(rel.statements(shapes))

@@ -84,7 +84,10 @@ GOLD_RULES = {name: f"{name}({args}) :- {name}({args}) = @facts({name})." for na
     ("run", "P, I, F, V, In"), ("apply", "P, I, F, V, J, W"), ("world", "Q, W"), ("in", "W, O"), ("has", "W, O, C, V"),
     ("novalue", "W, O, C"), ("holds", "W, A, R, B"), ("level", "W, O, R, L, F"), ("final", "P, I"))}
 GOLD_FACTS = "\n".join(GOLD_RULES.values())
-OPT_ARGUMENTS = ("--opt-strategy=usc",)  # for calls with uncertain scenes
+OPT_ARGUMENTS = ("--opt-strategy=usc",)
+# the facts (of `encode`) whose function argument the rule pruning reads: predicate ->
+# (arity, position of the function term): run(Q, I, F, V, In), step(Q, I, F)
+FUNCTION_ARGUMENTS = {"run": (5, 2), "step": (3, 2)}  # for calls with uncertain scenes
 
 _KIND_WORDS = {"objects": "objects", "object": "object", "integer": "an integer", "value": "an attribute value"}
 
@@ -154,11 +157,21 @@ class ASPReasoner:
                 raise SolverError(f"theory {self.config.theory_dir} does not parse", log.messages) from None
             self._files[path.name] = out
         self._core = [n for n in self._files if n not in CHECK_FILES + UNCERTAIN_FILES + TRACE_FILES + SHARED_FILES]
-        self._relevance: dict[bool, Relevance] = {}  # per `traced`: the gold calls' theory
+        self._relevance: dict[tuple, Relevance] = {}  # per set of files (`_statements`' flags)
         self._gold_rules: dict[str, list] = {}
         for name, text in GOLD_RULES.items():
             ast.parse_string(text, (out := []).append)
             self._gold_rules[name] = out
+
+    def _relevant(self, checks: bool, uncertain: bool, trace: bool, gold: bool) -> Relevance:
+        """The `Relevance` of the statements `_statements` gives for these flags (made once):
+        only the rules that can fire on a call's facts are grounded (clingo's grounder pays
+        for every rule of a program, with instances or not)."""
+        key = (checks, uncertain, trace, gold)
+        rel = self._relevance.get(key)
+        if rel is None:
+            rel = self._relevance[key] = Relevance(self._statements(checks, uncertain, trace, gold=gold))
+        return rel
 
     def _statements(self, checks: bool, uncertain: bool, trace: bool = True, *, gold: bool = False) -> list:
         """The parsed statements a call needs (the always-needed files, plus the checks,
@@ -224,7 +237,8 @@ class ASPReasoner:
         checks = any(enc.unchecked for enc in encodings)
         shared = {q: (enc.shared_id, steps) for enc in encodings for q, steps in enc.shared.items()}
         values = self.config.explain or checks or bool(shared)  # step values in the model (trace.lp)
-        statements = self._statements(checks, uncertain=uncertain, trace=values)
+        relevance = self._relevant(checks, uncertain, values, False)
+        statements = relevance.statements(relevance.text_shapes(facts, FUNCTION_ARGUMENTS))
         with ast.ProgramBuilder(ctl) as builder:
             for stm in statements:
                 builder.add(stm)
@@ -258,10 +272,7 @@ class ASPReasoner:
             return [[] for _ in batch]
         ids = [i for enc in encodings for i in enc.ids]
         shared = {q: (enc.shared_id, steps) for enc in encodings for q, steps in enc.shared.items()}
-        relevance = self._relevance.get(traced)
-        if relevance is None:
-            relevance = self._relevance[traced] = Relevance(self._statements(False, uncertain=False, trace=traced,
-                                                                             gold=True))
+        relevance = self._relevant(False, False, traced, True)
         ctl = make_control(())
         with ast.ProgramBuilder(ctl) as builder:
             # only the rules that can fire on these facts (the grounder's cost per rule

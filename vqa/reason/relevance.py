@@ -22,6 +22,7 @@ ground instance and the answer set is unchanged. Statements other than rules (di
 """
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from itertools import product
 
@@ -88,6 +89,15 @@ def _function_pattern(f) -> tuple:
     return _pattern(f)
 
 
+_NAME = re.compile(r"\b([a-z_][A-Za-z0-9_']*)\(")
+
+
+def _function_argument(name: str, pos: int):
+    """A regex for `name(n1, ..., n_pos, f(args)` (plain integers before the function term):
+    groups (function name, its argument text)."""
+    return re.compile(r"\b" + name + r"\(" + r"-?\d+," * pos + r"([a-z_][A-Za-z0-9_']*)(?:\(([^()]*)\))?[,)]")
+
+
 def _compatible(a, b) -> bool:
     return a is None or b is None or a == b
 
@@ -145,8 +155,43 @@ class Relevance:
                 for f in fs or ():
                     name, arity, _, _ = _function_pattern(f)
                     self._externals.append((name, arity, (None,) * arity))
+        self._arities: dict[str, set[int]] = {}  # every predicate the rules read or give
+        for rule in self._rules:
+            for name, arity, _, _ in rule.body + rule.heads_known:
+                self._arities.setdefault(name, set()).add(arity)
+        for name, arity, _ in (e for e in self._externals if e is not None):
+            self._arities.setdefault(name, set()).add(arity)
         self._cache: OrderedDict = OrderedDict()
         self._size = cache
+
+    def text_shapes(self, facts: str, functions: dict[str, tuple[int, int]] | None = None) -> set:
+        """Shapes of the facts in a program text (as `vqa.reason.asp_encode.encode` writes them),
+        over-approximated cheaply: every name followed by "(" in the text counts as a
+        predicate (with each arity the theory uses it with, arguments unknown; a nested
+        function name adds a shape that nothing may use, which is safe), and so does every
+        predicate of arity 0. `functions` {predicate: (arity, position)}: the facts whose
+        argument at `position` is a function term, read after plain numbers (`run(3,0,
+        filter(color),...)`); if one such fact cannot be read, that predicate's shape is left
+        unknown."""
+        shapes = set()
+        names = set(_NAME.findall(facts))
+        for name in names:
+            for arity in self._arities.get(name, ()):
+                if not functions or name not in functions or functions[name][0] != arity:
+                    shapes.add((name, arity, (None,) * arity))
+        shapes.update((name, 0, ()) for name in self._arities if 0 in self._arities[name])
+        for name, (arity, pos) in (functions or {}).items():
+            if name not in names or arity not in self._arities.get(name, ()):
+                continue
+            pattern = _function_argument(name, pos)
+            found = pattern.findall(facts)
+            if len(found) != len(re.findall(r"\b" + name + r"\(", facts)):
+                shapes.add((name, arity, (None,) * arity))
+            for f, arg in set(found):
+                args = [None] * arity
+                args[pos] = (f, arg.count(",") + 1 if arg else 0)
+                shapes.add((name, arity, tuple(args)))
+        return shapes
 
     def statements(self, shapes) -> list:
         """The statements to ground for facts of `shapes` (an iterable of (name, arity, args))."""
