@@ -8,7 +8,7 @@ SCENES_PER_CALL = 32  # vqa evaluate's default (the bench module is imported onl
 
 def register(sub) -> None:
     p = sub.add_parser("asp", help="questions/s of batched ASP solving vs a Control per question vs the executor")
-    p.add_argument("--scenes", type=int, default=100, help="generated scenes (default 100)")
+    p.add_argument("--scenes", type=int, default=320, help="generated scenes (default 320: ten calls of (a))")
     p.add_argument("--questions-per-scene", type=int, default=10)
     p.add_argument("--source", choices=["generated", "random"], default="generated",
                    help="question generator (generated) or random-program fuzzer (random)")
