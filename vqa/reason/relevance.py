@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from functools import lru_cache
 from itertools import product
 
 from clingo import SymbolType, ast
@@ -92,14 +93,12 @@ def _function_pattern(f) -> tuple:
 _NAME = re.compile(r"\b([a-z_][A-Za-z0-9_']*)\(")
 
 
-def _function_argument(name: str, pos: int):
-    """A regex for `name(n1, ..., n_pos, f(args)` (plain integers before the function term):
-    groups (function name, its argument text)."""
-    return re.compile(r"\b" + name + r"\(" + r"-?\d+," * pos + r"([a-z_][A-Za-z0-9_']*)(?:\(([^()]*)\))?[,)]")
-
-
-def _compatible(a, b) -> bool:
-    return a is None or b is None or a == b
+@lru_cache(maxsize=None)
+def _function_argument(name: str, pos: int) -> tuple:
+    """Regexes for the facts of `name` and for `name(n1, ..., n_pos, f(args)` (plain integers
+    before the function term; groups: the function's name and its argument text)."""
+    return (re.compile(r"\b" + name + r"\("),
+            re.compile(r"\b" + name + r"\(" + r"-?\d+," * pos + r"([a-z_][A-Za-z0-9_']*)(?:\(([^()]*)\))?[,)]"))
 
 
 class _Rule:
@@ -183,9 +182,9 @@ class Relevance:
         for name, (arity, pos) in (functions or {}).items():
             if name not in names or arity not in self._arities.get(name, ()):
                 continue
-            pattern = _function_argument(name, pos)
-            found = pattern.findall(facts)
-            if len(found) != len(re.findall(r"\b" + name + r"\(", facts)):
+            every, readable = _function_argument(name, pos)
+            found = readable.findall(facts)
+            if len(found) != len(every.findall(facts)):
                 shapes.add((name, arity, (None,) * arity))
             for f, arg in set(found):
                 args = [None] * arity
