@@ -84,10 +84,10 @@ GOLD_RULES = {name: f"{name}({args}) :- {name}({args}) = @facts({name})." for na
     ("run", "P, I, F, V, In"), ("apply", "P, I, F, V, J, W"), ("world", "Q, W"), ("in", "W, O"), ("has", "W, O, C, V"),
     ("novalue", "W, O, C"), ("holds", "W, A, R, B"), ("level", "W, O, R, L, F"), ("final", "P, I"))}
 GOLD_FACTS = "\n".join(GOLD_RULES.values())
-OPT_ARGUMENTS = ("--opt-strategy=usc",)
+OPT_ARGUMENTS = ("--opt-strategy=usc",)  # for calls with uncertain scenes
 # the facts (of `encode`) whose function argument the rule pruning reads: predicate ->
 # (arity, position of the function term): run(Q, I, F, V, In), step(Q, I, F)
-FUNCTION_ARGUMENTS = {"run": (5, 2), "step": (3, 2)}  # for calls with uncertain scenes
+FUNCTION_ARGUMENTS = {"run": (5, 2), "step": (3, 2)}
 
 _KIND_WORDS = {"objects": "objects", "object": "object", "integer": "an integer", "value": "an attribute value"}
 
