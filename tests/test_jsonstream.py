@@ -90,3 +90,44 @@ def test_byte_order_mark_and_non_utf8(tmp_path):
     bad.write_bytes(b'{"questions": [{"a": "\xe9"}]}')
     with pytest.raises(DataError, match="UTF-8"):
         list(stream_list(bad, "questions"))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64, 1 << 20])
+def test_stream_dict_equals_ijson(tmp_path, monkeypatch, chunk):
+    from vqa.datasets.jsonstream import stream_dict
+
+    rng = random.Random(chunk)
+    monkeypatch.setattr(jsonstream._WindowReader, "CHUNK", chunk)
+    doc = {f"q{i}": {"question": f"what {i}?", "x": _random_value(rng)} for i in range(30)}
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(doc, indent=rng.choice([None, 2])), encoding="utf-8")
+    with open(path, "rb") as f:
+        expected = list(ijson.kvitems(f, "", use_float=True))
+    assert list(stream_dict(path)) == expected == list(doc.items())
+    for text, message in (("[1]", "expected a JSON object"), ("{}", "expected a JSON object|empty"),
+                          ('{"a": {"b": 1}, "c": {', "malformed JSON")):
+        path.write_text(text, encoding="utf-8")
+        if text == "{}":
+            assert list(stream_dict(path)) == []
+            continue
+        with pytest.raises(DataError, match=message):
+            list(stream_dict(path))
+
+
+def test_a_large_value_is_read_in_growing_pieces(tmp_path, monkeypatch):
+    """Decoding restarts from the value's start after each read: the pieces double, so a value
+    of n characters takes about log2(n) reads, not n / CHUNK."""
+    monkeypatch.setattr(jsonstream._WindowReader, "CHUNK", 16)
+    reads = []
+    more = jsonstream._WindowReader._more
+
+    def counting(self, size=None):
+        reads.append(size)
+        return more(self, size)
+
+    monkeypatch.setattr(jsonstream._WindowReader, "_more", counting)
+    path = tmp_path / "big.json"
+    record = {"question": "x" * 200_000, "nested": [[i, {"k": "v" * 50}] for i in range(2000)]}
+    path.write_text(json.dumps({"questions": [record, {"a": 1}]}), encoding="utf-8")
+    assert list(stream_list(path, "questions")) == [record, {"a": 1}]
+    assert len(reads) < 40

@@ -1,9 +1,9 @@
 """Streaming JSON reading with errors that name the file.
 
 CLEVR and GQA files reach gigabytes; nothing here reads a file into memory whole.
-`stream_list` reads the records of a list one at a time with the standard library's C
+`stream_list` and `stream_dict` read one record at a time with the standard library's C
 decoder (`json.JSONDecoder.raw_decode` over a sliding window of the file), about twice as
-fast as ijson's C backend building the same dicts; the rest streams with ijson.
+fast as ijson's C backend building the same dicts; ijson explains files without records.
 """
 from __future__ import annotations
 
@@ -49,19 +49,19 @@ class _WindowReader:
     the file when a value runs past its end (`raw_decode` fails on a cut value, and the
     values read here are objects, lists and strings, which cannot look complete when cut)."""
 
-    CHUNK = 1 << 20  # characters read at a time
+    CHUNK = 1 << 18  # characters read at a time (the window holds about twice that)
 
     def __init__(self, path: Path):
         self.path = path
         self.buf, self.pos, self.done, self.offset = "", 0, False, 0
         self.decoder = json.JSONDecoder()
 
-    def _more(self) -> bool:
+    def _more(self, size: int | None = None) -> bool:
         """Read the next piece (dropping what has been consumed); False at the end of the file."""
         if self.done:
             return False
         try:
-            piece = self.file.read(self.CHUNK)
+            piece = self.file.read(size or self.CHUNK)
         except UnicodeDecodeError as e:
             raise DataError(f"not UTF-8 text: {e.reason}", file=self.path) from None
         if not piece:
@@ -93,6 +93,7 @@ class _WindowReader:
 
     def _value(self):
         self._skip_space()
+        size = self.CHUNK
         while True:
             try:
                 value, end = self.decoder.raw_decode(self.buf, self.pos)
@@ -101,7 +102,8 @@ class _WindowReader:
                 # escape, at most a few characters back) or as an unterminated string; an
                 # error elsewhere is in the file itself
                 cut = e.pos >= len(self.buf) - 16 or e.msg.startswith("Unterminated string")
-                if cut and self._more():
+                if cut and self._more(size):
+                    size *= 2  # a large value: read more each time (decoding restarts from its start)
                     continue
                 self.pos = max(self.pos, e.pos)
                 raise self._malformed(e.msg) from None
@@ -110,18 +112,40 @@ class _WindowReader:
             self.pos = end
             return value
 
+    def pairs(self) -> Iterator[tuple[str, object]]:
+        """(key, value) of the top-level object (nothing when the file is not an object:
+        the caller explains why)."""
+        with _open(self.path) as raw:
+            self.file = io.TextIOWrapper(raw, encoding="utf-8-sig")
+            if not self._start_object():
+                return
+            while True:
+                if self._skip_space() != '"':
+                    raise self._malformed("expected a key")
+                name = self._value()
+                self._expect(":")
+                yield name, self._value()
+                if self._expect(",}") == "}":
+                    return
+
+    def _start_object(self) -> bool:
+        """Past the "{" of a top-level object with members; False for an empty object and
+        for a file that is not an object (malformed JSON raises)."""
+        if self._skip_space() != "{":
+            if self._skip_space():
+                self._value()
+            return False
+        self.pos += 1
+        if self._skip_space() == "}":
+            return False
+        return True
+
     def items(self, key: str) -> Iterator:
         """The items of the list under top-level `key` (nothing when the file is not an object
         or has no such list: the caller explains why)."""
         with _open(self.path) as raw:
             self.file = io.TextIOWrapper(raw, encoding="utf-8-sig")
-            if self._skip_space() != "{":
-                if not self._skip_space():
-                    return
-                self._value()  # not an object: malformed JSON raises here, else nothing to read
-                return
-            self.pos += 1
-            if self._skip_space() == "}":
+            if not self._start_object():
                 return
             while True:
                 if self._skip_space() != '"':
@@ -147,13 +171,9 @@ def stream_dict(path: str | Path) -> Iterator[tuple[str, object]]:
     """(key, value) pairs of a top-level JSON object: `{"id": {...}, ...}`."""
     path = Path(path)
     n = 0
-    with _open(path) as f:
-        try:
-            for k, v in ijson.kvitems(f, "", use_float=True):
-                n += 1
-                yield k, v
-        except ijson.JSONError as e:
-            raise _malformed(path, e) from None
+    for k, v in _WindowReader(path).pairs():
+        n += 1
+        yield k, v
     if n == 0:
         with _open(path) as f:
             try:
