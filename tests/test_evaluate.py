@@ -193,7 +193,7 @@ def test_questions_in_any_order(tmp_path):
     dump_json(data, q)
     from tqdm import tqdm
 
-    got = evaluate_clevr(q, s, workers=2, progress=tqdm)  # a progress bar without a known total
+    got = evaluate_clevr(q, s, workers=2, progress=tqdm)  # a real progress bar (its total counted first)
     assert {k: got[k] for k in ("total", "correct", "by_function")} == {k: ref[k] for k in ("total", "correct", "by_function")}
     totals = [evaluate_clevr(q, s, shard=(i, 3))["total"] for i in range(3)]
     assert sum(totals) == ref["total"]
@@ -209,3 +209,35 @@ def test_malformed_program_is_reported_from_any_worker(tmp_path, workers):
     dump_json(data, q)
     with pytest.raises(DataError, match="neither 'function'"):
         evaluate_clevr(q, s, workers=workers)
+
+
+class _Bar:
+    """A progress factory that records the total it was given and the updates."""
+
+    def __init__(self):
+        self.totals, self.counted = [], 0
+
+    def __call__(self, iterable=None, desc="", total=None, **kw):
+        self.totals.append(total)
+        return self
+
+    def update(self, n):
+        self.counted += n
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_bar_total_is_what_will_be_answered(tmp_path, workers):
+    q, s = _generated(tmp_path, scenes=9)
+    pred = tmp_path / "p.jsonl"
+    bar = _Bar()
+    first = evaluate_clevr(q, s, limit=17, predictions=pred, progress=bar, workers=workers)
+    assert bar.totals == [17] and bar.counted == first["answered_now"] == 17
+    bar = _Bar()
+    rest = evaluate_clevr(q, s, predictions=pred, progress=bar, workers=workers)  # resumed: the 17 are skipped
+    assert bar.totals == [45 - 17] and bar.counted == rest["answered_now"] == 28
+    bar = _Bar()
+    one_shard = evaluate_clevr(q, s, shard=(1, 3), progress=bar, workers=workers)
+    assert bar.totals == [one_shard["answered_now"]] == [15]

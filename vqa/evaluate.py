@@ -21,6 +21,7 @@ question parser on the question text).
 """
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import multiprocessing as mp
@@ -249,6 +250,8 @@ def _evaluate_clevr(questions, scenes, *, reasoner, scene_source, program_source
     pred_path = Path(predictions) if predictions else None
     done = _read_predictions(pred_path, settings) if pred_path else {}
     stream_kw = dict(done=done, limit=limit, shard=shard, images=images, scenes_per_call=scenes_per_call)
+    if progress is not None:  # a bar with a total (and a time left): the questions counted first
+        progress = functools.partial(progress, total=_count_todo(questions, limit, shard, done))
     if workers > 1 and not _uses_torch(settings) and "fork" in mp.get_all_start_methods():
         run = _ForkedParts(questions, scenes, scene_records, stream_kw, settings, workers, progress)
     else:
@@ -283,6 +286,25 @@ def _evaluate_clevr(questions, scenes, *, reasoner, scene_source, program_source
     if out:
         write_reports(report, out)
     return report
+
+
+def _count_todo(questions, limit, shard, done) -> int | None:
+    """How many questions of the file an evaluation will answer (in `limit` and `shard`,
+    not in `done`), in one quick pass (0.1 s per 10,000 questions); None when the file
+    has a bad record (the answering pass reports it after answering what comes before)."""
+    order: dict[str, int] = {}
+    n = 0
+    try:
+        for i, rec in enumerate(stream_list(questions, "questions")):
+            if limit is not None and i >= limit:
+                break
+            k = order.setdefault(clevr_image_id(rec), len(order))
+            if shard is not None and k % shard[1] != shard[0]:
+                continue
+            n += str(rec.get("question_index", i)) not in done
+    except Exception:  # noqa: BLE001 (reported by the answering pass)
+        return None
+    return n
 
 
 def _record(rec, file, index: int) -> dict:
@@ -422,7 +444,7 @@ class _ForkedParts:
         q = ctx.Queue()
         _FORKED_SCENES, _PART_JOB = self.scene_records, self.job
         procs = [ctx.Process(target=_part_worker, args=(k, q), daemon=True) for k in range(self.workers)]
-        bar = self.progress(total=None, desc="questions") if self.progress else None
+        bar = self.progress(desc="questions") if self.progress else None
         ends: dict[int, tuple] = {}
         # what the workers inherit (the scene records) leaves the collector's care, so that
         # no collection in a worker walks it (and copies its pages)
@@ -488,7 +510,7 @@ def _part_worker(k: int, q) -> None:
 def _map(chunks, settings, workers: int, progress, scene_records=None):
     """The answered records of each chunk; scenes come from `scene_records` (gold) by image id."""
     global _FORKED_SCENES
-    bar = progress(total=None, desc="questions") if progress else None
+    bar = progress(desc="questions") if progress else None
     _FORKED_SCENES = scene_records  # in this process, and inherited by forked workers
     try:
         if workers <= 1:
