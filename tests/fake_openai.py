@@ -6,6 +6,11 @@
 Each request to /v1/chat/completions takes the next scripted item: a string (one
 completion; with n > 1 the next n strings), `Status(code)` (an HTTP error), `Raw(body)`
 (a malformed body) or a callable `(request_json) -> str`. Requests are recorded.
+
+`hold_after=N`: once N requests are answered, the next one is held (not recorded, no item
+taken) and `held` is set; `release()` drops the held request unanswered and stops holding.
+A test can so stop a client at a point where no request is half done (a request in flight
+when a client is killed is legitimately sent again).
 """
 from __future__ import annotations
 
@@ -26,10 +31,13 @@ class Raw:
 
 
 class FakeOpenAI:
-    def __init__(self, script=None):
+    def __init__(self, script=None, *, hold_after: int | None = None):
         self.script = list(script or [])
         self.requests: list[dict] = []
         self._lock = threading.Lock()
+        self.hold_after = hold_after
+        self.held = threading.Event()
+        self._released = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,6 +60,12 @@ class FakeOpenAI:
                 req = json.loads(self.rfile.read(length) or b"{}")
                 if not self.path.endswith("/chat/completions"):
                     return self._send(404, json.dumps({"error": {"message": "not found"}}))
+                with server._lock:
+                    hold = server.hold_after is not None and len(server.requests) >= server.hold_after
+                if hold:
+                    server.held.set()
+                    server._released.wait(120)
+                    return  # dropped: its client is gone
                 with server._lock:
                     server.requests.append(req)
                     n = int(req.get("n", 1) or 1)
@@ -89,6 +103,13 @@ class FakeOpenAI:
         self._thread.start()
         return self
 
+    def release(self) -> None:
+        """Drop the held request (if any) and stop holding."""
+        with self._lock:
+            self.hold_after = None
+        self._released.set()
+
     def __exit__(self, *exc):
+        self._released.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -95,17 +94,18 @@ def test_loop_mends_rejects_and_converges(task):
 def test_kill_and_resume_loses_and_repeats_nothing(task):
     tmp, scenes = task
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
-    with FakeOpenAI(SCRIPT) as server:
+    # the kill lands while the 4th request waits for its answer: three prompts answered (and
+    # saved, since the 4th is only sent after the 3rd answer is handled), none half done
+    with FakeOpenAI(SCRIPT, hold_after=3) as server:
         cmd = [sys.executable, "-m", "vqa", *argv(tmp, scenes, server.url)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         transcript = tmp / "run/transcript.jsonl"
-        deadline = time.time() + 60
-        while time.time() < deadline and len(server.requests) < 3:
-            time.sleep(0.05)
+        assert server.held.wait(60), "the run never reached its 4th request"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         asked_before = len(server.requests)
-        assert 3 <= asked_before < 6, "the kill should land in the middle of the run"
+        assert asked_before == 3, "the kill should land in the middle of the run"
+        server.release()
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
     events = [json.loads(x) for x in transcript.read_text().splitlines()]
