@@ -112,59 +112,47 @@ class _WindowReader:
             self.pos = end
             return value
 
-    def pairs(self) -> Iterator[tuple[str, object]]:
-        """(key, value) of the top-level object (nothing when the file is not an object:
-        the caller explains why)."""
+    def _members(self) -> Iterator[str]:
+        """The keys of the top-level object, each yielded with the window at its value, which
+        the caller reads before asking for the next key (nothing when the file is not an
+        object: the caller explains why)."""
         with _open(self.path) as raw:
             self.file = io.TextIOWrapper(raw, encoding="utf-8-sig")
-            if not self._start_object():
+            if self._skip_space() != "{":
+                if self._skip_space():
+                    self._value()  # not an object: malformed JSON raises here
+                return
+            self.pos += 1
+            if self._skip_space() == "}":
                 return
             while True:
                 if self._skip_space() != '"':
                     raise self._malformed("expected a key")
                 name = self._value()
                 self._expect(":")
-                yield name, self._value()
+                yield name
                 if self._expect(",}") == "}":
                     return
 
-    def _start_object(self) -> bool:
-        """Past the "{" of a top-level object with members; False for an empty object and
-        for a file that is not an object (malformed JSON raises)."""
-        if self._skip_space() != "{":
-            if self._skip_space():
-                self._value()
-            return False
-        self.pos += 1
-        if self._skip_space() == "}":
-            return False
-        return True
+    def pairs(self) -> Iterator[tuple[str, object]]:
+        """(key, value) of the top-level object."""
+        for name in self._members():
+            yield name, self._value()
 
     def items(self, key: str) -> Iterator:
-        """The items of the list under top-level `key` (nothing when the file is not an object
-        or has no such list: the caller explains why)."""
-        with _open(self.path) as raw:
-            self.file = io.TextIOWrapper(raw, encoding="utf-8-sig")
-            if not self._start_object():
-                return
+        """The items of the list under top-level `key` (nothing when there is no such list)."""
+        for name in self._members():
+            if name != key or self._skip_space() != "[":
+                self._value()
+                continue
+            self.pos += 1
+            if self._skip_space() == "]":
+                self.pos += 1
+                continue
             while True:
-                if self._skip_space() != '"':
-                    raise self._malformed("expected a key")
-                name = self._value()
-                self._expect(":")
-                if name == key and self._skip_space() == "[":
-                    self.pos += 1
-                    if self._skip_space() == "]":
-                        self.pos += 1
-                    else:
-                        while True:
-                            yield self._value()
-                            if self._expect(",]") == "]":
-                                break
-                else:
-                    self._value()
-                if self._expect(",}") == "}":
-                    return
+                yield self._value()
+                if self._expect(",]") == "]":
+                    break
 
 
 def stream_dict(path: str | Path) -> Iterator[tuple[str, object]]:
