@@ -1,4 +1,5 @@
 """ASP reasoner: differential tests against the reference executor, uncertainty, traces."""
+import math
 import random
 import re
 from pathlib import Path
@@ -71,7 +72,7 @@ def same(a, r):
 
 @pytest.fixture(scope="module")
 def reasoner():
-    return ASPReasoner()
+    return ASPReasoner(score_threshold=None)  # scores as probabilities: the costs below are exact
 
 
 def test_every_function_and_error_agrees_with_the_executor(reasoner):
@@ -180,6 +181,25 @@ def test_uncertain_objects_and_relations(reasoner):
                                   "relations": [{"subject": "1", "predicate": "left", "object": "0", "probability": 0.8}]})
     a = reasoner.answer(scene, Program.parse("exist(relate[left](unique(filter_shape[cube](scene))))"))
     assert a.answer == "yes" and a.top[1][0] == "no" and a.top[0][1] == pytest.approx(0.8, abs=1e-3)
+
+
+def test_object_scores_are_calibrated_like_the_nsm():
+    # a detection scored 0.45 (the parser's objectness, not a probability): raw, it is more
+    # likely absent; calibrated (threshold 0.4, temperature 0.05) it exists with p = 0.73
+    scene = SceneGraph("c", 480, 320, [_obj(0, {"blue": 1.0}, score=0.45), _obj(1, {"red": 1.0}, "sphere", score=0.33)])
+    q = [Program.parse("exist(filter_color[blue](scene))"), Program.parse("count(scene)")]
+    raw = ASPReasoner(score_threshold=None, explain=False).answer_batch(scene, q)
+    cal = ASPReasoner(explain=False)
+    assert (cal.config.score_threshold, cal.config.score_temperature) == (0.4, 0.05)
+    assert [a.answer for a in raw] == ["no", "0"]
+    answers = cal.answer_batch(scene, q)
+    assert [a.answer for a in answers] == ["yes", "1"]
+    probs = [o.score for o in cal.calibrated(scene).objects]
+    assert probs == pytest.approx([1 / (1 + math.exp(-1)), 1 / (1 + math.exp(1.4))])
+    assert [o.score for o in scene.objects] == [0.45, 0.33]  # the caller's scene is not changed
+    assert cal.calibrated(SCENE) is SCENE  # gold scenes (every score 1) as they are
+    with pytest.raises(ValueError, match="temperature"):
+        ASPReasoner(score_temperature=0)
 
 
 def test_gold_scenes_are_plain_facts():

@@ -43,6 +43,13 @@ class NumpySceneParser:
         self.n_q_heads = self.w["vit.blocks.0.attn.proj.weight"].shape[1] // d_head
         self.n_kv_heads = (self.w["vit.blocks.0.attn.qkv.weight"].shape[0] // d_head - self.n_q_heads) // 2
         self._pos_cache: dict[tuple[int, int], np.ndarray] = {}
+        self.refine = []  # the second stage's convolutions: (weight, bias, stride, residual), BN folded
+        if cfg.refine_size:
+            for i, (stride, residual) in enumerate([(1, False), (2, False), (1, True), (2, False), (1, True)]):
+                pre = f"refine.body.{i}.body." if residual else f"refine.body.{i}."
+                w, b = ops.fold_batch_norm(self.w[pre + "0.weight"], self.w[pre + "1.weight"], self.w[pre + "1.bias"],
+                                           self.w[pre + "1.running_mean"], self.w[pre + "1.running_var"])
+                self.refine.append((w, b, stride, residual))
 
     @classmethod
     def load(cls, path: str | Path) -> "NumpySceneParser":
@@ -124,10 +131,24 @@ class NumpySceneParser:
             out[name] = (m[:B] + back) / 2
         return out
 
+    def crop_logits(self, crops: np.ndarray) -> np.ndarray:
+        """As `CropNet` in eval mode: crops (n, 3, r, r) -> (n, K); with `flip_tta`, averaged
+        with the mirrored crops' logits."""
+        n = crops.shape[0]
+        x = np.ascontiguousarray(crops.transpose(0, 2, 3, 1))             # (n, r, r, 3)
+        if self.cfg.flip_tta:
+            x = np.concatenate([x, x[:, :, ::-1]], 0)
+        for wt, b, stride, residual in self.refine:
+            y = ops.gelu(ops.conv2d(x, wt, b, stride, 1))
+            x = x + y if residual else y
+        out = ops.linear(x.mean((1, 2)), self.w["refine.head.weight"], self.w["refine.head.bias"])
+        return (out[:n] + out[n:]) / 2 if self.cfg.flip_tta else out
+
     # ---- parsing -------------------------------------------------------------------------
     def parse_images(self, images: list, *, image_ids: list[str] | None = None) -> list[SceneGraph]:
         """PIL images or paths -> one SceneGraph each (coordinates in each image's own pixels)."""
-        return parse_images(images, self.cfg, self.predict_maps, image_ids=image_ids)
+        return parse_images(images, self.cfg, self.predict_maps, image_ids=image_ids,
+                            refine=self.crop_logits if self.refine else None)
 
     def parse_image(self, image, image_id: str | None = None) -> SceneGraph:
         """One PIL image or path -> SceneGraph."""

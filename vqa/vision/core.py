@@ -47,6 +47,14 @@ class SceneParserConfig:
     nms_iou: float = 0.7
     max_objects: int = 24
     flip_tta: bool = True          # parsing averages the maps of the image and of its mirror image
+    # second stage (0: none): each detected object's square crop (side `refine_context` x its
+    # longer box side, sampled from the network input at refine_size x refine_size pixels)
+    # goes through a small CNN whose attribute logits are mixed into the dense head's:
+    # logits = (1 - a) * dense + a * crop, a = refine_weight[category] (chosen on val)
+    refine_size: int = 0
+    refine_channels: tuple[int, int, int] = (24, 48, 96)
+    refine_context: float = 1.5
+    refine_weight: dict[str, float] = field(default_factory=dict)
     attributes: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in CLEVR_ATTRIBUTES.items()})
 
     @property
@@ -67,6 +75,7 @@ class SceneParserConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["image_size"], d["stem_channels"] = list(self.image_size), list(self.stem_channels)
+        d["refine_channels"] = list(self.refine_channels)
         return d
 
     @classmethod
@@ -74,6 +83,8 @@ class SceneParserConfig:
         d = dict(d)
         d["image_size"] = tuple(d["image_size"])
         d["stem_channels"] = tuple(d["stem_channels"])
+        if "refine_channels" in d:
+            d["refine_channels"] = tuple(d["refine_channels"])
         d.setdefault("stem_extra", 0)  # checkpoints written before the options existed
         d.setdefault("flip_tta", False)
         return cls(**d)
@@ -139,10 +150,12 @@ def image_array(im, hw: tuple[int, int]) -> np.ndarray:
 
 # ---- decoding ------------------------------------------------------------------------------
 def parse_images(images: list, cfg: SceneParserConfig, predict, *,
-                 image_ids: list[str] | None = None) -> list[SceneGraph]:
+                 image_ids: list[str] | None = None, refine=None) -> list[SceneGraph]:
     """PIL images or paths -> one SceneGraph each (coordinates in each image's own pixels).
     Images of one input size go through `predict` together: normalised float32 (B, 3, h, w)
-    -> dict of maps with a batch axis (numpy arrays); then each image's maps are decoded."""
+    -> dict of maps with a batch axis (numpy arrays); then each image's maps are decoded.
+    `refine` (with `cfg.refine_size`): crops (n, 3, r, r) float32 -> attribute logits (n, K),
+    the categories' values concatenated in `cfg.attributes` order (the second stage)."""
     pils = [load_image(im) if isinstance(im, (str, Path)) else to_rgb(im) for im in images]
     ids = image_ids or [Path(im).stem if isinstance(im, (str, Path)) else f"image_{i}"
                         for i, im in enumerate(images)]
@@ -151,11 +164,74 @@ def parse_images(images: list, cfg: SceneParserConfig, predict, *,
         groups.setdefault(input_size(im.size, cfg), []).append(i)
     out: dict[int, SceneGraph] = {}
     for (h, w), idx in groups.items():
-        maps = predict(np.stack([image_array(pils[i], (h, w)) for i in idx]))
+        batch = np.stack([image_array(pils[i], (h, w)) for i in idx])
+        maps = predict(batch)
+        dets = [detect({name: m[k] for name, m in maps.items()}, cfg) for k in range(len(idx))]
+        if refine is not None and cfg.refine_size:
+            refine_detections(dets, batch, cfg, refine)
         for k, i in enumerate(idx):
-            one = {name: m[k] for name, m in maps.items()}
-            out[i] = decode(one, cfg, image_size=pils[i].size, image_id=ids[i])
+            out[i] = to_graph(dets[k], cfg, image_size=pils[i].size, image_id=ids[i])
     return [out[i] for i in range(len(pils))]
+
+
+def sample_crops(images: np.ndarray, index: np.ndarray, centres: np.ndarray, sides: np.ndarray,
+                 size: int) -> np.ndarray:
+    """Square crops by bilinear sampling: images (N, 3, H, W) (any dtype), for each crop n the
+    image `index[n]`, centre `centres[n]` (x, y) and side `sides[n]` in pixels (pixel k spans
+    [k, k+1)); outside the image the edge pixels repeat. -> float32 (n, 3, size, size)."""
+    N, C, H, W = images.shape
+    n = len(index)
+    if n == 0:
+        return np.zeros((0, C, size, size), np.float32)
+    t = (np.arange(size, dtype=np.float64) + 0.5) / size - 0.5                       # (size,)
+    xs = centres[:, 0:1] + t[None] * sides[:, None] - 0.5                              # (n, size)
+    ys = centres[:, 1:2] + t[None] * sides[:, None] - 0.5
+    x0, y0 = np.floor(xs), np.floor(ys)
+    fx, fy = (xs - x0).astype(np.float32), (ys - y0).astype(np.float32)
+    x0i, y0i = x0.astype(np.int64), y0.astype(np.int64)
+    xa, xb = np.clip(x0i, 0, W - 1), np.clip(x0i + 1, 0, W - 1)
+    ya, yb = np.clip(y0i, 0, H - 1), np.clip(y0i + 1, 0, H - 1)
+    b = np.asarray(index, dtype=np.int64)[:, None, None]
+
+    def at(yy, xx):  # (n, size, size, C)
+        return images[b, :, yy[:, :, None], xx[:, None, :]].astype(np.float32)
+
+    wx, wy = fx[:, None, :, None], fy[:, :, None, None]
+    top = at(ya, xa) * (1 - wx) + at(ya, xb) * wx
+    bottom = at(yb, xa) * (1 - wx) + at(yb, xb) * wx
+    return np.ascontiguousarray((top * (1 - wy) + bottom * wy).transpose(0, 3, 1, 2))
+
+
+def crop_boxes(boxes: np.ndarray, cfg: SceneParserConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (n, 4) as (cx, cy, w, h) in network-input pixels -> crop centres (n, 2), sides (n,)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return boxes[:, :2], np.maximum(boxes[:, 2:].max(1), 4.0) * cfg.refine_context
+
+
+def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfig, refine) -> None:
+    """Mix the second stage's logits into each detection's attribute logits, in place
+    (`dets` from `detect` on the images of `batch`, the network input)."""
+    index = np.concatenate([np.full(len(d["boxes"]), k) for k, d in enumerate(dets)]).astype(np.int64)
+    if len(index) == 0:
+        return
+    centres, sides = crop_boxes(np.concatenate([d["boxes"] for d in dets]), cfg)
+    logits = np.asarray(refine(sample_crops(batch, index, centres, sides, cfg.refine_size)), dtype=np.float32)
+    start = 0
+    for d in dets:
+        n = len(d["boxes"])
+        d["logits"] = mix_logits(d["logits"], logits[start:start + n], cfg)
+        start += n
+
+
+def mix_logits(dense: dict[str, np.ndarray], crop: np.ndarray, cfg: SceneParserConfig) -> dict[str, np.ndarray]:
+    """dense: {category: (n_values, n)}; crop: (n, K) -> {category: mixed (n_values, n)}."""
+    out, j = {}, 0
+    for cat, values in cfg.attributes.items():
+        a = float(cfg.refine_weight.get(cat, 0.0))
+        c = crop[:, j:j + len(values)].T
+        out[cat] = dense[cat] if a == 0 else (1 - a) * dense[cat] + a * c
+        j += len(values)
+    return out
 
 
 def _max_pool3(x: np.ndarray) -> np.ndarray:
@@ -169,38 +245,49 @@ def _softmax0(x: np.ndarray) -> np.ndarray:
     return e / e.sum(0, keepdims=True)
 
 
-def decode(maps: dict, cfg: SceneParserConfig, *, image_size: tuple[int, int],
-           image_id: str = "image") -> SceneGraph:
-    """One image's maps (numpy arrays or CPU tensors, no batch axis: heat (1, h, w), ...) ->
-    SceneGraph in the pixels of an image of `image_size` (width, height)."""
+def detect(maps: dict, cfg: SceneParserConfig) -> dict:
+    """One image's maps (numpy arrays or CPU tensors, no batch axis: heat (1, h, w), ...) -> the
+    kept detections in network-input pixels: {"boxes": (n, 4) cx, cy, w, h, "scores": (n,),
+    "logits": {category: (n_values, n)}}, best first (peaks, then NMS)."""
     maps = {k: np.asarray(v, dtype=np.float32) for k, v in maps.items()}
     heat = 1 / (1 + np.exp(-maps["heat"][0]))                            # (h, w)
-    gh, gw = heat.shape
     peaks = (heat == _max_pool3(heat)) & (heat >= cfg.score_threshold)
     ys, xs = np.nonzero(peaks)
     scores = heat[ys, xs]
     order = np.argsort(-scores, kind="stable")[:cfg.max_objects]
     ys, xs, scores = ys[order], xs[order], scores[order]
-    w0, h0 = image_size
-    sx, sy = w0 / (gw * STRIDE), h0 / (gh * STRIDE)
     off = maps["offset"][:, ys, xs]
     size = np.exp(np.clip(maps["box"][:, ys, xs], -4, 6))
-    cx = (xs + 0.5 + off[0]) * STRIDE * sx
-    cy = (ys + 0.5 + off[1]) * STRIDE * sy
-    bw, bh = size[0] * STRIDE * sx, size[1] * STRIDE * sy
-    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
-    keep = nms(boxes, scores, cfg.nms_iou)
-    probs = {cat: _softmax0(maps[f"attr:{cat}"][:, ys, xs]) for cat in cfg.attributes}
+    cx, cy = (xs + 0.5 + off[0]) * STRIDE, (ys + 0.5 + off[1]) * STRIDE
+    bw, bh = size[0] * STRIDE, size[1] * STRIDE
+    keep = nms(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1), scores, cfg.nms_iou)
+    return {"boxes": np.stack([cx, cy, bw, bh], 1)[keep].reshape(-1, 4), "scores": scores[keep],
+            "logits": {cat: maps[f"attr:{cat}"][:, ys[keep], xs[keep]] for cat in cfg.attributes},
+            "grid": heat.shape}
+
+
+def to_graph(det: dict, cfg: SceneParserConfig, *, image_size: tuple[int, int], image_id: str = "image") -> SceneGraph:
+    """Detections (`detect`) -> SceneGraph in the pixels of an image of `image_size` (width, height)."""
+    gh, gw = det["grid"]
+    w0, h0 = image_size
+    sx, sy = w0 / (gw * STRIDE), h0 / (gh * STRIDE)
+    probs = {cat: _softmax0(det["logits"][cat]) for cat in cfg.attributes}
     objects = []
-    for n, k in enumerate(keep.tolist()):
+    for k, ((cx, cy, bw, bh), score) in enumerate(zip(det["boxes"].tolist(), det["scores"].tolist())):
         attrs = {cat: {v: float(p) for v, p in zip(values, probs[cat][:, k].tolist())}
                  for cat, values in cfg.attributes.items()}
-        obj = SceneObject(id=str(n), name="object", score=float(scores[k]),
-                          bbox=[float(cx[k] - bw[k] / 2), float(cy[k] - bh[k] / 2), float(bw[k]), float(bh[k])],
-                          attributes=attrs)
+        obj = SceneObject(id=str(k), name="object", score=float(score),
+                          bbox=[(cx - bw / 2) * sx, (cy - bh / 2) * sy, bw * sx, bh * sy], attributes=attrs)
         obj.name = obj.value("shape") or "object"
         objects.append(obj)
     return with_positions(SceneGraph(image_id, int(w0), int(h0), objects, info={"source": "scene_parser"}))
+
+
+def decode(maps: dict, cfg: SceneParserConfig, *, image_size: tuple[int, int],
+           image_id: str = "image") -> SceneGraph:
+    """One image's maps (no batch axis) -> SceneGraph in the pixels of an image of `image_size`
+    (width, height), without the second stage (`parse_images` runs it)."""
+    return to_graph(detect(maps, cfg), cfg, image_size=image_size, image_id=image_id)
 
 
 def with_positions(graph: SceneGraph) -> SceneGraph:

@@ -57,6 +57,22 @@ class _Residual(nn.Module):
         return x + self.body(x)
 
 
+class CropNet(nn.Module):
+    """The second stage: object crops (n, 3, r, r) normalised -> attribute logits (n, K), the
+    categories' values concatenated in `cfg.attributes` order. Five 3x3 convolutions (two of
+    stride 2, two residual), global average pooling, one linear layer."""
+
+    def __init__(self, cfg: SceneParserConfig):
+        super().__init__()
+        c1, c2, c3 = cfg.refine_channels
+        self.body = nn.Sequential(_conv_bn(3, c1, 1), _conv_bn(c1, c2, 2), _Residual(_conv_bn(c2, c2, 1)),
+                                  _conv_bn(c2, c3, 2), _Residual(_conv_bn(c3, c3, 1)))
+        self.head = nn.Linear(c3, sum(len(v) for v in cfg.attributes.values()))
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(crops).mean((2, 3)))
+
+
 class SceneParser(nn.Module):
     """forward: images (B, 3, H, W) normalised -> dict of dense maps on the (H/4, W/4) cell grid:
     "heat" (B, 1, h, w) logits, "offset" (B, 2, h, w), "box" (B, 2, h, w) (log w, h in cells)
@@ -79,7 +95,24 @@ class SceneParser(nn.Module):
         with torch.no_grad():
             self.out.bias.zero_()
             self.out.bias[0] = -2.19  # objectness prior 0.1 (CenterNet)
+        self.refine = CropNet(cfg) if cfg.refine_size else None
         self.to(memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN)
+
+    def add_refine(self) -> "SceneParser":
+        """Attach a fresh second stage (`cfg.refine_size` must be set)."""
+        if not self.cfg.refine_size:
+            raise ValueError("cfg.refine_size is 0: no second stage to attach")
+        self.refine = CropNet(self.cfg).to(self.device)
+        return self
+
+    @torch.no_grad()
+    def refine_logits(self, crops: torch.Tensor) -> torch.Tensor:
+        """The second stage's logits in eval mode; with `flip_tta`, averaged with the mirrored crops'."""
+        self.refine.eval()
+        out = self.refine(crops)
+        if self.cfg.flip_tta:
+            out = (out + self.refine(crops.flip(-1))) / 2
+        return out
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         B, _, H, W = images.shape
@@ -130,7 +163,11 @@ class SceneParser(nn.Module):
             maps = self.predict_maps(torch.from_numpy(batch).to(self.device))
             return {name: m.float().cpu().numpy() for name, m in maps.items()}
 
-        return parse_images(images, self.cfg, predict, image_ids=image_ids)
+        def refine(crops):
+            return self.refine_logits(torch.from_numpy(crops).to(self.device)).float().cpu().numpy()
+
+        return parse_images(images, self.cfg, predict, image_ids=image_ids,
+                            refine=refine if self.refine is not None else None)
 
     def parse_image(self, image, image_id: str | None = None) -> SceneGraph:
         """One PIL image or path -> SceneGraph."""

@@ -1,0 +1,67 @@
+"""`vqa train scene-refiner`: add the second stage (attributes from object crops) to a scene
+parser (registered by `train.py`)."""
+from __future__ import annotations
+
+import json
+
+from ._train_scene_parser import _positive
+
+
+def register(tsub) -> None:
+    p = tsub.add_parser("scene-refiner", help="train the scene parser's second stage (attributes from object crops)",
+                        description="Train a small CNN that reads each detected object's attributes again from a "
+                                    "crop of the image, on the gold objects of DIR/images/<split>/ and "
+                                    "DIR/scenes/CLEVR_<split>_scenes.json, and choose on --val-split how much its "
+                                    "logits weigh against the dense head's. The scene parser itself is not changed; "
+                                    "OUT/scene_parser.pt is the parser with the second stage.")
+    p.add_argument("--data", required=True, help="CLEVR-layout folder")
+    p.add_argument("--checkpoint", default=None, help="scene parser to extend (default: the shipped one)")
+    p.add_argument("--out", default="runs/scene_refiner", help="output folder: last.pt, scene_parser.pt, log.jsonl")
+    p.add_argument("--split", default="train")
+    p.add_argument("--val-split", default="val", help="split for the evaluation and the mixing weights (skipped if absent)")
+    p.add_argument("--limit", type=_positive, default=None, help="use the first N training scenes")
+    p.add_argument("--val-limit", type=_positive, default=None)
+    p.add_argument("--epochs", type=_positive, default=4)
+    p.add_argument("--batch-size", type=_positive, default=128, help="crops per step")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--crop-size", type=_positive, default=24, help="crop side in pixels (default 24)")
+    p.add_argument("--context", type=float, default=1.5, help="crop side / the box's longer side (default 1.5)")
+    p.add_argument("--channels", default="24,48,96", help="the CNN's three widths (default 24,48,96)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=_positive, default=200, metavar="STEPS")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import os
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see _train_scene_parser.run (shared CPUs)
+    from ..errors import VQAError
+    from ..vision.refine import RefineConfig, train_refiner
+    from ._util import progress
+
+    try:
+        channels = tuple(int(c) for c in args.channels.split(","))
+    except ValueError:
+        channels = ()
+    if len(channels) != 3 or min(channels) < 1:
+        raise VQAError(f"--channels: expected three positive integers, e.g. 24,48,96, got {args.channels!r}")
+    if not args.context > 0:
+        raise VQAError(f"--context: expected a positive number, got {args.context}")
+    cfg = RefineConfig(data=args.data, checkpoint=args.checkpoint, out=args.out, split=args.split,
+                       val_split=args.val_split, limit=args.limit, val_limit=args.val_limit, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, size=args.crop_size, channels=channels,
+                       context=args.context, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                       resume=args.resume, device=args.device, threads=args.threads, max_minutes=args.max_minutes)
+    summary = train_refiner(cfg, progress=progress)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"trained {summary['steps']} steps in {summary['seconds']} s ({summary['crops_per_s']} crops/s)")
+        print(f"  mixing weights: {summary['refine_weight']}")
+        print(f"  checkpoint: {summary['checkpoint']}")
+    return 0

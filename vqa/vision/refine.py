@@ -1,0 +1,289 @@
+"""Training the scene parser's second stage: an attribute classifier on object crops.
+
+    summary = train_refiner(RefineConfig(data="synth", checkpoint="runs/sp/scene_parser.pt",
+                                         out="runs/refine", epochs=4))
+
+The dense head reads an object's attributes from the 4x4-pixel cell at its centre, through
+features of stride 4; small objects (about 10 pixels wide at 192x128) lose the detail that
+tells a small cylinder from a small cube. The second stage looks again: each detected
+object's square crop (side `refine_context` x its longer box side, centred on its box)
+is resampled to `refine_size` pixels and classified by a small CNN
+(`vqa.vision.scene_parser.CropNet`). Parsing mixes the two heads' logits per category,
+`(1 - a) * dense + a * crop`, with `a` chosen on the val split.
+
+- Training crops come from the gold objects (centre and box in network-input pixels, as
+  the dense head's targets), jittered in centre and side so that they look like crops
+  of predicted boxes, and mirrored at random. The dense model is not changed.
+- After each epoch: crop accuracy per category on the val split's gold objects.
+- At the end: the mixing weight per category, the one with the best accuracy on the
+  val objects the dense model detects (matched to gold as `SceneMetrics` does; ties: the
+  lower negative log-likelihood), over `weights`.
+- Checkpoints: `out/last.pt` (model with the second stage, optimiser, step; `resume`
+  continues from it) every `checkpoint_every` steps and after each epoch;
+  `out/scene_parser.pt` (the whole parser, loadable by `vqa scene --checkpoint`) at the end;
+  `out/log.jsonl` one JSON line per logged step and evaluation.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import VQAError
+from .core import MEAN, STD, crop_boxes, detect, sample_crops, to_graph
+from .data import SceneParserData
+from .metrics import match_objects
+from .scene_parser import checkpoint_dict, load_scene_parser, model_from_checkpoint
+from .train import _save
+
+
+@dataclass
+class RefineConfig:
+    data: str
+    checkpoint: str | None = None     # the scene parser to extend (default: the shipped one)
+    out: str = "runs/scene_refiner"
+    split: str = "train"
+    val_split: str = "val"
+    limit: int | None = None
+    val_limit: int | None = None
+    epochs: int = 4
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    size: int = 24                    # crop side in pixels
+    channels: tuple[int, int, int] = (24, 48, 96)
+    context: float = 1.5              # crop side / the box's longer side
+    jitter: float = 0.06              # centre jitter, std as a fraction of the crop side
+    scale_jitter: float = 0.08        # std of the log of the side's jitter factor
+    weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 20
+    resume: bool = False
+    threads: int | None = None
+    device: str = "auto"
+    max_minutes: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class GoldCrops:
+    """Every gold object of a `SceneParserData` as (image, centre, box, values) arrays."""
+
+    def __init__(self, data: SceneParserData):
+        rows = [(i, o.cx, o.cy, o.w, o.h) for i, objs in enumerate(data.objects) for o in objs]
+        self.categories = list(data.attributes)
+        self.index = np.array([r[0] for r in rows], dtype=np.int64)
+        self.boxes = np.array([r[1:] for r in rows], dtype=np.float64).reshape(-1, 4)
+        self.labels = np.array([[o.values[c] for c in self.categories] for objs in data.objects for o in objs],
+                               dtype=np.int64).reshape(-1, len(self.categories))
+        self.images = data.images.numpy()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def crops(self, rows: np.ndarray, cfg, rng: np.random.Generator | None = None, *, jitter: float = 0.0,
+              scale_jitter: float = 0.0) -> torch.Tensor:
+        """Normalised crops (n, 3, r, r) of objects `rows`; with `rng`, jittered and half mirrored."""
+        centres, sides = crop_boxes(self.boxes[rows], cfg)
+        if rng is not None:
+            sides = sides * np.exp(rng.normal(0, scale_jitter, len(rows)))
+            centres = centres + rng.normal(0, jitter, (len(rows), 2)) * sides[:, None]
+        x = sample_crops(self.images, self.index[rows], centres, sides, cfg.refine_size)
+        x = (torch.from_numpy(x) / 255.0 - MEAN) / STD
+        if rng is not None:
+            flip = torch.from_numpy(rng.random(len(rows)) < 0.5)
+            x[flip] = x[flip].flip(-1)
+        return x
+
+
+def _lr(step: int, total: int, cfg: RefineConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _split_logits(logits: torch.Tensor, attributes: dict) -> list[torch.Tensor]:
+    return list(torch.split(logits, [len(v) for v in attributes.values()], dim=1))
+
+
+@torch.no_grad()
+def gold_crop_accuracy(model, crops: GoldCrops, batch_size: int = 512) -> dict[str, float]:
+    """Accuracy per category of the second stage alone on gold objects' (unjittered) crops."""
+    cfg = model.cfg
+    right = np.zeros(len(crops.categories))
+    for k in range(0, len(crops), batch_size):
+        rows = np.arange(k, min(k + batch_size, len(crops)))
+        logits = model.refine_logits(crops.crops(rows, cfg).to(model.device)).cpu()
+        for c, part in enumerate(_split_logits(logits, cfg.attributes)):
+            right[c] += (part.argmax(1).numpy() == crops.labels[rows, c]).sum()
+    return {cat: float(right[c] / max(1, len(crops))) for c, cat in enumerate(crops.categories)}
+
+
+@torch.no_grad()
+def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32) -> dict:
+    """The mixing weight per category with the best accuracy on the detected val objects
+    (ties: the lower NLL), set in `model.cfg.refine_weight`; returns the table."""
+    cfg = model.cfg
+    model.eval()
+    dense = {c: [] for c in cfg.attributes}
+    crop_parts = {c: [] for c in cfg.attributes}
+    gold = {c: [] for c in cfg.attributes}
+    for k in range(0, len(data), batch_size):
+        idx = list(range(k, min(k + batch_size, len(data))))
+        images = ((data.images[idx].float() / 255.0 - MEAN) / STD).to(model.device)
+        maps = {n: m.float().cpu().numpy() for n, m in model.predict_maps(images).items()}
+        batch = images.cpu().numpy()
+        for b, i in enumerate(idx):
+            det = detect({n: m[b] for n, m in maps.items()}, cfg)
+            g = data.graphs[i]
+            pairs = match_objects(to_graph(det, cfg, image_size=(g.width, g.height)), g)
+            if not pairs:
+                continue
+            p_idx = np.array([p for p, _ in pairs])
+            centres, sides = crop_boxes(det["boxes"][p_idx], cfg)
+            x = sample_crops(batch, np.full(len(p_idx), b), centres, sides, cfg.refine_size)
+            logits = model.refine_logits(torch.from_numpy(x).to(model.device)).cpu()
+            for cat, part in zip(cfg.attributes, _split_logits(logits, cfg.attributes)):
+                dense[cat].append(torch.from_numpy(det["logits"][cat][:, p_idx].T.copy()))
+                crop_parts[cat].append(part)
+                gold[cat].append(torch.tensor([data.objects[i][j].values[cat] for _, j in pairs]))
+    table = {}
+    for cat in cfg.attributes:
+        if not gold[cat]:
+            continue
+        d, c, y = torch.cat(dense[cat]), torch.cat(crop_parts[cat]), torch.cat(gold[cat])
+        rows = []
+        for a in weights:
+            mixed = (1 - a) * d + a * c
+            rows.append({"weight": a, "accuracy": float((mixed.argmax(1) == y).float().mean()),
+                         "nll": float(F.cross_entropy(mixed, y))})
+        best = max(rows, key=lambda r: (round(r["accuracy"], 9), -r["nll"]))
+        cfg.refine_weight[cat] = best["weight"]
+        table[cat] = {"chosen": best["weight"], "objects": int(len(y)), "grid": rows}
+    return table
+
+
+def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
+    """Train (or resume) the second stage of a scene parser; returns a summary."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VQAError("--device cuda: no CUDA device is available")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    state = None
+    if cfg.resume and last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        model = model_from_checkpoint(state, file=last)
+        if model.refine is None:
+            raise VQAError(f"{last}: has no second stage to resume")
+    else:
+        torch.manual_seed(cfg.seed)
+        model = load_scene_parser(cfg.checkpoint)
+        model.cfg.refine_size, model.cfg.refine_channels = cfg.size, tuple(cfg.channels)
+        model.cfg.refine_context, model.cfg.refine_weight = cfg.context, {}
+        model.add_refine()
+    model.to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in model.refine.parameters():
+        p.requires_grad_(True)
+    mcfg = model.cfg
+    data = SceneParserData(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
+                           limit=cfg.limit, progress=progress)
+    crops = GoldCrops(data)
+    has_val = (Path(cfg.data) / "scenes" / f"CLEVR_{cfg.val_split}_scenes.json").is_file()
+    val = (SceneParserData(cfg.data, cfg.val_split, image_size=mcfg.image_size, attributes=mcfg.attributes,
+                           limit=cfg.val_limit) if has_val else None)
+    params = list(model.refine.parameters())
+    opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
+    step = 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    steps_per_epoch = max(1, len(crops) // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    logf = open(out / "log.jsonl", "a")
+    t_start, seen, stopped, accuracy = time.perf_counter(), 0, False, None
+
+    def checkpoint(path: Path, full: bool) -> None:
+        extra = {"refine_train": {**asdict(cfg), "channels": list(cfg.channels), "weights": list(cfg.weights)},
+                 "step": step, "epoch": step / steps_per_epoch}
+        if full:
+            extra["optimizer"] = opt.state_dict()
+        _save(checkpoint_dict(model, **extra), path)
+
+    def out_of_time() -> bool:
+        return cfg.max_minutes is not None and time.perf_counter() - t_start > 60 * cfg.max_minutes
+
+    bar = progress(range(step, total), desc="train refiner", total=total, initial=step) if progress else None
+    model.eval()
+    while step < total:
+        epoch, k = divmod(step, steps_per_epoch)
+        rng = np.random.default_rng([cfg.seed, epoch])
+        perm = rng.permutation(len(crops))
+        model.refine.train()
+        for k in range(k, steps_per_epoch):
+            rows = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+            brng = np.random.default_rng([cfg.seed, epoch, k])
+            x = crops.crops(rows, mcfg, brng, jitter=cfg.jitter, scale_jitter=cfg.scale_jitter).to(device)
+            y = torch.from_numpy(crops.labels[rows]).to(device)
+            for group in opt.param_groups:
+                group["lr"] = _lr(step, total, cfg)
+            logits = model.refine(x.contiguous(memory_format=torch.channels_last))
+            loss = sum(F.cross_entropy(part, y[:, c]) for c, part in enumerate(_split_logits(logits, mcfg.attributes)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            seen += len(rows)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            if step % cfg.log_every == 0:
+                logf.write(json.dumps({"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": float(loss.detach()),
+                                       "lr": _lr(step, total, cfg),
+                                       "crops_per_s": round(seen / (time.perf_counter() - t_start), 1)}) + "\n")
+                logf.flush()
+            if step % cfg.checkpoint_every == 0:
+                checkpoint(last, full=True)
+            if out_of_time():
+                stopped = True
+                break
+        checkpoint(last, full=True)
+        if val is not None:
+            accuracy = gold_crop_accuracy(model, GoldCrops(val))
+            logf.write(json.dumps({"eval_epoch": step // steps_per_epoch, "step": step, "gold_crop_accuracy": accuracy}) + "\n")
+            logf.flush()
+            log(f"epoch {step // steps_per_epoch}: val crop accuracy " +
+                ", ".join(f"{c} {100 * a:.2f}%" for c, a in accuracy.items()))
+        if stopped:
+            break
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t_start
+    table = None
+    if val is not None:
+        table = choose_weights(model, val, cfg.weights)
+        logf.write(json.dumps({"refine_weight": table}) + "\n")
+        log("mixing weights chosen on " + cfg.val_split + ": " + ", ".join(
+            f"{c} {t['chosen']} ({100 * max(r['accuracy'] for r in t['grid']):.2f}% of {t['objects']})"
+            for c, t in table.items()))
+    else:
+        log(f"no {cfg.val_split} split: the second stage is attached with weight 0 (no effect) for every category")
+    checkpoint(out / "scene_parser.pt", full=False)
+    logf.close()
+    return {"out": str(out), "steps": step, "seconds": round(seconds, 1), "stopped_by_time": stopped,
+            "crops_per_s": round(seen / seconds, 1) if seconds > 0 else None, "val_crop_accuracy": accuracy,
+            "refine_weight": dict(mcfg.refine_weight), "weights": table, "checkpoint": str(out / "scene_parser.pt")}
