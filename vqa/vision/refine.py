@@ -171,6 +171,13 @@ def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32) 
     return table
 
 
+def _base_train(path) -> dict | None:
+    """The `train` record (the dense part's training settings) of a scene-parser checkpoint."""
+    from .scene_parser import DEFAULT_CHECKPOINT
+    ckpt = torch.load(path or DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+    return ckpt.get("train") if isinstance(ckpt, dict) else None
+
+
 def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
     """Train (or resume) the second stage of a scene parser; returns a summary."""
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
@@ -187,9 +194,11 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
         model = model_from_checkpoint(state, file=last)
         if model.refine is None:
             raise VQAError(f"{last}: has no second stage to resume")
+        base_train = state.get("train")
     else:
         torch.manual_seed(cfg.seed)
         model = load_scene_parser(cfg.checkpoint)
+        base_train = _base_train(cfg.checkpoint)
         model.cfg.refine_size, model.cfg.refine_channels = cfg.size, tuple(cfg.channels)
         model.cfg.refine_context, model.cfg.refine_weight = cfg.context, {}
         model.add_refine()
@@ -220,6 +229,8 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
     def checkpoint(path: Path, full: bool) -> None:
         extra = {"refine_train": {**asdict(cfg), "channels": list(cfg.channels), "weights": list(cfg.weights)},
                  "step": step, "epoch": step / steps_per_epoch}
+        if base_train is not None:  # how the dense part was trained
+            extra["train"] = base_train
         if full:
             extra["optimizer"] = opt.state_dict()
         _save(checkpoint_dict(model, **extra), path)

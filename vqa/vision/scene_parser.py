@@ -102,7 +102,7 @@ class SceneParser(nn.Module):
         """Attach a fresh second stage (`cfg.refine_size` must be set)."""
         if not self.cfg.refine_size:
             raise ValueError("cfg.refine_size is 0: no second stage to attach")
-        self.refine = CropNet(self.cfg).to(self.device)
+        self.refine = CropNet(self.cfg).to(self.device, memory_format=torch.channels_last)
         return self
 
     @torch.no_grad()

@@ -1,0 +1,137 @@
+"""The scene parser's second stage: crops, the crop CNN (torch and numpy), mixing, training."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vqa.runtime.checkpoints import export_npz
+from vqa.runtime.scene_parser import NumpySceneParser
+from vqa.vision.core import SceneParserConfig, crop_boxes, mix_logits, sample_crops
+from vqa.vision.scene_parser import SceneParser, checkpoint_dict, load_scene_parser
+
+TINY = dict(image_size=(64, 96), stem_channels=(8, 16), dim=32, depth=1, n_heads=4, up_channels=8, head_channels=16)
+REFINE = dict(refine_size=16, refine_channels=(8, 12, 16))
+
+
+def _images(n=2, h=20, w=30):
+    """Images whose channel c at pixel (y, x) is a linear function: bilinear sampling is exact on them."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([np.stack([xx + 100 * k, yy + 10 * k, 2 * xx - yy + k]) for k in range(n)])
+
+
+def test_crops_sample_the_right_pixels():
+    images = _images()
+    # an aligned crop is exactly the sub-image: pixel k spans [k, k+1)
+    crop = sample_crops(images, np.array([1]), np.array([[10.0, 8.0]]), np.array([8.0]), 8)
+    assert crop.shape == (1, 3, 8, 8) and crop.dtype == np.float32
+    assert np.array_equal(crop[0], images[1, :, 4:12, 6:14])
+    # sub-pixel centres and other scales: a linear image gives the sample point's value
+    centres, sides = np.array([[12.3, 9.7], [5.5, 6.25]]), np.array([6.4, 3.0])
+    crop = sample_crops(images, np.array([0, 1]), centres, sides, 5)
+    t = (np.arange(5) + 0.5) / 5 - 0.5
+    for n, k in enumerate([0, 1]):
+        x = centres[n, 0] + t * sides[n] - 0.5
+        y = centres[n, 1] + t * sides[n] - 0.5
+        assert np.allclose(crop[n, 0], np.broadcast_to(x[None] + 100 * k, (5, 5)), atol=1e-4)
+        assert np.allclose(crop[n, 1], np.broadcast_to(y[:, None] + 10 * k, (5, 5)), atol=1e-4)
+    # outside the image the edge pixels repeat; no crops, no error
+    edge = sample_crops(images, np.array([0]), np.array([[-50.0, -50.0]]), np.array([4.0]), 2)
+    assert np.array_equal(edge[0, :, 0, 0], images[0, :, 0, 0])
+    assert sample_crops(images, np.zeros(0, int), np.zeros((0, 2)), np.zeros(0), 4).shape == (0, 3, 4, 4)
+    # uint8 images (training) give the same crops as their float copies
+    u8 = (images % 256).astype(np.uint8)
+    assert np.allclose(sample_crops(u8, np.array([0]), centres[:1], sides[:1], 7),
+                       sample_crops(u8.astype(np.float32), np.array([0]), centres[:1], sides[:1], 7))
+
+
+def test_crop_boxes_and_mixing():
+    cfg = SceneParserConfig(refine_context=1.5, refine_weight={"shape": 1.0, "material": 0.5})
+    centres, sides = crop_boxes(np.array([[10, 20, 8, 12], [0, 0, 1, 1]]), cfg)
+    assert centres.tolist() == [[10, 20], [0, 0]] and sides.tolist() == [18.0, 6.0]  # at least 4 pixels x 1.5
+    n = 3
+    dense = {cat: np.random.default_rng(0).normal(size=(len(v), n)) for cat, v in cfg.attributes.items()}
+    crop = np.random.default_rng(1).normal(size=(n, sum(len(v) for v in cfg.attributes.values())))
+    mixed = mix_logits(dense, crop, cfg)
+    offsets = np.cumsum([0] + [len(v) for v in cfg.attributes.values()])
+    cats = list(cfg.attributes)
+    assert mixed["color"] is dense["color"] and mixed["size"] is dense["size"]
+    j = offsets[cats.index("shape")]
+    assert np.allclose(mixed["shape"], crop[:, j:j + 3].T)
+    j = offsets[cats.index("material")]
+    assert np.allclose(mixed["material"], 0.5 * dense["material"] + 0.5 * crop[:, j:j + 2].T)
+
+
+def _tiny_refined(tmp_path, weight):
+    torch.manual_seed(0)
+    model = SceneParser(SceneParserConfig(**TINY, **REFINE, refine_weight=weight)).eval()
+    for m in model.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2)
+    with torch.no_grad():  # every detection: objectness peaks on a grid
+        model.out.bias[0] = 0.0
+    torch.save(checkpoint_dict(model), tmp_path / "sp.pt")
+    export_npz(tmp_path / "sp.pt")
+    return model
+
+
+def test_crop_net_numpy_matches_torch_and_steers_the_attributes(tmp_path):
+    from PIL import Image
+    model = _tiny_refined(tmp_path, {"shape": 1.0})
+    np_model = NumpySceneParser.load(tmp_path / "sp.npz")
+    x = np.random.default_rng(3).normal(size=(4, 3, 16, 16)).astype(np.float32)
+    assert np.abs(model.refine_logits(torch.from_numpy(x)).numpy() - np_model.crop_logits(x)).max() < 1e-4
+    image = Image.fromarray(np.random.default_rng(4).integers(0, 255, (64, 96, 3), dtype=np.uint8))
+    a, b = model.parse_image(image), np_model.parse_image(image)
+    assert len(a.objects) == len(b.objects) > 0
+    for x_, y_ in zip(a.objects, b.objects):
+        for cat in x_.attributes:
+            assert max(abs(x_.attributes[cat][v] - y_.attributes[cat][v]) for v in x_.attributes[cat]) < 1e-4
+    # the crop net decides the shape when its weight is 1: a bias towards "sphere" wins everywhere
+    shape_at = list(model.cfg.attributes).index("shape")
+    j = sum(len(v) for v in list(model.cfg.attributes.values())[:shape_at])
+    with torch.no_grad():
+        model.refine.head.weight.zero_()
+        model.refine.head.bias.zero_()
+        model.refine.head.bias[j + model.cfg.attributes["shape"].index("sphere")] = 20.0
+    steered = model.parse_image(image)
+    assert {o.value("shape") for o in steered.objects} == {"sphere"}
+    assert [o.attributes["color"] for o in steered.objects] == [o.attributes["color"] for o in a.objects]
+    model.cfg.refine_weight = {}
+    assert [o.attributes for o in model.parse_image(image).objects] != [o.attributes for o in steered.objects]
+
+
+def test_refiner_trains_resumes_and_chooses_weights(tmp_path):
+    from vqa.datasets.synth.generate import generate_dataset
+    from vqa.vision.refine import RefineConfig, train_refiner
+    from vqa.vision.scene_parser import DEFAULT_CHECKPOINT
+    data = tmp_path / "synth"
+    generate_dataset(data, num_scenes=6, questions_per_scene=0, seed=5, image_size=(192, 128))
+    generate_dataset(data, num_scenes=3, questions_per_scene=2, seed=6, split="val", image_size=(192, 128))
+    base = DEFAULT_CHECKPOINT  # a parser that finds the val objects, so that weights are chosen
+    cfg = RefineConfig(data=str(data), checkpoint=None, out=str(tmp_path / "rf"), epochs=1, batch_size=8,
+                       size=16, channels=(8, 8, 8), warmup_steps=1, log_every=1, weights=(0.0, 0.5, 1.0))
+    s1 = train_refiner(cfg, log=lambda *_: None)
+    n_steps = s1["steps"]
+    assert n_steps >= 2 and set(s1["val_crop_accuracy"]) == {"color", "size", "material", "shape"}
+    cfg.epochs, cfg.resume = 2, True
+    s2 = train_refiner(cfg, log=lambda *_: None)
+    assert s2["steps"] == 2 * n_steps
+    lines = [json.loads(line) for line in (tmp_path / "rf" / "log.jsonl").read_text().splitlines()]
+    assert [d["step"] for d in lines if "loss" in d] == list(range(1, 2 * n_steps + 1))
+    model = load_scene_parser(tmp_path / "rf" / "scene_parser.pt")
+    saved = torch.load(tmp_path / "rf" / "scene_parser.pt", weights_only=True)
+    assert saved["train"] == torch.load(base, weights_only=True)["train"] and saved["refine_train"]["epochs"] == 2
+    assert model.refine is not None and model.cfg.refine_size == 16
+    assert set(model.cfg.refine_weight) == {"color", "size", "material", "shape"}
+    assert set(model.cfg.refine_weight.values()) <= {0.0, 0.5, 1.0}
+    for cat, table in s2["weights"].items():  # the chosen weight has the best accuracy of its grid
+        best = max(r["accuracy"] for r in table["grid"])
+        assert [r["accuracy"] for r in table["grid"] if r["weight"] == table["chosen"]] == [best]
+    # the dense part is the base model's, unchanged (a second stage it had is replaced)
+    base_sd = {k: v for k, v in load_scene_parser(base).state_dict().items() if not k.startswith("refine.")}
+    assert base_sd and all(torch.equal(v, model.state_dict()[k]) for k, v in base_sd.items())
+    graph = model.parse_image(data / "images" / "val" / "CLEVR_val_000000.png")
+    assert graph.width == 192 and graph.objects
