@@ -135,3 +135,13 @@ def test_refiner_trains_resumes_and_chooses_weights(tmp_path):
     assert base_sd and all(torch.equal(v, model.state_dict()[k]) for k, v in base_sd.items())
     graph = model.parse_image(data / "images" / "val" / "CLEVR_val_000000.png")
     assert graph.width == 192 and graph.objects
+
+
+def test_cli_refiner_rejects_bad_settings(tmp_path, capsys):
+    from vqa.cli import main
+    assert main(["train", "scene-refiner", "--data", str(tmp_path), "--channels", "8,8"]) == 2
+    assert "--channels" in capsys.readouterr().err
+    assert main(["train", "scene-refiner", "--data", str(tmp_path), "--context", "0"]) == 2
+    assert "--context" in capsys.readouterr().err
+    assert main(["train", "scene-refiner", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "scenes file" in capsys.readouterr().err
