@@ -39,8 +39,8 @@ from ..errors import VQAError
 from .core import MEAN, STD, crop_boxes, detect, sample_crops, to_graph
 from .data import SceneParserData
 from .metrics import match_objects
-from .scene_parser import checkpoint_dict, load_scene_parser, model_from_checkpoint
-from .train import _save
+from .scene_parser import checkpoint_dict, load_scene_parser
+from .train import _save, open_run
 
 
 @dataclass
@@ -185,13 +185,8 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
         raise VQAError("--device cuda: no CUDA device is available")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    last = out / "last.pt"
-    state = None
-    if cfg.resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        model = model_from_checkpoint(state, file=last)
+    out, last, state, model = open_run(cfg.out, cfg.resume)
+    if model is not None:
         if model.refine is None:
             raise VQAError(f"{last}: has no second stage to resume")
         base_train = state.get("train")

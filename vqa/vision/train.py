@@ -81,6 +81,17 @@ def _save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def open_run(out_dir: str | Path, resume: bool):
+    """(run folder, created; its last.pt; the checkpoint resumed from and its model, or None, None)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    if resume and last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        return out, last, state, model_from_checkpoint(state, file=last)
+    return out, last, None, None
+
+
 def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
     """Train (or resume) a scene parser; returns a summary with the last evaluation."""
     rank, world, local_rank = distributed_env()
@@ -98,14 +109,8 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    last = out / "last.pt"
-    state = None
-    if cfg.resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        model = model_from_checkpoint(state, file=last)
-    else:
+    out, last, state, model = open_run(cfg.out, cfg.resume)
+    if model is None:
         torch.manual_seed(cfg.seed)
         model = SceneParser(SceneParserConfig(**cfg.model))
     mcfg = model.cfg
