@@ -145,3 +145,18 @@ def test_cli_refiner_rejects_bad_settings(tmp_path, capsys):
     assert "--context" in capsys.readouterr().err
     assert main(["train", "scene-refiner", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "scenes file" in capsys.readouterr().err
+
+
+def test_numpy_runtime_passes_in_chunks_give_the_same_maps(tmp_path):
+    import vqa.runtime.scene_parser as rs
+    _tiny_refined(tmp_path, {"shape": 0.5})
+    m = rs.NumpySceneParser.load(tmp_path / "sp.npz")
+    x = np.random.default_rng(5).normal(size=(2 * rs.IMAGES_PER_PASS + 1, 3, 64, 96)).astype(np.float32)
+    whole = m.predict_maps(x)
+    for k in range(len(x)):
+        one = m.predict_maps(x[k:k + 1])
+        assert all(np.allclose(whole[name][k:k + 1], one[name], atol=1e-5) for name in one)
+    crops = np.random.default_rng(6).normal(size=(2 * rs.CROPS_PER_PASS + 3, 3, 16, 16)).astype(np.float32)
+    together = m.crop_logits(crops)
+    assert together.shape[0] == len(crops)
+    assert np.allclose(together, np.concatenate([m.crop_logits(crops[k:k + 1]) for k in range(len(crops))]), atol=1e-5)

@@ -22,6 +22,8 @@ from .ops import FIXED_GROUPS
 from .checkpoints import load_npz
 
 SCENE_FORMAT = "vqa.scene_parser/1"
+IMAGES_PER_PASS = 2   # images per forward pass (twice as many with mirror averaging)
+CROPS_PER_PASS = 16   # object crops per pass of the second stage
 
 
 class NumpySceneParser:
@@ -118,7 +120,12 @@ class NumpySceneParser:
 
     def predict_maps(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """As `SceneParser.predict_maps`: with `flip_tta`, the image and its mirror image in one
-        batch, the mirror's maps mapped back (cells mirrored, x offset negated) and averaged."""
+        batch, the mirror's maps mapped back (cells mirrored, x offset negated) and averaged.
+        Runs `IMAGES_PER_PASS` images at a time (im2col buffers of larger batches outgrow the
+        caches: 32 images at once parsed at about half the rate of 2 at a time, measured)."""
+        if images.shape[0] > IMAGES_PER_PASS:
+            parts = [self.predict_maps(images[k:k + IMAGES_PER_PASS]) for k in range(0, images.shape[0], IMAGES_PER_PASS)]
+            return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         if not self.cfg.flip_tta:
             return self.forward(images)
         B = images.shape[0]
@@ -135,6 +142,8 @@ class NumpySceneParser:
         """As `CropNet` in eval mode: crops (n, 3, r, r) -> (n, K); with `flip_tta`, averaged
         with the mirrored crops' logits."""
         n = crops.shape[0]
+        if n > CROPS_PER_PASS:
+            return np.concatenate([self.crop_logits(crops[k:k + CROPS_PER_PASS]) for k in range(0, n, CROPS_PER_PASS)])
         x = np.ascontiguousarray(crops.transpose(0, 2, 3, 1))             # (n, r, r, 3)
         if self.cfg.flip_tta:
             x = np.concatenate([x, x[:, :, ::-1]], 0)
