@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +70,6 @@ class RefineConfig:
     threads: int | None = None
     device: str = "auto"
     max_minutes: float | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class GoldCrops:
