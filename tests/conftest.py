@@ -28,3 +28,27 @@ def load_json(path):
 
 def dump_json(obj, path):
     Path(path).write_text(json.dumps(obj, indent=1))
+
+
+def _clevr_official_dir() -> Path | None:
+    """`../shared/clevr-official` beside the checkout (or $VQA_CLEVR_OFFICIAL), if present."""
+    import os
+
+    env = os.environ.get("VQA_CLEVR_OFFICIAL")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[1].parent / "shared" / "clevr-official")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture
+def clevr_official() -> Path:
+    """The official CLEVR generator's reference material (templates, assets, questions, val
+    renders) from `../shared/clevr-official`: data read in place, never copied into the
+    project. Tests that use it skip where it is absent."""
+    d = _clevr_official_dir()
+    if d is None:
+        pytest.skip("../shared/clevr-official is not present (set VQA_CLEVR_OFFICIAL)")
+    return d
