@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from ..errors import VQAError
 
@@ -117,6 +118,10 @@ def run(args) -> int:
                       vit=None if args.no_vit else args.vit, vit_batch=args.vit_batch,
                       vit_repeats=args.vit_repeats,
                       vit_variants=tuple(args.vit_variants), timm=not args.no_timm, threads=args.threads)
+    if cfg.warmup == 0:
+        print("warning: --warmup 0: each first timed round carries one-time costs (allocation, kernel "
+              "choice, lazy initialisation), so times and speed-ups are not steady-state figures; "
+              "use --warmup 1 or more for figures to report", file=sys.stderr)
     try:
         result = run_bench(cfg, progress=None if args.no_progress else progress)
     except ValueError as e:          # a head layout that does not fit a variant
