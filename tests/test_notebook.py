@@ -1,4 +1,5 @@
 """notebooks/quickstart.ipynb: committed without outputs, and it runs from top to bottom."""
+import re
 from pathlib import Path
 
 import nbformat
@@ -17,5 +18,12 @@ def test_quickstart_is_stripped_and_runs(tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "ASP answer:" in text and "NSM answer:" in text and "program:" in text
+    # the demo asks the generator's own (well-posed) questions and answers them right
+    asp = re.search(r"^ASP answer: (\S+)", text, re.M).group(1)
+    nsm = re.search(r"^NSM answer: (\S+)", text, re.M).group(1)
+    gold = re.search(r"^gold answer: (\S+)", text, re.M).group(1)
+    assert asp == gold and nsm == gold
+    batch = re.findall(r"^.*?\?\s+(\S+)\s+\(gold (\S+)\)$", text, re.M)
+    assert len(batch) >= 3 and all(got == want for got, want in batch), batch
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
     assert len(images) >= 4  # the scene, two explanations, the scene graph
