@@ -427,7 +427,7 @@ def _result_from_reply(reply: dict, rules: str, seconds: float) -> SandboxResult
                              f"({reply['question']}, V) for one question; at most {reply['limit']} are accepted "
                              "(a question has one answer)", seconds=seconds, kind="too_many_answers")
     if status == "too_large":
-        return SandboxResult("limit", f"the solver's result would be {reply['bytes']:,} bytes, more than the "
+        return SandboxResult("limit", f"the solver's result would be over {reply['bytes']:,} bytes, more than the "
                              f"{reply['limit']:,} accepted (the rules derive too many atoms)", seconds=seconds,
                              kind="result_too_large")
     return SandboxResult("ok", atoms=reply["atoms"], cost=reply.get("cost", []), seconds=seconds,
@@ -472,10 +472,14 @@ def _child_main() -> None:
     show = set(request["show"]) if request.get("show") is not None else None
     answer = request.get("answer_predicate")
     max_answers = request.get("max_answers") or 100
+    reply_limit = request.get("reply_bytes") or 2_000_000
     try:
         import clingo
 
         class TooMany(Exception):
+            pass
+
+        class TooLarge(Exception):
             pass
 
         def solve_one(facts: str):
@@ -499,7 +503,12 @@ def _child_main() -> None:
                                 counts[q] = counts.get(q, 0) + 1
                                 if counts[q] > max_answers:
                                     raise TooMany(str(q), counts[q])
-                    atoms = [str(s) for s in symbols]
+                    atoms, size = [], 0
+                    for s in symbols:  # stop as soon as the result outgrows what may be sent back
+                        atoms.append(str(s))
+                        size += len(atoms[-1]) + 4
+                        if size > reply_limit:
+                            raise TooLarge(size)
                     cost = list(model.cost)
             return atoms, cost
 
@@ -513,6 +522,8 @@ def _child_main() -> None:
                     reply = {"status": "unsatisfiable", "messages": messages}
                 else:
                     reply = {"status": "ok", "atoms": atoms, "cost": cost, "messages": messages}
+        except TooLarge as e:
+            reply = {"status": "too_large", "bytes": e.args[0], "limit": reply_limit, "messages": messages}
         except TooMany as e:
             reply = {"status": "too_many_answers", "question": e.args[0], "count": e.args[1],
                      "predicate": answer, "limit": max_answers, "messages": messages}
