@@ -206,3 +206,29 @@ def test_distill_meets_every_hostile_reply_goes_on_and_resumes_after_kill(task):
     assert sum(summary["verdicts"].values()) == len(replies) and "verdicts:" in r.stdout
     theory = (tmp / "run/theory.lp").read_text()
     assert "#script" not in theory and "#include" not in theory and "999" not in theory
+
+
+FUZZ = r'''
+import random, sys
+from vqa.reason.sandbox import check_rules
+pieces = ['p(', ')', 'X', '"', '\\', '%', '%*', '*%', '\n', '\u2028', '\u00e9', '\ud800', '\x00', '#include', '#',
+          ':-', '.', ',', ';', '1..3', '@f', '{', '}', ' ', 'not ', '"\u00e9"', '\u00e9\u00e9', '\U0001F600', '\r']
+weights = [1 if any(ord(c) > 126 or ord(c) < 32 for c in x) and x not in ("\n", '"\u00e9"') else 8 for x in pieces]
+rng = random.Random(int(sys.argv[1]))
+kinds = {}
+for _ in range(int(sys.argv[2])):
+    text = "".join(rng.choices(pieces, weights, k=rng.randint(1, 40)))
+    r = check_rules(text)
+    kinds[r.kind] = kinds.get(r.kind, 0) + 1
+print(sorted(kinds.items()))
+'''
+
+
+def test_random_texts_never_crash_the_checker_process():
+    """clingo's parser aborts the process (no Python exception) on some non-ASCII text; the
+    character check must stop every such text first. Run in a child so that an abort shows."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    r = subprocess.run([sys.executable, "-c", FUZZ, "7", "5000"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ok" in r.stdout and "bad_character" in r.stdout and "syntax_error" in r.stdout, r.stdout
