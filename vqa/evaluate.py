@@ -100,6 +100,8 @@ class _Answerer:
                 raw = q.pop("raw_program", None)
                 q["program"] = None if raw is None else Program.from_clevr(raw, file=self.s["questions"],
                                                                            record=q["qid"])
+                if q["program"] is not None:  # unknown functions, input counts: bad input, named
+                    _check_functions(q["program"], self.s["questions"], q["qid"])
                 q["function"] = final_function(q["program"])
             programs = []
             parsed = self.question_parser.parse_batch([q["text"] for q in questions]) if self.question_parser else None
@@ -139,6 +141,20 @@ class _Answerer:
         from .executor import execute
 
         return [(r.answer, r.error) for scene, progs, _ in batch for r in (execute(p, scene) for p in progs)]
+
+
+def _check_functions(program: Program, file, qid) -> None:
+    """A DataError naming the step of a gold program whose function is unknown or whose
+    input count is wrong (argument values are left to the reasoner, which answers them)."""
+    from .ontology import CLEVR_FUNCTIONS
+
+    for i, s in enumerate(program.steps):
+        spec = CLEVR_FUNCTIONS.get(s.op)
+        if spec is None:
+            raise DataError(f"unknown function {s.op!r}", file=file, record=qid, field=f"program[{i}].function")
+        if len(s.inputs) != spec.arity:
+            raise DataError(f"{s.op} takes {spec.arity} input(s), got {len(s.inputs)}", file=file, record=qid,
+                            field=f"program[{i}].inputs")
 
 
 _WORKER: _Answerer | None = None
