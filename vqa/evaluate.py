@@ -205,6 +205,36 @@ def _settings(reasoner, scene_source, program_source, questions, scenes, images,
             "theory_dir": str(theory_dir) if theory_dir else None, **(checkpoints or {})}
 
 
+def lock_predictions(path):
+    """An exclusive lock on a predictions file for one run (`PATH.lock` beside it, holding
+    the pid; kept open by the caller, released when closed or when the process ends, even
+    by kill -9). A second run on the same file gets a VQAError at once instead of
+    interleaving its lines with the first's. None when `path` is None."""
+    if path is None:
+        return None
+    import fcntl
+    import os
+
+    lock_path = Path(str(path) + ".lock")
+    try:
+        f = open(lock_path, "a+", encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"cannot create the lock file {lock_path}: {e.strerror}", file=path) from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        who = f.read().strip()
+        f.close()
+        raise VQAError(f"{path} is being written by another run ({who or 'another process'}, lock {lock_path}); "
+                       "wait for it to end, or choose another --predictions file") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    return f
+
+
 def _read_predictions(path: Path, settings: dict) -> dict[str, dict]:
     """Records already in a predictions file made with the same settings."""
     if not path.exists() or path.stat().st_size == 0:
@@ -264,6 +294,7 @@ def _evaluate_clevr(questions, scenes, *, reasoner, scene_source, program_source
     if scene_source == "gold":
         scene_records = {clevr_image_id(rec): (i, rec) for i, rec in enumerate(clevr.iter_scene_records(scenes))}
     pred_path = Path(predictions) if predictions else None
+    held = lock_predictions(pred_path)  # noqa: F841 (held for the run: released when this returns)
     done = _read_predictions(pred_path, settings) if pred_path else {}
     stream_kw = dict(done=done, limit=limit, shard=shard, images=images, scenes_per_call=scenes_per_call)
     if progress is not None:  # a bar with a total (and a time left): the questions counted first

@@ -218,6 +218,9 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
         from .datasets.gqa_ontology import default_ontology
 
         ontology = default_ontology().merge(GQAOntology.load(ontology))
+    from .evaluate import lock_predictions
+
+    held = lock_predictions(predictions)  # noqa: F841 (held for the run: released when this returns)
     records, scored = load_questions(questions, all_questions=all_questions, limit=limit)
     try:
         answers, stats = answer_questions(records, scenes, reasoner=reasoner, ontology=ontology, progress=progress)
