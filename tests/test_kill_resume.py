@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vqa.cli import main
+from test_distill import task  # noqa: F401  (a fixture)
 
 ENV = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
 
@@ -142,3 +143,35 @@ def test_gqa_predictions_are_locked_too(tmp_path, capsys):
                  "--scenes", str(FIXTURES / "gqa/val_sceneGraphs.json"), "--predictions", str(pred),
                  "--no-progress"]) == 0
     assert json.loads(pred.read_text())
+
+
+@pytest.mark.slow  # ~30 s; the default suite kills distill at request boundaries (test_distill, test_hostile_proposals)
+def test_distill_killed_during_a_solver_check_resumes(task):  # noqa: F811
+    """kill -9 while the sandbox child grounds a reply (not at a request boundary): the rerun
+    takes the recorded reply, checks it again, asks nothing twice and ends as an
+    uninterrupted run does."""
+    from test_distill import GOOD, argv
+    from fake_openai import FakeOpenAI
+
+    tmp, scenes = task
+    bomb = "```asp\np(X+1) :- p(X). p(0).\n```"
+    args = argv(tmp, scenes, "URL") + ["--check-seconds", "3"]
+    env = dict(ENV, PYTHONPATH=os.pathsep.join([ENV["PYTHONPATH"], str(Path(__file__).parent)]))
+    with FakeOpenAI([bomb, GOOD]) as server:
+        cmd = [sys.executable, "-m", "vqa", *[server.url if a == "URL" else a for a in args]]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        transcript = tmp / "run/transcript.jsonl"
+        assert _wait_for(lambda: len(server.requests) == 1 and transcript.exists()
+                         and b'"kind": "llm"' in transcript.read_bytes(), proc=proc)
+        time.sleep(1.0)  # inside the 3 s check of the bomb
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert len(server.requests) == 1
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    events = [json.loads(x) for x in transcript.read_text().splitlines()]
+    assert len(server.requests) == 2 == len([e for e in events if e["kind"] == "llm"])
+    verdicts = [e["verdict"] for e in events if e["kind"] == "verdict"]
+    assert verdicts == ["time_limit", "accepted"]
+    summary = json.loads((tmp / "run/summary.json").read_text())
+    assert summary["after"]["train"]["accuracy"] == 1.0 and summary["after"]["test"]["accuracy"] == 1.0
