@@ -100,6 +100,8 @@ class _Answerer:
                 raw = q.pop("raw_program", None)
                 q["program"] = None if raw is None else Program.from_clevr(raw, file=self.s["questions"],
                                                                            record=q["qid"])
+                if q["program"] is not None:  # unknown functions, input counts: bad input, named
+                    _check_functions(q["program"], self.s["questions"], q["qid"])
                 q["function"] = final_function(q["program"])
             programs = []
             parsed = self.question_parser.parse_batch([q["text"] for q in questions]) if self.question_parser else None
@@ -139,6 +141,20 @@ class _Answerer:
         from .executor import execute
 
         return [(r.answer, r.error) for scene, progs, _ in batch for r in (execute(p, scene) for p in progs)]
+
+
+def _check_functions(program: Program, file, qid) -> None:
+    """A DataError naming the step of a gold program whose function is unknown or whose
+    input count is wrong (argument values are left to the reasoner, which answers them)."""
+    from .ontology import CLEVR_FUNCTIONS
+
+    for i, s in enumerate(program.steps):
+        spec = CLEVR_FUNCTIONS.get(s.op)
+        if spec is None:
+            raise DataError(f"unknown function {s.op!r}", file=file, record=qid, field=f"program[{i}].function")
+        if len(s.inputs) != spec.arity:
+            raise DataError(f"{s.op} takes {spec.arity} input(s), got {len(s.inputs)}", file=file, record=qid,
+                            field=f"program[{i}].inputs")
 
 
 _WORKER: _Answerer | None = None
@@ -187,6 +203,36 @@ def _settings(reasoner, scene_source, program_source, questions, scenes, images,
     return {"dataset": "clevr", "reasoner": reasoner, "scene_source": scene_source, "program_source": program_source,
             "questions": str(questions), "scenes": str(scenes), "images": str(images) if images else None,
             "theory_dir": str(theory_dir) if theory_dir else None, **(checkpoints or {})}
+
+
+def lock_predictions(path):
+    """An exclusive lock on a predictions file for one run (`PATH.lock` beside it, holding
+    the pid; kept open by the caller, released when closed or when the process ends, even
+    by kill -9). A second run on the same file gets a VQAError at once instead of
+    interleaving its lines with the first's. None when `path` is None."""
+    if path is None:
+        return None
+    import fcntl
+    import os
+
+    lock_path = Path(str(path) + ".lock")
+    try:
+        f = open(lock_path, "a+", encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"cannot create the lock file {lock_path}: {e.strerror}", file=path) from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        who = f.read().strip()
+        f.close()
+        raise VQAError(f"{path} is being written by another run ({who or 'another process'}, lock {lock_path}); "
+                       "wait for it to end, or choose another --predictions file") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    return f
 
 
 def _read_predictions(path: Path, settings: dict) -> dict[str, dict]:
@@ -248,6 +294,7 @@ def _evaluate_clevr(questions, scenes, *, reasoner, scene_source, program_source
     if scene_source == "gold":
         scene_records = {clevr_image_id(rec): (i, rec) for i, rec in enumerate(clevr.iter_scene_records(scenes))}
     pred_path = Path(predictions) if predictions else None
+    held = lock_predictions(pred_path)  # noqa: F841 (held for the run: released when this returns)
     done = _read_predictions(pred_path, settings) if pred_path else {}
     stream_kw = dict(done=done, limit=limit, shard=shard, images=images, scenes_per_call=scenes_per_call)
     if progress is not None:  # a bar with a total (and a time left): the questions counted first

@@ -155,11 +155,13 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
                      progress=None) -> tuple[dict[str, str | None], dict]:
     """qid -> answer (None when the question failed) for every record, solved per image;
     and stats: failures and unsupported steps per operation, time."""
+    from .program import GQA_OPERATIONS
     from .reason.gqa_asp import step_kind
 
     answer_image, _ = _reasoner(reasoner, ontology)
     by_image: dict[str, dict] = defaultdict(dict)
     unsupported = Counter()
+    unknown: dict = {"questions": 0}
     for qid, rec in records.items():
         sem = rec.get("semantic")
         if not isinstance(sem, list):
@@ -172,6 +174,13 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
             if not all(isinstance(k, int) and 0 <= k < i for k in s.inputs):
                 raise DataError(f"dependencies {list(s.inputs)} must refer to earlier steps (0..{i - 1})",
                                 record=qid, field=f"semantic[{i}].dependencies")
+        for i, s in enumerate(steps):  # not a GQA operation at all: answered as a failure, and named
+            if str(s.operation).split(" ")[0] not in GQA_OPERATIONS:
+                unknown["questions"] += 1
+                unknown.setdefault("first", {"record": qid, "field": f"semantic[{i}].operation",
+                                             "message": f"unknown operation {s.operation!r} (GQA's are "
+                                                        f"{', '.join(GQA_OPERATIONS)})"})
+                break
         for s in steps:
             if step_kind(s).startswith("unsupported"):
                 unsupported[s.operation] += 1
@@ -191,6 +200,7 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
     seconds = time.perf_counter() - t0
     return answers, {"failed": sum(failures.values()), "failures_by_operation": dict(failures.most_common()),
                      "unsupported_by_operation": dict(unsupported.most_common()), "images": len(by_image),
+                     "unknown_operations": unknown,
                      "seconds": round(seconds, 3),
                      "questions_per_second": round(len(records) / seconds, 1) if seconds > 0 else None}
 
@@ -208,8 +218,16 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
         from .datasets.gqa_ontology import default_ontology
 
         ontology = default_ontology().merge(GQAOntology.load(ontology))
+    from .evaluate import lock_predictions
+
+    held = lock_predictions(predictions)  # noqa: F841 (held for the run: released when this returns)
     records, scored = load_questions(questions, all_questions=all_questions, limit=limit)
-    answers, stats = answer_questions(records, scenes, reasoner=reasoner, ontology=ontology, progress=progress)
+    try:
+        answers, stats = answer_questions(records, scenes, reasoner=reasoner, ontology=ontology, progress=progress)
+    except DataError as e:  # a record's defect: name the questions file it is in
+        raise (e.located(file=questions) if Path(questions).is_file() else e) from None
+    if stats["unknown_operations"].get("first"):
+        stats["unknown_operations"]["first"]["file"] = str(questions)
     preds = {qid: a if a is not None else "" for qid, a in answers.items()}
     choice_data = _load_json(choices) if choices else None
     # entailed questions outside the scored set are answered for consistency only

@@ -36,6 +36,7 @@ class LLMConfig:
     max_retries: int = 2  # transport errors, 429, 5xx (by the client) and empty replies (here)
     temperature: float = 0.2
     max_tokens: int = 1024
+    max_reply_chars: int = 200_000  # a longer completion is cut here (the loop refuses it anyway)
     extra: dict = field(default_factory=dict)  # passed to chat.completions.create
 
     @classmethod
@@ -80,7 +81,7 @@ class LLMClient:
         import openai
 
         cfg = self.config
-        args = dict(model=cfg.model, messages=messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+        args = dict(model=cfg.model, messages=_sendable(messages), temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                     **cfg.extra, **kw)
         if n > 1:
             args["n"] = n
@@ -101,7 +102,8 @@ class LLMClient:
             except (openai.APIError, ValueError) as e:  # malformed body (invalid JSON) and the like
                 last = f"malformed reply: {_short(str(e))}"
                 continue
-            texts = [(c.message.content or "").strip() for c in (resp.choices or []) if c.message is not None]
+            texts = [(c.message.content or "").strip()[: cfg.max_reply_chars + 1]
+                     for c in (resp.choices or []) if c.message is not None]
             texts = [t for t in texts if t]
             if texts:
                 usage = resp.usage
@@ -109,6 +111,21 @@ class LLMClient:
                                 getattr(usage, "completion_tokens", 0) or 0, time.perf_counter() - start, attempt)
             last = "empty reply"
         raise LLMError(f"{cfg.describe()}: {last} after {cfg.max_retries + 1} attempts")
+
+
+def _sendable(messages: list[dict]) -> list[dict]:
+    """The messages with lone surrogates (which a hostile reply may carry back into the
+    conversation, and which UTF-8 cannot encode) replaced by U+FFFD."""
+    out = []
+    for m in messages:
+        c = m.get("content")
+        if isinstance(c, str):
+            try:
+                c.encode("utf-8")
+            except UnicodeEncodeError:
+                m = {**m, "content": c.encode("utf-8", "surrogatepass").decode("utf-8", "replace")}
+        out.append(m)
+    return out
 
 
 def _short(text: str, n: int = 200) -> str:

@@ -113,6 +113,8 @@ class Program:
                 if not isinstance(inputs, list) or not all(isinstance(k, int) and not isinstance(k, bool)
                                                            for k in inputs):
                     raise fail(f"expected a list of step indices, got {inputs!r}", f"program[{i}].inputs")
+            if any(not 0 <= k < i for k in inputs):  # a forward or missing input (no cycles, no gaps)
+                raise fail(f"input(s) {inputs} must refer to earlier steps (0..{i - 1})", f"program[{i}].inputs")
             steps.append(Step(op, tuple(args), tuple(inputs), extra))
         return cls(steps, source="clevr")
 

@@ -30,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--max-batches", type=int, help="stop after this many training batches")
+    p.add_argument("--check-seconds", type=float, help="wall-clock limit of one solver check "
+                                                       "(default: 30 for clevr, 60 for gqa)")
+    p.add_argument("--check-memory-mb", type=int, default=2048, help="memory limit of one solver check")
     p.add_argument("--replay", help="run from a recorded transcript.jsonl instead of an endpoint")
     p.set_defaults(func=run)
 
@@ -50,7 +53,11 @@ def run(args) -> int:
     if not args.replay:
         client = LLMClient(LLMConfig.resolve(base_url=args.base_url, model=args.model, api_key=args.api_key,
                                              env=os.environ, timeout=args.timeout, max_retries=args.llm_retries))
-    summary = distill(run_cfg, client, replay=args.replay, progress=progress)
+    from ..reason.sandbox import SandboxLimits
+
+    limits = SandboxLimits(time_s=args.check_seconds or (60.0 if args.dataset == "gqa" else 30.0),
+                           memory_mb=args.check_memory_mb)
+    summary = distill(run_cfg, client, replay=args.replay, progress=progress, limits=limits)
     b, a = summary["before"], summary["after"]
     for name in ("train", "test"):
         if b[name]:
@@ -59,6 +66,8 @@ def run(args) -> int:
     print(f"accepted rules: {summary['accepted_rules']}; LLM calls: {summary['llm_calls']} "
           f"({summary['prompt_tokens']} prompt + {summary['completion_tokens']} completion tokens); "
           f"unsolved examples: {len(summary['unsolved'])}")
+    if summary.get("verdicts"):
+        print("verdicts: " + ", ".join(f"{k} {v}" for k, v in summary["verdicts"].items()))
     print(f"theory: {args.out}/theory.lp  transcript: {args.out}/transcript.jsonl  summary: {args.out}/summary.json")
     if getattr(args, "json", False):
         print(json.dumps(summary))

@@ -76,6 +76,16 @@ def run(args) -> int:
         report = evaluate_gqa(args.questions, args.scenes, choices=args.choices, all_questions=args.all,
                               out=args.out, predictions=args.predictions, limit=args.limit, reasoner=reasoner,
                               progress=bar, **kwargs)
+        unknown = report.get("unknown_operations") or {}
+        if unknown.get("first"):  # one line naming the first, on stderr; the report counts them as failures
+            import sys
+
+            from ..errors import Problem
+
+            f = unknown["first"]
+            print(f"vqa evaluate: warning: {Problem(f.get('file'), f['record'], f['field'], f['message'])}; "
+                  f"{unknown['questions']} question(s) with operations outside GQA's answered as failures",
+                  file=sys.stderr)
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     return 0
 

@@ -27,6 +27,8 @@ _ANS = re.compile(r"^ans\((\d+)," + _TERM + r"\)$")
 _VAL = re.compile(r"^val\((\d+),(\d+),(\d+)\)$")
 _OUT = re.compile(r"^out\((\d+),(\d+)," + _TERM + r"\)$")
 _STATUS = {"syntax_error": "syntax", "unsafe": "unsafe", "forbidden": "forbidden", "limit": "limit"}
+SHOW = ("ans/2", "val/3", "out/3")  # what the checker reads back from the solver
+CHUNK = 256  # examples per child process (bounds what one child sends back)
 
 ENCODING_DOC = """\
 Scene S (objects numbered through all scenes of the facts):
@@ -79,16 +81,27 @@ class CLEVRChecker:
         return facts_for(examples)[0]
 
     def run(self, base: str, rules: list[str], examples: list[Example]) -> CheckResult:
+        if len(examples) > CHUNK:  # several children, so that no one's result grows past the sandbox's cap
+            parts = [self.run(base, rules, examples[i:i + CHUNK]) for i in range(0, len(examples), CHUNK)]
+            bad = next((p for p in parts if p.status != "ok"), None)
+            if bad:
+                return bad
+            out = CheckResult("ok")
+            for p in parts:
+                out.answers.update(p.answers)
+                out.diagnosis.update(p.diagnosis)
+            return out
         facts, ids = facts_for(examples)
-        res = run_rules("\n".join(rules), background=base, facts=facts, limits=self.limits)
+        res = run_rules("\n".join(rules), background=base, facts=facts, limits=self.limits, show=SHOW,
+                        answer_predicate="ans")
         if res.status in _STATUS:
             where = f" (line {res.line}, column {res.column})" if res.line else ""
             msg = res.message + where
             if res.rule:
                 msg += f"\nrule: {res.rule}"
-            return CheckResult(_STATUS[res.status], msg)
+            return CheckResult(_STATUS[res.status], msg, kind=res.kind)
         if res.status == "error":
-            return CheckResult("syntax", res.message)
+            return CheckResult("syntax", res.message, kind="error")
         atoms = res.atoms if res.status == "ok" else []
         answers: dict[int, list[str]] = {}
         vals: dict[tuple[int, int], set[str]] = {}
@@ -97,7 +110,9 @@ class CLEVRChecker:
             if m := _ANS.match(a):
                 answers.setdefault(int(m.group(1)), []).append(_text(m.group(2)))
             elif m := _VAL.match(a):
-                vals.setdefault((int(m.group(1)), int(m.group(2))), set()).add(ids[int(m.group(3))])
+                o = int(m.group(3))  # a rule may derive an object that no scene has
+                obj = ids[o] if 0 <= o < len(ids) else f"<no object {o}>"
+                vals.setdefault((int(m.group(1)), int(m.group(2))), set()).add(obj)
             elif m := _OUT.match(a):
                 outs.setdefault((int(m.group(1)), int(m.group(2))), []).append(_text(m.group(3)))
         out = CheckResult("ok")

@@ -21,8 +21,9 @@ from .loop import CheckResult
 from .prompts import Example
 
 _STR = r'"((?:[^"\\]|\\.)*)"'
-_ANS = re.compile(rf"^ans\({_STR},{_STR}\)$")
-_OUT = re.compile(rf"^out\({_STR},(\d+),{_STR}\)$")
+_ANS = re.compile(rf'^ans\("(\d+)",{_STR}\)$')  # question ids are "0", "1", ...: a rule may derive others
+_OUT = re.compile(rf'^out\("(\d+)",(\d+),{_STR}\)$')
+CHUNK = 256  # examples per child process (bounds what one child sends back)
 _STATUS = {"syntax_error": "syntax", "unsafe": "unsafe", "forbidden": "forbidden", "limit": "limit",
            "error": "syntax"}
 
@@ -84,12 +85,23 @@ class GQAChecker:
         return "\n".join(self._instances(examples)[0])
 
     def run(self, base: str, rules: list[str], examples: list[Example]) -> CheckResult:
+        if len(examples) > CHUNK:  # several children, so that no one's result grows past the sandbox's cap
+            parts = [self.run(base, rules, examples[i:i + CHUNK]) for i in range(0, len(examples), CHUNK)]
+            bad = next((p for p in parts if p.status != "ok"), None)
+            if bad:
+                return bad
+            out = CheckResult("ok")
+            for p in parts:
+                out.answers.update(p.answers)
+                out.diagnosis.update(p.diagnosis)
+            return out
         facts_list, groups = self._instances(examples)
         res = run_rules("\n".join(rules), background=base, facts_list=facts_list, limits=self.limits,
-                        arguments=("--opt-mode=opt",))
+                        arguments=("--opt-mode=opt",), show=("ans/2", "out/3"), answer_predicate="ans")
         if res.status in _STATUS:
             where = f" (line {res.line}, column {res.column})" if res.line else ""
-            return CheckResult(_STATUS[res.status], res.message + where + (f"\nrule: {res.rule}" if res.rule else ""))
+            return CheckResult(_STATUS[res.status], res.message + where + (f"\nrule: {res.rule}" if res.rule else ""),
+                               kind=res.kind)
         answers: dict[int, list[str]] = {}
         outs: dict[tuple[int, int], set[str]] = {}
         for atoms in res.atoms_list or []:

@@ -24,12 +24,16 @@ from .theory import with_distilled
 from .transcript import Transcript, write_atomic
 
 
+MAX_REPLY_CHARS = 100_000  # a longer LLM reply is refused unread (the rules in it: RulePolicy.max_chars)
+
+
 @dataclass
 class CheckResult:
     """Outcome of running a theory on examples in the sandbox."""
 
     status: str  # "ok" (it ran; answers below), "syntax", "unsafe", "forbidden", "limit"
     message: str = ""
+    kind: str = ""  # finer than status (the sandbox's kind: too_deep, time_limit, ...)
     answers: dict[str, list[str]] = field(default_factory=dict)  # qid -> derived answers
     diagnosis: dict[str, dict] = field(default_factory=dict)  # qid -> first differing step
 
@@ -118,7 +122,8 @@ class Distiller:
     def _check(self, rules: list[str], examples: list[Example], label: str) -> CheckResult:
         t0 = time.perf_counter()
         res = self.checker.run(self.base, rules, examples)
-        self.transcript.log("check", label=label, status=res.status, message=res.message[:2000],
+        self.transcript.log("check", label=label, status=res.status, detail=res.kind or res.status,
+                            message=res.message[:2000],
                             correct=sum(res.correct(e) for e in examples), total=len(examples),
                             duration_s=round(time.perf_counter() - t0, 3))
         return res
@@ -138,20 +143,49 @@ class Distiller:
                  "expected": e.expected, "got": res.answers.get(e.qid, []), "diagnosis": res.diagnosis.get(e.qid)}
                 for k, e in enumerate(examples) if not res.correct(e)]
 
-    def _evaluate_candidate(self, rules: str, batch: list[Example]) -> tuple[bool, str | None]:
-        """(passes, mend prompt if not)."""
+    def _evaluate_candidate(self, reply: str, batch: list[Example]) -> tuple[str | None, str | None]:
+        """(the rules if they pass, else None; mend prompt if not). Whatever the reply's
+        bytes, the outcome is a verdict, logged in the transcript as a "verdict" event:
+        accepted, or refused with its kind (syntax, unsafe, forbidden kinds, caps,
+        wrong_answer, regression) and the message the model gets."""
+        try:
+            rules, kind, message, mend = self._judge(reply, batch)
+        except Exception as e:  # a bug of the checker: recorded as such (tests require there are none)
+            import traceback
+
+            rules, kind, mend = None, "checker_error", None
+            message = f"internal error of the rule checker: {type(e).__name__}: {str(e)[:300]}"
+            self.transcript.log("checker_error", traceback=traceback.format_exc()[-4000:])
+        self.transcript.log("verdict", verdict="accepted" if rules is not None else kind,
+                            message=(message or "")[:2000])
+        if rules is None and mend is None:
+            mend = prompts.mend_refused(message)
+        return rules, mend
+
+    def _judge(self, reply: str, batch: list[Example]) -> tuple[str | None, str, str, str | None]:
+        """(rules or None, verdict kind, message, mend prompt)."""
+        if len(reply) > MAX_REPLY_CHARS:
+            msg = f"the reply is {len(reply):,} characters long; at most {MAX_REPLY_CHARS:,} are read"
+            return None, "too_long", msg, prompts.mend_refused(msg)
+        rules = prompts.extract_rules(reply)
+        if not rules.strip():
+            msg = "the reply holds no rules"
+            return None, "empty", msg, prompts.mend_refused(msg)
         res = self._check(self.accepted + [rules], batch + self.seen, "candidate")
         if res.status != "ok":
             mend = {"syntax": prompts.mend_syntax, "unsafe": prompts.mend_unsafe,
-                    "forbidden": prompts.mend_forbidden, "limit": prompts.mend_limit}[res.status]
-            return False, mend(res.message)
+                    "forbidden": prompts.mend_forbidden, "limit": prompts.mend_limit}.get(res.status,
+                                                                                          prompts.mend_refused)
+            if res.status == "limit" and res.kind not in ("time_limit", "memory_limit", "crashed"):
+                mend = prompts.mend_refused
+            return None, res.kind or res.status, res.message, mend(res.message)
         wrong = self._failures(res, batch, True)
         if wrong:
-            return False, prompts.mend_wrong(wrong)
+            return None, "wrong_answer", f"{len(wrong)} of {len(batch)} questions wrong", prompts.mend_wrong(wrong)
         broken = self._failures(res, self.seen, False)
         if broken:
-            return False, prompts.mend_regression(broken)
-        return True, None
+            return None, "regression", f"{len(broken)} earlier questions broken", prompts.mend_regression(broken)
+        return rules, "accepted", "", None
 
     def _val_score(self, rules: str) -> float:
         if not self.split.val:
@@ -169,9 +203,8 @@ class Distiller:
             for text in reply.texts:
                 conv = messages + [{"role": "assistant", "content": text}]
                 for mend in range(cfg.mends + 1):
-                    rules = prompts.extract_rules(text)
-                    ok, feedback = self._evaluate_candidate(rules, batch)
-                    if ok:
+                    rules, feedback = self._evaluate_candidate(text, batch)
+                    if rules is not None:
                         passing.append(rules)
                         break
                     if mend == cfg.mends:
@@ -228,6 +261,7 @@ class Distiller:
             "examples": {"train": len(self.split.train), "val": len(self.split.val), "test": len(self.split.test)},
             "before": before, "after": after, "accepted_rules": len(self.accepted), "unsolved": unsolved,
             "history": self.history,
+            "verdicts": _count(e["verdict"] for e in self.transcript.events if e.get("kind") == "verdict"),
             "llm_calls": len(llm), "prompt_tokens": sum(e.get("prompt_tokens", 0) for e in llm),
             "completion_tokens": sum(e.get("completion_tokens", 0) for e in llm),
             "llm_seconds": round(sum(e.get("duration_s", 0.0) for e in llm), 3),
@@ -236,3 +270,10 @@ class Distiller:
         write_atomic(self.run_dir / "theory.lp", self.theory)
         write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
         return summary
+
+
+def _count(items) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return dict(sorted(out.items()))

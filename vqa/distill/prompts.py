@@ -96,6 +96,11 @@ def mend_limit(message: str) -> str:
 Your rules probably generate unbounded terms (e.g. X+1 in a recursive rule). Reply with corrected new rules only, in one ```asp code block."""
 
 
+def mend_refused(message: str) -> str:
+    return f"""Your reply was refused: {message.strip()}
+Reply with a few general rules only (variables, no facts about particular scenes or questions), in one ```asp code block."""
+
+
 def mend_wrong(failures: list[dict]) -> str:
     """`failures`: dicts with `name` (how to refer to the question), expected, got, and an
     optional diagnosis (step, op, expected, derived)."""

@@ -111,14 +111,15 @@ def prepare(run: DistillRun, *, resume_check: bool = True) -> tuple[str, dict, S
     return theory, note, split
 
 
-def distill(run: DistillRun, client, *, replay: str | None = None, progress=None) -> dict:
+def distill(run: DistillRun, client, *, replay: str | None = None, progress=None, limits=None) -> dict:
+    """`limits`: the sandbox's `SandboxLimits` for every check (default: the checker's)."""
     theory, _, split = prepare(run, resume_check=replay is None)
     if run.dataset == "gqa":
         from .gqa_checker import ENCODING_DOC as doc, GQAChecker
 
-        checker = GQAChecker()
+        checker = GQAChecker(limits=limits)
     else:
-        checker, doc = CLEVRChecker(), ENCODING_DOC
+        checker, doc = CLEVRChecker(limits=limits), ENCODING_DOC
     sample = split.train[:1] or split.test[:1]
     d = Distiller(theory, split, checker, client, run.out, run.config, encoding_doc=doc,
                   example_facts=checker.prompt_facts(sample), replay=replay, progress=progress)

@@ -91,18 +91,32 @@ class SceneParserConfig:
 
 
 # ---- images -------------------------------------------------------------------------------
+MAX_IMAGE_PIXELS = 25_000_000  # larger images are refused before decoding (memory stays bounded)
+
+
 def load_image(path: str | Path):
     """Open an image file as RGB (grayscale, palette and RGBA are converted; transparency is
     composited over CLEVR's mid-gray). Raises DataError naming the file when it is not an image."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
+    if path.is_dir():
+        raise DataError("is a directory, not an image file", file=path)
     try:
         with Image.open(path) as im:
+            w, h = im.size  # from the header: nothing decoded yet
+            if w * h > MAX_IMAGE_PIXELS:
+                raise DataError(f"image is {w}x{h} pixels ({w * h / 1e6:.1f} megapixels); at most "
+                                f"{MAX_IMAGE_PIXELS / 1e6:.1f} are read (the parser sees it at a few hundred pixels "
+                                "wide anyway): downscale it first", file=path)
             im.load()
             return to_rgb(im)
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError("no such file", file=path) from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f"refused: {e}", file=path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"not a readable image ({type(e).__name__}: {e}); expected PNG/JPEG/...", file=path) from None
 
@@ -117,7 +131,10 @@ def to_rgb(im):
         rgba = im.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
-    if im.mode in ("I", "I;16", "F"):
+    if im.mode.startswith("I;16"):  # 16-bit grayscale: 0..65535 -> 0..255 (not stretched)
+        a = np.asarray(im, dtype=np.float64)
+        return Image.fromarray(np.round(a / 257.0).astype(np.uint8)).convert("RGB")
+    if im.mode in ("I", "F"):
         a = np.asarray(im, dtype=np.float64)
         a = 255 * (a - a.min()) / max(float(a.max() - a.min()), 1e-9)
         return Image.fromarray(a.astype(np.uint8)).convert("RGB")
