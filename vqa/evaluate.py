@@ -148,6 +148,8 @@ def _check_functions(program: Program, file, qid) -> None:
     input count is wrong (argument values are left to the reasoner, which answers them)."""
     from .ontology import CLEVR_FUNCTIONS
 
+    if not program.steps:
+        raise DataError("program is empty", file=file, record=qid, field="program")
     for i, s in enumerate(program.steps):
         spec = CLEVR_FUNCTIONS.get(s.op)
         if spec is None:
