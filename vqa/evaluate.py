@@ -234,6 +234,11 @@ def lock_predictions(path):
     f.truncate()
     f.write(f"pid {os.getpid()}\n")
     f.flush()
+    # forked workers must not keep the lock alive (after a kill -9 of this process, say)
+    import weakref
+
+    ref = weakref.ref(f)  # (a strong reference here would hold the lock for the life of the process)
+    os.register_at_fork(after_in_child=lambda: ref() is not None and ref().close())
     return f
 
 
