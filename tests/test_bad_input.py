@@ -70,11 +70,37 @@ CASES = {
                                    ["answer", "--scene", "{s.json}", "--image-id", "CLEVR_val_000001",
                                     "--program", "count(filter_color[red](scene))"],
                                    ["s.json", "record 1", "objects[0].color", "missing"]),
+    "scene_coords_not_numbers": ({"s.json": _edit(_s(), lambda s: s["scenes"][0]["objects"][0].update(
+                                      {"3d_coords": ["a", "b", "c"]}))},
+                                 CLEVR_EVAL + ["--questions", str(QUESTIONS), "--scenes", "{s.json}"],
+                                 ["s.json", "record CLEVR_val_000000", "objects[0].3d_coords", "list of numbers"]),
+    "empty_program": ({"q.json": _edit(_q(), lambda q: q["questions"][0].update(program=[]))},
+                      CLEVR_EVAL + ["--questions", "{q.json}", "--scenes", str(SCENES)],
+                      ["q.json", "record 0", "'program'", "empty"]),
+    "not_utf8": ({"q.json": b"UTF"}, CLEVR_EVAL + ["--questions", "{q.json}", "--scenes", str(SCENES)],
+                 ["q.json", "not UTF-8"]),
+    "answer_deeply_nested_program": ({}, ["answer", "--scene", str(SCENES), "--program",
+                                          "count(" + "unique(" * 3000 + "scene" + ")" * 3001], ["nested 3001 levels"]),
     "answer_unknown_function": ({}, ["answer", "--scene", str(SCENES), "--program", "count(frob[red](scene))"],
                                 ["frob"]),
     "directory_as_questions": ({}, CLEVR_EVAL + ["--questions", "{DIR}", "--scenes", str(SCENES)],
                                ["{DIR}", "directory"]),
     "directory_as_scene": ({}, ["answer", "--scene", "{DIR}", "--program", "count(scene)"], ["{DIR}", "directory"]),
+    "gqa_forward_dependency": ({"g.json": _edit(json.loads(GQA_Q.read_text()),
+                                                lambda g: next(iter(g.values()))["semantic"][1].update(dependencies=[5]))},
+                               ["evaluate", "--dataset", "gqa", "--questions", "{g.json}", "--scenes", str(GQA_S),
+                                "--no-progress"],
+                               ["g.json", "record 05515938", "semantic[1].dependencies", "earlier steps"]),
+    "gqa_object_without_name": ({"s.json": _edit(json.loads(GQA_S.read_text()), lambda g: _del(
+                                    next(iter(next(iter(g.values()))["objects"].values())), "name"))},
+                                ["evaluate", "--dataset", "gqa", "--questions", str(GQA_Q), "--scenes", "{s.json}",
+                                 "--no-progress"],
+                                ["s.json", "record 2354786", "objects.1232.name", "missing"]),
+    "distill_theory_does_not_parse": ({"bad.lp": "p(X :- q."},
+                                      ["distill", "--theory", "{bad.lp}", "--questions", str(QUESTIONS), "--scenes",
+                                       str(SCENES), "--out", "{DIR}/run", "--base-url", "http://127.0.0.1:9/v1",
+                                       "--model", "x"],
+                                      ["bad.lp", "theory does not parse", "syntax error"]),
     "gqa_truncated": ({"g.json": GQA_Q.read_text()[:900]},
                       ["evaluate", "--dataset", "gqa", "--questions", "{g.json}", "--scenes", str(GQA_S)],
                       ["g.json", "JSON"]),
@@ -82,6 +108,7 @@ CASES = {
     "truncated_png": ({"t.png": b"PNG"}, ["scene", "--image", "{t.png}"], ["t.png", "truncated"]),
     "directory_as_image": ({}, ["scene", "--image", "{DIR}"], ["{DIR}", "directory"]),
     "huge_image": ({"big.png": b"BIG"}, ["scene", "--image", "{big.png}"], ["big.png", "6000x6000", "downscale"]),
+    "tall_strip_image": ({"tall.png": b"TALL"}, ["scene", "--image", "{tall.png}"], ["2x5000", "crop it first"]),
     "missing_image": ({}, ["scene", "--image", "{DIR}/nothing.png"], ["nothing.png", "no such file"]),
 }
 
@@ -90,6 +117,11 @@ def _png_bytes(kind: str) -> bytes:
     import io
 
     buf = io.BytesIO()
+    if kind == "q.json":
+        return b'{"questions": [{"question": "\xff\xfe"}]}'
+    if kind == "tall.png":  # would be read at 320 x 800,000 pixels: minutes and gigabytes
+        Image.new("RGB", (2, 5000), (10, 20, 30)).save(buf, format="PNG")
+        return buf.getvalue()
     if kind == "t.png":
         rgb = (np.random.RandomState(0).rand(120, 160, 3) * 255).astype(np.uint8)
         Image.fromarray(rgb).save(buf, format="PNG")

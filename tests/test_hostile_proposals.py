@@ -34,7 +34,7 @@ HOSTILE = [
     ("nul_byte", "ans(Q, yes) :- question(Q).\x00#include \"/etc/passwd\".", {"bad_character"}, "U+0000"),
     ("non_ascii_code", "ans(Q, j\u00e4) :- question(Q).", {"bad_character"}, "write rules in ASCII"),
     ("many_answers", "ans(Q, V) :- question(Q), V = 1..100000.", {"too_many_answers"}, "answers ans(0, V)"),
-    ("result_too_large", "val(Q, 0, V) :- question(Q), V = 1..70000.", {"result_too_large"}, "bytes"),
+    ("result_too_large", 'out(Q, 99, (V, "' + "x" * 20_000 + '")) :- question(Q), V = 1..100.', {"result_too_large"}, "bytes"),
     ("too_many_rules", "\n".join(f"p({i})." for i in range(300)), {"too_many_rules"}, "300 statements"),
     ("rules_too_long", "% " + "x" * 40_000 + "\nans(Q, yes) :- question(Q).", {"too_long"}, "40,"),
     ("script", "#script (python)\nimport os\n#end.\nans(Q, yes) :- question(Q).", {"script"}, "#script"),
@@ -58,7 +58,8 @@ HOSTILE = [
     ("memory_bomb", "big(X, Y) :- X = 1..100000, Y = 1..100000.", {"memory_limit", "time_limit"},
      ("memory limit", "did not end within")),
 ]
-CHECK = ["--check-seconds", "4", "--check-memory-mb", "1024"]
+CHECK = ["--check-seconds", "8", "--check-memory-mb", "1024"]  # generous: the machine may be loaded
+BOMBS = ("time_bomb", "memory_bomb")
 BY_NAME = {h[0]: h for h in HOSTILE}
 
 
@@ -117,6 +118,7 @@ def distiller(tmp_path_factory):
 def test_each_hostile_reply_gets_a_verdict_and_costs_the_parent_little(distiller, name):
     d, batch = distiller
     _, text, kinds, piece = BY_NAME[name]
+    d.checker.limits.time_s = 3 if name in BOMBS else 30  # bombs hit the limit; the rest must not
     measurable = os.access("/proc/self/clear_refs", os.W_OK)
     if measurable:
         Path("/proc/self/clear_refs").write_text("5")  # resets the peak resident size (VmHWM)
@@ -168,13 +170,14 @@ def test_distill_meets_every_hostile_reply_goes_on_and_resumes_after_kill(task):
     """One `vqa distill` run whose model answers with every hostile reply (as mends of one
     candidate) and then a correct one; killed -9 midway, then the same command again."""
     tmp, scenes = task
-    replies = [_reply(h[1]) for h in HOSTILE] + [GOOD]
+    hostile = [h for h in HOSTILE if h[0] != "memory_bomb"]  # as the time bomb here, but slower: judged above
+    replies = [_reply(h[1]) for h in hostile] + [GOOD]
     args = argv(tmp, scenes, "URL")
     args[args.index("--retries") + 1] = "1"
-    args[args.index("--mends") + 1] = str(len(HOSTILE) + 1)
+    args[args.index("--mends") + 1] = str(len(hostile) + 1)
     args += CHECK
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), str(Path(__file__).parent)]))
-    half = len(HOSTILE) // 2
+    half = len(hostile) // 2
     with FakeOpenAI(replies, hold_after=half) as server:
         cmd = [sys.executable, "-m", "vqa", *[server.url if a == "URL" else a for a in args]]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -193,11 +196,11 @@ def test_distill_meets_every_hostile_reply_goes_on_and_resumes_after_kill(task):
     verdicts = [e for e in events if e["kind"] == "verdict"]
     assert not [e for e in events if e["kind"] == "checker_error"]
     assert len(verdicts) == len(replies)
-    for (name, _, kinds, piece), v in zip(HOSTILE, verdicts):
+    for (name, _, kinds, piece), v in zip(hostile, verdicts):
         assert v["verdict"] in kinds, (name, v)
     assert verdicts[-1]["verdict"] == "accepted"
     # the model was told each refusal (the mend prompts are the next requests' last message)
-    for (name, _, _, piece), req in zip(HOSTILE, server.requests[1:]):
+    for (name, _, _, piece), req in zip(hostile, server.requests[1:]):
         pieces = piece if isinstance(piece, tuple) else (piece,)
         if name not in ("unsatisfiable", "extra_object"):
             assert any(p in req["messages"][-1]["content"] for p in pieces), (name, req["messages"][-1]["content"][:300])

@@ -148,6 +148,8 @@ def _check_functions(program: Program, file, qid) -> None:
     input count is wrong (argument values are left to the reasoner, which answers them)."""
     from .ontology import CLEVR_FUNCTIONS
 
+    if not program.steps:
+        raise DataError("program is empty", file=file, record=qid, field="program")
     for i, s in enumerate(program.steps):
         spec = CLEVR_FUNCTIONS.get(s.op)
         if spec is None:
@@ -232,6 +234,11 @@ def lock_predictions(path):
     f.truncate()
     f.write(f"pid {os.getpid()}\n")
     f.flush()
+    # forked workers must not keep the lock alive (after a kill -9 of this process, say)
+    import weakref
+
+    ref = weakref.ref(f)  # (a strong reference here would hold the lock for the life of the process)
+    os.register_at_fork(after_in_child=lambda: ref() is not None and ref().close())
     return f
 
 

@@ -27,6 +27,9 @@ GQA_OPERATIONS = ("select", "relate", "filter", "query", "verify", "choose", "ex
                   "same", "different", "common")
 
 
+MAX_NESTING = 200  # Program.parse / from_prefix refuse deeper text (CLEVR's programs have < 30 steps)
+
+
 @dataclass
 class Step:
     op: str
@@ -201,6 +204,8 @@ class Program:
     def from_prefix(cls, tokens: list[str], arity: dict[str, int] | None = None) -> "Program":
         """Inverse of `to_prefix`; arities default to CLEVR's function catalogue."""
         arity = arity or {name: spec.arity for name, spec in CLEVR_FUNCTIONS.items()}
+        if len(tokens) > MAX_NESTING:  # the parser below recurses once per token at most
+            raise DataError(f"prefix program of {len(tokens)} tokens (at most {MAX_NESTING})", field="program")
         pos = 0
         steps: list[Step] = []
 
@@ -235,7 +240,15 @@ class Program:
         steps: list[Step] = []
 
         def fail(msg):
-            raise DataError(f"cannot parse program {text!r}: {msg}", field="program")
+            shown = text if len(text) <= 200 else text[:197] + "..."
+            raise DataError(f"cannot parse program {shown!r}: {msg}", field="program")
+
+        depth = deepest = 0
+        for t in tokens:  # the parser below recurses: bound its depth first
+            depth += (t == "(") - (t == ")")
+            deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            fail(f"nested {deepest} levels deep (at most {MAX_NESTING})")
 
         def expr() -> int:
             nonlocal pos

@@ -204,14 +204,22 @@ class SceneGraph:
                         raise DataError(f"unknown {cat} {v!r} (expected one of {', '.join(values)})", field=cat)
                     attrs[cat] = {v: 1.0}
                 position = od.get("3d_coords")
-                if "bbox" in od:
-                    bbox = [float(v) for v in od["bbox"]]
-                else:
-                    bbox = _estimate_clevr_box(require(od, "pixel_coords", list), attrs["size"], width)
+                try:  # numbers that are not numbers: a DataError naming the field
+                    key = "3d_coords"
+                    position = None if position is None else [float(v) for v in position]
+                    key = "bbox"
+                    if "bbox" in od:
+                        bbox = [float(v) for v in od["bbox"]]
+                    else:
+                        key = "pixel_coords"
+                        bbox = _estimate_clevr_box(require(od, "pixel_coords", list), attrs["size"], width)
+                except (TypeError, ValueError) as e:
+                    if isinstance(e, DataError):
+                        raise
+                    raise DataError(f"expected a list of numbers, got {od.get(key)!r:.60}", field=key) from None
             except DataError as e:
                 raise e.located(file=file, record=rid, field=f"objects[{i}]") from None
-            objects.append(SceneObject(id=str(i), name=od["shape"], bbox=bbox, attributes=attrs,
-                                       position=None if position is None else [float(v) for v in position]))
+            objects.append(SceneObject(id=str(i), name=od["shape"], bbox=bbox, attributes=attrs, position=position))
         directions = scene.get("directions")
         rel_key = "relationships" if "relationships" in scene else "relations" if "relations" in scene else None
         if rel_key is not None:

@@ -14,7 +14,7 @@ from ..errors import DataError, VQAError
 from ..reason.solver import load_theory
 from .clevr_checker import ENCODING_DOC, CLEVRChecker, example_from_question
 from .loop import DistillConfig, Distiller, Split
-from .theory import ablate_fraction, ablate_predicate
+from .theory import ablate_fraction, ablate_predicate, statements
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 
@@ -41,7 +41,13 @@ def starting_theory(run: DistillRun) -> tuple[str, dict]:
         path = Path(run.theory)
         if not path.exists():
             raise DataError("theory file does not exist", file=path)
-        text = path.read_text()
+        if path.is_dir():
+            raise DataError("is a directory; expected one .lp file", file=path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", file=path) from None
+        statements(text, file=path)  # a theory that does not parse is refused here, not by every check
         note = {"theory": str(path)}
     else:
         rules = RULES / run.dataset

@@ -469,7 +469,12 @@ def _child_main() -> None:
     request = json.loads(sys.stdin.read())
     messages: list[str] = []
     reply: dict = {"status": "error", "messages": messages}
-    show = set(request["show"]) if request.get("show") is not None else None
+    show = None
+    if request.get("show") is not None:  # {name: [arities]}
+        show = {}
+        for sig in request["show"]:
+            name, _, arity = sig.rpartition("/")
+            show.setdefault(name, []).append(int(arity))
     answer = request.get("answer_predicate")
     max_answers = request.get("max_answers") or 100
     reply_limit = request.get("reply_bytes") or 2_000_000
@@ -492,22 +497,21 @@ def _child_main() -> None:
             atoms, cost = None, []
             with ctl.solve(yield_=True) as handle:
                 for model in handle:
-                    symbols = model.symbols(shown=True)
-                    if show is not None:
-                        symbols = [s for s in symbols if f"{s.name}/{len(s.arguments)}" in show]
-                    if answer:
-                        counts: dict = {}
-                        for s in symbols:
-                            if s.name == answer and s.arguments:
-                                q = s.arguments[0]
-                                counts[q] = counts.get(q, 0) + 1
-                                if counts[q] > max_answers:
-                                    raise TooMany(str(q), counts[q])
-                    atoms, size = [], 0
-                    for s in symbols:  # stop as soon as the result outgrows what may be sent back
+                    atoms, size, counts = [], 0, {}
+                    for s in model.symbols(shown=True):  # one pass, stopping at the first cap hit
+                        name = s.name if s.type == clingo.SymbolType.Function else ""
+                        if show is not None:
+                            arities = show.get(name)
+                            if arities is None or not any(s.match(name, k) for k in arities):
+                                continue
+                        if name == answer and s.arguments:
+                            q = str(s.arguments[0])
+                            counts[q] = counts.get(q, 0) + 1
+                            if counts[q] > max_answers:
+                                raise TooMany(q, counts[q])
                         atoms.append(str(s))
                         size += len(atoms[-1]) + 4
-                        if size > reply_limit:
+                        if size > reply_limit:  # stop as soon as the result outgrows what may be sent back
                             raise TooLarge(size)
                     cost = list(model.cost)
             return atoms, cost

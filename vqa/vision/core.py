@@ -92,6 +92,7 @@ class SceneParserConfig:
 
 # ---- images -------------------------------------------------------------------------------
 MAX_IMAGE_PIXELS = 25_000_000  # larger images are refused before decoding (memory stays bounded)
+MAX_ASPECT = 4  # input_size refuses an image the network would see taller than 4 x its configured size
 
 
 def load_image(path: str | Path):
@@ -151,6 +152,9 @@ def input_size(size_wh: tuple[int, int], cfg: SceneParserConfig) -> tuple[int, i
     if abs(h0 * W - H * w0) <= w0:  # same aspect ratio (to a pixel)
         return H, W
     h = max(cfg.block, int(round(h0 * W / w0 / cfg.block)) * cfg.block)
+    if h > MAX_ASPECT * max(H, W):  # a strip 2 pixels wide would be read 320 x 800,000 (minutes, gigabytes)
+        raise DataError(f"image is {w0}x{h0} pixels, more than {MAX_ASPECT} times taller than wide for the "
+                        f"parser (it would read it at {W}x{h}); crop it first")
     return h, W
 
 
@@ -178,7 +182,12 @@ def parse_images(images: list, cfg: SceneParserConfig, predict, *,
                         for i, im in enumerate(images)]
     groups: dict[tuple[int, int], list[int]] = {}
     for i, im in enumerate(pils):
-        groups.setdefault(input_size(im.size, cfg), []).append(i)
+        try:
+            size = input_size(im.size, cfg)
+        except DataError as e:  # name the image
+            path = images[i] if isinstance(images[i], (str, Path)) else None
+            raise e.located(file=path, record=None if path else ids[i]) from None
+        groups.setdefault(size, []).append(i)
     out: dict[int, SceneGraph] = {}
     for (h, w), idx in groups.items():
         batch = np.stack([image_array(pils[i], (h, w)) for i in idx])
