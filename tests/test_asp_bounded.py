@@ -166,3 +166,25 @@ def test_restrict_keeps_exactly_the_readings_under_the_bound():
                 if k <= bound:
                     got[key(r)] = min(k, got.get(key(r), k))
             assert got == want and len(want) >= 1
+
+
+def test_bench_asp_uncertain_runs_both_strategies_side_by_side(capsys):
+    assert main(["bench", "asp", "--uncertain", "--scenes", "2", "--questions-per-scene", "3", "--worlds", "synth",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    synth = report["worlds"]["synth"]
+    assert synth["questions"] == 6 and set(synth["strategies"]) == {"joint", "mode-first"}
+    for m in synth["strategies"].values():
+        assert m["p50"] <= m["p90"] <= m["p99"] <= m["max"] and 0 <= m["proven"] <= 1
+    new = synth["strategies"]["mode-first"]
+    assert new["same_cost"] == new["compared"]  # the same best readings as today's search
+    # the uncertain copies: scores below 1, flattened distributions, one to four extra objects
+    from vqa.reason.asp_bench import make_workload, uncertain_workload
+
+    gold = make_workload(2, 3)
+    flat = uncertain_workload("synth", 2, 3)
+    for (g, _), (u, _) in zip(gold, flat):
+        assert len(g.objects) + 1 <= len(u.objects) <= len(g.objects) + 4
+        assert all(o.score < 1 for o in u.objects)
+        assert all(0.45 <= u.objects[i].probability(c, g.objects[i].value(c)) <= 0.9
+                   for i in range(len(g.objects)) for c in ("color", "shape"))

@@ -340,10 +340,12 @@ class ASPReasoner:
             n = full if bound is None else options(sub, mp, asked)
             if n == full:
                 sub, bound = scene, None
-            if n == searched:  # the restriction searched already
+            if n == searched:  # the restriction searched already (0: the most probable reading)
                 if best is not None and (bound is None or best.cost <= bound):
                     best.proven = True  # every reading outside it costs more than the bound
                     return best
+                if bound is None:  # that was the whole scene: no reading lets the question succeed
+                    return dataclasses.replace(failure, proven=True)
                 continue
             if deadline is not None and time.perf_counter() >= deadline:
                 break

@@ -176,9 +176,11 @@ def enumerate_readings(scene: SceneGraph, *, min_probability: float = 0.0, cap: 
             if len(sup) > 1:
                 axis(("has", o.id, c), [(v, cost(p, cap)) for v, p in sup])
     fixed_rels = []
+    uncertain_rels = []
     for r in _relations(scene):
         if r.probability < 1.0 and (asked is None or r.predicate in asked):
-            axis(("holds", r), [(True, cost(r.probability, cap)), (False, cost(1.0 - r.probability, cap))])
+            uncertain_rels.append(r)
+            axis(("holds", len(uncertain_rels) - 1), [(True, cost(r.probability, cap)), (False, cost(1.0 - r.probability, cap))])
         elif r.probability >= 0.5:
             fixed_rels.append(dataclasses.replace(r, probability=1.0))
     for combo in itertools.product(*axes):
@@ -195,6 +197,6 @@ def enumerate_readings(scene: SceneGraph, *, min_probability: float = 0.0, cap: 
                 elif sup:
                     attrs[c] = {pick[("has", o.id, c)]: 1.0}
             objects.append(_gold_object(o, attrs))
-        rels = fixed_rels + [dataclasses.replace(k[1], probability=1.0) for k in keys
+        rels = fixed_rels + [dataclasses.replace(uncertain_rels[k[1]], probability=1.0) for k in keys
                              if k[0] == "holds" and pick[k]]
         yield _with_objects(scene, objects, rels), sum(k for _, k in combo)
