@@ -65,7 +65,7 @@ from ..ontology import CLEVR_FUNCTIONS, normalise_answer
 from ..program import Program
 from ..scene import SceneGraph
 from .asp_encode import DEFAULT_COST_CAP, encode, encode_gold
-from .readings import mode_reading, options, restrict
+from .readings import fixed_choices, mode_reading, options, restrict
 from .relevance import Relevance
 from .solver import LogCapture, SolverError, load_theory, make_control, term
 
@@ -320,12 +320,20 @@ class ASPReasoner:
 
     def _search(self, scene: SceneGraph, program: Program, failure: ASPAnswer, deadline: float | None) -> ASPAnswer:
         """The best reading of `scene` in which `program` succeeds (it fails on the most
-        probable reading, with `failure`): optimisations of one question over the scene
-        restricted to the choices whose extra cost fits under each bound of `bounds` in
-        turn, then over the whole scene. A reading found at cost c <= bound is the best of
-        the whole scene (every reading outside the restriction costs more than the bound);
-        one found at c > bound makes c the next bound. Stops at `deadline`: then the best
-        reading found so far, not proven (or the failure, when none was found)."""
+        probable reading, with `failure`): optimisations of this one question over the scene
+        restricted to the choices whose extra cost fits under each bound of `bounds` in turn,
+        then over the whole scene, all on one grounding of the whole scene (a restriction is
+        a set of assumptions: `readings.fixed_choices`). A reading found at cost c <= bound
+        is the best of the whole scene (every reading outside the restriction costs more than
+        the bound); one found at c > bound makes c the next bound. Stops at `deadline`: then
+        the best reading found so far, not proven (or the failure, when none was found)."""
+        probe = self._levels(scene, program, failure, deadline)
+        answers = self._answer_call([(scene, [program])], deadline=deadline, alternatives=False, probe=probe)
+        return answers[0][0]
+
+    def _levels(self, scene: SceneGraph, program: Program, failure: ASPAnswer, deadline: float | None):
+        """`_search`'s probe (see `_answer_call`): yields the assumptions of each restriction,
+        receives (answers, proven), returns the answer."""
         mp, cap = self.config.min_probability, self.config.cost_cap
         asked = {st.args[0] for st in program.steps if st.op == "relate" and st.args}
         full = options(scene, mp, asked)
@@ -336,10 +344,9 @@ class ASPReasoner:
             bound = levels.pop(0) if levels else None
             if best is not None and (bound is None or best.cost < bound):
                 bound = best.cost  # nothing cheaper needs a choice dearer than that
-            sub = scene if bound is None else restrict(scene, bound, min_probability=mp, cap=cap)
-            n = full if bound is None else options(sub, mp, asked)
+            n = full if bound is None else options(restrict(scene, bound, min_probability=mp, cap=cap), mp, asked)
             if n == full:
-                sub, bound = scene, None
+                bound = None
             if n == searched:  # the restriction searched already (0: the most probable reading)
                 if best is not None and (bound is None or best.cost <= bound):
                     best.proven = True  # every reading outside it costs more than the bound
@@ -349,11 +356,12 @@ class ASPReasoner:
                 continue
             if deadline is not None and time.perf_counter() >= deadline:
                 break
-            answers = self._answer_call([(sub, [program])], deadline=deadline, alternatives=False)
-            if answers is None:
+            got = yield ([] if bound is None else
+                         _assumptions(fixed_choices(scene, bound, min_probability=mp, cap=cap), asked))
+            if got is None:
                 break  # no model within the budget
-            a = answers[0][0]
-            if not a.proven:
+            (a,), proven = got
+            if not proven:
                 if a.ok and (best is None or a.cost < best.cost):
                     best = a
                 break
@@ -361,14 +369,12 @@ class ASPReasoner:
             if a.ok:
                 best = a
                 if bound is None or a.cost <= bound:
-                    a.top = [(a.answer, a.cost)]
                     return a  # the best reading of the whole scene
             elif bound is None:
                 return a  # no reading lets the question succeed
         if best is None:
             return self._unfound(failure)
         best.proven = False
-        best.top = [(best.answer, best.cost)]
         return best
 
     def _alternatives(self, scene: SceneGraph, program: Program, answer: str, deadline: float | None
@@ -388,13 +394,16 @@ class ASPReasoner:
 
     def _answer_call(self, batch: list[tuple[SceneGraph, list[Program]]], *, deadline: float | None = None,
                      alternatives: bool = True, retrace: bool = True,
-                     known: list[ASPAnswer] | None = None) -> list[list[ASPAnswer]] | None:
+                     known: list[ASPAnswer] | None = None, probe=None) -> list[list[ASPAnswer]] | None:
         """One ground+solve (plus the top-answer rounds, unless `alternatives` is False) for
         the whole batch. `deadline` (time.perf_counter() seconds) stops the optimisation of a
         call with uncertain scenes: the answers are then those of the best model found, with
         `proven=False`, and None when no model was found. `retrace`: see `_answer_gold`.
         `known`: the answers of the batch's questions (uncertain scenes) are these: no first
-        solve, only the rounds for the next-best answers, appended to their `top`."""
+        solve, only the rounds for the next-best answers, appended to their `top`.
+        `probe`: a generator that yields the assumptions of each solve on this grounding and
+        is sent (answers, proven) of each (None when the solve found no model); its return
+        value, one ASPAnswer, is the call's answer."""
         programs = [p for _, ps in batch for p in ps]
         if not programs:
             return [[] for _ in batch]
@@ -425,16 +434,29 @@ class ASPReasoner:
             if self.config.top_k > 1:
                 self._more_answers(ctl, known, modes, deadline)
             return None
+
+        def results_of(atoms: str, proven: bool) -> list[ASPAnswer]:
+            results = read_answers(programs, atoms, ids, explain=self.config.explain, values=values, shared=shared)
+            costs = _world_costs(atoms)
+            for q, r in enumerate(results):
+                r.cost = 0 if modes[q] is None else costs.get(q, 0) - modes[q]
+                r.proven = proven
+                if r.answer is not None:
+                    r.top = [(r.answer, r.cost)]
+            return results
+
+        if probe is not None:  # solves under the assumptions the probe asks for, until it returns
+            try:
+                assumptions = next(probe)
+                while True:
+                    atoms, proven = self._solve(ctl, assumptions, deadline=deadline)
+                    assumptions = probe.send(None if atoms is None else (results_of(atoms, proven), proven))
+            except StopIteration as stop:
+                return [[stop.value]]
         atoms, proven = self._solve(ctl, [], deadline=deadline if uncertain else None)
         if atoms is None:
             return None
-        results = read_answers(programs, atoms, ids, explain=self.config.explain, values=values, shared=shared)
-        costs = _world_costs(atoms)
-        for q, r in enumerate(results):
-            r.cost = 0 if modes[q] is None else costs.get(q, 0) - modes[q]
-            r.proven = proven
-            if r.answer is not None:
-                r.top = [(r.answer, r.cost)]
+        results = results_of(atoms, proven)
         if alternatives and proven and self.config.top_k > 1 and any(m is not None for m in modes):
             self._more_answers(ctl, results, modes, deadline)
         if alternatives:
@@ -594,6 +616,25 @@ def _answer_symbol(answer: str) -> clingo.Symbol:
         return clingo.Number(int(answer))
     t = term(answer)
     return clingo.String(answer) if t.startswith('"') else clingo.Function(answer)
+
+
+def _assumptions(fixed: list[tuple], asked: set[str]) -> list[tuple[clingo.Symbol, bool]]:
+    """`readings.fixed_choices` as assumptions on the reading of question 0 of a call about
+    one scene (its objects numbered from 0): in(0, O), has(0, O, C, V), holds(0, A, R, B)
+    (the relations of `asked` predicates only: the theory guesses no others, and assuming an
+    atom that does not exist true would make the call unsatisfiable)."""
+    w = clingo.Number(0)
+    out = []
+    for f in fixed:
+        if f[0] == "in":
+            out.append((clingo.Function("in", [w, clingo.Number(f[1])]), f[2]))
+        elif f[0] == "has":
+            out.append((clingo.Function("has", [w, clingo.Number(f[1]), clingo.parse_term(term(f[2])),
+                                                clingo.parse_term(term(f[3]))]), False))
+        elif f[2] in asked:
+            out.append((clingo.Function("holds", [w, clingo.Number(f[1]), clingo.parse_term(term(f[2])),
+                                                  clingo.Number(f[3])]), f[4]))
+    return out
 
 
 def _world_costs(atoms: str) -> dict[int, int]:

@@ -120,6 +120,33 @@ def restrict(scene: SceneGraph, bound: int, *, min_probability: float = 0.0, cap
     return _with_objects(scene, objects, rels)
 
 
+def fixed_choices(scene: SceneGraph, bound: int, *, min_probability: float = 0.0, cap: int = DEFAULT_COST_CAP
+                  ) -> list[tuple]:
+    """The choices `restrict(scene, bound)` fixes, as the reading's atoms to assume (object
+    indices in scene order): ("in", i, present), ("has", i, category, value) (the value is
+    ruled out), ("holds", i, predicate, j, holds). Lets a search solve the restriction of a
+    scene it has grounded whole (as assumptions) instead of grounding each restriction."""
+    index = {o.id: i for i, o in enumerate(scene.objects)}
+    out: list[tuple] = []
+    for i, o in enumerate(scene.objects):
+        if o.score < 1.0:
+            cin, cout = cost(o.score, cap), cost(1.0 - o.score, cap)
+            if abs(cin - cout) > bound:
+                out.append(("in", i, cin <= cout))
+        for c, dist in o.attributes.items():
+            sup = _support(dist, min_probability)
+            if len(sup) > 1:
+                costs = [cost(p, cap) for _, p in sup]
+                low = min(costs)
+                out.extend(("has", i, c, v) for (v, _), k in zip(sup, costs) if k - low > bound)
+    for r in _relations(scene):
+        if r.probability < 1.0:
+            cin, cout = cost(r.probability, cap), cost(1.0 - r.probability, cap)
+            if abs(cin - cout) > bound:
+                out.append(("holds", index[r.subject], r.predicate, index[r.object], cin <= cout))
+    return out
+
+
 def options(scene: SceneGraph, min_probability: float = 0.0, asked: set[str] | None = None) -> int:
     """How many options the uncertain choices of `scene` have in all (2 per uncertain object
     or relation (of an `asked` predicate, when given), the number of values above
