@@ -101,10 +101,9 @@ def test_the_report_counts_answers_not_proven():
 
 
 def test_evaluate_records_not_proven_answers(tmp_path):
-    """`vqa evaluate`'s records carry proven: false (the report counts them) for ASP answers
-    stopped by the budget; here a budget of 1e-9 s on uncertain scenes given as a scenes file
-    of SceneGraphs is not possible (gold files are certain), so the worker's answer path is
-    driven directly."""
+    """`vqa evaluate`'s worker hands the reasoner's `proven` on (its records then carry
+    "proven": false, which the report counts): with a budget of 1e-9 s, the question that
+    needs a search is not proven, the one answered on the most probable reading is."""
     from vqa.evaluate import _Answerer
 
     settings = {"dataset": "clevr", "reasoner": "asp", "scene_source": "gold", "program_source": "gold",

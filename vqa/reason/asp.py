@@ -40,6 +40,16 @@ reading would pull the shared choice towards a reading in which it succeeds, cha
 answers of every other question about that scene. Gold scenes have no choices, so all
 their questions share one reading (and one grounding of the scene).
 
+Search and budget (`ASPConfig.strategy`, `budget`, rules/README.md "Bounded, anytime
+search"): by default ("mode-first") all questions about an uncertain scene run first on
+its most probable reading (one gold call; a question that succeeds there has its best
+reading, cost 0); each question that fails there is optimised alone, over the scene
+restricted to the choices that fit under growing cost bounds (assumptions on one grounding)
+and then over the whole scene. Every search stops at `budget` seconds per question: the
+answer is then that of the best reading found so far with `proven=False`. Costs are written
+relative to each choice's cheapest option (`relative_costs`), which usc proves far faster.
+"joint" is the earlier search (`uncertain_chunk` questions per call over the whole scene).
+
 Top answers: after the optimal model, the reasoner solves again on the same grounding
 with each answer found so far blocked (`block(Q, V)` externals set true; a blocked
 answer counts as a failure), so each round gives every question its next-best answer
@@ -159,7 +169,8 @@ class ASPConfig:
     strategy: str = "mode-first"
     bounds: tuple[int, ...] = DEFAULT_BOUNDS
     # the next-best answers (top_k > 1) are looked for among the readings whose choices each
-    # cost at most this much above their cheapest option (6908: p ratio 1/1000)
+    # cost at most this much (6908: p ratio 1/1000) above their cheapest option, plus the
+    # cost of the answer's reading
     alternatives_bound: int = 6908
     # costs above each choice's cheapest option (the most probable reading costs 0), which
     # spares the core-guided optimisation a core per choice; False: round(-1000 ln p) as is
@@ -313,7 +324,7 @@ class ASPReasoner:
             else:
                 a = self._search(scene, program, a, deadline)
             if self.config.top_k > 1 and a.ok:
-                a.top += self._alternatives(scene, program, a.answer, deadline)
+                a.top += self._alternatives(scene, program, a.answer, a.cost or 0, deadline)
             a.top = _normalise(a.top)
             out.append(a)
         return out
@@ -377,15 +388,15 @@ class ASPReasoner:
         best.proven = False
         return best
 
-    def _alternatives(self, scene: SceneGraph, program: Program, answer: str, deadline: float | None
+    def _alternatives(self, scene: SceneGraph, program: Program, answer: str, cost: int, deadline: float | None
                       ) -> list[tuple[str, int]]:
         """The next-best answers of one question (up to `top_k` - 1), with the costs of their
-        best readings: rounds of optimisation over the scene restricted to
-        `alternatives_bound`, the answers found so far blocked; a round stops at
+        best readings: rounds of optimisation over the scene restricted to `cost` (the
+        answer's) + `alternatives_bound`, the answers found so far blocked; a round stops at
         `alternatives_conflicts` conflicts or at `deadline`, and a round that does not prove
         its optimum ends the list."""
         mp, cap = self.config.min_probability, self.config.cost_cap
-        sub = restrict(scene, self.config.alternatives_bound, min_probability=mp, cap=cap)
+        sub = restrict(scene, cost + self.config.alternatives_bound, min_probability=mp, cap=cap)
         if options(sub, mp) == 0:
             return []
         result = ASPAnswer(answer, top=[(answer, 0)])
@@ -531,11 +542,10 @@ class ASPReasoner:
                 exhausted = handle.get().exhausted
         else:
             found: list[str] = []
-            handle = ctl.solve(assumptions=assumptions, on_model=lambda m: found.append(str(m)), async_=True)
-            if not handle.wait(max(0.0, deadline - time.perf_counter())):
-                handle.cancel()
-            exhausted = handle.get().exhausted
-            handle.wait()
+            with ctl.solve(assumptions=assumptions, on_model=lambda m: found.append(str(m)), async_=True) as handle:
+                if not handle.wait(max(0.0, deadline - time.perf_counter())):
+                    handle.cancel()
+                exhausted = handle.get().exhausted
             atoms = found[-1] if found else None
         if atoms is None and exhausted and not limited:
             # The theory never makes a program unsatisfiable; this would be a defect.
