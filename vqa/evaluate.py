@@ -76,7 +76,8 @@ class _Answerer:
         if reasoner == "asp":
             from .reason.asp import ASPReasoner
 
-            self.asp = ASPReasoner(settings.get("theory_dir"), explain=False, top_k=1)  # answers only
+            budget = {"budget": settings["budget"] or None} if "budget" in settings else {}  # 0: no limit
+            self.asp = ASPReasoner(settings.get("theory_dir"), explain=False, top_k=1, **budget)  # answers only
         elif reasoner == "nsm":
             from .reason.nsm import NSMReasoner
 
@@ -120,9 +121,11 @@ class _Answerer:
         answered = dict(zip(map(id, order), results))
         for _, _, _, questions in chunk:
             for q in questions:
-                pred, err = answered.get(id(q), (None, "no program"))
+                pred, err, *proven = answered.get(id(q), (None, "no program"))
                 rec = {k: q[k] for k in ("qid", "image", "answer", "template", "function", "family")}
                 rec.update(prediction=pred, error=err)
+                if proven and not proven[0]:  # ASP: the best reading was not proven within the budget
+                    rec["proven"] = False
                 if "program_match" in q:
                     rec["program_match"] = q["program_match"]
                 out.append(rec)
@@ -132,7 +135,7 @@ class _Answerer:
         reasoner = self.s["reasoner"]
         if reasoner == "asp":
             answers = self.asp.answer_many([(scene, progs) for scene, progs, _ in batch])
-            return [(a.answer, a.error) for ans in answers for a in ans]
+            return [(a.answer, a.error, a.proven) for ans in answers for a in ans]
         if reasoner == "nsm":
             out = []
             for scene, _, texts in batch:
@@ -192,7 +195,8 @@ def _run_chunk(chunk):
 
 
 # ---- the driver ---------------------------------------------------------------------------
-def _settings(reasoner, scene_source, program_source, questions, scenes, images, theory_dir, checkpoints) -> dict:
+def _settings(reasoner, scene_source, program_source, questions, scenes, images, theory_dir, checkpoints,
+              budget=None) -> dict:
     reasoner = "reference" if reasoner == "executor" else reasoner
     if reasoner not in (*REASONERS, "nsm"):
         raise VQAError(f"unknown reasoner {reasoner!r} (expected one of asp, reference, nsm)")
@@ -204,7 +208,8 @@ def _settings(reasoner, scene_source, program_source, questions, scenes, images,
         raise VQAError("--scene-source predicted needs --images (the folder of the split's images)")
     return {"dataset": "clevr", "reasoner": reasoner, "scene_source": scene_source, "program_source": program_source,
             "questions": str(questions), "scenes": str(scenes), "images": str(images) if images else None,
-            "theory_dir": str(theory_dir) if theory_dir else None, **(checkpoints or {})}
+            "theory_dir": str(theory_dir) if theory_dir else None, **(checkpoints or {}),
+            **({"budget": budget} if budget is not None else {})}
 
 
 def lock_predictions(path):
@@ -276,8 +281,12 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
                    program_source: str = "gold", limit: int | None = None, out: str | Path | None = None,
                    predictions: str | Path | None = None, progress=None, theory_dir=None, scenes_per_call: int = 32,
                    workers: int = 1, shard: tuple[int, int] | None = None, images: str | Path | None = None,
-                   checkpoints: dict | None = None) -> dict:
+                   checkpoints: dict | None = None, budget: float | None = None) -> dict:
     """Answer the questions (the first `limit`) of a CLEVR questions file and score them.
+
+    `budget`: the ASP reasoner's seconds of search per question on uncertain scenes
+    (None: its default, `vqa.reason.asp.DEFAULT_BUDGET`; 0: no limit); the report counts
+    the answers whose best reading was not proven within it (`not_proven`).
 
     Writes the report to `out` (JSON, plus `.md` and `.png` beside it) and the predictions
     to `predictions` (JSONL, resumable) when given. Returns the report dict."""
@@ -285,12 +294,15 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
         return _evaluate_clevr(questions, scenes, reasoner=reasoner, scene_source=scene_source,
                                program_source=program_source, limit=limit, out=out, predictions=predictions,
                                progress=progress, theory_dir=theory_dir, scenes_per_call=scenes_per_call,
-                               workers=workers, shard=shard, images=images, checkpoints=checkpoints)
+                               workers=workers, shard=shard, images=images, checkpoints=checkpoints, budget=budget)
 
 
 def _evaluate_clevr(questions, scenes, *, reasoner, scene_source, program_source, limit, out, predictions,
-                    progress, theory_dir, scenes_per_call, workers, shard, images, checkpoints) -> dict:
-    settings = _settings(reasoner, scene_source, program_source, questions, scenes, images, theory_dir, checkpoints)
+                    progress, theory_dir, scenes_per_call, workers, shard, images, checkpoints, budget=None) -> dict:
+    if budget is not None and budget < 0:
+        raise VQAError(f"budget must be >= 0 seconds (0: no limit), got {budget}")
+    settings = _settings(reasoner, scene_source, program_source, questions, scenes, images, theory_dir, checkpoints,
+                         budget)
     if shard is not None:
         i, n = shard
         if not (n >= 1 and 0 <= i < n):

@@ -16,6 +16,10 @@ answers:
   readings; the answer is that of the most probable reading in which the program can be
   carried out, and `trace` holds each step's value (object sets as tuples of object ids).
   `confidence` = question-parse probability x the answer's share among the top readings.
+  On an uncertain scene the search for that reading has a budget (`budget` seconds per
+  question, default `vqa.reason.asp.DEFAULT_BUDGET`); an answer whose reading was not
+  proven the best within it has `proven` False and its confidence halved
+  (`UNPROVEN_FACTOR`).
 - "nsm": the Neural State Machine answers from the scene graph and the question text;
   `trace` holds, per reasoning step, the attention over objects (`TraceStep.value` is a
   dict {object id: probability}); `confidence` is its answer probability. The parsed
@@ -41,6 +45,8 @@ from .program import Program
 from .scene import SceneGraph
 
 REASONERS = ("asp", "nsm")
+UNPROVEN_FACTOR = 0.5  # an ASP answer whose best reading was not proven within the budget: confidence x this
+_DEFAULT = object()  # "the reasoner's default budget"
 BACKENDS = ("auto", "numpy", "torch")
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 
@@ -109,6 +115,9 @@ class Answer:
     top: list[tuple[str, float]] = field(default_factory=list)
     parse_confidence: float = 1.0
     timings: dict[str, float] = field(default_factory=dict)
+    # ASP: whether the answer's reading is proven the most probable one in which the program
+    # can be carried out (False: the search stopped at its budget, see `Pipeline`)
+    proven: bool = True
 
     @property
     def ok(self) -> bool:
@@ -144,7 +153,7 @@ class Answer:
                 "program": None if self.program is None else self.program.to_clevr("function"),
                 "program_text": None if self.program is None else self.program.to_expr(),
                 "parse_confidence": round(self.parse_confidence, 6),
-                "top": [[a, round(p, 6)] for a, p in self.top], "trace": trace,
+                "top": [[a, round(p, 6)] for a, p in self.top], "proven": self.proven, "trace": trace,
                 "image_id": self.scene.image_id, "timings": {k: round(v, 6) for k, v in self.timings.items()}}
 
 
@@ -159,7 +168,7 @@ class Pipeline:
 
     def __init__(self, *, scene_checkpoint=None, parser_checkpoint=None, nsm_checkpoint=None,
                  theory_dir=None, reasoner: str = "asp", device: str = "cpu", top_k: int = 3,
-                 threads: int | None = 1, backend: str = "auto"):
+                 threads: int | None = 1, backend: str = "auto", budget=_DEFAULT):
         if reasoner not in REASONERS:
             raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
         if backend not in BACKENDS:
@@ -172,6 +181,9 @@ class Pipeline:
         self.backend = backend
         self._paths = {"scene": scene_checkpoint, "parser": parser_checkpoint, "nsm": nsm_checkpoint}
         self._theory_dir, self._top_k = theory_dir, top_k
+        if budget is not _DEFAULT and budget is not None and not budget > 0:
+            raise VQAError(f"budget must be positive seconds (or None: no limit), got {budget}")
+        self._budget = budget  # ASP search seconds per question on uncertain scenes
         self._parts: dict[str, object] = {}
         self._scenes: dict[object, SceneGraph] = {}  # image key -> parsed scene (recent images)
         self.cache_size = 16
@@ -241,7 +253,8 @@ class Pipeline:
         if "asp" not in self._parts:
             from .reason.asp import ASPReasoner
 
-            self._parts["asp"] = ASPReasoner(self._theory_dir, top_k=self._top_k, explain=True)
+            kw = {} if self._budget is _DEFAULT else {"budget": self._budget}
+            self._parts["asp"] = ASPReasoner(self._theory_dir, top_k=self._top_k, explain=True, **kw)
         return self._parts["asp"]
 
     @property
@@ -338,8 +351,9 @@ class Pipeline:
         out = []
         for q, (prog, pconf), a in zip(questions, parsed, answers):
             share = a.top[0][1] if a.top else (1.0 if a.ok else 0.0)
-            out.append(Answer(q, a.answer, pconf * share if a.ok else 0.0, prog, a.trace, scene, "asp",
-                              error=a.error, top=list(a.top), parse_confidence=pconf))
+            conf = pconf * share * (1.0 if a.proven else UNPROVEN_FACTOR) if a.ok else 0.0
+            out.append(Answer(q, a.answer, conf, prog, a.trace, scene, "asp", error=a.error, top=list(a.top),
+                              parse_confidence=pconf, proven=a.proven))
         return out
 
     def _answer_nsm(self, scene, questions, parsed) -> list[Answer]:

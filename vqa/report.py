@@ -23,13 +23,15 @@ FUNCTIONS = ("exist", "count", "compare_integer", "query_attribute", "compare_at
 
 
 def score_records(records: list[dict]) -> dict:
-    total = correct = failed = unscored = 0
+    total = correct = failed = unscored = not_proven = 0
     matched = parsed = 0
     by_template: dict[str, list[int]] = {}
     by_function: dict[str, list[int]] = {}
     for r in records:
         if r.get("prediction") is None:
             failed += 1
+        if r.get("proven") is False:  # ASP: the best reading not proven within the search budget
+            not_proven += 1
         if "program_match" in r:
             parsed += 1
             matched += bool(r["program_match"])
@@ -44,7 +46,7 @@ def score_records(records: list[dict]) -> dict:
             cell[0] += 1
             cell[1] += ok
     report = {"accuracy": correct / total if total else None, "total": total, "correct": correct, "failed": failed,
-              "unscored": unscored, "by_template": _table(by_template, TEMPLATE_GROUPS),
+              "unscored": unscored, "not_proven": not_proven, "by_template": _table(by_template, TEMPLATE_GROUPS),
               "by_function": _table(by_function, FUNCTIONS)}
     if parsed:
         report["program_exact_match"] = matched / parsed
@@ -64,7 +66,8 @@ def format_report(report: dict) -> str:
     """A few readable lines: overall accuracy, then each breakdown."""
     lines = [f"CLEVR ({report.get('reasoner')}, {report.get('scene_source', 'gold')} scenes, "
              f"{report.get('program_source', 'gold')} programs): accuracy {_pct(report['accuracy'])} "
-             f"({report['correct']}/{report['total']}); no answer {report['failed']}; unscored {report['unscored']}"]
+             f"({report['correct']}/{report['total']}); no answer {report['failed']}; unscored {report['unscored']}"
+             f"; not proven {report.get('not_proven', 0)}"]
     if "program_exact_match" in report:
         lines.append(f"program exact match: {_pct(report['program_exact_match'])}")
     for title, key in (("by template", "by_template"), ("by final function", "by_function")):
@@ -84,7 +87,8 @@ def markdown_report(report: dict, compare: dict | None = None) -> str:
     rule = "|---|---:|" + ("---:|" if compare else "")
     lines = [f"# CLEVR evaluation ({report.get('reasoner')})", "",
              f"Accuracy **{_pct(report['accuracy'])}** ({report['correct']}/{report['total']}); "
-             f"no answer: {report['failed']}; unscored: {report['unscored']}.", ""]
+             f"no answer: {report['failed']}; unscored: {report['unscored']}; "
+             f"not proven within the search budget: {report.get('not_proven', 0)}.", ""]
     for title, key in (("By template group", "by_template"), ("By final function", "by_function")):
         lines += [f"## {title}", "", head, rule]
         for name, cell in report[key].items():

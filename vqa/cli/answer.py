@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+DEFAULT_BUDGET = 2.0  # vqa.reason.asp.DEFAULT_BUDGET (not imported here: it loads clingo)
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -26,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--image-id", help="which scene of a CLEVR scenes file (--scene)")
     p.add_argument("--images", metavar="DIR", help="--questions with a CLEVR questions file: the images folder")
     p.add_argument("--reasoner", default="asp", choices=("asp", "nsm"), help="asp (default) or nsm")
+    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
+                   help=f"ASP: seconds of search per question on an uncertain scene (default {DEFAULT_BUDGET}; 0: no "
+                        "limit). An answer whose reading is not proven the best within it is marked not proven.")
     p.add_argument("--json", action="store_true", help="print the result as JSON (JSONL with --questions)")
     p.add_argument("--explain", metavar="OUT.png", help="draw the objects selected at each step")
     p.add_argument("--checkpoints", metavar="DIR", help="folder with scene_parser.pt, question_parser.pt, nsm_clevr.pt "
@@ -41,8 +46,10 @@ def run(args) -> int:
     from ..errors import VQAError
     from ..pipeline import Pipeline, load_scene
 
+    if args.budget < 0:
+        raise VQAError(f"--budget must be >= 0 seconds (0: no limit), got {args.budget}")
     pipe = Pipeline.from_pretrained(args.checkpoints, reasoner=args.reasoner, device=args.device,
-                                    backend=args.backend)
+                                    backend=args.backend, budget=args.budget or None)
     if args.questions:
         if args.question or args.program or args.explain:
             raise VQAError("--questions answers a file of questions; --question, --program and --explain "
@@ -84,6 +91,9 @@ def _print(r) -> None:
         else:
             val = list(t.value) if isinstance(t.value, tuple) else t.value
         print(f"  {t.index}  {t.token:<24} -> {val}")
+    if not r.proven:
+        print("  (search stopped at its budget: the best reading found so far, not proven the best; "
+              "confidence halved)")
     if r.ok:
         alts = ", ".join(f"{a} {p:.3f}" for a, p in r.top[1:])
         print(f"answer: {r.answer}  (confidence {r.confidence:.3f}{'; alternatives: ' + alts if alts else ''})")
@@ -117,8 +127,10 @@ def _many(pipe, args) -> int:
             print(json.dumps(d))
         else:
             print(f"{Path(image).name}\t{r.question}\t{r.answer if r.ok else 'none (' + str(r.error) + ')'}"
-                  f"\t{r.confidence:.3f}")
-    print(f"{len(items)} questions about {len(by_image)} images; {failed} without an answer", file=sys.stderr)
+                  f"\t{r.confidence:.3f}" + ("" if r.proven else "\tnot proven"))
+    unproven = sum(not r.proven for r in results)
+    print(f"{len(items)} questions about {len(by_image)} images; {failed} without an answer; "
+          f"{unproven} not proven within the budget", file=sys.stderr)
     return 0
 
 

@@ -30,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--scenes-per-call", type=int, default=32,
                    help="CLEVR: images whose questions are answered together (one clingo call for gold scenes; "
                         "larger is faster, a kill loses at most one such chunk per worker; default 32)")
+    p.add_argument("--budget", type=float, metavar="SECONDS",
+                   help="CLEVR, ASP: seconds of search per question on an uncertain (predicted) scene (default 2.0; "
+                        "0: no limit); the report counts the answers not proven within it")
     p.add_argument("--choices", help="GQA: {split}_choices.json for validity and plausibility")
     p.add_argument("--all", action="store_true", help="GQA: score all questions, not only the balanced ones")
     p.add_argument("--ontology", help="GQA: an attribute ontology learned by `vqa gqa ontology`")
@@ -61,9 +64,9 @@ def run(args) -> int:
                                 program_source=args.program_source, limit=args.limit, out=args.out,
                                 predictions=args.predictions, progress=bar, theory_dir=args.theory,
                                 workers=args.workers, shard=parse_shard(args.shard), images=args.images,
-                                checkpoints=checkpoints, scenes_per_call=args.scenes_per_call)
+                                checkpoints=checkpoints, scenes_per_call=args.scenes_per_call, budget=args.budget)
     else:
-        clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard),
+        clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard), ("--budget", args.budget is not None),
                                       ("--images", args.images), ("--workers", args.workers != 1),
                                       ("--scene-source", args.scene_source != "gold"),
                                       ("--program-source", args.program_source != "gold")) if v]

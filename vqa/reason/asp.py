@@ -40,6 +40,16 @@ reading would pull the shared choice towards a reading in which it succeeds, cha
 answers of every other question about that scene. Gold scenes have no choices, so all
 their questions share one reading (and one grounding of the scene).
 
+Search and budget (`ASPConfig.strategy`, `budget`, rules/README.md "Bounded, anytime
+search"): by default ("mode-first") all questions about an uncertain scene run first on
+its most probable reading (one gold call; a question that succeeds there has its best
+reading, cost 0); each question that fails there is optimised alone, over the scene
+restricted to the choices that fit under growing cost bounds (assumptions on one grounding)
+and then over the whole scene. Every search stops at `budget` seconds per question: the
+answer is then that of the best reading found so far with `proven=False`. Costs are written
+relative to each choice's cheapest option (`relative_costs`), which usc proves far faster.
+"joint" is the earlier search (`uncertain_chunk` questions per call over the whole scene).
+
 Top answers: after the optimal model, the reasoner solves again on the same grounding
 with each answer found so far blocked (`block(Q, V)` externals set true; a blocked
 answer counts as a failure), so each round gives every question its next-best answer
@@ -53,6 +63,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +75,7 @@ from ..ontology import CLEVR_FUNCTIONS, normalise_answer
 from ..program import Program
 from ..scene import SceneGraph
 from .asp_encode import DEFAULT_COST_CAP, encode, encode_gold
+from .readings import fixed_choices, mode_reading, options, restrict
 from .relevance import Relevance
 from .solver import LogCapture, SolverError, load_theory, make_control, term
 
@@ -86,6 +98,13 @@ GOLD_RULES = {name: f"{name}({args}) :- {name}({args}) = @facts({name})." for na
     ("novalue", "W, O, C"), ("holds", "W, A, R, B"), ("level", "W, O, R, L, F"), ("final", "P, I"))}
 GOLD_FACTS = "\n".join(GOLD_RULES.values())
 OPT_ARGUMENTS = ("--opt-strategy=usc",)  # for calls with uncertain scenes
+# for the restrictions solved one after the other on one grounding (`_levels`): each solve
+# starts afresh (heuristics and lemmas learnt under one restriction's assumptions misled the
+# next: a whole-scene solve after two restricted ones took 4.4 s instead of 0.18 s)
+FORGET_ARGUMENTS = ("--forget-on-step=varScores,signs,lemmaScores,lemmas",)
+DEFAULT_BUDGET = 2.0  # seconds of search per question about an uncertain scene (ASPConfig.budget)
+DEFAULT_BOUNDS = (2000, 5000)  # cost bounds of the mode-first search before the whole scene
+STRATEGIES = ("mode-first", "joint")
 # the facts (of `encode`) whose function argument the rule pruning reads: predicate ->
 # (arity, position of the function term): run(Q, I, F, V, In), step(Q, I, F)
 FUNCTION_ARGUMENTS = {"run": (5, 2), "step": (3, 2)}
@@ -110,6 +129,10 @@ class ASPAnswer:
     trace: list[TraceStep] = field(default_factory=list)
     top: list[tuple[str, float]] = field(default_factory=list)
     cost: int | None = None
+    # whether the reading is proven to be the best one (False: the search stopped at its
+    # budget; the answer is that of the best reading found so far, or the failure on the
+    # most probable reading when none was found)
+    proven: bool = True
 
     @property
     def ok(self) -> bool:
@@ -117,7 +140,8 @@ class ASPAnswer:
 
     def to_dict(self) -> dict:
         return {"answer": self.answer, "error": self.error, "error_step": self.error_step,
-                "trace": [t.to_dict() for t in self.trace], "top": [list(t) for t in self.top], "cost": self.cost}
+                "trace": [t.to_dict() for t in self.trace], "top": [list(t) for t in self.top], "cost": self.cost,
+                "proven": self.proven}
 
 
 @dataclass
@@ -138,6 +162,23 @@ class ASPConfig:
     score_threshold: float | None = 0.4
     score_temperature: float = 0.05
     alternatives_conflicts: int = 1_000  # solve limit of each round that looks for the next-best answers
+    # seconds of search per question about an uncertain scene (wall clock, grounding
+    # included; None: no limit). When the best reading is not proven within it, the answer
+    # is that of the best reading found so far, marked `proven=False`.
+    budget: float | None = DEFAULT_BUDGET
+    # how questions about uncertain scenes are searched: "mode-first" (each question on the
+    # scene's most probable reading first, then a search of one question per call over the
+    # choices that fit under growing cost bounds, `bounds`) or "joint" (the earlier search:
+    # `uncertain_chunk` questions per call over the whole scene), see rules/README.md
+    strategy: str = "mode-first"
+    bounds: tuple[int, ...] = DEFAULT_BOUNDS
+    # the next-best answers (top_k > 1) are looked for among the readings whose choices each
+    # cost at most this much (6908: p ratio 1/1000) above their cheapest option, plus the
+    # cost of the answer's reading
+    alternatives_bound: int = 6908
+    # costs above each choice's cheapest option (the most probable reading costs 0), which
+    # spares the core-guided optimisation a core per choice; False: round(-1000 ln p) as is
+    relative_costs: bool = True
 
 
 class ASPReasoner:
@@ -152,11 +193,18 @@ class ASPReasoner:
     def __init__(self, theory_dir: str | Path | None = None, *, top_k: int = 3, cost_cap: int = DEFAULT_COST_CAP,
                  explain: bool = True, min_probability: float = ASPConfig.min_probability,
                  score_threshold: float | None = ASPConfig.score_threshold,
-                 score_temperature: float = ASPConfig.score_temperature):
+                 score_temperature: float = ASPConfig.score_temperature, budget: float | None = DEFAULT_BUDGET,
+                 strategy: str = "mode-first", bounds: tuple[int, ...] = DEFAULT_BOUNDS, relative_costs: bool = True):
         if not score_temperature > 0:
             raise ValueError(f"score_temperature must be positive, got {score_temperature}")
+        if budget is not None and not budget > 0:
+            raise ValueError(f"budget must be positive seconds (or None: no limit), got {budget}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r} (expected one of {', '.join(STRATEGIES)})")
         self.config = ASPConfig(theory_dir or DEFAULT_THEORY, top_k, cost_cap, explain, min_probability,
-                                score_threshold=score_threshold, score_temperature=score_temperature)
+                                score_threshold=score_threshold, score_temperature=score_temperature,
+                                budget=budget, strategy=strategy, bounds=tuple(sorted(bounds)),
+                                relative_costs=relative_costs)
         # the complete theory (checked to exist), then the statements of each file
         self.theory = load_theory(self.config.theory_dir, exclude=("example_facts.lp",))
         self._files: dict[str, list] = {}
@@ -224,9 +272,12 @@ class ASPReasoner:
 
     def answer_many(self, batch: list[tuple[SceneGraph, list[Program]]]) -> list[list[ASPAnswer]]:
         """Several scenes with their questions; one list of answers per scene. Gold scenes
-        go into one ground+solve; the questions about uncertain scenes into calls of at most
-        `uncertain_chunk` questions (each question grounds its own copy of the scene, and
-        the optimisation grows faster than linearly with the copies in one call)."""
+        go into one ground+solve. Questions about uncertain scenes (`ASPConfig.strategy`):
+        "mode-first" answers them all on the scene's most probable reading in one gold call,
+        and searches, one question per call under `budget`, only for those that fail there
+        (`_search`); "joint" solves them in calls of at most `uncertain_chunk` questions over
+        the whole scene (each question grounds its own copy of the scene, and the
+        optimisation grows faster than linearly with the copies in one call)."""
         batch = [(self.calibrated(scene), programs) for scene, programs in batch]
         gold = encode_gold(batch, min_probability=self.config.min_probability)
         if gold is not None:  # every scene is gold (for the reasoner) and every program checked
@@ -240,28 +291,148 @@ class ASPReasoner:
         gold = [i for i in range(len(batch)) if i not in skip]
         for i, answers in zip(gold, self._answer_call([batch[i] for i in gold]) if gold else []):
             out[i] = answers
+        budget = self.config.budget
         for i in uncertain:
             scene, ps = batch[i]
+            if self.config.strategy == "mode-first":
+                out[i] = self._answer_uncertain(scene, ps)
+                continue
             for s in range(0, len(ps), k):
-                out[i] += self._answer_call([(scene, ps[s:s + k])])[0]
+                chunk = ps[s:s + k]
+                deadline = None if budget is None else time.perf_counter() + budget * len(chunk)
+                answers = self._answer_call([(scene, chunk)], deadline=deadline)
+                out[i] += answers[0] if answers is not None else [self._unfound() for _ in chunk]
         return out
 
-    def _answer_call(self, batch: list[tuple[SceneGraph, list[Program]]]) -> list[list[ASPAnswer]]:
-        """One ground+solve (plus the top-answer rounds) for the whole batch."""
+    def _unfound(self, failure: ASPAnswer | None = None) -> ASPAnswer:
+        """The answer of a question whose search ran out of budget before finding any
+        reading in which it succeeds: the failure on the most probable reading when known."""
+        if failure is not None:
+            return dataclasses.replace(failure, proven=False, top=[])
+        return ASPAnswer(None, f"no reading found within the budget of {self.config.budget} s", proven=False)
+
+    # ---- mode-first search -------------------------------------------------------------
+    def _answer_uncertain(self, scene: SceneGraph, programs: list[Program]) -> list[ASPAnswer]:
+        """The questions about one uncertain (calibrated) scene, mode first: all of them on
+        the most probable reading in one gold call (a question that succeeds there has its
+        best reading: nothing is cheaper, cost 0, proven), then `_search` for each of the
+        others, then the next-best answers (`top_k`)."""
+        mp = self.config.min_probability
+        first = self._answer_call([(mode_reading(scene, mp), programs)], retrace=False)[0]
+        out = []
+        for program, a in zip(programs, first):
+            start = time.perf_counter()
+            deadline = None if self.config.budget is None else start + self.config.budget
+            if a.ok:
+                a.cost, a.top, a.proven = 0, [(a.answer, 0)], True
+            else:
+                a = self._search(scene, program, a, deadline)
+            if self.config.top_k > 1 and a.ok:
+                a.top += self._alternatives(scene, program, a.answer, a.cost or 0, deadline)
+            a.top = _normalise(a.top)
+            out.append(a)
+        return out
+
+    def _search(self, scene: SceneGraph, program: Program, failure: ASPAnswer, deadline: float | None) -> ASPAnswer:
+        """The best reading of `scene` in which `program` succeeds (it fails on the most
+        probable reading, with `failure`): optimisations of this one question over the scene
+        restricted to the choices whose extra cost fits under each bound of `bounds` in turn,
+        then over the whole scene, all on one grounding of the whole scene (a restriction is
+        a set of assumptions: `readings.fixed_choices`). A reading found at cost c <= bound
+        is the best of the whole scene (every reading outside the restriction costs more than
+        the bound); one found at c > bound makes c the next bound. Stops at `deadline`: then
+        the best reading found so far, not proven (or the failure, when none was found)."""
+        probe = self._levels(scene, program, failure, deadline)
+        answers = self._answer_call([(scene, [program])], deadline=deadline, alternatives=False, probe=probe)
+        return answers[0][0]
+
+    def _levels(self, scene: SceneGraph, program: Program, failure: ASPAnswer, deadline: float | None):
+        """`_search`'s probe (see `_answer_call`): yields the assumptions of each restriction,
+        receives (answers, proven), returns the answer."""
+        mp, cap = self.config.min_probability, self.config.cost_cap
+        asked = {st.args[0] for st in program.steps if st.op == "relate" and st.args}
+        full = options(scene, mp, asked)
+        searched = 0  # the options of the last restriction searched to the end (0: the most probable reading)
+        best: ASPAnswer | None = None  # the best reading found, the best of the restriction `searched`
+        levels = list(self.config.bounds)
+        while True:
+            bound = levels.pop(0) if levels else None
+            if best is not None and (bound is None or best.cost < bound):
+                bound = best.cost  # nothing cheaper needs a choice dearer than that
+            n = full if bound is None else options(restrict(scene, bound, min_probability=mp, cap=cap), mp, asked)
+            if n == full:
+                bound = None
+            if n == searched:  # the restriction searched already (0: the most probable reading)
+                if best is not None and (bound is None or best.cost <= bound):
+                    best.proven = True  # every reading outside it costs more than the bound
+                    return best
+                if bound is None:  # that was the whole scene: no reading lets the question succeed
+                    return dataclasses.replace(failure, proven=True)
+                continue
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            got = yield ([] if bound is None else
+                         _assumptions(fixed_choices(scene, bound, min_probability=mp, cap=cap), asked))
+            if got is None:
+                break  # no model within the budget
+            (a,), proven = got
+            if not proven:
+                if a.ok and (best is None or a.cost < best.cost):
+                    best = a
+                break
+            searched = n
+            if a.ok:
+                best = a
+                if bound is None or a.cost <= bound:
+                    return a  # the best reading of the whole scene
+            elif bound is None:
+                return a  # no reading lets the question succeed
+        if best is None:
+            return self._unfound(failure)
+        best.proven = False
+        return best
+
+    def _alternatives(self, scene: SceneGraph, program: Program, answer: str, cost: int, deadline: float | None
+                      ) -> list[tuple[str, int]]:
+        """The next-best answers of one question (up to `top_k` - 1), with the costs of their
+        best readings: rounds of optimisation over the scene restricted to `cost` (the
+        answer's) + `alternatives_bound`, the answers found so far blocked; a round stops at
+        `alternatives_conflicts` conflicts or at `deadline`, and a round that does not prove
+        its optimum ends the list."""
+        mp, cap = self.config.min_probability, self.config.cost_cap
+        sub = restrict(scene, cost + self.config.alternatives_bound, min_probability=mp, cap=cap)
+        if options(sub, mp) == 0:
+            return []
+        result = ASPAnswer(answer, top=[(answer, 0)])
+        self._answer_call([(sub, [program])], deadline=deadline, alternatives=False, known=[result])
+        return result.top[1:]
+
+    def _answer_call(self, batch: list[tuple[SceneGraph, list[Program]]], *, deadline: float | None = None,
+                     alternatives: bool = True, retrace: bool = True,
+                     known: list[ASPAnswer] | None = None, probe=None) -> list[list[ASPAnswer]] | None:
+        """One ground+solve (plus the top-answer rounds, unless `alternatives` is False) for
+        the whole batch. `deadline` (time.perf_counter() seconds) stops the optimisation of a
+        call with uncertain scenes: the answers are then those of the best model found, with
+        `proven=False`, and None when no model was found. `retrace`: see `_answer_gold`.
+        `known`: the answers of the batch's questions (uncertain scenes) are these: no first
+        solve, only the rounds for the next-best answers, appended to their `top`.
+        `probe`: a generator that yields the assumptions of each solve on this grounding and
+        is sent (answers, proven) of each (None when the solve found no model); its return
+        value, one ASPAnswer, is the call's answer."""
         programs = [p for _, ps in batch for p in ps]
         if not programs:
             return [[] for _ in batch]
         gold = encode_gold(batch, min_probability=self.config.min_probability)
         if gold is not None:
-            return self._answer_gold(batch, *gold, traced=self.config.explain)
+            return self._answer_gold(batch, *gold, traced=self.config.explain, retrace=retrace)
         encodings, facts = encode(batch, cap=self.config.cost_cap, fast=True,
-                                  min_probability=self.config.min_probability)
+                                  min_probability=self.config.min_probability, relative=self.config.relative_costs)
         ids = [i for enc in encodings for i in enc.ids]
         uncertain = any(enc.uncertain for enc in encodings)
         # core-guided optimisation: the costs are a sum of independent per-question terms,
         # which branch-and-bound improves one model at a time (hundreds of models for a
         # few questions about a predicted scene) while usc proves the optimum directly
-        ctl = make_control(OPT_ARGUMENTS if uncertain else ())
+        ctl = make_control((OPT_ARGUMENTS + (FORGET_ARGUMENTS if probe is not None else ())) if uncertain else ())
         checks = any(enc.unchecked for enc in encodings)
         shared = {q: (enc.shared_id, steps) for enc in encodings for q, steps in enc.shared.items()}
         values = self.config.explain or checks or bool(shared)  # step values in the model (trace.lp)
@@ -272,29 +443,52 @@ class ASPReasoner:
                 builder.add(stm)
         ctl.add("base", [], facts)
         ctl.ground([("base", [])])
-        atoms = self._solve(ctl, [])
-        results = read_answers(programs, atoms, ids, explain=self.config.explain, values=values, shared=shared)
         # per question: the mode cost of its scene (None for gold scenes)
         modes = [enc.mode_cost if enc.uncertain else None for enc, (_, ps) in zip(encodings, batch) for _ in ps]
-        costs = _world_costs(atoms)
-        for q, r in enumerate(results):
-            r.cost = 0 if modes[q] is None else costs.get(q, 0) - modes[q]
-            if r.answer is not None:
-                r.top = [(r.answer, r.cost)]
-        if self.config.top_k > 1 and any(m is not None for m in modes):
-            self._more_answers(ctl, results, modes)
-        for r in results:
-            r.top = _normalise(r.top)
+        if known is not None:
+            if self.config.top_k > 1:
+                self._more_answers(ctl, known, modes, deadline)
+            return None
+
+        def results_of(atoms: str, proven: bool) -> list[ASPAnswer]:
+            results = read_answers(programs, atoms, ids, explain=self.config.explain, values=values, shared=shared)
+            costs = _world_costs(atoms)
+            for q, r in enumerate(results):
+                r.cost = 0 if modes[q] is None else costs.get(q, 0) - modes[q]
+                r.proven = proven
+                if r.answer is not None:
+                    r.top = [(r.answer, r.cost)]
+            return results
+
+        if probe is not None:  # solves under the assumptions the probe asks for, until it returns
+            try:
+                assumptions = next(probe)
+                while True:
+                    atoms, proven = self._solve(ctl, assumptions, deadline=deadline)
+                    assumptions = probe.send(None if atoms is None else (results_of(atoms, proven), proven))
+            except StopIteration as stop:
+                return [[stop.value]]
+        atoms, proven = self._solve(ctl, [], deadline=deadline if uncertain else None)
+        if atoms is None:
+            return None
+        results = results_of(atoms, proven)
+        if alternatives and proven and self.config.top_k > 1 and any(m is not None for m in modes):
+            self._more_answers(ctl, results, modes, deadline)
+        if alternatives:
+            for r in results:
+                r.top = _normalise(r.top)
         out, k = [], 0
         for _, ps in batch:
             out.append(results[k:k + len(ps)])
             k += len(ps)
         return out
 
-    def _answer_gold(self, batch, encodings, terms, shapes, *, traced: bool) -> list[list[ASPAnswer]]:
+    def _answer_gold(self, batch, encodings, terms, shapes, *, traced: bool, retrace: bool = True
+                     ) -> list[list[ASPAnswer]]:
         """One ground+solve of a batch of gold scenes and checked programs (`encode_gold`).
         Without `traced`, the model holds only the answers (rules/clevr/shared.lp) and the
-        failed questions get their traces from a second call of their own."""
+        failed questions get their traces from a second call of their own (unless not
+        `retrace`: then they have none)."""
         programs = [p for _, ps in batch for p in ps]
         if not programs:
             return [[] for _ in batch]
@@ -312,7 +506,7 @@ class ASPReasoner:
                     for stm in self._gold_rules[name]:
                         builder.add(stm)
         ctl.ground([("base", [])], context=_Facts(terms))
-        atoms = self._solve(ctl, [])
+        atoms, _ = self._solve(ctl, [])
         del ctl
         results = read_answers(programs, atoms, ids, explain=self.config.explain, values=traced, shared=shared)
         for r in results:
@@ -322,7 +516,7 @@ class ASPReasoner:
         for _, ps in batch:
             out.append(results[k:k + len(ps)])
             k += len(ps)
-        if not traced:  # a failure keeps its trace (as with explain=True)
+        if not traced and retrace:  # a failure keeps its trace (as with explain=True)
             failed = [[i for i, r in enumerate(rs) if r.answer is None] for rs in out]
             if any(failed):
                 again = [(scene, [ps[i] for i in f]) for (scene, ps), f in zip(batch, failed) if f]
@@ -335,28 +529,40 @@ class ASPReasoner:
         return out
 
     # ---- solving ----------------------------------------------------------
-    def _solve(self, ctl: clingo.Control, assumptions: list, *, limited: bool = False) -> str | None:
-        """The shown atoms of the optimal model as clingo prints them (one string: reading
-        it with regular expressions is several times faster than Symbol objects).
-        `limited`: the search may stop at clingo's solve limit; then None unless the optimum
-        was proven."""
-        atoms = None
-        with ctl.solve(assumptions=assumptions, yield_=True) as handle:
-            for model in handle:
-                atoms = str(model)
-            exhausted = handle.get().exhausted
-        if limited and not exhausted:
-            return None
-        if atoms is None:
+    def _solve(self, ctl: clingo.Control, assumptions: list, *, limited: bool = False,
+               deadline: float | None = None) -> tuple[str | None, bool]:
+        """The shown atoms of the last (with optimisation: the best) model as clingo prints
+        them (one string: reading it with regular expressions is several times faster than
+        Symbol objects), and whether the search finished (the optimum is proven).
+        `deadline` (time.perf_counter() seconds): the search runs asynchronously and is
+        cancelled then. `limited`: the search may also stop at clingo's solve limit. A
+        search that stops before its end gives the best model found so far (None when there
+        is none), not proven."""
+        if deadline is None:
+            atoms = None
+            with ctl.solve(assumptions=assumptions, yield_=True) as handle:
+                for model in handle:
+                    atoms = str(model)
+                exhausted = handle.get().exhausted
+        else:
+            found: list[str] = []
+            with ctl.solve(assumptions=assumptions, on_model=lambda m: found.append(str(m)), async_=True) as handle:
+                if not handle.wait(max(0.0, deadline - time.perf_counter())):
+                    handle.cancel()
+                exhausted = handle.get().exhausted
+            atoms = found[-1] if found else None
+        if atoms is None and exhausted and not limited:
             # The theory never makes a program unsatisfiable; this would be a defect.
             raise SolverError("no model: the CLEVR theory should always have one")
-        return atoms
+        return atoms, exhausted
 
-    def _more_answers(self, ctl, results: list[ASPAnswer], modes: list[int | None]) -> None:
+    def _more_answers(self, ctl, results: list[ASPAnswer], modes: list[int | None],
+                      deadline: float | None = None) -> None:
         """The next-best answers, one round per rank. A round is a new optimisation (the best
         reading with the answers found so far blocked), which can be much harder than the
-        first; each round stops at `alternatives_conflicts` conflicts, and a round that did
-        not prove its optimum ends the list (the answer itself is never affected)."""
+        first; each round stops at `alternatives_conflicts` conflicts (or at `deadline`), and
+        a round that did not prove its optimum ends the list (the answer itself is never
+        affected)."""
         blocked = {q: [r.answer] for q, r in enumerate(results) if r.answer is not None and modes[q] is not None}
         ctl.configuration.solve.solve_limit = str(self.config.alternatives_conflicts)
         for _ in range(self.config.top_k - 1):
@@ -364,8 +570,8 @@ class ASPReasoner:
                 return
             for q, answers in blocked.items():
                 ctl.assign_external(clingo.Function("block", [clingo.Number(q), _answer_symbol(answers[-1])]), True)
-            atoms = self._solve(ctl, [], limited=True)
-            if atoms is None:
+            atoms, proven = self._solve(ctl, [], limited=True, deadline=deadline)
+            if atoms is None or not proven:
                 return
             answers = {int(q): _term_value(v) for q, v in _ANS.findall(atoms)}
             failed = {int(q) for q, _, _ in _FAIL.findall(atoms)}
@@ -424,6 +630,25 @@ def _answer_symbol(answer: str) -> clingo.Symbol:
         return clingo.Number(int(answer))
     t = term(answer)
     return clingo.String(answer) if t.startswith('"') else clingo.Function(answer)
+
+
+def _assumptions(fixed: list[tuple], asked: set[str]) -> list[tuple[clingo.Symbol, bool]]:
+    """`readings.fixed_choices` as assumptions on the reading of question 0 of a call about
+    one scene (its objects numbered from 0): in(0, O), has(0, O, C, V), holds(0, A, R, B)
+    (the relations of `asked` predicates only: the theory guesses no others, and assuming an
+    atom that does not exist true would make the call unsatisfiable)."""
+    w = clingo.Number(0)
+    out = []
+    for f in fixed:
+        if f[0] == "in":
+            out.append((clingo.Function("in", [w, clingo.Number(f[1])]), f[2]))
+        elif f[0] == "has":
+            out.append((clingo.Function("has", [w, clingo.Number(f[1]), clingo.parse_term(term(f[2])),
+                                                clingo.parse_term(term(f[3]))]), False))
+        elif f[2] in asked:
+            out.append((clingo.Function("holds", [w, clingo.Number(f[1]), clingo.parse_term(term(f[2])),
+                                                  clingo.Number(f[3])]), f[4]))
+    return out
 
 
 def _world_costs(atoms: str) -> dict[int, int]:

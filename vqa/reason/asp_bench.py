@@ -166,3 +166,151 @@ def format_benchmark(report: dict) -> str:
                  f"{'met' if t['a_meets_5000'] else 'NOT met'} ({t['a_questions_per_cpu_second']:.0f}); "
                  f"(a)/(b) >= {TARGET_RATIO}: {'met' if t['a_over_b_meets_5'] else 'NOT met'} ({t['a_over_b']})")
     return "\n".join(lines)
+
+
+# ---- uncertain scenes: bounded search, today's strategy against the new one ----------------
+STRATEGIES = {
+    # today's search before issue 27: usc over the whole scene, absolute costs, one question
+    # per call (the issue's figures), stopped at `cap` seconds so that the bench finishes
+    "joint": dict(strategy="joint", relative_costs=False),
+    # the default: relative costs, the most probable reading first, restricted searches
+    "mode-first": dict(strategy="mode-first"),
+    # the parts of the default one at a time (for the figures in rules/README.md)
+    "joint-relative": dict(strategy="joint"),
+    "mode-first-whole": dict(strategy="mode-first", bounds=()),
+    "mode-first-absolute": dict(strategy="mode-first", relative_costs=False),
+}
+TARGET_P99 = 0.25      # issue 27: p99 seconds per question
+TARGET_PROVEN = 0.995  # and the share of proven optima
+
+
+def flatten_scene(scene: SceneGraph, rng: random.Random, *, spurious: tuple[int, int] = (1, 4)) -> SceneGraph:
+    """An uncertain copy of a gold scene, as issue 27 made them: every attribute distribution
+    flattened to p ~ U(0.45, 0.9) on the true value (the rest spread at random over the other
+    values), object scores ~ U(0.5, 0.95), and `spurious` (1 to 4) low-score (U(0.2, 0.45))
+    near-duplicates of random objects (moved by up to 0.3 scene units, their own flattened
+    attributes around a random value). Relations come from the positions (CLEVR's rule)."""
+    import dataclasses
+
+    from ..ontology import CLEVR_ATTRIBUTES
+    from ..scene import SceneObject, clevr_relations
+
+    def flat(true: dict[str, str]) -> dict[str, dict[str, float]]:
+        out = {}
+        for cat, values in CLEVR_ATTRIBUTES.items():
+            v = true[cat]
+            p = rng.uniform(0.45, 0.9)
+            others = [x for x in values if x != v]
+            w = [rng.random() for _ in others]
+            out[cat] = {v: p, **{x: (1 - p) * k / sum(w) for x, k in zip(others, w)}}
+        return out
+
+    objects = [dataclasses.replace(o, score=rng.uniform(0.5, 0.95),
+                                   attributes=flat({c: o.value(c) for c in CLEVR_ATTRIBUTES}))
+               for o in scene.objects]
+    for _ in range(rng.randint(*spurious)):
+        src = rng.choice(scene.objects)
+        true = {c: src.value(c) if rng.random() < 0.5 else rng.choice(vals) for c, vals in CLEVR_ATTRIBUTES.items()}
+        pos = None if src.position is None else [src.position[0] + rng.uniform(-0.3, 0.3),
+                                                 src.position[1] + rng.uniform(-0.3, 0.3), src.position[2]]
+        objects.append(SceneObject(str(len(objects)), true["shape"], list(src.bbox), flat(true), score=rng.uniform(0.2, 0.45),
+                                   position=pos))
+    # (object ids are their indices, as clevr_relations names them)
+    objects = [dataclasses.replace(o, id=str(i)) for i, o in enumerate(objects)]
+    relations = (clevr_relations([o.position for o in objects], scene.directions)
+                 if scene.directions and all(o.position is not None for o in objects) else [])
+    return dataclasses.replace(scene, objects=objects, relations=relations)
+
+
+def uncertain_workload(world: str, n_scenes: int, questions_per_scene: int, *, seed: int = 0,
+                       official: str | None = None) -> list[tuple[SceneGraph, list[Program]]]:
+    """Uncertain scenes with their questions. `world` "synth": the project's generated world
+    (`make_workload`'s scenes and questions); "clevr": the scenes and official-template
+    questions of `official`/questions/CLEVR_val_{scenes,questions}.json (the first
+    `n_scenes` scenes that have questions). Every scene is flattened by `flatten_scene`."""
+    rng = random.Random(seed + 27)
+    if world == "synth":
+        gold = make_workload(n_scenes, questions_per_scene, seed=seed)
+    elif world == "clevr":
+        import json
+        from pathlib import Path
+
+        base = Path(official or "") / "questions"
+        scenes = {}
+        for rec in json.loads((base / "CLEVR_val_scenes.json").read_text())["scenes"]:
+            scenes[rec["image_filename"]] = rec
+        by_image: dict[str, list[Program]] = {}
+        for q in json.loads((base / "CLEVR_val_questions.json").read_text())["questions"]:
+            progs = by_image.setdefault(q["image_filename"], [])
+            if len(progs) < questions_per_scene:
+                progs.append(Program.from_clevr(q["program"]))
+        gold = [(SceneGraph.from_clevr(scenes[name]), ps) for name, ps in list(by_image.items())[:n_scenes]]
+    else:
+        raise ValueError(f"unknown world {world!r} (synth or clevr)")
+    return [(flatten_scene(scene, rng), ps) for scene, ps in gold]
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def run_uncertain_benchmark(worlds: dict[str, list[tuple[SceneGraph, list[Program]]]], *, budget: float = 2.0,
+                            cap: float = 10.0, strategies: tuple[str, ...] = ("joint", "mode-first"),
+                            progress=None) -> dict:
+    """Per world and strategy (`STRATEGIES`): seconds per question (each question answered
+    alone, as `vqa answer` does; p50/p90/p99/max), the share of questions whose best
+    reading was proven, and, against the first strategy, where both proved their optimum:
+    the same answer, the same cost. The first strategy runs under `cap` seconds per
+    question (today's search has no budget; `cap` keeps the bench finite), the others
+    under `budget`."""
+    report: dict = {"budget": budget, "cap": cap, "strategies": list(strategies), "worlds": {}}
+    reasoners = {name: ASPReasoner(explain=False, top_k=1, budget=cap if k == 0 else budget, **STRATEGIES[name])
+                 for k, name in enumerate(strategies)}
+    for world, batch in worlds.items():
+        rows: dict[str, list] = {name: [] for name in strategies}
+        # strategies interleaved question by question: a busy machine slows them alike
+        for scene, programs in batch:
+            for p in programs:
+                for name, reasoner in reasoners.items():
+                    t = time.perf_counter()
+                    a = reasoner.answer(scene, p)
+                    rows[name].append((time.perf_counter() - t, a.answer, a.cost, a.proven))
+                if progress is not None:
+                    progress(1)
+        n = sum(len(ps) for _, ps in batch)
+        w = report["worlds"][world] = {"scenes": len(batch), "questions": n,
+                                       "objects": float(np.mean([len(s.objects) for s, _ in batch])) if batch else 0,
+                                       "strategies": {}}
+        base = rows[strategies[0]]
+        for name, out in rows.items():
+            secs = [t for t, *_ in out]
+            both = [(a, b) for a, b in zip(base, out) if a[3] and b[3]]
+            w["strategies"][name] = {
+                "p50": round(_percentile(secs, 50), 4), "p90": round(_percentile(secs, 90), 4),
+                "p99": round(_percentile(secs, 99), 4), "max": round(max(secs, default=0.0), 4),
+                "total": round(sum(secs), 2), "proven": sum(r[3] for r in out) / max(1, len(out)),
+                "not_proven": sum(not r[3] for r in out),
+                "compared": len(both), "same_answer": sum(a[1] == b[1] for a, b in both),
+                "same_cost": sum(a[2] == b[2] for a, b in both),
+                "same_answer_other_cost": sum(a[1] == b[1] and a[2] != b[2] for a, b in both)}
+    return report
+
+
+def format_uncertain(report: dict) -> str:
+    lines = [f"ASP on uncertain scenes: seconds per question (each alone), today's search ('joint', stopped at "
+             f"{report['cap']} s) against the default ('mode-first', budget {report['budget']} s)"]
+    for world, w in report["worlds"].items():
+        lines.append(f"{world}: {w['questions']} questions on {w['scenes']} scenes ({w['objects']:.1f} objects each)")
+        lines.append(f"  {'strategy':<20} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} {'total':>8}  {'proven':>8}"
+                     f"  same answer / cost (where both proved)")
+        for name, m in w["strategies"].items():
+            lines.append(f"  {name:<20} {m['p50']:>7.3f} {m['p90']:>7.3f} {m['p99']:>7.3f} {m['max']:>7.3f} "
+                         f"{m['total']:>8.1f}  {100 * m['proven']:>7.2f}%  {m['same_answer']}/{m['compared']}, "
+                         f"{m['same_cost']}/{m['compared']}")
+        new = w["strategies"].get("mode-first")
+        if new:
+            ok = (new["p99"] <= TARGET_P99, new["max"] <= report["budget"] + 0.05, new["proven"] >= TARGET_PROVEN)
+            lines.append(f"  targets (mode-first): p99 <= {TARGET_P99} s {'met' if ok[0] else 'NOT met'}; max <= budget "
+                         f"{'met' if ok[1] else 'NOT met'}; proven >= {100 * TARGET_PROVEN:.1f}% "
+                         f"{'met' if ok[2] else 'NOT met'}")
+    return "\n".join(lines)

@@ -63,6 +63,7 @@ from .solver import term as _plain_term
 
 term = lru_cache(maxsize=65536)(_plain_term)  # the same values recur in every scene and program
 DEFAULT_COST_CAP = 10_000  # p below e^-10 (4.5e-5) all cost the same
+RELATIVE_COSTS = True  # the fast path's costs: above each choice's cheapest option (`encode_scene`)
 
 
 def cost(p: float, cap: int = DEFAULT_COST_CAP) -> int:
@@ -93,7 +94,8 @@ class SceneEncoding:
 
 
 def encode_scene(scene: SceneGraph, s: int = 0, offset: int = 0, *, cap: int = DEFAULT_COST_CAP,
-                 min_probability: float = 0.0, asked: set[str] | None = None, fast: bool = False) -> SceneEncoding:
+                 min_probability: float = 0.0, asked: set[str] | None = None, fast: bool = False,
+                 relative: bool = RELATIVE_COSTS) -> SceneEncoding:
     """Facts for `scene` as scene `s` of a batch, its objects numbered from `offset` (see
     the module docstring). Attribute values with probability <= `min_probability` are left
     out of an uncertain distribution. `asked`: the relations the questions read (only
@@ -115,20 +117,31 @@ def encode_scene(scene: SceneGraph, s: int = 0, offset: int = 0, *, cap: int = D
                              [o.id for o in scene.objects], False, 0)
     out: list[str] = []
     mode = 0
+    # relative: each choice's cheapest option costs 0 (the others the difference), so the
+    # most probable reading costs 0 and the optimisation has no constant part to prove
+    rel = relative and fast
     for (i, o), attrs in zip(enumerate(scene.objects, offset), supports):
         out.append(f"in_scene({i},{s}).")
         if o.score >= 1.0:
             out.append(f"obj({i}).")
         else:
             cin, cout = cost(o.score, cap), cost(1.0 - o.score, cap)
-            mode += min(cin, cout)
+            low = min(cin, cout)
+            if rel:
+                cin, cout = cin - low, cout - low
+            else:
+                mode += low
             out.append(f"pobj({i},{cin},{cout}).")
         for c, support in attrs:
             if len(support) == 1:
                 out.append(f"attr({i},{c},{term(support[0][0])}).")
             elif support:
                 costs = [cost(p, cap) for _, p in support]
-                mode += min(costs)
+                low = min(costs)
+                if rel:
+                    costs = [k - low for k in costs]
+                else:
+                    mode += low
                 out.extend(f"pattr({i},{c},{term(v)},{k})." for (v, _), k in zip(support, costs))
     for r in relations:
         a, b, pred = index[r.subject], index[r.object], term(r.predicate)
@@ -136,8 +149,11 @@ def encode_scene(scene: SceneGraph, s: int = 0, offset: int = 0, *, cap: int = D
             out.append(f"rel({a},{pred},{b}).")
         else:
             cin, cout = cost(r.probability, cap), cost(1.0 - r.probability, cap)
-            if asked is None or r.predicate in asked:  # the theory only guesses asked relations
-                mode += min(cin, cout)
+            low = min(cin, cout)
+            if rel:
+                cin, cout = cin - low, cout - low
+            elif asked is None or r.predicate in asked:  # the theory only guesses asked relations
+                mode += low
             out.append(f"prel({a},{pred},{b},{cin},{cout}).")
     return SceneEncoding("\n".join(out), [o.id for o in scene.objects], uncertain, mode)
 
@@ -265,7 +281,7 @@ def encode_shared(pid: int, programs: list[Program], s: int) -> tuple[str, list[
 
 
 def encode(batch: list[tuple[SceneGraph, list[Program]]], *, cap: int = DEFAULT_COST_CAP, fast: bool = False,
-           min_probability: float = 0.0) -> tuple[list[SceneEncoding], str]:
+           min_probability: float = 0.0, relative: bool = RELATIVE_COSTS) -> tuple[list[SceneEncoding], str]:
     """Facts of a batch of (scene, programs): scenes are numbered 0.., questions 0.. through
     the batch in order (`fast`: see the module docstring; the checked programs about a
     gold scene S become one shared program numbered n + S, n the number of questions:
@@ -275,7 +291,8 @@ def encode(batch: list[tuple[SceneGraph, list[Program]]], *, cap: int = DEFAULT_
     n = sum(len(ps) for _, ps in batch)
     for s, (scene, programs) in enumerate(batch):
         asked = {st.args[0] for p in programs for st in p.steps if st.op == "relate" and st.args}
-        enc = encode_scene(scene, s, offset, cap=cap, asked=asked, fast=fast, min_probability=min_probability)
+        enc = encode_scene(scene, s, offset, cap=cap, asked=asked, fast=fast, min_probability=min_probability,
+                           relative=relative)
         offset += len(enc.ids)
         encodings.append(enc)
         parts.append(enc.facts)
