@@ -81,6 +81,10 @@ def _run_file(args) -> int:
         print(f"answer accuracy (reference executor): {res['answer_accuracy']:.4f} "
               f"({res['answer_correct']:,}/{res['answered']:,})")
     print(f"mean confidence: {res['mean_confidence']:.4f}")
+    if len(res["by_template"]) > 1:
+        for name, c in res["by_template"].items():
+            ans = f", answers {c['answer_accuracy']:.4f}" if c["answer_accuracy"] is not None else ""
+            print(f"  {name:<16} exact {c['exact_match']:.4f} ({c['exact']:,}/{c['questions']:,}){ans}")
     for m in res["mistakes"][:10]:
         print(f"  x {m['question']}\n      gold   {m['gold']}\n      parsed {m['parsed']} "
               f"(confidence {m['confidence']}, answer {'ok' if m['answer_ok'] else 'wrong'})")

@@ -212,18 +212,26 @@ def load_question_parser(path: str | Path | None = None, *, device="cpu",
 def evaluate_parser(parser: QuestionParser, questions: list, scenes: dict | None = None, *,
                     beam: int | None = None, progress=None) -> dict:
     """Exact program match (prefix tokens) and, with `scenes` (image id -> SceneGraph),
-    answer accuracy of the parsed program run by the reference executor.
+    answer accuracy of the parsed program run by the reference executor; both also per
+    template file (`by_template`, named as `vqa.evaluate.template_group` names them).
 
     `questions`: `vqa.question.Question`s with programs (and answers). Returns counts,
     rates and up to 20 examples of mistakes."""
     from ..executor import execute
 
+    from ..evaluate import template_group
+
     results = parser.parse_batch([q.text for q in questions], beam=beam, progress=progress)
     exact = correct = answered = 0
     mistakes = []
+    by_template: dict[str, dict] = {}
     for q, r in zip(questions, results):
         ok_prog = q.program is not None and r.program.to_prefix() == q.program.to_prefix()
         exact += ok_prog
+        cell = by_template.setdefault(template_group(q), {"questions": 0, "exact": 0, "answered": 0,
+                                                          "answer_correct": 0})
+        cell["questions"] += 1
+        cell["exact"] += ok_prog
         ok_ans = None
         if scenes is not None and q.answer is not None:
             scene = scenes.get(q.image_id)
@@ -232,6 +240,8 @@ def evaluate_parser(parser: QuestionParser, questions: list, scenes: dict | None
             answered += 1
             ok_ans = execute(r.program, scene).answer == q.answer
             correct += ok_ans
+            cell["answered"] += 1
+            cell["answer_correct"] += ok_ans
         if (not ok_prog or ok_ans is False) and len(mistakes) < 20:
             mistakes.append({"qid": q.qid, "question": q.text, "gold": q.program.to_expr() if q.program else None,
                              "parsed": r.program.to_expr(), "confidence": round(r.confidence, 4),
@@ -241,4 +251,7 @@ def evaluate_parser(parser: QuestionParser, questions: list, scenes: dict | None
             "answered": answered, "answer_correct": correct,
             "answer_accuracy": correct / answered if answered else None,
             "mean_confidence": sum(r.confidence for r in results) / n if n else 0.0,
+            "by_template": {k: {**c, "exact_match": c["exact"] / c["questions"],
+                                "answer_accuracy": c["answer_correct"] / c["answered"] if c["answered"] else None}
+                            for k, c in sorted(by_template.items())},
             "mistakes": mistakes}
