@@ -288,3 +288,56 @@ def test_evaluate_reads_raw_generator_output(clevr_official):
     assert rep["total"] == 200 and rep["accuracy"] == 1.0
     assert set(rep["by_template"]) <= {f.removesuffix(".json") for f in TEMPLATE_FILES}
     assert all(":" in k for k in rep["by_family"])
+
+
+def test_parser_evaluation_counts_unsure_parses_and_uses_the_fallback(tmp_path):
+    """Unsure = low confidence or a program the gold scene refuses; the fallback's program
+    is scored instead (a stub fallback here; the LLM one is tested with a fake server)."""
+    from vqa.datasets.clevr import iter_questions, load_scenes
+    from vqa.language.parser import QuestionParser, evaluate_parser
+
+    folder = write_templates(tmp_path / "t")
+    from vqa.datasets.synth.generate import generate_dataset
+
+    generate_dataset(tmp_path / "d", num_scenes=6, questions_per_scene=5, seed=3, split="val", images=False,
+                     templates=folder)
+    qs = list(iter_questions(tmp_path / "d/questions/CLEVR_val_questions.json"))[:10]
+    sc = load_scenes(tmp_path / "d/scenes/CLEVR_val_scenes.json")
+    parser = QuestionParser.from_checkpoint()
+    gold = {q.text: q.program for q in qs}
+
+    class Oracle:
+        calls = 0
+
+        def parse(self, text):
+            Oracle.calls += 1
+            return type("R", (), {"program": gold[text]})()
+
+    base = evaluate_parser(parser, qs, sc)
+    assert "unsure" not in base
+    every = evaluate_parser(parser, qs, sc, unsure_below=1.01, fallback=Oracle())  # every parse is unsure
+    assert every["unsure"] == len(qs) == every["fallback_used"] == Oracle.calls
+    assert every["unsure_exact"] == base["exact"] and every["exact_match"] == 1.0 and every["answer_accuracy"] == 1.0
+    none = evaluate_parser(parser, qs, sc, unsure_below=0.0)
+    refused = sum(1 for q in qs if not execute(parser.parse(q.text).program, sc[q.image_id]).ok)
+    assert none["unsure"] == refused
+
+
+def test_cli_parse_with_llm_fallback(tmp_path, capsys):
+    from fake_openai import FakeOpenAI
+
+    from vqa.cli import main
+    from vqa.datasets.clevr import iter_questions
+    from vqa.datasets.synth.generate import generate_dataset
+
+    generate_dataset(tmp_path / "d", num_scenes=2, questions_per_scene=3, seed=3, split="val", images=False,
+                     templates=write_templates(tmp_path / "t"))
+    qfile, sfile = tmp_path / "d/questions/CLEVR_val_questions.json", tmp_path / "d/scenes/CLEVR_val_scenes.json"
+    qs = list(iter_questions(qfile))[:3]
+    with FakeOpenAI([f"P: {q.program.to_expr()}" for q in qs]) as s:
+        assert main(["parse", "--questions", str(qfile), "--scenes", str(sfile), "--limit", "3", "--unsure-below",
+                     "1.01", "--fallback", "llm", "--base-url", s.url, "--model", "fake", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["unsure"] == 3 and res["fallback_used"] == 3 and res["exact_match"] == 1.0
+    assert len(s.requests) == 3
+    assert main(["parse", "--questions", str(qfile), "--fallback", "llm"]) == 2  # needs --unsure-below
