@@ -341,3 +341,18 @@ def test_cli_parse_with_llm_fallback(tmp_path, capsys):
     assert res["unsure"] == 3 and res["fallback_used"] == 3 and res["exact_match"] == 1.0
     assert len(s.requests) == 3
     assert main(["parse", "--questions", str(qfile), "--fallback", "llm"]) == 2  # needs --unsure-below
+
+
+def test_commutative_key_ignores_branch_order_only():
+    from vqa.language.parser import commutative_key
+
+    a = Program.parse("count(intersect(relate[left](unique(filter_color[red](scene))), "
+                      "relate[behind](unique(filter_shape[cube](scene)))))")
+    b = Program.parse("count(intersect(relate[behind](unique(filter_shape[cube](scene))), "
+                      "relate[left](unique(filter_color[red](scene)))))")
+    c = Program.parse("count(intersect(relate[front](unique(filter_shape[cube](scene))), "
+                      "relate[left](unique(filter_color[red](scene)))))")
+    assert a != b and commutative_key(a) == commutative_key(b) != commutative_key(c)
+    d = Program.parse("greater_than(count(filter_color[red](scene)), count(filter_shape[cube](scene)))")
+    e = Program.parse("greater_than(count(filter_shape[cube](scene)), count(filter_color[red](scene)))")
+    assert commutative_key(d) != commutative_key(e)  # only and/or branches commute

@@ -93,7 +93,8 @@ def _run_file(args) -> int:
         print(json.dumps(res, indent=1))
         return 0
     print(f"{res['questions']:,} questions: exact program match {res['exact_match']:.4f} "
-          f"({res['exact']:,}/{res['questions']:,})")
+          f"({res['exact']:,}/{res['questions']:,}); up to the order of and/or branches "
+          f"{res['exact_up_to_branch_order']:.4f}")
     if res["answer_accuracy"] is not None:
         print(f"answer accuracy (reference executor): {res['answer_accuracy']:.4f} "
               f"({res['answer_correct']:,}/{res['answered']:,})")

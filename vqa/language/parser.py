@@ -209,6 +209,21 @@ def load_question_parser(path: str | Path | None = None, *, device="cpu",
     return QuestionParser.from_checkpoint(path, device=device, beam=beam)
 
 
+def commutative_key(program: Program) -> str:
+    """The program's functional form with the inputs of `intersect` and `union` sorted: two
+    programs with the same key differ at most in the order of and/or branches (the released
+    programs put the second-named branch of "both ... and ..." first, the project's own
+    families the first-named)."""
+    def expr(i: int) -> str:
+        s = program.steps[i]
+        kids = [expr(k) for k in s.inputs]
+        if s.op in ("intersect", "union"):
+            kids.sort()
+        return f"{s.token}({', '.join(kids)})"
+
+    return expr(len(program.steps) - 1) if program.steps else ""
+
+
 def evaluate_parser(parser: QuestionParser, questions: list, scenes: dict | None = None, *,
                     beam: int | None = None, progress=None, unsure_below: float | None = None,
                     fallback=None) -> dict:
@@ -231,7 +246,7 @@ def evaluate_parser(parser: QuestionParser, questions: list, scenes: dict | None
     from ..executor import execute
 
     results = parser.parse_batch([q.text for q in questions], beam=beam, progress=progress)
-    exact = correct = answered = 0
+    exact = correct = answered = commutative = 0
     unsure = unsure_exact = used = failed = 0
     mistakes = []
     by_template: dict[str, dict] = {}
@@ -255,6 +270,7 @@ def evaluate_parser(parser: QuestionParser, questions: list, scenes: dict | None
                     failed += 1
         ok_prog = q.program is not None and program.to_prefix() == q.program.to_prefix()
         exact += ok_prog
+        commutative += ok_prog or (q.program is not None and commutative_key(program) == commutative_key(q.program))
         cell = by_template.setdefault(template_group(q), {"questions": 0, "exact": 0, "answered": 0,
                                                           "answer_correct": 0})
         cell["questions"] += 1
@@ -272,6 +288,7 @@ def evaluate_parser(parser: QuestionParser, questions: list, scenes: dict | None
                              "answer": q.answer, "answer_ok": ok_ans})
     n = len(questions)
     out = {"questions": n, "exact": exact, "exact_match": exact / n if n else 0.0,
+           "exact_up_to_branch_order": commutative / n if n else 0.0,
            "answered": answered, "answer_correct": correct,
            "answer_accuracy": correct / answered if answered else None,
            "mean_confidence": sum(r.confidence for r in results) / n if n else 0.0,
