@@ -50,10 +50,19 @@ def final_function(program: Program | None) -> str:
 
 
 def template_group(question: Question) -> str:
-    """The template file a question came from ("one_hop" for "one_hop.json"), or "unknown"."""
+    """The template file a question came from ("one_hop" for "one_hop.json"), or "unknown".
+    Without a `template_filename` (the released CLEVR files), a `question_family_index` of
+    0..89 names the official file (`clevr_templates.family_file`)."""
     name = question.meta.get("template_filename")
     if isinstance(name, str) and name:
         return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]  # (string operations: called per question)
+    family = question.meta.get("question_family_index")
+    if isinstance(family, int) and not isinstance(family, bool):
+        from .datasets.clevr_templates import family_file
+
+        name = family_file(family)
+        if name:
+            return name.rsplit(".", 1)[0]
     return "unknown"
 
 

@@ -3,7 +3,7 @@
     Program([Step("scene"), Step("filter_color", ("red",), (0,)), Step("count", (), (1,))])
 
 Conversions are lossless: `Program.from_clevr(p).to_clevr(form)` gives back the released
-(`function`/`value_inputs`) or generator (`type`/`side_inputs`) records, and
+(`function`/`value_inputs`) or generator (`type` with `value_inputs` or `side_inputs`, `_output`) records, and
 `Program.from_gqa(s).to_gqa()` gives back GQA's `semantic` list; keys a converter does not
 know are kept in `Step.extra`. A GQA step keeps its typed operation (`"filter color"`) as
 `op` and its raw `argument` as the single arg; `vqa.datasets.gqa` parses those further.
@@ -91,8 +91,9 @@ class Program:
                 raise fail(f"expected a step object, got {type(r).__name__}")
             if "function" in r:
                 op_key, arg_key = "function", "value_inputs"
-            elif "type" in r:
-                op_key, arg_key = "type", "side_inputs"
+            elif "type" in r:  # the generator writes value_inputs; older tools side_inputs
+                op_key = "type"
+                arg_key = "side_inputs" if "side_inputs" in r or "value_inputs" not in r else "value_inputs"
             else:
                 raise fail("step has neither 'function' (released form) nor 'type' (generator form)")
             op = r[op_key]
@@ -101,6 +102,8 @@ class Program:
             args = r.get(arg_key, [])
             extra = {k: v for k, v in r.items() if k != op_key and k != arg_key and k != "inputs"}
             extra["vqa:form"] = op_key
+            if op_key == "type" and arg_key == "value_inputs":
+                extra["vqa:args_key"] = arg_key
             if arg_key not in r:
                 extra["vqa:no_args"] = True
             if op.endswith("]"):
@@ -128,6 +131,8 @@ class Program:
         for s in self.steps:
             f = form or s.extra.get("vqa:form", "function")
             op_key, arg_key = (f, "value_inputs") if f == "function" else ("type", "side_inputs")
+            if f == "type" and form is None and s.extra.get("vqa:args_key"):
+                arg_key = s.extra["vqa:args_key"]
             rec = {k: v for k, v in s.extra.items() if not k.startswith("vqa:")}
             if s.extra.get("vqa:bracket") and form is None:
                 rec[op_key] = s.token

@@ -27,6 +27,8 @@ def score_records(records: list[dict]) -> dict:
     matched = parsed = 0
     by_template: dict[str, list[int]] = {}
     by_function: dict[str, list[int]] = {}
+    by_family: dict[str, list[int]] = {}
+    match_by_template: dict[str, list[int]] = {}
     for r in records:
         if r.get("prediction") is None:
             failed += 1
@@ -35,22 +37,37 @@ def score_records(records: list[dict]) -> dict:
         if "program_match" in r:
             parsed += 1
             matched += bool(r["program_match"])
+            cell = match_by_template.setdefault(r.get("template", "unknown"), [0, 0])
+            cell[0] += 1
+            cell[1] += bool(r["program_match"])
         if r.get("answer") is None:
             unscored += 1
             continue
         ok = int(r.get("prediction") == r["answer"])
         total += 1
         correct += ok
-        for table, key in ((by_template, r.get("template", "unknown")), (by_function, r.get("function", "other"))):
+        keys = [(by_template, r.get("template", "unknown")), (by_function, r.get("function", "other"))]
+        if r.get("family") is not None:
+            keys.append((by_family, f"{r.get('template', 'unknown')}:{r['family']}"))
+        for table, key in keys:
             cell = table.setdefault(key, [0, 0])
             cell[0] += 1
             cell[1] += ok
     report = {"accuracy": correct / total if total else None, "total": total, "correct": correct, "failed": failed,
               "unscored": unscored, "not_proven": not_proven, "by_template": _table(by_template, TEMPLATE_GROUPS),
               "by_function": _table(by_function, FUNCTIONS)}
+    if by_family:
+        report["by_family"] = _table(by_family, tuple(sorted(by_family, key=_family_order)))
     if parsed:
         report["program_exact_match"] = matched / parsed
+        report["program_match_by_template"] = _table(match_by_template, TEMPLATE_GROUPS)
     return report
+
+
+def _family_order(key: str):
+    template, _, family = key.rpartition(":")
+    rank = TEMPLATE_GROUPS.index(template) if template in TEMPLATE_GROUPS else len(TEMPLATE_GROUPS)
+    return (rank, template, int(family) if family.lstrip("-").isdigit() else 0, family)
 
 
 def _table(cells: dict[str, list[int]], order: tuple[str, ...]) -> dict:
@@ -70,7 +87,11 @@ def format_report(report: dict) -> str:
              f"; not proven {report.get('not_proven', 0)}"]
     if "program_exact_match" in report:
         lines.append(f"program exact match: {_pct(report['program_exact_match'])}")
-    for title, key in (("by template", "by_template"), ("by final function", "by_function")):
+    for title, key in (("by template", "by_template"), ("by final function", "by_function"),
+                       ("program match by template", "program_match_by_template"),
+                       ("by template:family", "by_family")):
+        if key not in report:
+            continue
         lines.append(f"{title}:")
         for name, cell in report[key].items():
             lines.append(f"  {name:<18} {_pct(cell['accuracy']):>8}  ({cell['correct']}/{cell['total']})")
@@ -89,12 +110,15 @@ def markdown_report(report: dict, compare: dict | None = None) -> str:
              f"Accuracy **{_pct(report['accuracy'])}** ({report['correct']}/{report['total']}); "
              f"no answer: {report['failed']}; unscored: {report['unscored']}; "
              f"not proven within the search budget: {report.get('not_proven', 0)}.", ""]
-    for title, key in (("By template group", "by_template"), ("By final function", "by_function")):
+    for title, key in (("By template group", "by_template"), ("By final function", "by_function"),
+                       ("By template and family", "by_family")):
+        if key not in report:
+            continue
         lines += [f"## {title}", "", head, rule]
         for name, cell in report[key].items():
             row = f"| {name} | {_pct(cell['accuracy'])} ({cell['total']}) |"
             if compare:
-                other = compare[key].get(name)
+                other = compare.get(key, {}).get(name)
                 row += f" {_pct(other['accuracy']) if other else 'n/a'} |"
             lines.append(row)
         lines.append("")

@@ -25,6 +25,8 @@ def register(tsub) -> None:
     p.add_argument("--max-minutes", type=float, help="stop after this much training time (the checkpoint is kept)")
     p.add_argument("--init", help="start from this checkpoint's weights and vocabulary (a warm start; "
                    "parameters it lacks start fresh, the optimizer and schedule start anew)")
+    p.add_argument("--extend-vocab", action="store_true",
+                   help="with --init: add the training questions' words the checkpoint lacks (fresh embeddings)")
     p.add_argument("--predicted-data", action="append", default=[], metavar="DIR",
                    help="also train on the questions of this CLEVR-layout folder (with images) over the "
                    "scenes the scene parser predicts from its images (parsed once, cached in DIR/scenes/); "
@@ -77,7 +79,8 @@ def run(args) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trace_weight=args.trace_weight,
                       attention_weight=args.attention_weight,
                       seed=args.seed, threads=args.threads, limit=args.limit, max_minutes=args.max_minutes,
-                      init=args.init, predicted=tuple(args.predicted_data), predicted_split=args.predicted_split,
+                      init=args.init, extend_vocab=args.extend_vocab, predicted=tuple(args.predicted_data),
+                      predicted_split=args.predicted_split,
                       predicted_limit=args.predicted_limit, val_scene_source=args.scene_source,
                       scene_checkpoint=args.scene_checkpoint)
     report = train_nsm(args.data, split=args.split, val_split=args.val_split or None, out=args.out, config=cfg,

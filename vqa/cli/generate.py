@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--no-images", action="store_true", help="write scenes and questions only (fast)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip re-deriving every answer with the reference executor")
+    p.add_argument("--templates", metavar="DIR", default=None,
+                   help="question templates in the official CLEVR format (template *.json files, metadata.json, "
+                        "synonyms.json) instead of the project's own 59 families")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -29,7 +32,8 @@ def run(args) -> int:
 
     summary = generate_dataset(args.out, num_scenes=args.num_scenes, questions_per_scene=args.questions_per_scene,
                                seed=args.seed, split=args.split, image_size=args.image_size,
-                               images=not args.no_images, verify=not args.no_verify, progress=progress)
+                               images=not args.no_images, verify=not args.no_verify, progress=progress,
+                               templates=args.templates)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

@@ -25,6 +25,12 @@ def register(sub) -> None:
                    help="seq2seq: parse every question of a CLEVR questions file and report accuracy")
     p.add_argument("--scenes", metavar="FILE", help="with --questions: scenes file for answer accuracy")
     p.add_argument("--limit", type=int, help="with --questions: only the first N questions")
+    p.add_argument("--unsure-below", type=float, metavar="P",
+                   help="with --questions: count the parses the LLM fallback would be offered (confidence below P, "
+                        "or a program the gold scene refuses)")
+    p.add_argument("--fallback", choices=("llm",),
+                   help="with --questions and --unsure-below: parse the unsure questions again with the LLM parser "
+                        "(the --base-url/--model/--api-key settings) and score its programs instead")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -66,21 +72,42 @@ def _run_file(args) -> int:
 
     if args.parser != "seq2seq":
         raise VQAError("--questions works with --parser seq2seq only")
+    if args.fallback and args.unsure_below is None:
+        raise VQAError("--fallback needs --unsure-below")
+    fallback = None
+    if args.fallback == "llm":
+        from ..language.llm_parser import LLMQuestionParser
+        from ..llm import LLMClient, LLMConfig
+
+        fallback = LLMQuestionParser(LLMClient(LLMConfig.resolve(base_url=args.base_url, model=args.model,
+                                                                 api_key=args.api_key, env=os.environ,
+                                                                 timeout=args.timeout)), samples=args.samples)
     questions = list(iter_questions(args.questions))
     if args.limit:
         questions = questions[:args.limit]
     scenes = load_scenes(args.scenes) if args.scenes else None
     parser = QuestionParser.from_checkpoint(args.checkpoint, beam=args.beam)
-    res = evaluate_parser(parser, questions, scenes, progress=progress)
+    res = evaluate_parser(parser, questions, scenes, progress=progress, unsure_below=args.unsure_below,
+                          fallback=fallback)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
     print(f"{res['questions']:,} questions: exact program match {res['exact_match']:.4f} "
-          f"({res['exact']:,}/{res['questions']:,})")
+          f"({res['exact']:,}/{res['questions']:,}); up to the order of and/or branches "
+          f"{res['exact_up_to_branch_order']:.4f}")
     if res["answer_accuracy"] is not None:
         print(f"answer accuracy (reference executor): {res['answer_accuracy']:.4f} "
               f"({res['answer_correct']:,}/{res['answered']:,})")
     print(f"mean confidence: {res['mean_confidence']:.4f}")
+    if "unsure" in res:
+        print(f"unsure (confidence < {res['unsure_below']} or refused by the scene): {res['unsure']:,} questions "
+              f"({res['unsure'] / max(res['questions'], 1):.2%}; {res['unsure_exact']:,} of them parsed exactly)"
+              + (f"; LLM fallback used {res['fallback_used']:,}, failed {res['fallback_failed']:,}"
+                 if "fallback_used" in res else "; the LLM fallback (--fallback llm) would be offered for them"))
+    if len(res["by_template"]) > 1:
+        for name, c in res["by_template"].items():
+            ans = f", answers {c['answer_accuracy']:.4f}" if c["answer_accuracy"] is not None else ""
+            print(f"  {name:<16} exact {c['exact_match']:.4f} ({c['exact']:,}/{c['questions']:,}){ans}")
     for m in res["mistakes"][:10]:
         print(f"  x {m['question']}\n      gold   {m['gold']}\n      parsed {m['parsed']} "
               f"(confidence {m['confidence']}, answer {'ok' if m['answer_ok'] else 'wrong'})")

@@ -209,36 +209,95 @@ def load_question_parser(path: str | Path | None = None, *, device="cpu",
     return QuestionParser.from_checkpoint(path, device=device, beam=beam)
 
 
+def commutative_key(program: Program) -> str:
+    """The program's functional form with the inputs of `intersect` and `union` sorted: two
+    programs with the same key differ at most in the order of and/or branches (the released
+    programs put the second-named branch of "both ... and ..." first, the project's own
+    families the first-named)."""
+    def expr(i: int) -> str:
+        s = program.steps[i]
+        kids = [expr(k) for k in s.inputs]
+        if s.op in ("intersect", "union"):
+            kids.sort()
+        return f"{s.token}({', '.join(kids)})"
+
+    return expr(len(program.steps) - 1) if program.steps else ""
+
+
 def evaluate_parser(parser: QuestionParser, questions: list, scenes: dict | None = None, *,
-                    beam: int | None = None, progress=None) -> dict:
+                    beam: int | None = None, progress=None, unsure_below: float | None = None,
+                    fallback=None) -> dict:
     """Exact program match (prefix tokens) and, with `scenes` (image id -> SceneGraph),
-    answer accuracy of the parsed program run by the reference executor.
+    answer accuracy of the parsed program run by the reference executor; both also per
+    template file (`by_template`, named as `vqa.evaluate.template_group` names them).
+
+    Unsure parses: with `unsure_below`, a parse whose confidence is below it, or (with
+    scenes) whose program the scene refuses (a failing step, e.g. a `unique` over a set that
+    is not one object; the reference executor and the ASP theory refuse the same programs
+    on gold scenes), is counted as unsure (`unsure`, and how many of those were exact). With
+    `fallback` (an object with `parse(text) -> .program`, e.g. `LLMQuestionParser`), unsure
+    questions are parsed again by it and its program is scored instead (`fallback_used`;
+    a fallback error keeps the seq2seq program and counts in `fallback_failed`).
 
     `questions`: `vqa.question.Question`s with programs (and answers). Returns counts,
     rates and up to 20 examples of mistakes."""
+    from ..errors import VQAError
+    from ..evaluate import template_group
     from ..executor import execute
 
     results = parser.parse_batch([q.text for q in questions], beam=beam, progress=progress)
-    exact = correct = answered = 0
+    exact = correct = answered = commutative = 0
+    unsure = unsure_exact = used = failed = 0
     mistakes = []
+    by_template: dict[str, dict] = {}
     for q, r in zip(questions, results):
-        ok_prog = q.program is not None and r.program.to_prefix() == q.program.to_prefix()
-        exact += ok_prog
-        ok_ans = None
+        program = r.program
+        scene = None
         if scenes is not None and q.answer is not None:
             scene = scenes.get(q.image_id)
             if scene is None:
                 raise DataError(f"no scene {q.image_id!r} for question {q.qid}", field="image_id")
+        result = execute(program, scene) if scene is not None else None
+        if unsure_below is not None and (r.confidence < unsure_below or (result is not None and not result.ok)):
+            unsure += 1
+            unsure_exact += q.program is not None and program.to_prefix() == q.program.to_prefix()
+            if fallback is not None:
+                try:
+                    program = fallback.parse(q.text).program
+                    used += 1
+                    result = execute(program, scene) if scene is not None else None
+                except VQAError:
+                    failed += 1
+        ok_prog = q.program is not None and program.to_prefix() == q.program.to_prefix()
+        exact += ok_prog
+        commutative += ok_prog or (q.program is not None and commutative_key(program) == commutative_key(q.program))
+        cell = by_template.setdefault(template_group(q), {"questions": 0, "exact": 0, "answered": 0,
+                                                          "answer_correct": 0})
+        cell["questions"] += 1
+        cell["exact"] += ok_prog
+        ok_ans = None
+        if result is not None:
             answered += 1
-            ok_ans = execute(r.program, scene).answer == q.answer
+            ok_ans = result.answer == q.answer
             correct += ok_ans
+            cell["answered"] += 1
+            cell["answer_correct"] += ok_ans
         if (not ok_prog or ok_ans is False) and len(mistakes) < 20:
             mistakes.append({"qid": q.qid, "question": q.text, "gold": q.program.to_expr() if q.program else None,
-                             "parsed": r.program.to_expr(), "confidence": round(r.confidence, 4),
+                             "parsed": program.to_expr(), "confidence": round(r.confidence, 4),
                              "answer": q.answer, "answer_ok": ok_ans})
     n = len(questions)
-    return {"questions": n, "exact": exact, "exact_match": exact / n if n else 0.0,
-            "answered": answered, "answer_correct": correct,
-            "answer_accuracy": correct / answered if answered else None,
-            "mean_confidence": sum(r.confidence for r in results) / n if n else 0.0,
-            "mistakes": mistakes}
+    out = {"questions": n, "exact": exact, "exact_match": exact / n if n else 0.0,
+           "exact_up_to_branch_order": commutative / n if n else 0.0,
+           "answered": answered, "answer_correct": correct,
+           "answer_accuracy": correct / answered if answered else None,
+           "mean_confidence": sum(r.confidence for r in results) / n if n else 0.0,
+           "by_template": {k: {**c, "exact_match": c["exact"] / c["questions"],
+                               "answer_accuracy": c["answer_correct"] / c["answered"] if c["answered"] else None}
+                           for k, c in sorted(by_template.items())},
+           "mistakes": mistakes}
+    if unsure_below is not None:
+        out.update(unsure_below=unsure_below, unsure=unsure, unsure_exact=unsure_exact)
+        if fallback is not None:
+            out.update(fallback_used=used, fallback_failed=failed)
+    return out

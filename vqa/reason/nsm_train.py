@@ -52,6 +52,9 @@ class TrainConfig:
     limit: int | None = None  # only the first N training questions
     max_minutes: float | None = None  # stop (and save) after this much training time
     init: str | None = None  # start from this checkpoint's weights and vocabulary (new parameters fresh)
+    # with `init`: add the training questions' words the checkpoint's vocabulary lacks (new
+    # embedding rows start fresh; the old rows keep their weights)
+    extend_vocab: bool = False
     # CLEVR-layout folders with images whose questions are trained on the scenes the scene
     # parser predicts (soft attributes, object scores), besides the gold scenes of `data`
     predicted: tuple[str, ...] = ()
@@ -97,6 +100,19 @@ def predicted_scenes(root, split: str, checkpoint: str | None = None, log=print)
             f.write(json.dumps(g.to_dict()) + "\n")
     tmp.replace(cache)
     return scenes
+
+
+def _extended_vocab(vocab: Vocab, root, split: str, limit: int | None) -> Vocab:
+    """`vocab` plus the words of `root/<split>`'s questions it lacks, appended in sorted order."""
+    from .nsm_data import tokenize
+
+    seen = set(vocab.words)
+    new = set()
+    for i, q in enumerate(CLEVRDataset(root, split).questions()):
+        if limit is not None and i >= limit:
+            break
+        new.update(w for w in tokenize(q.text) if w not in seen)
+    return Vocab(vocab.words + sorted(new))
 
 
 def load_examples(root, split: str, ontology: NSMOntology, vocab: Vocab | None, steps: int,
@@ -232,6 +248,9 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
     if state is None and cfg.init:
         init = torch.load(cfg.init, map_location=device, weights_only=False)
         vocab = Vocab(init["vocab"])
+        if cfg.extend_vocab:
+            vocab = _extended_vocab(vocab, data, split, cfg.limit)
+            log(f"vocabulary: {len(init['vocab'])} words from {cfg.init}, {len(vocab) - len(init['vocab'])} added")
     mcfg = model.config if state else (model_config or NSMConfig())
     t0 = time.time()
     train, vocab = load_examples(data, split, ontology, vocab, mcfg.steps, cfg.limit)
@@ -253,7 +272,13 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
         model = NSM(mcfg, ontology, len(vocab)).to(device)
         model.init_word_embeddings(vocab)
         if init is not None:
-            missing, unexpected = model.load_state_dict(init["state_dict"], strict=False)
+            weights = dict(init["state_dict"])
+            old = weights.get("embed.weight")
+            if old is not None and old.shape[0] < len(vocab):  # extended vocabulary: new rows stay fresh
+                full = model.embed.weight.detach().clone()
+                full[:old.shape[0]] = old
+                weights["embed.weight"] = full
+            missing, unexpected = model.load_state_dict(weights, strict=False)
             log(f"weights from {cfg.init}; new: {', '.join(missing) or '-'}; dropped: {', '.join(unexpected) or '-'}")
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -40,10 +40,12 @@ def scene_streams(seed: int, split: str, index: int) -> tuple[np.random.Generato
 
 def generate_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: int, seed: int,
                      split: str = "train", image_size: tuple[int, int] = (320, 240), images: bool = True,
-                     verify: bool = True, progress=None) -> dict:
+                     verify: bool = True, progress=None, templates: str | Path | None = None) -> dict:
     """Write `num_scenes` scenes (rendered when `images`) and up to `questions_per_scene`
     questions each under `out`. `verify` re-derives every answer with the reference
-    executor. `progress(iterable, desc=..., total=...)` wraps the scene loop.
+    executor. `progress(iterable, desc=..., total=...)` wraps the scene loop. `templates`: a
+    folder of question templates in the official CLEVR format (`vqa.datasets.clevr_templates`)
+    used instead of the project's own families.
 
     Out: a summary dict (paths, counts per family and group, seconds, questions/s).
     """
@@ -59,7 +61,13 @@ def generate_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: i
             "generator": "vqa.datasets.synth", "seed": int(seed), "num_scenes": int(num_scenes),
             "questions_per_scene": int(questions_per_scene), "image_size": [int(v) for v in image_size],
             "images": bool(images)}
-    generator = QuestionGenerator(np.random.default_rng(seed), verify=verify)
+    if templates is not None:
+        from ..clevr_templates import TemplateQuestionGenerator, TemplateSet
+
+        generator = TemplateQuestionGenerator(TemplateSet.load(templates), np.random.default_rng(seed), verify=verify)
+        info["templates"] = str(templates)
+    else:
+        generator = QuestionGenerator(np.random.default_rng(seed), verify=verify)
     seconds = Counter()
     n_questions, short = 0, 0
     indices = range(num_scenes)
@@ -86,15 +94,24 @@ def generate_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: i
                 questions_out.write({"split": split, "image_index": i, "image_filename": scene["image_filename"],
                                      "question_index": n_questions, **rec})
                 n_questions += 1
-    by_family = {f.name: generator.family_counts[f.index] for f in FAMILIES if generator.family_counts[f.index]}
-    by_group = Counter()
-    for f in FAMILIES:
-        by_group[f.group] += generator.family_counts[f.index]
+    if templates is not None:
+        by_family = {t.key: generator.family_counts[t.key] for t in generator.ts.templates
+                     if generator.family_counts[t.key]}
+        by_group = Counter()
+        for t in generator.ts.templates:
+            by_group[t.filename.removesuffix(".json")] += generator.family_counts[t.key]
+        answers = {t.key: dict(generator.answer_counts[t.key]) for t in generator.ts.templates}
+    else:
+        by_family = {f.name: generator.family_counts[f.index] for f in FAMILIES if generator.family_counts[f.index]}
+        by_group = Counter()
+        for f in FAMILIES:
+            by_group[f.group] += generator.family_counts[f.index]
+        answers = {f.index: dict(generator.answer_counts[f.index]) for f in FAMILIES}
     return {"out": str(out), "split": split, "scenes_file": str(paths["scenes"]),
             "questions_file": str(paths["questions"]), "images_dir": str(paths["images"]) if images else None,
             "num_scenes": num_scenes, "num_questions": n_questions, "questions_missing": short,
             "questions_per_group": dict(by_group), "questions_per_family": by_family,
-            "answers_per_family": {f.index: dict(generator.answer_counts[f.index]) for f in FAMILIES},
+            "answers_per_family": answers,
             "seconds_scenes": round(seconds["scenes"], 3), "seconds_questions": round(seconds["questions"], 3),
             "questions_per_second": round(n_questions / seconds["questions"], 1) if seconds["questions"] else None}
 
