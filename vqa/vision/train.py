@@ -31,7 +31,7 @@ import torch
 
 from ..errors import VQAError
 from ..nn.vit import autocast
-from .data import SceneParserData
+from .data import load_training_data
 from .scene_parser import SceneParser, SceneParserConfig, checkpoint_dict, model_from_checkpoint
 from .targets import scene_parser_loss
 
@@ -60,6 +60,10 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (and save) once training has run this long
     tune: bool = True                 # choose score threshold / NMS IoU on val_split at the end
     model: dict = field(default_factory=dict)  # SceneParserConfig overrides, e.g. {"attn_variant": "mqa"}
+    init: str | None = None           # start from this scene-parser checkpoint's weights (fine-tuning)
+    repeat: int = 1                   # `data` repeated this many times per epoch
+    extra_data: tuple = ()            # more CLEVR-layout folders mixed in (their `split`)
+    extra_limit: int | None = None    # first N scenes of each extra folder
 
 
 def distributed_env() -> tuple[int, int, int]:
@@ -110,13 +114,20 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     out, last, state, model = open_run(cfg.out, cfg.resume)
+    if model is None and cfg.init:
+        from .scene_parser import load_scene_parser
+        torch.manual_seed(cfg.seed)
+        model = load_scene_parser(cfg.init)
+        if cfg.model:
+            raise VQAError("fine-tuning (init) keeps the checkpoint's architecture: leave out model settings")
     if model is None:
         torch.manual_seed(cfg.seed)
         model = SceneParser(SceneParserConfig(**cfg.model))
     mcfg = model.cfg
     model.to(device)
-    data = SceneParserData(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
-                           limit=cfg.limit, progress=progress if rank == 0 else None)
+    data = load_training_data(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
+                              limit=cfg.limit, repeat=cfg.repeat, extra=tuple(cfg.extra_data),
+                              extra_limit=cfg.extra_limit, progress=progress if rank == 0 else None)
     val_root = Path(cfg.data)
     has_val = (val_root / "scenes" / f"CLEVR_{cfg.val_split}_scenes.json").is_file()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n]
