@@ -51,6 +51,14 @@ LIGHTS = {  # name: location, power (W), colour, square size
     "back": ((-1.1685, 2.6460, 5.8157), 50.0, (1.0, 1.0, 1.0), 1.0),
 }
 LAMP_NAMES = {"key": "Lamp_Key", "fill": "Lamp_Fill", "back": "Lamp_Back"}
+# The modelled scene's look (tuned by comparing renders of one scene with the official assets'
+# renders: mean colour of each object and of the floor); `init` may override any of them.
+OWN_LOOK = {
+    "sun_direction": (-0.41, 0.19, -0.89), "sun_energy": 0.45,
+    "ground_gray": 0.785,
+    "rubber_roughness": 0.6, "rubber_specular": 0.3, "rubber_sheen": 0.75, "rubber_velvet": 0.15,
+    "metal_roughness": 0.25, "metal_anisotropic": 0.25,
+}
 # Flat pre-render codes: channel levels 0, 0.5 (sRGB 188) and 1 (255); object k gets code k + 1.
 _LEVELS = (0.0, 0.5, 1.0)
 MASK_CODES = [(r, g, b) for r in _LEVELS for g in _LEVELS for b in _LEVELS][1:]
@@ -77,6 +85,11 @@ class Builder:
     # ---- set-up ----------------------------------------------------------------
     def init(self, req):
         _require_cycles()
+        self.look = dict(OWN_LOOK)
+        unknown = set(req.get("look") or {}) - set(OWN_LOOK)
+        if unknown:
+            raise RequestError(f"unknown look settings {sorted(unknown)} (known: {sorted(OWN_LOOK)})")
+        self.look.update(req.get("look") or {})
         if self.assets:
             self._load_official()
         else:
@@ -193,20 +206,23 @@ class Builder:
             lamp.location = loc
             _track(lamp, target)
             scene.collection.objects.link(lamp)
+        look = self.look
         sun_data = bpy.data.lights.new("Sun", "SUN")
-        sun_data.energy = 0.45
+        sun_data.energy = look["sun_energy"]
         sun_data.angle = math.radians(10.0)
         sun = bpy.data.objects.new("Sun", sun_data)
-        sun.rotation_euler = (math.radians(27.0), math.radians(-24.0), 0.0)
+        sun.rotation_euler = Vector(look["sun_direction"]).to_track_quat("-Z", "Y").to_euler()
         scene.collection.objects.link(sun)
         ground = bpy.data.objects.new("Ground", _backdrop_mesh())
         scene.collection.objects.link(ground)
         gmat = bpy.data.materials.new("Ground")
         gmat.use_nodes = True
-        p = gmat.node_tree.nodes["Principled BSDF"]
-        _set(p, ("Base Color",), (0.8, 0.8, 0.8, 1.0))
-        _set(p, ("Roughness",), 0.9)
-        _set(p, ("Specular", "Specular IOR Level"), 0.1)
+        nodes = gmat.node_tree.nodes
+        nodes.remove(nodes["Principled BSDF"])
+        diffuse = nodes.new("ShaderNodeBsdfDiffuse")
+        g = look["ground_gray"]
+        diffuse.inputs["Color"].default_value = (g, g, g, 1.0)
+        gmat.node_tree.links.new(diffuse.outputs["BSDF"], nodes["Material Output"].inputs["Surface"])
         ground.data.materials.append(gmat)
         self.meshes = {"cube": _cube_mesh(), "cylinder": _cylinder_mesh(), "sphere": _sphere_mesh()}
 
@@ -216,15 +232,16 @@ class Builder:
         nodes, links = mat.node_tree.nodes, mat.node_tree.links
         p = nodes["Principled BSDF"]
         _set(p, ("Base Color",), (*rgb, 1.0))
+        look = self.look
         if material == "metal":
             _set(p, ("Metallic",), 1.0)
-            _set(p, ("Roughness",), 0.2)
-            _set(p, ("Anisotropic",), 0.25)
+            _set(p, ("Roughness",), look["metal_roughness"])
+            _set(p, ("Anisotropic",), look["metal_anisotropic"])
         else:
             _set(p, ("Metallic",), 0.0)
-            _set(p, ("Roughness",), 0.6)
-            _set(p, ("Specular", "Specular IOR Level"), 0.3)
-            _set(p, ("Sheen", "Sheen Weight"), 1.0)
+            _set(p, ("Roughness",), look["rubber_roughness"])
+            _set(p, ("Specular", "Specular IOR Level"), look["rubber_specular"])
+            _set(p, ("Sheen", "Sheen Weight"), look["rubber_sheen"])
             if not isinstance(p.inputs.get("Sheen Tint").default_value, float):
                 _set(p, ("Sheen Tint",), (*rgb, 1.0))   # Blender 4: a colour
             else:
@@ -238,7 +255,7 @@ class Builder:
             if "Sigma" in velvet.inputs:
                 velvet.inputs["Sigma"].default_value = 0.6
             mix = nodes.new("ShaderNodeMixShader")
-            mix.inputs["Fac"].default_value = 0.3
+            mix.inputs["Fac"].default_value = look["rubber_velvet"]
             out = nodes["Material Output"]
             links.new(p.outputs["BSDF"], mix.inputs[1])
             links.new(velvet.outputs["BSDF"], mix.inputs[2])
