@@ -164,3 +164,12 @@ def test_rerun_with_other_settings_is_refused(tiny_render):
     with pytest.raises(VQAError, match="other settings: samples 2 \\(now 3\\)"):
         driver.render_dataset(out, num_scenes=3, questions_per_scene=3, seed=4, split="val",
                               image_size=(96, 64), samples=3, timeout=60)
+
+
+@pytest.mark.slow
+def test_bench_render_reports_seconds_per_image():
+    from vqa.datasets.blender.bench import bench_render
+
+    _command_or_skip()
+    rows = bench_render(images=1, image_size=(48, 32), samples=(1, 2), log=lambda *_: None)
+    assert [r["samples"] for r in rows] == [1, 2] and all(r["s_per_image"] > 0 for r in rows)
