@@ -57,3 +57,17 @@ def test_mixed_data_repeats_the_first_folder_and_fine_tuning_starts_from_a_check
     for (n, p), q in zip(start.state_dict().items(), tuned.state_dict().values()):
         if p.dtype.is_floating_point and "running" not in n:
             assert torch.equal(p, q), n
+
+
+def test_bench_parsing_reports_both_modes(tmp_path):
+    from pathlib import Path
+
+    from vqa.datasets.synth.generate import generate_dataset
+    from vqa.runtime.scene_parser import bench_parsing
+
+    npz = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "scene_parser.npz"
+    generate_dataset(tmp_path, num_scenes=2, questions_per_scene=0, seed=1, image_size=(192, 128), verify=False)
+    images = sorted((tmp_path / "images" / "train").iterdir())
+    rows = bench_parsing([npz, npz], images, repeats=1)
+    assert len(rows) == 2 and all(r["images"] == 2 and r["single_images_per_s"] > 0 and r["batch_images_per_s"] > 0
+                                  for r in rows)

@@ -42,6 +42,7 @@ def register(tsub) -> None:
     p.add_argument("--repeat", type=_positive, default=1, help="--data's scenes repeated N times per epoch (default 1)")
     p.add_argument("--extra-data", action="append", default=[], metavar="DIR",
                    help="another CLEVR-layout folder mixed into training (its --split); may be repeated")
+    p.add_argument("--val-data", default=None, metavar="DIR", help="folder of --val-split (default: --data)")
     p.add_argument("--extra-limit", type=_positive, default=None, help="first N scenes of each --extra-data folder")
     p.add_argument("--init", default=None, metavar="CKPT",
                    help="fine-tune: start from this scene-parser checkpoint (its architecture; e.g. the shipped one)")
@@ -69,7 +70,7 @@ def run(args) -> int:
                       seed=args.seed, flip=not args.no_flip, checkpoint_every=args.checkpoint_every,
                       resume=args.resume, device=args.device, amp=not args.no_amp, threads=args.threads, model=model,
                       max_minutes=args.max_minutes, tune=not args.no_tune,
-                      repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, init=args.init)
+                      repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, init=args.init)
     try:
         summary = train_scene_parser(cfg, progress=progress)
     except ValueError as e:  # a bad model setting (attention heads, sizes)

@@ -74,6 +74,7 @@ class RefineConfig:
     repeat: int = 1                   # `data` repeated this many times per epoch
     extra_data: tuple = ()            # more CLEVR-layout folders mixed in (their `split`)
     extra_limit: int | None = None    # first N scenes of each extra folder
+    val_data: str | None = None       # folder of `val_split` (default: `data`)
 
 
 class GoldCrops:
@@ -214,8 +215,9 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
                               limit=cfg.limit, repeat=cfg.repeat, extra=tuple(cfg.extra_data),
                               extra_limit=cfg.extra_limit, progress=progress)
     crops = GoldCrops(data)
-    has_val = (Path(cfg.data) / "scenes" / f"CLEVR_{cfg.val_split}_scenes.json").is_file()
-    val = (SceneParserData(cfg.data, cfg.val_split, image_size=mcfg.image_size, attributes=mcfg.attributes,
+    val_root = Path(cfg.val_data or cfg.data)
+    has_val = (val_root / "scenes" / f"CLEVR_{cfg.val_split}_scenes.json").is_file()
+    val = (SceneParserData(val_root, cfg.val_split, image_size=mcfg.image_size, attributes=mcfg.attributes,
                            limit=cfg.val_limit) if has_val else None)
     params = list(model.refine.parameters())
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
