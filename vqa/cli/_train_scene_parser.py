@@ -42,6 +42,7 @@ def register(tsub) -> None:
     p.add_argument("--repeat", type=_positive, default=1, help="--data's scenes repeated N times per epoch (default 1)")
     p.add_argument("--extra-data", action="append", default=[], metavar="DIR",
                    help="another CLEVR-layout folder mixed into training (its --split); may be repeated")
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps of the learning rate (default 100)")
     p.add_argument("--val-data", default=None, metavar="DIR", help="folder of --val-split (default: --data)")
     p.add_argument("--extra-limit", type=_positive, default=None, help="first N scenes of each --extra-data folder")
     p.add_argument("--init", default=None, metavar="CKPT",
@@ -70,7 +71,7 @@ def run(args) -> int:
                       seed=args.seed, flip=not args.no_flip, checkpoint_every=args.checkpoint_every,
                       resume=args.resume, device=args.device, amp=not args.no_amp, threads=args.threads, model=model,
                       max_minutes=args.max_minutes, tune=not args.no_tune,
-                      repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, init=args.init)
+                      repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, warmup_steps=args.warmup_steps, init=args.init)
     try:
         summary = train_scene_parser(cfg, progress=progress)
     except ValueError as e:  # a bad model setting (attention heads, sizes)

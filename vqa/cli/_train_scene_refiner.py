@@ -36,6 +36,7 @@ def register(tsub) -> None:
     p.add_argument("--repeat", type=_positive, default=1, help="--data's scenes repeated N times per epoch (default 1)")
     p.add_argument("--extra-data", action="append", default=[], metavar="DIR",
                    help="another CLEVR-layout folder mixed into training (its --split); may be repeated")
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps of the learning rate (default 100)")
     p.add_argument("--val-data", default=None, metavar="DIR", help="folder of --val-split (default: --data)")
     p.add_argument("--extra-limit", type=_positive, default=None, help="first N scenes of each --extra-data folder")
     p.add_argument("--keep", action="store_true",
@@ -64,7 +65,7 @@ def run(args) -> int:
                        batch_size=args.batch_size, lr=args.lr, size=args.crop_size, channels=channels,
                        context=args.context, seed=args.seed, checkpoint_every=args.checkpoint_every,
                        resume=args.resume, device=args.device, threads=args.threads, max_minutes=args.max_minutes,
-                      repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, keep=args.keep)
+                      repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, warmup_steps=args.warmup_steps, keep=args.keep)
     summary = train_refiner(cfg, progress=progress)
     if args.json:
         print(json.dumps(summary, indent=1))

@@ -175,7 +175,11 @@ class Builder:
                     raise RequestError(f"{path} has no node group {gname!r} (expected CLEVR's {mat} material file)")
                 dst.node_groups = [gname]
             group = dst.node_groups[0]
-            if "Color" not in group.inputs:
+            if hasattr(group, "inputs"):  # Blender 3
+                inputs = [sock.name for sock in group.inputs]
+            else:                         # Blender 4: the group's interface
+                inputs = [i.name for i in group.interface.items_tree if getattr(i, "in_out", None) == "INPUT"]
+            if "Color" not in inputs:
                 raise RequestError(f"{path}: node group {gname!r} has no 'Color' input")
             self.groups[mat] = group
 
