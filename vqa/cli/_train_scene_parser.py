@@ -39,6 +39,14 @@ def register(tsub) -> None:
                    help="stop training after this many minutes (the checkpoints are written as usual)")
     p.add_argument("--no-tune", action="store_true",
                    help="keep the default score threshold / NMS IoU instead of choosing them on --val-split")
+    p.add_argument("--repeat", type=_positive, default=1, help="--data's scenes repeated N times per epoch (default 1)")
+    p.add_argument("--extra-data", action="append", default=[], metavar="DIR",
+                   help="another CLEVR-layout folder mixed into training (its --split); may be repeated")
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps of the learning rate (default 100)")
+    p.add_argument("--val-data", default=None, metavar="DIR", help="folder of --val-split (default: --data)")
+    p.add_argument("--extra-limit", type=_positive, default=None, help="first N scenes of each --extra-data folder")
+    p.add_argument("--init", default=None, metavar="CKPT",
+                   help="fine-tune: start from this scene-parser checkpoint (its architecture; e.g. the shipped one)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -52,7 +60,7 @@ def run(args) -> int:
     from ..vision.train import TrainConfig, train_scene_parser
     from ._util import progress
 
-    model = {"attn_variant": args.attention}
+    model = {} if args.init else {"attn_variant": args.attention}
     for key, value in (("n_kv_heads", args.kv_heads), ("n_q_heads", args.q_heads), ("dim", args.dim),
                        ("depth", args.depth), ("n_heads", args.heads), ("image_size", args.image_size),
                        ("stem_extra", args.stem_extra)):
@@ -62,7 +70,8 @@ def run(args) -> int:
                       val_limit=args.val_limit, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, flip=not args.no_flip, checkpoint_every=args.checkpoint_every,
                       resume=args.resume, device=args.device, amp=not args.no_amp, threads=args.threads, model=model,
-                      max_minutes=args.max_minutes, tune=not args.no_tune)
+                      max_minutes=args.max_minutes, tune=not args.no_tune,
+                      repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, warmup_steps=args.warmup_steps, init=args.init)
     try:
         summary = train_scene_parser(cfg, progress=progress)
     except ValueError as e:  # a bad model setting (attention heads, sizes)

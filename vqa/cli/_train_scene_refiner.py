@@ -33,6 +33,14 @@ def register(tsub) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
+    p.add_argument("--repeat", type=_positive, default=1, help="--data's scenes repeated N times per epoch (default 1)")
+    p.add_argument("--extra-data", action="append", default=[], metavar="DIR",
+                   help="another CLEVR-layout folder mixed into training (its --split); may be repeated")
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps of the learning rate (default 100)")
+    p.add_argument("--val-data", default=None, metavar="DIR", help="folder of --val-split (default: --data)")
+    p.add_argument("--extra-limit", type=_positive, default=None, help="first N scenes of each --extra-data folder")
+    p.add_argument("--keep", action="store_true",
+                   help="continue training --checkpoint's own second stage instead of a fresh one")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -56,7 +64,8 @@ def run(args) -> int:
                        val_split=args.val_split, limit=args.limit, val_limit=args.val_limit, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, size=args.crop_size, channels=channels,
                        context=args.context, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                       resume=args.resume, device=args.device, threads=args.threads, max_minutes=args.max_minutes)
+                       resume=args.resume, device=args.device, threads=args.threads, max_minutes=args.max_minutes,
+                      repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, warmup_steps=args.warmup_steps, keep=args.keep)
     summary = train_refiner(cfg, progress=progress)
     if args.json:
         print(json.dumps(summary, indent=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 
 
 def register(sub) -> None:
@@ -23,12 +24,30 @@ def register(sub) -> None:
                    help="question templates in the official CLEVR format (template *.json files, metadata.json, "
                         "synonyms.json) instead of the project's own 59 families")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    b = p.add_argument_group("Blender renderer (--renderer blender)")
+    b.add_argument("--renderer", choices=("numpy", "blender"), default="numpy",
+                   help="numpy: the project's own renderer (default); blender: Cycles renders like CLEVR's")
+    b.add_argument("--blender", metavar="PROGRAM", default=None,
+                   help="Blender binary, or 'bpy' for the PyPI module (default: $VQA_BLENDER, blender on PATH, bpy)")
+    b.add_argument("--blender-assets", metavar="DIR", default=None,
+                   help="CLEVR's asset files (base_scene.blend, shapes/, materials/); default: the project's own scene model")
+    b.add_argument("--samples", type=_positive, default=64, metavar="N", help="Cycles samples per pixel (default 64)")
+    b.add_argument("--workers", type=_positive, default=1, metavar="N", help="Blender processes (default 1)")
+    b.add_argument("--threads", type=_positive, default=None, metavar="N",
+                   help="render threads per Blender process (default: CPU cores / workers)")
+    b.add_argument("--device", choices=("cpu", "cuda", "optix", "hip", "oneapi", "metal"), default="cpu",
+                   help="Cycles device (default cpu)")
+    b.add_argument("--blender-timeout", type=_positive, default=600, metavar="S",
+                   help="seconds Blender may take for one request before it is restarted (default 600)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..datasets.synth.generate import generate_dataset
     from ._util import progress
+
+    if args.renderer == "blender":
+        return _run_blender(args)
 
     summary = generate_dataset(args.out, num_scenes=args.num_scenes, questions_per_scene=args.questions_per_scene,
                                seed=args.seed, split=args.split, image_size=args.image_size,
@@ -45,6 +64,32 @@ def run(args) -> int:
         print(f"  time: scenes {summary['seconds_scenes']} s, questions {summary['seconds_questions']} s "
               f"({summary['questions_per_second']} questions/s)")
     return 0
+
+
+def _run_blender(args) -> int:
+    from ..datasets.blender import render_dataset
+    from ._util import progress
+
+    if args.no_images:
+        raise SystemExit("vqa generate: --renderer blender renders images; leave out --no-images")
+    s = render_dataset(args.out, num_scenes=args.num_scenes, questions_per_scene=args.questions_per_scene,
+                       seed=args.seed, split=args.split, image_size=args.image_size, samples=args.samples,
+                       workers=args.workers, threads=args.threads, blender=args.blender, assets=args.blender_assets,
+                       device=args.device, timeout=args.blender_timeout, verify=not args.no_verify, progress=progress)
+    if args.json:
+        print(json.dumps(s, indent=1))
+    else:
+        print(f"rendered {s['rendered_now']:,} images ({s['already_there']:,} were there already); "
+              f"{s['num_scenes']:,} scenes and {s['num_questions']:,} questions in {s['out']}")
+        print(f"  scenes:    {s['scenes_file']}")
+        print(f"  questions: {s['questions_file']}")
+        print(f"  images:    {s['images_dir']}")
+        if s["rendered_now"]:
+            print(f"  time: {s['seconds_wall']} s, {s['seconds_per_image']} s per image "
+                  f"(Cycles {s['render_seconds_per_image']} s; Blender {s['blender']}, {s['model']} scene model, {s['device']})")
+    for i, err in sorted(s["failed"].items()):
+        print(f"vqa generate: image {i} failed: {err}", file=sys.stderr)
+    return 1 if s["failed"] else 0
 
 
 def _positive(text: str) -> int:

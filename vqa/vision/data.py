@@ -139,3 +139,34 @@ def _exact_centres(rec: dict) -> list[tuple[float, float]] | None:
     pts = np.array([o["3d_coords"] for o in rec["objects"]], dtype=float)
     px, py, _ = camera.project(pts)
     return list(zip(px.tolist(), py.tolist()))
+
+
+class MixedData(SceneParserData):
+    """Several `SceneParserData` of one input size as one training set; part k repeated
+    `repeats[k]` times (e.g. a few hundred Blender renders next to thousands of synthetic images)."""
+
+    def __init__(self, parts: list[SceneParserData], repeats: list[int] | None = None):
+        if not parts:
+            raise ValueError("no data")
+        repeats = list(repeats or [1] * len(parts))
+        sizes = {p.image_size for p in parts}
+        if len(sizes) != 1:
+            raise DataError(f"training folders load at different input sizes {sorted(sizes)}")
+        self.root, self.split = parts[0].root, parts[0].split
+        self.image_size, self.attributes = parts[0].image_size, parts[0].attributes
+        self.parts, self.repeats = parts, repeats
+        self.images = torch.cat([p.images for p, r in zip(parts, repeats) for _ in range(r)])
+        self.objects = [objs for p, r in zip(parts, repeats) for _ in range(r) for objs in p.objects]
+        self.graphs = [g for p, r in zip(parts, repeats) for _ in range(r) for g in p.graphs]
+
+
+def load_training_data(root, split: str, *, image_size, attributes, limit=None, repeat: int = 1,
+                       extra: tuple[str, ...] = (), extra_limit=None, progress=None) -> SceneParserData:
+    """`root`'s `split` (repeated `repeat` times), plus the same split of each `extra` folder
+    (first `extra_limit` scenes each); a plain `SceneParserData` when there is nothing to mix."""
+    main = SceneParserData(root, split, image_size=image_size, attributes=attributes, limit=limit, progress=progress)
+    if not extra and repeat == 1:
+        return main
+    parts = [main] + [SceneParserData(e, split, image_size=image_size, attributes=attributes, limit=extra_limit,
+                                      progress=progress) for e in extra]
+    return MixedData(parts, [repeat] + [1] * len(extra))

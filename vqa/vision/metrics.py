@@ -13,6 +13,8 @@ matched objects and categories. Count accuracy: scenes whose number of predicted
 objects equals the gold number. Relation accuracy: over ordered pairs of matched gold
 objects and the relations left/right/front/behind, whether the prediction holds the
 relation between the matched predicted objects exactly when the gold graph does.
+Centre error: distance between a matched pair's centres (`centre_within_5px`: the share of
+matched objects within 5 pixels of the gold image; `centre_error_median`).
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ class SceneMetrics:
         self.attr_total = {c: 0 for c in self.categories}
         self.scenes = self.count_right = self.perfect = 0
         self.rel_right = self.rel_total = 0
+        self.centre_errors: list[float] = []  # pixels of the gold image, per matched object
 
     def add(self, pred: SceneGraph, gold: SceneGraph) -> dict:
         """Score one scene; returns its own counts."""
@@ -64,6 +67,7 @@ class SceneMetrics:
         self.count_right += len(pred.objects) == len(gold.objects)
         attr_wrong = 0
         for i, j in pairs:
+            self.centre_errors.append(math.dist(pred.objects[i].centre, gold.objects[j].centre))
             for c in self.categories:
                 gv = gold.objects[j].value(c)
                 if gv is None:
@@ -104,7 +108,10 @@ class SceneMetrics:
                                                    for c in self.categories},
                 "count_accuracy": rate(self.count_right, self.scenes),
                 "relation_accuracy": rate(self.rel_right, self.rel_total),
-                "perfect_scenes": rate(self.perfect, self.scenes), "distance": self.distance}
+                "perfect_scenes": rate(self.perfect, self.scenes), "distance": self.distance,
+                "centre_within_5px": rate(sum(e <= 5.0 for e in self.centre_errors), len(self.centre_errors)),
+                "centre_error_median": (sorted(self.centre_errors)[len(self.centre_errors) // 2]
+                                        if self.centre_errors else None)}
 
 
 def format_scene_report(s: dict) -> str:
@@ -119,4 +126,7 @@ def format_scene_report(s: dict) -> str:
                  f"{c} {pct(v)}" for c, v in s["attribute_accuracy_by_category"].items()) + ")",
              f"count accuracy {pct(s['count_accuracy'])}  relation accuracy {pct(s['relation_accuracy'])}  "
              f"perfect scenes {pct(s['perfect_scenes'])}"]
+    if s.get("centre_within_5px") is not None:
+        lines.append(f"box centres within 5 px of the gold centre {pct(s['centre_within_5px'])} of matched objects "
+                     f"(median error {s['centre_error_median']:.2f} px)")
     return "\n".join(lines)

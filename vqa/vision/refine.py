@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from ..errors import VQAError
 from .core import MEAN, STD, crop_boxes, detect, sample_crops, to_graph
-from .data import SceneParserData
+from .data import SceneParserData, load_training_data
 from .metrics import match_objects
 from .scene_parser import checkpoint_dict, load_scene_parser
 from .train import _save, open_run
@@ -70,6 +70,11 @@ class RefineConfig:
     threads: int | None = None
     device: str = "auto"
     max_minutes: float | None = None
+    keep: bool = False                # continue training the checkpoint's own second stage
+    repeat: int = 1                   # `data` repeated this many times per epoch
+    extra_data: tuple = ()            # more CLEVR-layout folders mixed in (their `split`)
+    extra_limit: int | None = None    # first N scenes of each extra folder
+    val_data: str | None = None       # folder of `val_split` (default: `data`)
 
 
 class GoldCrops:
@@ -193,20 +198,26 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
         torch.manual_seed(cfg.seed)
         model = load_scene_parser(cfg.checkpoint)
         base_train = _base_train(cfg.checkpoint)
-        model.cfg.refine_size, model.cfg.refine_channels = cfg.size, tuple(cfg.channels)
-        model.cfg.refine_context, model.cfg.refine_weight = cfg.context, {}
-        model.add_refine()
+        if cfg.keep:
+            if model.refine is None:
+                raise VQAError(f"{cfg.checkpoint}: has no second stage to continue training")
+        else:
+            model.cfg.refine_size, model.cfg.refine_channels = cfg.size, tuple(cfg.channels)
+            model.cfg.refine_context, model.cfg.refine_weight = cfg.context, {}
+            model.add_refine()
     model.to(device)
     for p in model.parameters():
         p.requires_grad_(False)
     for p in model.refine.parameters():
         p.requires_grad_(True)
     mcfg = model.cfg
-    data = SceneParserData(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
-                           limit=cfg.limit, progress=progress)
+    data = load_training_data(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
+                              limit=cfg.limit, repeat=cfg.repeat, extra=tuple(cfg.extra_data),
+                              extra_limit=cfg.extra_limit, progress=progress)
     crops = GoldCrops(data)
-    has_val = (Path(cfg.data) / "scenes" / f"CLEVR_{cfg.val_split}_scenes.json").is_file()
-    val = (SceneParserData(cfg.data, cfg.val_split, image_size=mcfg.image_size, attributes=mcfg.attributes,
+    val_root = Path(cfg.val_data or cfg.data)
+    has_val = (val_root / "scenes" / f"CLEVR_{cfg.val_split}_scenes.json").is_file()
+    val = (SceneParserData(val_root, cfg.val_split, image_size=mcfg.image_size, attributes=mcfg.attributes,
                            limit=cfg.val_limit) if has_val else None)
     params = list(model.refine.parameters())
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},

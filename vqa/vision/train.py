@@ -31,7 +31,7 @@ import torch
 
 from ..errors import VQAError
 from ..nn.vit import autocast
-from .data import SceneParserData
+from .data import load_training_data
 from .scene_parser import SceneParser, SceneParserConfig, checkpoint_dict, model_from_checkpoint
 from .targets import scene_parser_loss
 
@@ -60,6 +60,11 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (and save) once training has run this long
     tune: bool = True                 # choose score threshold / NMS IoU on val_split at the end
     model: dict = field(default_factory=dict)  # SceneParserConfig overrides, e.g. {"attn_variant": "mqa"}
+    init: str | None = None           # start from this scene-parser checkpoint's weights (fine-tuning)
+    repeat: int = 1                   # `data` repeated this many times per epoch
+    extra_data: tuple = ()            # more CLEVR-layout folders mixed in (their `split`)
+    extra_limit: int | None = None    # first N scenes of each extra folder
+    val_data: str | None = None       # folder of `val_split` (default: `data`)
 
 
 def distributed_env() -> tuple[int, int, int]:
@@ -110,14 +115,21 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     out, last, state, model = open_run(cfg.out, cfg.resume)
+    if model is None and cfg.init:
+        from .scene_parser import load_scene_parser
+        torch.manual_seed(cfg.seed)
+        model = load_scene_parser(cfg.init)
+        if cfg.model:
+            raise VQAError("fine-tuning (init) keeps the checkpoint's architecture: leave out model settings")
     if model is None:
         torch.manual_seed(cfg.seed)
         model = SceneParser(SceneParserConfig(**cfg.model))
     mcfg = model.cfg
     model.to(device)
-    data = SceneParserData(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
-                           limit=cfg.limit, progress=progress if rank == 0 else None)
-    val_root = Path(cfg.data)
+    data = load_training_data(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
+                              limit=cfg.limit, repeat=cfg.repeat, extra=tuple(cfg.extra_data),
+                              extra_limit=cfg.extra_limit, progress=progress if rank == 0 else None)
+    val_root = Path(cfg.val_data or cfg.data)
     has_val = (val_root / "scenes" / f"CLEVR_{cfg.val_split}_scenes.json").is_file()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "pos_embed" in n]
@@ -194,7 +206,7 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
             checkpoint(last, full=True)
             if has_val:
                 from .evaluate import evaluate_split
-                report = evaluate_split(model, cfg.data, cfg.val_split, questions=False, limit=cfg.val_limit)
+                report = evaluate_split(model, val_root, cfg.val_split, questions=False, limit=cfg.val_limit)
                 s = report["scene"]
                 line = {"eval_epoch": step // steps_per_epoch, "step": step, **{
                     k2: s[k2] for k2 in ("f1", "attribute_accuracy", "count_accuracy", "relation_accuracy")}}
@@ -212,7 +224,7 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
     if rank == 0:
         if has_val and cfg.tune:
             from .evaluate import tune_decoding
-            tuned = tune_decoding(model, cfg.data, cfg.val_split, limit=cfg.val_limit)
+            tuned = tune_decoding(model, val_root, cfg.val_split, limit=cfg.val_limit)
             tuned.pop("grid")
             logf.write(json.dumps({"tuned": tuned}) + "\n")
             log(f"decoding chosen on {cfg.val_split}: score threshold {tuned['score_threshold']}, "

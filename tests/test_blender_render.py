@@ -1,0 +1,175 @@
+"""The Blender renderer (`vqa generate --renderer blender`): tiny renders, skipped without Blender."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vqa.datasets.blender import driver
+from vqa.datasets.blender.driver import BlenderError, BlenderProcess, blender_command, count_mask_pixels, mask_labels, project
+
+
+def _command_or_skip():
+    try:
+        return blender_command()
+    except BlenderError:
+        pytest.skip("no Blender (no `blender` on PATH, no Python module bpy)")
+
+
+def test_mask_pixels_are_counted_per_code(tmp_path):
+    codes = [[255, 0, 0], [0, 188, 0], [0, 0, 255]]
+    a = np.zeros((10, 20, 3), np.uint8)
+    a[0:2, 0:5] = codes[0]            # 10 pixels
+    a[5:8, 10:14] = codes[1]          # 12 pixels
+    a[9, 19] = [0, 186, 1]            # within the tolerance of code 1
+    p = tmp_path / "m.png"
+    Image.fromarray(a).save(p)
+    assert count_mask_pixels(p, codes, 3) == [10, 13, 0]
+    lab = mask_labels(p, codes, 3)
+    assert lab[0, 0] == 0 and lab[6, 11] == 1 and lab[3, 3] == -1
+
+
+def test_missing_blender_program_is_one_clear_error():
+    with pytest.raises(BlenderError, match="apt-get install -y blender"):
+        blender_command("/nonexistent/blender")
+
+
+def test_cli_reports_missing_blender(tmp_path, capsys):
+    from vqa.cli import main
+
+    code = main(["generate", "--renderer", "blender", "--blender", "/nonexistent/blender", "--out", str(tmp_path),
+                 "--num-scenes", "1", "--questions-per-scene", "0", "--seed", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not found" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_render(tmp_path_factory):
+    _command_or_skip()
+    out = tmp_path_factory.mktemp("blender")
+    summary = driver.render_dataset(out, num_scenes=2, questions_per_scene=3, seed=4, split="val",
+                                    image_size=(96, 64), samples=2, workers=1, timeout=120)
+    return out, summary
+
+
+def test_tiny_render_writes_the_clevr_tree(tiny_render):
+    from vqa.datasets.clevr import CLEVRDataset
+
+    out, s = tiny_render
+    assert s["rendered_now"] == 2 and not s["failed"] and s["num_scenes"] == 2
+    scenes = json.loads((out / "scenes" / "CLEVR_val_scenes.json").read_text())["scenes"]
+    assert [sc["image_index"] for sc in scenes] == [0, 1]
+    for sc in scenes:
+        im = Image.open(out / "images" / "val" / sc["image_filename"])
+        assert im.size == (96, 64)
+        assert set(sc["directions"]) == {"left", "right", "front", "behind", "above", "below"}
+        assert 3 <= len(sc["objects"]) <= 10
+        for o in sc["objects"]:
+            assert {"3d_coords", "pixel_coords", "rotation", "size", "color", "material", "shape"} <= set(o)
+            assert o["visible_pixels"] >= 8  # CLEVR's 200 at 480x320, scaled to 96x64
+        # relationships follow the directions (CLEVR's rule: dot > 0.2)
+        xyz = np.array([o["3d_coords"] for o in sc["objects"]])
+        for r in ("left", "right", "front", "behind"):
+            v = np.array(sc["directions"][r])
+            for i in range(len(xyz)):
+                want = [j for j in range(len(xyz)) if j != i and float((xyz[j] - xyz[i]) @ v) > 0.2]
+                assert sorted(sc["relationships"][r][i]) == want
+    ds = CLEVRDataset(out, "val")  # the project's reader takes the tree as it is
+    assert len(list(ds.questions())) > 0 and len(list(ds.scenes())) == 2
+
+
+def test_pixel_coords_land_on_the_objects(tiny_render):
+    """Blender's projection of each centre (pixel_coords) against an independent numpy projection
+    with the recorded camera matrix, and against the flat pre-render of the same scene."""
+    out, _ = tiny_render
+    scenes = json.loads((out / "scenes" / "CLEVR_val_scenes.json").read_text())["scenes"]
+    proc = BlenderProcess(blender_command(), assets=None,
+                          init={"width": 96, "height": 64, "samples": 1, "threads": 1, "device": "cpu"}, timeout=120)
+    try:
+        proc.start()
+        hits = total = 0
+        for sc in scenes:
+            b = sc["blender"]
+            xyz = np.array([o["3d_coords"] for o in sc["objects"]])
+            px, py = project(xyz, b["world_to_camera"], b["focal_px"], 96, 64)
+            pc = np.array([o["pixel_coords"][:2] for o in sc["objects"]], float)
+            assert np.abs(np.stack([px, py], 1) - pc).max() <= 0.51
+            mask = out / f"mask_{sc['image_index']}.png"
+            objects = [{k: o[k] for k in ("shape", "size", "color", "material", "3d_coords", "rotation")}
+                       for o in sc["objects"]]
+            geo = proc.request({"cmd": "scene", "objects": objects, "camera_offset": b["camera_offset"],
+                                "light_offsets": b["light_offsets"], "mask": str(mask)})
+            assert [p[:2] for p in geo["pixel_coords"]] == [o["pixel_coords"][:2] for o in sc["objects"]]
+            lab = mask_labels(mask, geo["mask_codes"], len(objects))
+            depth = [o["pixel_coords"][2] for o in sc["objects"]]
+            for k, o in enumerate(sc["objects"]):
+                x, y = min(o["pixel_coords"][0], 95), min(o["pixel_coords"][1], 63)
+                win = lab[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
+                total += 1
+                if (win == k).any():
+                    hits += 1
+                else:  # hidden at its centre: then by a nearer object
+                    assert all(depth[j] < depth[k] for j in set(win.ravel().tolist()) - {-1})
+                x0, y0, w, h = o["bbox"]
+                assert x0 - 1 <= o["pixel_coords"][0] <= x0 + w + 1 and y0 - 1 <= o["pixel_coords"][1] <= y0 + h + 1
+                ys, xs = np.nonzero(lab == k)
+                assert xs.min() >= x0 - 1.5 and xs.max() <= x0 + w + 1.5 and ys.min() >= y0 - 1.5 and ys.max() <= y0 + h + 1.5
+        assert hits >= total - 1
+    finally:
+        proc.close()
+
+
+def test_rerun_resumes(tiny_render):
+    out, _ = tiny_render
+    img0 = out / "images" / "val" / "CLEVR_val_000000.png"
+    before = img0.stat().st_mtime_ns
+    s = driver.render_dataset(out, num_scenes=3, questions_per_scene=3, seed=4, split="val",
+                              image_size=(96, 64), samples=2, workers=2, threads=1, timeout=120)
+    assert s["already_there"] == 2 and s["rendered_now"] == 1 and s["num_scenes"] == 3
+    assert img0.stat().st_mtime_ns == before
+    scenes = json.loads((out / "scenes" / "CLEVR_val_scenes.json").read_text())["scenes"]
+    assert [sc["image_index"] for sc in scenes] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_official_asset_path(tmp_path, clevr_official):
+    _command_or_skip()
+    s = driver.render_dataset(tmp_path, num_scenes=1, questions_per_scene=0, seed=1, split="train",
+                              image_size=(96, 64), samples=2, assets=clevr_official / "assets", timeout=120)
+    assert s["rendered_now"] == 1 and s["model"] == "official"
+
+
+def test_wrong_asset_file_is_one_clear_error(tmp_path):
+    _command_or_skip()
+    assets = tmp_path / "assets"
+    (assets / "shapes").mkdir(parents=True)
+    (assets / "materials").mkdir()
+    (assets / "base_scene.blend").write_text("not a blend file")
+    with pytest.raises(BlenderError, match="base_scene.blend is not a .blend file"):
+        driver.render_dataset(tmp_path / "out", num_scenes=1, questions_per_scene=0, seed=0,
+                              image_size=(96, 64), samples=1, assets=assets, timeout=60)
+    os.remove(assets / "base_scene.blend")
+    with pytest.raises(BlenderError, match="missing CLEVR asset file .*base_scene.blend"):
+        driver.render_dataset(tmp_path / "out", num_scenes=1, questions_per_scene=0, seed=0,
+                              image_size=(96, 64), samples=1, assets=assets, timeout=60)
+
+
+def test_rerun_with_other_settings_is_refused(tiny_render):
+    from vqa.errors import VQAError
+
+    out, _ = tiny_render
+    with pytest.raises(VQAError, match="other settings: samples 2 \\(now 3\\)"):
+        driver.render_dataset(out, num_scenes=3, questions_per_scene=3, seed=4, split="val",
+                              image_size=(96, 64), samples=3, timeout=60)
+
+
+@pytest.mark.slow
+def test_bench_render_reports_seconds_per_image():
+    from vqa.datasets.blender.bench import bench_render
+
+    _command_or_skip()
+    rows = bench_render(images=1, image_size=(48, 32), samples=(1, 2), log=lambda *_: None)
+    assert [r["samples"] for r in rows] == [1, 2] and all(r["s_per_image"] > 0 for r in rows)
