@@ -148,3 +148,20 @@ def test_shipped_checkpoint_parses_a_fresh_world(tmp_path):
     recs = {qid: rec for _, qid, rec in iter_question_records(va["questions_file"])}
     res = evaluate_gqa_parser(parser, recs, SceneGraphs(va["scenes_file"]))
     assert res["exact_match"] >= 0.97 and res["answer_accuracy"] >= 0.97, res["mistakes"][:3]
+
+
+def test_ground_ids_puts_object_ids_back():
+    from vqa.datasets.gqa import SceneGraphs
+    from vqa.language.gqa_parser import ground_ids
+
+    sg = SceneGraphs(FIX / "val_sceneGraphs.json")["2354786"]
+    sem = [{"operation": "select", "argument": "man", "dependencies": []},
+           {"operation": "relate", "argument": "_,holding,o", "dependencies": [0]},
+           {"operation": "query", "argument": "name", "dependencies": [1]}]
+    got = ground_ids(sem, sg)
+    assert [s["argument"] for s in got] == ["man (1232)", "_,holding,o (1233)", "name"]
+    sem[0]["argument"] = "zebra"
+    assert ground_ids(sem, sg)[0]["argument"] == "zebra (-)"
+    # grounding then stripping gives the parsed program back
+    assert normalised_semantic(got) == normalised_semantic([dict(s, argument=a) for s, a in
+                                                            zip(got, ["man", "_,holding,o", "name"])])

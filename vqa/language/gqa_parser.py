@@ -343,6 +343,35 @@ class GQAQuestionParser:
         return out
 
 
+def ground_ids(semantic: list[dict], scene, ontology=None) -> list[dict]:
+    """The program with object ids put back by grounding it on `scene` (a SceneGraph): the
+    steps whose GQA argument carries ids (select, relate, verify rel, choose rel) get the
+    objects the reference executor finds for them ("(-)" for none; a relation test names
+    the objects it relates). Steps after a failing one keep no ids."""
+    from ..datasets.gqa_program import parse_program
+    from ..reason.gqa_reference import run_gqa
+
+    if ontology is None:
+        from ..datasets.gqa_ontology import default_ontology
+        ontology = default_ontology()
+    steps = parse_program(semantic)
+    trace: list = []
+    run_gqa(scene, steps, ontology, trace=trace)
+    out = []
+    for i, (rec, st) in enumerate(zip(semantic, steps)):
+        rec = dict(rec)
+        carries = (st.family == "select" and not st.scene) or st.is_relational
+        if carries and st.unparsed is None and i < len(trace):
+            if st.family in ("select", "relate"):
+                ids = trace[i] if isinstance(trace[i], list) else []
+            else:  # verify rel / choose rel: the objects of the named kind in the relation
+                ids = sorted({o.id for o in scene.objects if o.name == st.name or st.name == "_"}) \
+                    if trace[i] == "yes" or st.family == "choose" else []
+            rec["argument"] = f"{strip_ids(rec['operation'], rec['argument'])} ({','.join(ids) if ids else '-'})"
+        out.append(rec)
+    return out
+
+
 def load_gqa_question_parser(path: str | Path | None = None, *, beam: int = 1) -> GQAQuestionParser:
     """What `vqa evaluate --dataset gqa --program-source parsed` uses (default: the shipped one)."""
     return GQAQuestionParser.from_checkpoint(path, beam=beam)
