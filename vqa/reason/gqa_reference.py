@@ -71,7 +71,10 @@ def _pick(cands: list[str]) -> str | None:
 
 def run_gqa(scene: SceneGraph, steps: list[GQAStep], onto: GQAOntology,
             trace: list | None = None) -> tuple[str | None, int | None]:
-    """`trace`, when given, receives each step's result (object ids, "scene" or a value)."""
+    """`trace`, when given, receives each step's result (object ids, "scene" or a value).
+    An empty program fails at step 0."""
+    if not steps:
+        return None, 0
     res: list = [] if trace is None else trace
     vals = _values(scene, onto)
     names = _names(scene, onto)

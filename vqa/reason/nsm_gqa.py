@@ -138,10 +138,22 @@ def gqa_macro_steps(steps, scene: SceneGraph, onto: GQAOntology, answer: str | N
         return None
     index = index or {o: k for k, o in enumerate(scene.ids)}
     ix = lambda objs: sorted(index[o] for o in objs)  # noqa: E731
+    typed = {o.id: o.attributes for o in typed_scene(scene, onto).objects}
     out: list[MacroStep] = []
+    tested: dict[int, list[str]] = {}  # input step -> the objects still passing its verify tests
     i = 0
     while i < len(steps):
         s = steps[i]
+        if s.family == "verify" and s.type != "rel" and not s.negated and isinstance(res[s.inputs[0]], list):
+            # an attribute test is a filter: the set stays non-empty exactly when the answer is yes
+            # (two tests of one object in a row, as in "both red and large", filter in turn)
+            base = tested.get(s.inputs[0], res[s.inputs[0]])
+            keep = [o for o in base if any(v in typed[o].get(s.type or "", {}) or
+                                           (s.type == "name" and v in typed[o]["name"]) for v in s.values)]
+            tested[s.inputs[0]] = keep
+            out.append(MacroStep("shift", ix(keep), restart=0, relation=0, concepts=s.values))
+            i += 1
+            continue
         if s.family == "select" and not s.scene:
             j = i + 1
             while j < len(steps) and steps[j].family == "filter" and steps[j].inputs == (j - 1,):
@@ -176,7 +188,8 @@ def answer_property(ontology: NSMOntology, steps) -> int:
         return -1
     s = steps[-1]
     t = (s.values[0] if s.values else "name") if s.family == "query" else \
-        (s.type or "name") if s.family in ("same", "different") else None
+        (s.type or "name") if s.family in ("same", "different") else \
+        s.type if s.family == "choose" and not s.is_comparative and s.type != "rel" else None
     return ontology.property_types.index(t) if t in ontology.properties else -1
 
 
