@@ -205,8 +205,28 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
                      "questions_per_second": round(len(records) / seconds, 1) if seconds > 0 else None}
 
 
+def parse_records(records: dict, parser_checkpoint=None, *, scored=None, progress=None) -> tuple[dict, dict]:
+    """Records with `semantic` replaced by the program the GQA question parser reads from
+    each question's text, and the exact-match stats (id-free form, over `scored`)."""
+    from .language.gqa_parser import load_gqa_question_parser, normalised_semantic
+
+    parser = load_gqa_question_parser(parser_checkpoint)
+    qids = list(records)
+    results = parser.parse_batch([records[q].get("question", "") for q in qids], progress=progress)
+    out, exact, n = {}, 0, 0
+    for qid, r in zip(qids, results):
+        gold = records[qid].get("semantic")
+        if scored is None or qid in scored:
+            n += 1
+            exact += isinstance(gold, list) and r.semantic == normalised_semantic(gold)
+        out[qid] = {**records[qid], "semantic": r.semantic}
+    return out, {"program_exact_match": _avg([1] * exact + [0] * (n - exact)), "programs_parsed": n,
+                 "parser_checkpoint": str(parser_checkpoint) if parser_checkpoint else "default"}
+
+
 def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=None, predictions=None,
-                 limit=None, reasoner="asp", progress=None, ontology=None) -> dict:
+                 limit=None, reasoner="asp", progress=None, ontology=None, program_source="gold",
+                 parser_checkpoint=None, nsm_checkpoint=None) -> dict:
     """Answer a GQA split on scene graphs and score it; writes report.json (`out`), a plot
     next to it, and the official predictions file (`predictions`). Returns the report.
 
@@ -222,17 +242,36 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
 
     held = lock_predictions(predictions)  # noqa: F841 (held for the run: released when this returns)
     records, scored = load_questions(questions, all_questions=all_questions, limit=limit)
+    if program_source not in ("gold", "parsed"):
+        raise VQAError(f"unknown program source {program_source!r} (expected gold or parsed)")
+    parse_stats = {}
+    answer_records = records
+    if program_source == "parsed":
+        answer_records, parse_stats = parse_records(records, parser_checkpoint, scored=scored, progress=progress)
     try:
-        answers, stats = answer_questions(records, scenes, reasoner=reasoner, ontology=ontology, progress=progress)
+        if reasoner == "nsm":
+            try:
+                from .reason.nsm_gqa import answer_questions_nsm
+            except ModuleNotFoundError as e:
+                if e.name != f"{__package__}.reason.nsm_gqa":
+                    raise
+                raise VQAError("the NSM reasoner is not available for GQA in this version") from None
+
+            answers, stats = answer_questions_nsm(answer_records, scenes, checkpoint=nsm_checkpoint,
+                                                  progress=progress)
+        else:
+            answers, stats = answer_questions(answer_records, scenes, reasoner=reasoner, ontology=ontology,
+                                              progress=progress)
     except DataError as e:  # a record's defect: name the questions file it is in
         raise (e.located(file=questions) if Path(questions).is_file() else e) from None
-    if stats["unknown_operations"].get("first"):
+    if (stats.get("unknown_operations") or {}).get("first"):
         stats["unknown_operations"]["first"]["file"] = str(questions)
     preds = {qid: a if a is not None else "" for qid, a in answers.items()}
     choice_data = _load_json(choices) if choices else None
     # entailed questions outside the scored set are answered for consistency only
     metrics = gqa_metrics(records, preds, choices=choice_data, all_questions=all_questions, only=scored)
-    report = {"dataset": "gqa", "reasoner": reasoner, "questions_file": str(questions), "scenes_file": str(scenes),
+    report = {"dataset": "gqa", "reasoner": reasoner, "program_source": program_source, **parse_stats,
+              "questions_file": str(questions), "scenes_file": str(scenes),
               "choices_file": None if choices is None else str(choices), "all_questions": bool(all_questions),
               "answered": len(answers), **metrics, **stats,
               "failed_scored": sum(1 for k in scored if answers.get(k) is None)}
@@ -264,6 +303,9 @@ def format_report(report: dict) -> str:
     lines = [f"GQA evaluation ({report.get('reasoner')}): {report['scored']} questions scored"
              f" ({'all' if report.get('all_questions') else 'balanced'}), {report.get('answered')} answered,"
              f" {report.get('failed', 0)} failed"]
+    if report.get("program_source") == "parsed":
+        lines.append(f"  program exact match {_fmt(report.get('program_exact_match'))}"
+                     f" ({report.get('programs_parsed')} questions parsed)")
     for k in ("accuracy", "binary", "open", "consistency", "validity", "plausibility", "distribution"):
         lines.append(f"  {k:<13} {_fmt(report.get(k))}")
     for key, title in (("per_structural", "structural type"), ("per_semantic", "semantic type"),

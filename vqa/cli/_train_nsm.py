@@ -6,7 +6,13 @@ import json
 
 def register(tsub) -> None:
     p = tsub.add_parser("nsm", help="train the Neural State Machine reasoner on gold (and predicted) scene graphs")
-    p.add_argument("--data", required=True, help="a CLEVR-layout folder (scenes/, questions/), e.g. from `vqa generate`")
+    p.add_argument("--dataset", choices=["clevr", "gqa"], default="clevr",
+                   help="clevr (--data folder) or gqa (--questions/--scenes files in GQA's format)")
+    p.add_argument("--data", help="CLEVR: a CLEVR-layout folder (scenes/, questions/), e.g. from `vqa generate`")
+    p.add_argument("--questions", help="GQA: training questions file (e.g. train_balanced_questions.json)")
+    p.add_argument("--scenes", help="GQA: training scene-graph file (train_sceneGraphs.json)")
+    p.add_argument("--val-questions", help="GQA: held-out questions file, evaluated after every epoch")
+    p.add_argument("--val-scenes", help="GQA: held-out scene-graph file")
     p.add_argument("--split", default="train", help="training split (default: train)")
     p.add_argument("--val-split", default="val", help="held-out split evaluated after every epoch ('' for none)")
     p.add_argument("--out", default="nsm.pt", help="checkpoint file, written after every epoch (default: nsm.pt)")
@@ -61,6 +67,10 @@ def run(args) -> int:
     for name in ("epochs", "batch_size", "dim", "steps", "threads"):
         if getattr(args, name) < 1:
             raise VQAError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if getattr(args, "dataset", "clevr") == "gqa":
+        return run_gqa(args)
+    if not args.data:
+        raise VQAError("--data is required for --dataset clevr")
     if args.eval_only:
         from ..reason.nsm_train import evaluate_checkpoint
 
@@ -95,6 +105,39 @@ def run(args) -> int:
         print(json.dumps(report, indent=1))
     else:
         print(f"trained {report['epochs']} epoch(s) on {report['questions']:,} questions "
+              f"in {report['train_seconds']} s; checkpoint: {report['checkpoint']}")
+        if "val" in report:
+            print(format_accuracy(report["val"]))
+    return 0
+
+
+def run_gqa(args) -> int:
+    import sys
+
+    from ..errors import VQAError
+    from ..reason.nsm import NSMConfig
+    from ..reason.nsm_gqa import GQANSMTrainConfig, strip_gqa_checkpoint, train_nsm_gqa
+    from ._util import progress
+
+    if not (args.questions and args.scenes):
+        raise VQAError("--dataset gqa needs --questions and --scenes")
+    if bool(args.val_questions) != bool(args.val_scenes):
+        raise VQAError("--val-questions and --val-scenes go together")
+    cfg = GQANSMTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trace_weight=args.trace_weight,
+                            attention_weight=args.attention_weight, seed=args.seed, threads=args.threads,
+                            limit=args.limit, max_minutes=args.max_minutes)
+    report = train_nsm_gqa(args.questions, args.scenes, out=args.out, val_questions=args.val_questions,
+                           val_scenes=args.val_scenes, config=cfg,
+                           model_config=NSMConfig(dim=args.dim, steps=args.steps), resume=args.resume,
+                           progress=progress, device=args.device, log=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.ship:
+        strip_gqa_checkpoint(args.out, args.ship)
+        report["shipped"] = args.ship
+    _write(report, args)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"trained {report['epochs']} epoch(s) on {report['questions']:,} GQA questions "
               f"in {report['train_seconds']} s; checkpoint: {report['checkpoint']}")
         if "val" in report:
             print(format_accuracy(report["val"]))

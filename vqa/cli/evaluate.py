@@ -10,12 +10,14 @@ def register(sub) -> None:
     p.add_argument("--questions", required=True, help="questions file (GQA: a file or a folder of parts)")
     p.add_argument("--scenes", required=True, help="CLEVR scenes file or GQA scene-graph file")
     p.add_argument("--reasoner", choices=["asp", "reference", "executor", "nsm"], default="asp",
-                   help="asp (clingo theory in rules/), nsm (Neural State Machine, CLEVR) or reference "
+                   help="asp (clingo theory in rules/), nsm (Neural State Machine; GQA: --nsm-checkpoint, default "
+                        "data/checkpoints/nsm_gqa.pt) or reference "
                         "(the Python executor; 'executor' is an alias)")
     p.add_argument("--scene-source", choices=["gold", "predicted"], default="gold",
                    help="CLEVR: gold scenes file, or scenes predicted from --images by the scene parser")
     p.add_argument("--program-source", choices=["gold", "parsed"], default="gold",
-                   help="CLEVR: the questions' programs, or programs parsed from the question text")
+                   help="the questions' programs, or programs parsed from the question text (GQA: by the GQA "
+                        "question parser, --parser-checkpoint; default data/checkpoints/gqa_question_parser.pt)")
     p.add_argument("--images", help="CLEVR: the split's image folder (for --scene-source predicted)")
     p.add_argument("--scene-checkpoint", help="scene parser checkpoint (default: the shipped one)")
     p.add_argument("--parser-checkpoint", help="question parser checkpoint (default: the shipped one)")
@@ -68,8 +70,7 @@ def run(args) -> int:
     else:
         clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard), ("--budget", args.budget is not None),
                                       ("--images", args.images), ("--workers", args.workers != 1),
-                                      ("--scene-source", args.scene_source != "gold"),
-                                      ("--program-source", args.program_source != "gold")) if v]
+                                      ("--scene-source", args.scene_source != "gold")) if v]
         if clevr_only:
             raise VQAError(f"{', '.join(clevr_only)} apply to --dataset clevr only")
         from ..evaluate_gqa import evaluate_gqa, format_report
@@ -78,7 +79,8 @@ def run(args) -> int:
         kwargs = {"ontology": args.ontology} if args.ontology else {}
         report = evaluate_gqa(args.questions, args.scenes, choices=args.choices, all_questions=args.all,
                               out=args.out, predictions=args.predictions, limit=args.limit, reasoner=reasoner,
-                              progress=bar, **kwargs)
+                              progress=bar, program_source=args.program_source,
+                              parser_checkpoint=args.parser_checkpoint, nsm_checkpoint=args.nsm_checkpoint, **kwargs)
         unknown = report.get("unknown_operations") or {}
         if unknown.get("first"):  # one line naming the first, on stderr; the report counts them as failures
             import sys

@@ -18,6 +18,9 @@ def register(sub) -> None:
     p.add_argument("--image-size", default=(320, 240), type=_image_size, metavar="WxH",
                    help="image width x height in pixels (default: 320x240; CLEVR's own: 480x320)")
     p.add_argument("--no-images", action="store_true", help="write scenes and questions only (fast)")
+    p.add_argument("--format", choices=["clevr", "gqa"], default="clevr",
+                   help="clevr (CLEVR's layout) or gqa (GQA's: images/, sceneGraphs/<split>_sceneGraphs.json, "
+                        "questions1.2/<split>_balanced_questions.json; names with categories, GQA relations)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip re-deriving every answer with the reference executor")
     p.add_argument("--templates", metavar="DIR", default=None,
@@ -43,11 +46,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..datasets.synth.generate import generate_dataset
     from ._util import progress
 
+    if getattr(args, "format", "clevr") == "gqa":
+        return run_gqa(args)
     if args.renderer == "blender":
         return _run_blender(args)
+    from ..datasets.synth.generate import generate_dataset
 
     summary = generate_dataset(args.out, num_scenes=args.num_scenes, questions_per_scene=args.questions_per_scene,
                                seed=args.seed, split=args.split, image_size=args.image_size,
@@ -90,6 +95,26 @@ def _run_blender(args) -> int:
     for i, err in sorted(s["failed"].items()):
         print(f"vqa generate: image {i} failed: {err}", file=sys.stderr)
     return 1 if s["failed"] else 0
+
+
+def run_gqa(args) -> int:
+    from ..datasets.gqa_synth.generate import generate_gqa_dataset
+    from ._util import progress
+
+    summary = generate_gqa_dataset(args.out, num_scenes=args.num_scenes, questions_per_scene=args.questions_per_scene,
+                                   seed=args.seed, split=args.split, image_size=args.image_size,
+                                   images=not args.no_images, verify=not args.no_verify, progress=progress)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"wrote {summary['num_scenes']:,} scene graphs and {summary['num_questions']:,} questions "
+              f"(GQA format) to {summary['out']}")
+        for k in ("scenes_file", "questions_file", "choices_file", "images_dir"):
+            if summary[k]:
+                print(f"  {k.replace('_', ' '):<15}{summary[k]}")
+        print(f"  time: scenes {summary['seconds_scenes']} s, questions {summary['seconds_questions']} s "
+              f"({summary['questions_per_second']} questions/s)")
+    return 0
 
 
 def _positive(text: str) -> int:

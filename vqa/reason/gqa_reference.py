@@ -69,7 +69,13 @@ def _pick(cands: list[str]) -> str | None:
     return min(counts, key=lambda v: (-counts[v], v))
 
 
-def run_gqa(scene: SceneGraph, steps: list[GQAStep], onto: GQAOntology) -> tuple[str | None, int | None]:
+def run_gqa(scene: SceneGraph, steps: list[GQAStep], onto: GQAOntology,
+            trace: list | None = None) -> tuple[str | None, int | None]:
+    """`trace`, when given, receives each step's result (object ids, "scene" or a value).
+    An empty program fails at step 0."""
+    if not steps:
+        return None, 0
+    res: list = [] if trace is None else trace
     vals = _values(scene, onto)
     names = _names(scene, onto)
     ids = [o.id for o in scene.objects]
@@ -80,7 +86,6 @@ def run_gqa(scene: SceneGraph, steps: list[GQAStep], onto: GQAOntology) -> tuple
     scene_typed = {"place": scene.info.get("location"), "location": scene.info.get("location"),
                    "room": scene.info.get("location"),
                    "weather": scene.info.get("weather")}
-    res: list = []
 
     def has(o, v, typ=None):
         if typ == "name":

@@ -1,0 +1,457 @@
+"""The Neural State Machine on GQA: concepts from scene graphs, typed nodes, GQA answers.
+
+    report = train_nsm_gqa("train_balanced_questions.json", "train_sceneGraphs.json", out="nsm_gqa.pt",
+                           val_questions="val_balanced_questions.json", val_scenes="val_sceneGraphs.json")
+    answers, stats = answer_questions_nsm(records, "val_sceneGraphs.json", checkpoint="nsm_gqa.pt")
+
+The machine is `vqa.reason.nsm.NSM`, unchanged; this module supplies GQA's side:
+
+- concept vocabulary (`gqa_nsm_ontology`), built from the training scene graphs: the
+  identity property is the object name; "category" holds the names above it in the name
+  hierarchy (the GQA ontology's hypernyms, so "container" can select boxes and cans);
+  every attribute type the ontology gives a seen attribute value (a value of unknown type
+  goes to "other"); "hposition"/"vposition" from the box (image thirds, as GQA's
+  positions); relations are the relation names seen. Answers: the answers of the
+  training questions (GQA's answer vocabulary, most frequent first).
+- nodes and edges from a `SceneGraph` (`typed_scene`): GQA's bare attribute strings are
+  spread over their types, typed categories of a predicted graph keep their category, and
+  probabilities stay probabilities, so gold and predicted graphs are read the same way.
+- training traces from the `semantic` programs, run by the reference executor
+  (`gqa_macro_steps`): a select with its filters is one restarting property shift, a
+  relate one relation shift (followed by a property shift on its name when it names
+  one), verify rel / choose rel likewise on their (first) relation; the answer's property
+  type comes from `query X` / `same X` / `different X`. Programs are used in training
+  only: answering needs the graph and the question text.
+
+Checkpoints are `nsm.save_checkpoint` files (format vqa-nsm-1) with the GQA ontology used
+for typing stored beside the weights (`gqa_ontology`), the optimizer and the epoch for
+`resume`.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..datasets.gqa import SceneGraphs, iter_question_records
+from ..datasets.gqa_ontology import GQAOntology, default_ontology
+from ..datasets.gqa_program import parse_step
+from ..errors import DataError
+from ..scene import SceneGraph, SceneObject
+from .gqa_reference import run_gqa
+from .nsm import NSM, NSMConfig, load_checkpoint, save_checkpoint
+from .nsm_data import OPS, MacroStep, NSMOntology, Vocab, collate, encode_example, to_device
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "nsm_gqa.pt"
+POSITIONS = {"hposition": ("left", "middle", "right"), "vposition": ("top", "middle", "bottom")}
+
+
+# ---- concepts and typed scenes ------------------------------------------------------------------
+def categories(name: str, onto: GQAOntology) -> list[str]:
+    """Every name above `name` in the ontology's hierarchy (closed transitively)."""
+    up: dict[str, set] = onto.__dict__.get("_up") or {}
+    if not up:
+        for h, below in onto.hypernyms.items():
+            for n in below:
+                up.setdefault(n, set()).add(h)
+        onto.__dict__["_up"] = up
+    out, todo = [], [name]
+    while todo:
+        for h in sorted(up.get(todo.pop(), ())):
+            if h not in out and h != name:
+                out.append(h)
+                todo.append(h)
+    return out
+
+
+def _third(pos: float, extent: float, size: float, names) -> str:
+    s = 3 * (2 * round(pos) + round(size))
+    extent = round(extent)
+    return names[0] if s < 2 * extent else names[2] if s > 4 * extent else names[1]
+
+
+def typed_scene(scene: SceneGraph, onto: GQAOntology) -> SceneGraph:
+    """The graph with attributes grouped by property type (see the module docstring)."""
+    objs = []
+    for o in scene.objects:
+        attrs: dict[str, dict[str, float]] = {"name": {o.name: 1.0}}
+        cats = categories(o.name, onto)
+        if cats:
+            attrs["category"] = {c: 1.0 for c in cats}
+        for cat, dist in o.attributes.items():
+            for v, p in dist.items():
+                for t in ((onto.types_of(v) or ["other"]) if cat == "attribute" else [cat]):
+                    if t in POSITIONS:
+                        continue
+                    d = attrs.setdefault(t, {})
+                    d[v] = max(d.get(v, 0.0), p)
+        x, y, w, h = o.bbox
+        attrs["hposition"] = {_third(x, scene.width, w, POSITIONS["hposition"]): 1.0}
+        attrs["vposition"] = {_third(y, scene.height, h, POSITIONS["vposition"]): 1.0}
+        objs.append(SceneObject(o.id, o.name, o.bbox, attrs, o.score))
+    return SceneGraph(scene.image_id, scene.width, scene.height, objs, scene.relations, scene.directions, scene.info)
+
+
+def gqa_nsm_ontology(scenes, answers: Counter, onto: GQAOntology, max_answers: int | None = None) -> NSMOntology:
+    """Concepts of the (typed) training graphs `scenes` and the answer vocabulary."""
+    props: dict[str, set] = defaultdict(set)
+    rels = set()
+    for sc in scenes:
+        for o in typed_scene(sc, onto).objects:
+            for t, dist in o.attributes.items():
+                props[t] |= set(dist)
+        rels |= {r.predicate for r in sc.relations}
+    for t, vals in POSITIONS.items():
+        props[t] |= set(vals)
+    order = ["name", "category"] + sorted(t for t in props if t not in ("name", "category"))
+    properties = {t: tuple(sorted(props[t])) for t in order if props.get(t)}
+    answers = answers + Counter({"yes": 0, "no": 0})
+    ans = [a for a, _ in sorted(answers.items(), key=lambda kv: (-kv[1], kv[0]))][:max_answers]
+    return NSMOntology(properties, tuple(sorted(rels)), tuple(ans), "name", {})
+
+
+# ---- training traces -----------------------------------------------------------------------------
+def _related(scene: SceneGraph, xs, relation: str, direction: str) -> set[str]:
+    out = set()
+    for r in scene.relations:
+        if r.predicate != relation or r.probability < 0.5:
+            continue
+        if direction in ("s", "_") and r.object in xs:
+            out.add(r.subject)
+        if direction in ("o", "_") and r.subject in xs:
+            out.add(r.object)
+    return out
+
+
+def gqa_macro_steps(steps, scene: SceneGraph, onto: GQAOntology, answer: str | None = None,
+                    index: dict[str, int] | None = None) -> list[MacroStep] | None:
+    """The machine steps a structured GQA program asks for (None when it fails or gives
+    another answer than `answer`)."""
+    res: list = []
+    got, failed = run_gqa(scene, steps, onto, trace=res)
+    if failed is not None or (answer is not None and got != answer):
+        return None
+    index = index or {o: k for k, o in enumerate(scene.ids)}
+    ix = lambda objs: sorted(index[o] for o in objs)  # noqa: E731
+    typed = {o.id: o.attributes for o in typed_scene(scene, onto).objects}
+    out: list[MacroStep] = []
+    tested: dict[int, list[str]] = {}  # input step -> the objects still passing its verify tests
+    i = 0
+    while i < len(steps):
+        s = steps[i]
+        if s.family == "verify" and s.type != "rel" and not s.negated and isinstance(res[s.inputs[0]], list):
+            # an attribute test is a filter: the set stays non-empty exactly when the answer is yes
+            # (two tests of one object in a row, as in "both red and large", filter in turn)
+            base = tested.get(s.inputs[0], res[s.inputs[0]])
+            keep = [o for o in base if any(v in typed[o].get(s.type or "", {}) or
+                                           (s.type == "name" and v in typed[o]["name"]) for v in s.values)]
+            tested[s.inputs[0]] = keep
+            out.append(MacroStep("shift", ix(keep), restart=0, relation=0, concepts=s.values))
+            i += 1
+            continue
+        if s.family == "select" and not s.scene:
+            j = i + 1
+            while j < len(steps) and steps[j].family == "filter" and steps[j].inputs == (j - 1,):
+                j += 1
+            concepts = (s.name,) + tuple(v for st in steps[i + 1:j] for v in st.values)
+            out.append(MacroStep("shift", ix(res[j - 1]), restart=1, relation=0, concepts=concepts))
+            i = j
+            continue
+        if s.family == "filter":
+            out.append(MacroStep("shift", ix(res[i]), restart=0, relation=0, concepts=s.values))
+        elif s.is_relational and s.values and isinstance(res[s.inputs[0]], list):
+            rel = s.values[0]
+            xs = set(res[s.inputs[0]])
+            out.append(MacroStep("shift", ix(_related(scene, xs, rel, s.direction or "_")), relation=1,
+                                 concepts=tuple(rel.split())))
+            if s.name and s.name != "_":
+                named = [o for o in scene.ids if o in _related(scene, xs, rel, s.direction or "_")
+                         and (o in res[i] if s.family == "relate" else _named(scene, o, s.name, onto))]
+                out.append(MacroStep("shift", ix(named), restart=0, relation=0, concepts=(s.name,)))
+        i += 1
+    return out
+
+
+def _named(scene, oid, name, onto) -> bool:
+    o = next(x for x in scene.objects if x.id == oid)
+    return name == o.name or name in categories(o.name, onto) or onto.plurals.get(name) in ([o.name] + categories(o.name, onto))
+
+
+def answer_property(ontology: NSMOntology, steps) -> int:
+    """Index of the property type the final step asks about (-1: none)."""
+    if not steps:
+        return -1
+    s = steps[-1]
+    t = (s.values[0] if s.values else "name") if s.family == "query" else \
+        (s.type or "name") if s.family in ("same", "different") else \
+        s.type if s.family == "choose" and not s.is_comparative and s.type != "rel" else None
+    return ontology.property_types.index(t) if t in ontology.properties else -1
+
+
+def encode_gqa_example(ontology: NSMOntology, vocab: Vocab, scene: SceneGraph, text: str, steps=None,
+                       answer: str | None = None, n_steps: int = 8, family: str = "", scene_cache=None,
+                       onto: GQAOntology | None = None, raw_scene: SceneGraph | None = None) -> dict:
+    """`encode_example` of a typed scene, with the GQA trace when `steps` are given."""
+    ex = encode_example(ontology, vocab, scene, text, None, answer, steps=n_steps, family=family,
+                        scene_cache=scene_cache)
+    if steps is None:
+        return ex
+    ex["anstype"], ex["cmptype"] = answer_property(ontology, steps), 0
+    macros = gqa_macro_steps(steps, raw_scene or scene, onto or default_ontology(), answer)
+    if macros is None or len(macros) > n_steps:
+        return ex
+    n = len(scene.ids)
+    tgt, register = torch.zeros(n_steps, n), torch.zeros(n_steps, n)
+    op = torch.zeros(n_steps, dtype=torch.long)
+    restart, relation = torch.full((n_steps,), -1.0), torch.full((n_steps,), -1.0)
+    last = reg = list(range(n))
+    for k in range(n_steps):
+        m = macros[k] if k < len(macros) else MacroStep("skip", last)
+        tgt[k, m.target] = 1.0
+        op[k] = OPS.index(m.op)
+        restart[k], relation[k] = m.restart, m.relation
+        if m.op == "shift" and m.restart == 1:
+            reg = last
+        register[k, reg] = 1.0
+        last = m.target
+    from .nsm_data import tokenize
+    names = tokenize(text) or [""]
+    words = torch.zeros(n_steps, len(names))
+    for k, m in enumerate(macros):
+        cw = {w for c in m.concepts for w in tokenize(c)}
+        if cw:
+            words[k] = torch.tensor([float(w in cw) for w in names])
+    ex["trace"] = {"target": tgt, "op": op, "restart": restart, "relation": relation, "register": register,
+                   "words": words}
+    return ex
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def _records(path, limit=None) -> dict[str, dict]:
+    out = {}
+    for f, qid, rec in iter_question_records(path):
+        if not isinstance(rec, dict) or not isinstance(rec.get("question"), str):
+            raise DataError("expected a question object with a 'question' string", file=f, record=qid)
+        out[qid] = rec
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def _steps(rec, qid):
+    sem = rec.get("semantic")
+    if not isinstance(sem, list):
+        return None
+    try:
+        return [parse_step(r["operation"], r["argument"], r["dependencies"]) for r in sem]
+    except (KeyError, TypeError, AttributeError):
+        raise DataError("expected operation/argument/dependencies steps", record=qid, field="semantic") from None
+
+
+def load_gqa_examples(records: dict, scenes: SceneGraphs, ontology: NSMOntology, vocab: Vocab, onto: GQAOntology,
+                      n_steps: int, traces: bool = True) -> list[dict]:
+    cache, typed, out = {}, {}, []
+    for qid, rec in records.items():
+        image_id = str(rec.get("imageId"))
+        if image_id not in scenes:
+            raise DataError(f"no scene graph for image {image_id!r}", file=scenes.path, record=qid, field="imageId")
+        if image_id not in typed:
+            raw = scenes[image_id]
+            typed[image_id] = (raw, typed_scene(raw, onto))
+        raw, sc = typed[image_id]
+        types = rec.get("types") or {}
+        out.append(encode_gqa_example(ontology, vocab, sc, rec["question"], _steps(rec, qid) if traces else None,
+                                      rec.get("answer"), n_steps, {"group": types.get("structural", ""),
+                                                                   "family": types.get("detailed", ""),
+                                                                   "function": types.get("semantic", "")},
+                                      cache, onto, raw))
+    return out
+
+
+# ---- training ------------------------------------------------------------------------------------
+@dataclass
+class GQANSMTrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    trace_weight: float = 1.0
+    attention_weight: float = 1.0
+    seed: int = 0
+    threads: int = 1
+    limit: int | None = None
+    max_minutes: float | None = None
+    max_answers: int | None = 2000  # GQA's open answers: the most frequent ones
+    log_every: int = 100
+
+
+def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, val_scenes=None,
+                  config: GQANSMTrainConfig | None = None, model_config: NSMConfig | None = None,
+                  ontology: GQAOntology | None = None, resume: bool = False, progress=None, log=print,
+                  device: str = "cpu") -> dict:
+    """Train the NSM on a GQA questions file over its scene graphs; evaluate on the
+    held-out pair after every epoch; checkpoint after every epoch. Out: a report dict."""
+    from .nsm_train import evaluate_nsm, loss_fn
+
+    cfg = config or GQANSMTrainConfig()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    out = Path(out)
+    onto = ontology or default_ontology()
+    t0 = time.time()
+    records = _records(questions, cfg.limit)
+    graphs = SceneGraphs(scenes, keep={str(r.get("imageId")) for r in records.values()})
+    state = None
+    if resume and out.is_file():
+        model, vocab, state = load_checkpoint(out, device)
+        nont = model.ontology
+        onto = GQAOntology.from_dict(state["gqa_ontology"])
+        log(f"resuming from {out} (epoch {state.get('epoch', 0)})")
+    else:
+        nont = gqa_nsm_ontology((graphs[i] for i in graphs), Counter(r.get("answer") for r in records.values()
+                                                                      if r.get("answer")), onto, cfg.max_answers)
+        vocab = Vocab.build([r["question"] for r in records.values()], nont)
+        model = NSM(model_config or NSMConfig(), nont, len(vocab)).to(device)
+        model.init_word_embeddings(vocab)
+    mcfg = model.config
+    train = load_gqa_examples(records, graphs, nont, vocab, onto, mcfg.steps)
+    val = []
+    if val_questions:
+        vr = _records(val_questions)
+        val = load_gqa_examples(vr, SceneGraphs(val_scenes, keep={str(r.get("imageId")) for r in vr.values()}),
+                                nont, vocab, onto, mcfg.steps, traces=False)
+    log(f"loaded {len(train):,} training ({sum('trace' in e for e in train):,} with a trace) and {len(val):,} "
+        f"held-out questions in {time.time() - t0:.1f} s; {len(nont.answers)} answers, "
+        f"{sum(len(v) for v in nont.properties.values())} concepts in {len(nont.properties)} property types, "
+        f"{len(nont.relations)} relations")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    history, epoch, elapsed, step = [], 0, 0.0, 0
+    if state:
+        opt.load_state_dict(state["optimizer"])
+        epoch, history, elapsed, step = state["epoch"], state.get("history", []), state.get("train_seconds", 0.0), \
+            state.get("step", 0)
+        rng.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["rng"]))
+    start = time.time() - elapsed
+
+    def lr() -> float:
+        done = step / max(total, 1)
+        if cfg.max_minutes:
+            done = max(done, (time.time() - start) / (60 * cfg.max_minutes))
+        return cfg.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+    stopped = False
+    while epoch < cfg.epochs and not stopped:
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        it = progress(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else batches
+        sums, n = defaultdict(float), 0
+        model.train()
+        for idx in it:
+            batch = to_device(collate([train[i] for i in idx]), device)
+            loss, parts = loss_fn(model(batch), batch, cfg.trace_weight, cfg.attention_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            for g in opt.param_groups:
+                g["lr"] = lr()
+            opt.step()
+            step += 1
+            n += 1
+            for k, v in parts.items():
+                sums[k] += v
+            if cfg.log_every and n % cfg.log_every == 0:
+                log(f"epoch {epoch + 1} batch {n}/{len(batches)} {time.time() - start:.0f} s "
+                    + " ".join(f"{k}={v / n:.4f}" for k, v in sums.items()))
+            if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
+                stopped = True
+                break
+        epoch += 1
+        entry = {"epoch": epoch, "seconds": round(time.time() - start, 1),
+                 **{k: round(v / max(n, 1), 4) for k, v in sums.items()}}
+        if val:
+            entry["val_accuracy"] = round(evaluate_nsm(model, val, device=device)["accuracy"], 4)
+        history.append(entry)
+        log(" ".join(f"{k}={v}" for k, v in entry.items()))
+        save_checkpoint(out, model, vocab, {
+            "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "history": history,
+            "train_seconds": time.time() - start, "rng": rng.getstate(), "train_config": asdict(cfg),
+            "gqa_ontology": onto.to_dict(), "dataset": "gqa",
+            "data": {"questions": str(questions), "scenes": str(scenes), "n": len(train)}})
+    report = {"dataset": "gqa", "epochs": epoch, "train_seconds": round(time.time() - start, 1), "history": history,
+              "checkpoint": str(out), "questions": len(train)}
+    if val:
+        report["val"] = evaluate_nsm(model, val, device=device)
+    return report
+
+
+def strip_gqa_checkpoint(path, out) -> None:
+    """A copy without optimizer state (a shippable checkpoint)."""
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    for k in ("optimizer", "rng"):
+        data.pop(k, None)
+    torch.save(data, out)
+
+
+# ---- answering -----------------------------------------------------------------------------------
+class GQANSMReasoner:
+    """A trained GQA NSM: answers question texts over scene graphs (gold or predicted)."""
+
+    def __init__(self, path: str | Path | None = None, device: str = "cpu"):
+        from .nsm import NSMReasoner
+
+        path = Path(path) if path else DEFAULT_CHECKPOINT
+        model, vocab, data = load_checkpoint(path, device)
+        if "gqa_ontology" not in data:
+            raise DataError("not a GQA NSM checkpoint (no gqa_ontology; train one with "
+                            "`vqa train nsm --dataset gqa`)", file=path)
+        self.onto = GQAOntology.from_dict(data["gqa_ontology"])
+        self.reasoner = NSMReasoner(model, vocab, device)
+
+    def answer_batch(self, scenes: list[SceneGraph], questions: list[str]):
+        typed = {}
+        ts = []
+        for sc in scenes:
+            if sc.image_id not in typed:
+                typed[sc.image_id] = typed_scene(sc, self.onto)
+            ts.append(typed[sc.image_id])
+        return self.reasoner.answer_batch(ts, questions)
+
+
+def answer_questions_nsm(records: dict, scenes, *, checkpoint=None, progress=None) -> tuple[dict, dict]:
+    """qid -> answer for GQA question records (texts only) over scene graphs (a file or a
+    mapping image id -> SceneGraph), and stats; what `vqa evaluate --dataset gqa
+    --reasoner nsm` uses."""
+    reasoner = GQANSMReasoner(checkpoint)
+    by_image = defaultdict(list)
+    for qid, rec in records.items():
+        by_image[str(rec.get("imageId"))].append(qid)
+    graphs = scenes if not isinstance(scenes, (str, Path)) else SceneGraphs(scenes, keep=by_image)
+    t0 = time.perf_counter()
+    qids, sc, texts = [], [], []
+    for image_id, qs in sorted(by_image.items()):
+        if image_id not in graphs:
+            raise DataError(f"no scene graph for image {image_id!r}", file=getattr(graphs, "path", None),
+                            record=qs[0], field="imageId")
+        g = graphs[image_id]
+        for q in qs:
+            qids.append(q)
+            sc.append(g)
+            texts.append(records[q].get("question", ""))
+    answers = {}
+    chunks = range(0, len(qids), 512)
+    for s in (progress(chunks, desc="answering") if progress else chunks):
+        for q, a in zip(qids[s:s + 512], reasoner.answer_batch(sc[s:s + 512], texts[s:s + 512])):
+            answers[q] = a.answer
+    seconds = time.perf_counter() - t0
+    return answers, {"failed": 0, "failures_by_operation": {}, "unsupported_by_operation": {},
+                     "images": len(by_image), "seconds": round(seconds, 3),
+                     "questions_per_second": round(len(qids) / seconds, 1) if seconds > 0 else None}
