@@ -187,3 +187,14 @@ def test_bench_asp_uncertain_runs_both_strategies_side_by_side(capsys):
         assert all(o.score < 1 for o in u.objects)
         assert all(0.45 <= u.objects[i].probability(c, g.objects[i].value(c)) <= 0.9
                    for i in range(len(g.objects)) for c in ("color", "shape"))
+
+
+def test_answers_on_gold_scenes_are_proven():
+    """A gold scene has one reading: every answer (checked programs on the gold fast path,
+    unchecked ones on the general path) is proven, failures included."""
+    from vqa import Step
+
+    gold = SceneGraph("g", 480, 320, [_obj(0, {"red": 1.0}), _obj(1, {"blue": 1.0}, "sphere")])
+    broken = Program([Step("scene"), Step("filter_material", (), (0,)), Step("exist", (), (1,))])
+    answers = ASPReasoner().answer_batch(gold, [COUNT, UNIQUE, broken])
+    assert [a.answer for a in answers] == ["1", "cube", None] and all(a.proven for a in answers)

@@ -47,9 +47,11 @@ def small_uncertain_scene(rng: random.Random):
             rels = clevr_relations([o.position for o in objects], DIRECTIONS)
             rels = [replace(r, probability=rng.uniform(0.2, 0.95)) if rng.random() < 0.15 else r for r in rels]
             ids = [o.id for o in objects]
-            for _ in range(2):
+            for _ in range(2):  # (a pair listed twice would be contradictory input: not made)
                 a, b = rng.sample(ids, 2)
-                rels.append(Relation(a, rng.choice(("left", "front")), b, rng.uniform(0.05, 0.4)))
+                r = rng.choice(("left", "front"))
+                if not any((x.subject, x.predicate, x.object) == (a, r, b) for x in rels):
+                    rels.append(Relation(a, r, b, rng.uniform(0.05, 0.4)))
             scene = replace(scene, relations=rels, directions=None)
         if reading_count(scene) <= MAX_READINGS:
             return scene

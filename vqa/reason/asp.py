@@ -471,7 +471,8 @@ class ASPReasoner:
         atoms, proven = self._solve(ctl, [], deadline=deadline if uncertain else None)
         if atoms is None:
             return None
-        results = results_of(atoms, proven)
+        # (a call without uncertain scenes does not optimise: its one model is the answer)
+        results = results_of(atoms, proven or not uncertain)
         if alternatives and proven and self.config.top_k > 1 and any(m is not None for m in modes):
             self._more_answers(ctl, results, modes, deadline)
         if alternatives:
