@@ -219,7 +219,8 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
     graphs = scenes if not isinstance(scenes, (str, Path)) else SceneGraphs(scenes, keep=todo_images)
     t0 = time.perf_counter()
     items = sorted(todo_images.items())
-    for image_id, programs in (items if progress is None else progress(items, desc="images")):
+    bar = None if progress is None else progress(desc="questions", total=sum(len(p) for _, p in items))
+    for image_id, programs in items:
         if image_id not in graphs:
             raise DataError(f"no scene graph for image {image_id!r}", file=getattr(graphs, "path", None),
                             record=next(iter(programs)), field="imageId")
@@ -232,6 +233,10 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
         if journal is not None:
             journal.write("".join(lines))
             journal.flush()
+        if bar is not None:
+            bar.update(len(programs))
+    if bar is not None:
+        bar.close()
     seconds = time.perf_counter() - t0
     now = len(records) - resumed
     failed_first = []  # in answering order (images sorted), whether resumed or not

@@ -39,15 +39,17 @@ def register(sub) -> None:
     p.add_argument("--all", action="store_true", help="GQA: score all questions, not only the balanced ones")
     p.add_argument("--ontology", help="GQA: an attribute ontology learned by `vqa gqa ontology`")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (when stderr is not a terminal, no progress lines: one every "
+                        "VQA_PROGRESS_SECONDS, default 30)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..errors import VQAError
-    from ._util import progress
+    from ._util import progress_or_log
 
-    bar = None if args.no_progress or args.json else progress
+    bar = None if args.no_progress else progress_or_log  # on stderr; lines at an interval when logged
     if args.limit is not None and args.limit < 0:
         raise VQAError(f"--limit must be >= 0, got {args.limit}")
     if args.from_predictions and args.dataset != "gqa":
