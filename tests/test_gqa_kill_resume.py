@@ -45,9 +45,9 @@ def replicate(tmp_path, images: int):
     return tmp_path / "q.json", tmp_path / "sg.json", len(questions)
 
 
-def _cmd(q, s, pred, out):
+def _cmd(q, s, pred, out, workers="1"):
     return [sys.executable, "-m", "vqa", "evaluate", "--dataset", "gqa", "--questions", str(q), "--scenes", str(s),
-            "--predictions", str(pred), "--out", str(out), "--no-progress", "--json"]
+            "--predictions", str(pred), "--out", str(out), "--no-progress", "--json", "--workers", workers, "--scenes-per-call", "2"]
 
 
 def _journal(pred) -> list[dict]:
@@ -60,8 +60,9 @@ def _journal(pred) -> list[dict]:
     return [r for r in out if "qid" in r]
 
 
-def test_gqa_killed_midway_resumes_to_the_same_result(tmp_path):
-    q, s, n = replicate(tmp_path, 100)
+@pytest.mark.parametrize("workers", [pytest.param("1", marks=pytest.mark.slow), "2"])  # (~20 s each, loaded)
+def test_gqa_killed_midway_resumes_to_the_same_result(tmp_path, workers):
+    q, s, n = replicate(tmp_path, 60)
     whole = subprocess.run(_cmd(q, s, tmp_path / "whole.json", tmp_path / "whole_r.json"), env=ENV,
                            capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr
@@ -69,7 +70,7 @@ def test_gqa_killed_midway_resumes_to_the_same_result(tmp_path):
     assert full["answered"] == n and 70 < full["accuracy"] < 90 and full["resumed"] == 0
 
     pred = tmp_path / "p.json"
-    proc = subprocess.Popen(_cmd(q, s, pred, tmp_path / "r.json"), env=ENV, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cmd(q, s, pred, tmp_path / "r.json", workers), env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     import time
 
@@ -84,12 +85,12 @@ def test_gqa_killed_midway_resumes_to_the_same_result(tmp_path):
     assert 0 < len(before) < n, "the kill should land midway"
     assert not pred.exists()  # the official file is written at the end only
 
-    again = subprocess.run(_cmd(q, s, pred, tmp_path / "r.json"), env=ENV, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(_cmd(q, s, pred, tmp_path / "r.json", workers), env=ENV, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     counts = Counter(r["qid"] for r in _journal(pred))
     assert len(counts) == n and max(counts.values()) == 1  # every question exactly once
-    assert report["resumed"] >= len(before) - 38 and report["resumed"] + report["answered_now"] == n
+    assert report["resumed"] >= len(before) - 38 * 2 * int(workers) and report["resumed"] + report["answered_now"] == n
     for k in SAME:
         assert report[k] == full[k], k
     assert json.loads(pred.read_text()) == json.loads((tmp_path / "whole.json").read_text())
@@ -107,3 +108,19 @@ def test_journal_of_other_settings_is_refused(tmp_path):
         evaluate_gqa(q, s, predictions=pred, reasoner="asp")
     again = evaluate_gqa(q, s, predictions=pred, reasoner="reference")
     assert again["resumed"] == again["answered"] and again["answered_now"] == 0
+
+
+def test_workers_give_the_same_report(tmp_path):
+    from vqa.evaluate_gqa import answer_questions, load_questions
+
+    q, s, n = replicate(tmp_path, 40)
+    one = evaluate_gqa(q, s, predictions=tmp_path / "one.json")
+    two = evaluate_gqa(q, s, predictions=tmp_path / "two.json", workers=2)
+    for k in SAME:
+        assert one[k] == two[k], k
+    assert json.loads((tmp_path / "one.json").read_text()) == json.loads((tmp_path / "two.json").read_text())
+    # workers renewed after every task of 3 images: the same answers
+    records, _ = load_questions(q, all_questions=True)
+    a1, _ = answer_questions(records, s, reasoner="reference")
+    a2, _ = answer_questions(records, s, reasoner="reference", workers=2, images_per_task=3, tasks_per_worker=1)
+    assert a1 == a2 and len(a1) == n

@@ -28,6 +28,10 @@ from .datasets.gqa_ontology import GQAOntology
 from .datasets.gqa_program import parse_step, steps_number
 from .errors import DataError, VQAError
 
+# workers: images per task, and tasks before a worker process is renewed (clingo keeps every
+# symbol it has seen for the life of a process: ~21 KB per distinct question, FACTS.md)
+IMAGES_PER_TASK = 32
+TASKS_PER_WORKER = 150
 FAILED_LISTED = 100  # failed questions named in the report (the count covers all)
 KEEP = ("imageId", "question", "answer", "isBalanced", "types", "entailed", "groups", "semantic")
 
@@ -158,17 +162,21 @@ def _reasoner(name: str, ontology):
 
 
 def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: GQAOntology | None = None,
-                     progress=None, done: dict | None = None, journal=None) -> tuple[dict[str, str | None], dict]:
+                     progress=None, done: dict | None = None, journal=None, workers: int = 1,
+                     images_per_task: int = IMAGES_PER_TASK,
+                     tasks_per_worker: int | None = TASKS_PER_WORKER) -> tuple[dict[str, str | None], dict]:
     """qid -> answer (None when the question failed) for every record, solved per image;
     and stats: failures and unsupported steps per operation, time.
 
     `done`: journal records ({qid, prediction, operation}) of questions answered by an
     earlier run, taken as they are; `journal`: a text file each image's answers are
-    appended to (one JSON line per question) and flushed as the image is done."""
+    appended to (one JSON line per question) and flushed as the image is done.
+    `workers` > 1: forked processes answer `images_per_task` images per task, each renewed
+    after `tasks_per_worker` tasks (clingo's symbol table, which only grows, starts afresh)."""
     from .program import GQA_OPERATIONS
     from .reason.gqa_asp import step_kind
 
-    answer_image, _ = _reasoner(reasoner, ontology)
+    answer_image, _ = _reasoner(reasoner, ontology) if workers <= 1 else (None, None)  # (workers build their own)
     by_image: dict[str, dict] = defaultdict(dict)
     unsupported = Counter()
     unknown: dict = {"questions": 0}
@@ -219,22 +227,25 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
     graphs = scenes if not isinstance(scenes, (str, Path)) else SceneGraphs(scenes, keep=todo_images)
     t0 = time.perf_counter()
     items = sorted(todo_images.items())
-    bar = None if progress is None else progress(desc="questions", total=sum(len(p) for _, p in items))
-    for image_id, programs in items:
+    for image_id, programs in items:  # every scene graph there before anything is answered
         if image_id not in graphs:
             raise DataError(f"no scene graph for image {image_id!r}", file=getattr(graphs, "path", None),
                             record=next(iter(programs)), field="imageId")
-        lines = []
-        for qid, a in answer_image(graphs[image_id], programs).items():
-            op = None if a.answer is not None else (a.failed_operation or "?")
-            took(qid, a.answer, op)
-            if journal is not None:
-                lines.append(json.dumps({"qid": qid, "prediction": a.answer, "operation": op}) + "\n")
+    bar = None if progress is None else progress(desc="questions", total=sum(len(p) for _, p in items))
+    if workers > 1:
+        batches = _pooled(items, graphs, reasoner, ontology, workers, images_per_task, tasks_per_worker)
+    else:
+        batches = ([(qid, a.answer, None if a.answer is not None else (a.failed_operation or "?"))
+                    for qid, a in answer_image(graphs[image_id], programs).items()] for image_id, programs in items)
+    for batch in batches:
+        for qid, answer, op in batch:
+            took(qid, answer, op)
         if journal is not None:
-            journal.write("".join(lines))
+            journal.write("".join(json.dumps({"qid": qid, "prediction": answer, "operation": op}) + "\n"
+                                  for qid, answer, op in batch))
             journal.flush()
         if bar is not None:
-            bar.update(len(programs))
+            bar.update(len(batch))
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -252,8 +263,56 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
                      "questions_per_second": round(now / seconds, 1) if seconds > 0 and now else None}
 
 
+_POOL_JOB: tuple | None = None  # (todo images, scene graphs, reasoner, ontology), inherited by forked workers
+_POOL_ANSWER = None
+
+
+def _pool_init() -> None:
+    global _POOL_ANSWER
+    _POOL_ANSWER = _reasoner(_POOL_JOB[2], _POOL_JOB[3])[0]
+
+
+def _pool_task(image_ids: list[str]):
+    """Answers of a worker's task as plain data: [(qid, answer, failed operation)], or
+    ("error", message) (exceptions with keyword-only arguments do not survive pickling)."""
+    todo, graphs = _POOL_JOB[0], _POOL_JOB[1]
+    try:
+        return [(qid, a.answer, None if a.answer is not None else (a.failed_operation or "?"))
+                for image_id in image_ids
+                for qid, a in _POOL_ANSWER(graphs[image_id], todo[image_id]).items()]
+    except Exception as e:  # noqa: BLE001 (raised in the main process)
+        return ("error", f"{type(e).__name__}: {e}" if not isinstance(e, VQAError) else str(e))
+
+
+def _pooled(items, graphs, reasoner, ontology, workers, images_per_task, tasks_per_worker):
+    """Batches of answers from a pool of forked workers (unordered; one batch per task)."""
+    import gc
+    import multiprocessing as mp
+
+    global _POOL_JOB
+    if "fork" not in mp.get_all_start_methods():
+        raise VQAError("--workers for GQA needs the fork start method (Linux, macOS)")
+    _POOL_JOB = (dict(items), graphs, reasoner, ontology)
+    ids = [image_id for image_id, _ in items]
+    tasks = [ids[i:i + images_per_task] for i in range(0, len(ids), images_per_task)]
+    frozen = gc.get_freeze_count() == 0
+    if frozen:  # what the workers inherit leaves the collector's care (no page copied by a collection)
+        gc.freeze()
+    try:
+        with mp.get_context("fork").Pool(workers, initializer=_pool_init, maxtasksperchild=tasks_per_worker) as pool:
+            for res in pool.imap_unordered(_pool_task, tasks):
+                if isinstance(res, tuple):
+                    raise VQAError(res[1])
+                yield res
+    finally:
+        _POOL_JOB = None
+        if frozen:
+            gc.unfreeze()
+
+
 def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=None, predictions=None,
-                 limit=None, reasoner="asp", progress=None, ontology=None) -> dict:
+                 limit=None, reasoner="asp", progress=None, ontology=None, workers: int = 1,
+                 images_per_task: int = IMAGES_PER_TASK) -> dict:
     """Answer a GQA split on scene graphs and score it; writes report.json (`out`), a `.md`
     and a plot next to it, and the official predictions file (`predictions`). Returns the report.
 
@@ -287,7 +346,8 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
             journal.write(json.dumps({"settings": settings}) + "\n")
             journal.flush()
         answers, stats = answer_questions(records, scenes, reasoner=reasoner, ontology=ontology, progress=progress,
-                                          done=done, journal=journal)
+                                          done=done, journal=journal, workers=workers,
+                                          images_per_task=images_per_task)
     except DataError as e:  # a record's defect: name the questions file it is in
         raise (e.located(file=questions) if Path(questions).is_file() else e) from None
     finally:
@@ -301,7 +361,7 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
     metrics = gqa_metrics(records, preds, choices=choice_data, all_questions=all_questions, only=scored)
     report = {"dataset": "gqa", "reasoner": reasoner, "questions_file": str(questions), "scenes_file": str(scenes),
               "choices_file": None if choices is None else str(choices), "all_questions": bool(all_questions),
-              "answered": len(answers), **metrics, **stats, **info,
+              "answered": len(answers), "workers": workers, **metrics, **stats, **info,
               "failed_scored": sum(1 for k in scored if answers.get(k) is None)}
     report["warnings"] = warnings(report)
     if predictions:

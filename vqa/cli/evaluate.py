@@ -21,7 +21,8 @@ def register(sub) -> None:
     p.add_argument("--parser-checkpoint", help="question parser checkpoint (default: the shipped one)")
     p.add_argument("--nsm-checkpoint", help="NSM checkpoint (default: the shipped one)")
     p.add_argument("--limit", type=int, help="only the first N questions")
-    p.add_argument("--workers", type=int, default=1, help="CLEVR: processes answering in parallel")
+    p.add_argument("--workers", type=int, default=1, help="processes answering in parallel (GQA: forked, renewed every "
+                                                                 "150 tasks of 32 images)")
     p.add_argument("--shard", help="CLEVR: i/n, answer every n-th image starting at i (merge with `vqa report`)")
     p.add_argument("--out", help="write the report here (JSON, with .md and .png beside it)")
     p.add_argument("--predictions", help="write the predictions here (an output; rerun the same command to resume). "
@@ -34,7 +35,8 @@ def register(sub) -> None:
     p.add_argument("--theory", help="CLEVR: a folder of .lp files instead of rules/clevr")
     p.add_argument("--scenes-per-call", type=int, default=32,
                    help="CLEVR: images whose questions are answered together (one clingo call for gold scenes; "
-                        "larger is faster, a kill loses at most one such chunk per worker; default 32)")
+                        "larger is faster, a kill loses at most one such chunk per worker; default 32). "
+                        "GQA with --workers: images per task sent to a worker")
     p.add_argument("--choices", help="GQA: {split}_choices.json for validity and plausibility")
     p.add_argument("--all", action="store_true", help="GQA: score all questions, not only the balanced ones")
     p.add_argument("--ontology", help="GQA: an attribute ontology learned by `vqa gqa ontology`")
@@ -75,7 +77,7 @@ def run(args) -> int:
                                 checkpoints=checkpoints, scenes_per_call=args.scenes_per_call)
     else:
         clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard),
-                                      ("--images", args.images), ("--workers", args.workers != 1),
+                                      ("--images", args.images),
                                       ("--scene-source", args.scene_source != "gold"),
                                       ("--program-source", args.program_source != "gold")) if v]
         if clevr_only:
@@ -84,6 +86,12 @@ def run(args) -> int:
 
         reasoner = "reference" if args.reasoner == "executor" else args.reasoner
         kwargs = {"ontology": args.ontology} if args.ontology else {}
+        if args.workers < 1:
+            raise VQAError(f"--workers must be >= 1, got {args.workers}")
+        if args.scenes_per_call < 1:
+            raise VQAError(f"--scenes-per-call must be >= 1, got {args.scenes_per_call}")
+        if args.workers != 1:
+            kwargs.update(workers=args.workers, images_per_task=args.scenes_per_call)
         if args.from_predictions:
             if args.predictions or args.ontology:
                 raise VQAError("--from-predictions scores a file: --predictions and --ontology do not apply")
