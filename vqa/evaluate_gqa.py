@@ -23,7 +23,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from .datasets.gqa import SceneGraphs, iter_question_records
+from .datasets.gqa import SceneGraphIndex, SceneGraphs, iter_question_records  # noqa: F401
 from .datasets.gqa_ontology import GQAOntology
 from .datasets.gqa_program import parse_step, steps_number
 from .errors import DataError, VQAError
@@ -224,7 +224,8 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
                 left[qid] = steps
         if left:
             todo_images[image_id] = left
-    graphs = scenes if not isinstance(scenes, (str, Path)) else SceneGraphs(scenes, keep=todo_images)
+    # scene graphs read per image from the file (an index of where each lies: flat memory)
+    graphs = scenes if not isinstance(scenes, (str, Path)) else SceneGraphIndex(scenes, keep=todo_images)
     t0 = time.perf_counter()
     items = sorted(todo_images.items())
     for image_id, programs in items:  # every scene graph there before anything is answered
