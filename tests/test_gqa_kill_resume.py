@@ -124,3 +124,21 @@ def test_workers_give_the_same_report(tmp_path):
     a1, _ = answer_questions(records, s, reasoner="reference")
     a2, _ = answer_questions(records, s, reasoner="reference", workers=2, images_per_task=3, tasks_per_worker=1)
     assert a1 == a2 and len(a1) == n
+
+
+def test_pooled_answering_errors_and_renewal_for_long_asp_runs(tmp_path, monkeypatch):
+    import vqa.evaluate_gqa as eg
+
+    with pytest.raises(VQAError, match="unknown GQA reasoner"):  # not a pool restarting a failing worker
+        evaluate_gqa(FIX / "val_balanced_questions.json", FIX / "val_sceneGraphs.json", reasoner="magic", workers=2)
+    # an ASP run longer than one worker's life is answered in renewed workers, even with workers=1
+    q, s, n = replicate(tmp_path, 6)
+    records, _ = eg.load_questions(q, all_questions=True)
+    used = []
+    real = eg._pooled
+    monkeypatch.setattr(eg, "_pooled", lambda *a: used.append(a) or real(*a))
+    small, _ = eg.answer_questions(records, s)
+    assert not used
+    monkeypatch.setattr(eg, "TASKS_PER_WORKER", 1)
+    renewed, _ = eg.answer_questions(records, s, images_per_task=2, tasks_per_worker=1)
+    assert len(used) == 1 and renewed == small

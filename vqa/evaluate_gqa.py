@@ -176,7 +176,7 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
     from .program import GQA_OPERATIONS
     from .reason.gqa_asp import step_kind
 
-    answer_image, _ = _reasoner(reasoner, ontology) if workers <= 1 else (None, None)  # (workers build their own)
+    answer_image = None  # (built on first use: forked workers build their own)
     by_image: dict[str, dict] = defaultdict(dict)
     unsupported = Counter()
     unknown: dict = {"questions": 0}
@@ -233,9 +233,13 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
             raise DataError(f"no scene graph for image {image_id!r}", file=getattr(graphs, "path", None),
                             record=next(iter(programs)), field="imageId")
     bar = None if progress is None else progress(desc="questions", total=sum(len(p) for _, p in items))
-    if workers > 1:
+    # ASP in this process would keep every symbol of every question answered (FACTS.md): a run
+    # longer than one worker's life goes to a renewed worker even with workers=1
+    renew = reasoner == "asp" and tasks_per_worker and len(items) > images_per_task * tasks_per_worker
+    if workers > 1 or renew:
         batches = _pooled(items, graphs, reasoner, ontology, workers, images_per_task, tasks_per_worker)
     else:
+        answer_image, _ = _reasoner(reasoner, ontology)
         batches = ([(qid, a.answer, None if a.answer is not None else (a.failed_operation or "?"))
                     for qid, a in answer_image(graphs[image_id], programs).items()] for image_id, programs in items)
     for batch in batches:
@@ -270,7 +274,10 @@ _POOL_ANSWER = None
 
 def _pool_init() -> None:
     global _POOL_ANSWER
-    _POOL_ANSWER = _reasoner(_POOL_JOB[2], _POOL_JOB[3])[0]
+    try:
+        _POOL_ANSWER = _reasoner(_POOL_JOB[2], _POOL_JOB[3])[0]
+    except Exception as e:  # noqa: BLE001 (a failing initializer would be restarted for ever: told per task)
+        _POOL_ANSWER = e
 
 
 def _pool_task(image_ids: list[str]):
@@ -278,6 +285,8 @@ def _pool_task(image_ids: list[str]):
     ("error", message) (exceptions with keyword-only arguments do not survive pickling)."""
     todo, graphs = _POOL_JOB[0], _POOL_JOB[1]
     try:
+        if isinstance(_POOL_ANSWER, Exception):
+            raise _POOL_ANSWER
         return [(qid, a.answer, None if a.answer is not None else (a.failed_operation or "?"))
                 for image_id in image_ids
                 for qid, a in _POOL_ANSWER(graphs[image_id], todo[image_id]).items()]
