@@ -34,7 +34,8 @@ def replicate(src_questions, src_scenes, out_dir, *, questions: int, images: int
     if not sources or images < 1 or questions < images:
         raise ValueError("need source images with scene graphs, images >= 1 and questions >= images")
     qpath, spath = out_dir / "q.json", out_dir / "sg.json"
-    with open(qpath, "w", encoding="utf-8") as fq, open(spath, "w", encoding="utf-8") as fs:
+    qtmp, stmp = out_dir / "q.json.tmp", out_dir / "sg.json.tmp"  # renamed when whole (q.json last)
+    with open(qtmp, "w", encoding="utf-8") as fq, open(stmp, "w", encoding="utf-8") as fs:
         fq.write("{")
         fs.write("{")
         written = 0
@@ -56,6 +57,8 @@ def replicate(src_questions, src_scenes, out_dir, *, questions: int, images: int
                 written += 1
         fq.write("}\n")
         fs.write("}\n")
+    os.replace(stmp, spath)
+    os.replace(qtmp, qpath)
     return qpath, spath
 
 
