@@ -256,8 +256,9 @@ def lock_predictions(path):
     return f
 
 
-def _read_predictions(path: Path, settings: dict) -> dict[str, dict]:
-    """Records already in a predictions file made with the same settings."""
+def _read_predictions(path: Path, settings: dict, keys: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """Records already in a predictions file made with the same settings (`keys`: the
+    settings that must match; CLEVR's by default)."""
     if not path.exists() or path.stat().st_size == 0:
         return {}
     done: dict[str, dict] = {}
@@ -278,7 +279,7 @@ def _read_predictions(path: Path, settings: dict) -> dict[str, dict]:
             meta = rec["settings"]
             continue
         done[rec["qid"]] = rec
-    keys = ("reasoner", "scene_source", "program_source", "questions", "scenes", "theory_dir")
+    keys = keys or ("reasoner", "scene_source", "program_source", "questions", "scenes", "theory_dir")
     if meta is not None and any(meta.get(k) != settings.get(k) for k in keys):
         diff = [k for k in keys if meta.get(k) != settings.get(k)]
         raise VQAError(f"{path} holds predictions made with other settings ({', '.join(diff)}); "

@@ -8,7 +8,7 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="answer a CLEVR or GQA split and report accuracy and breakdowns")
     p.add_argument("--dataset", choices=["clevr", "gqa"], required=True)
     p.add_argument("--questions", required=True, help="questions file (GQA: a file or a folder of parts)")
-    p.add_argument("--scenes", required=True, help="CLEVR scenes file or GQA scene-graph file")
+    p.add_argument("--scenes", help="CLEVR scenes file or GQA scene-graph file (required unless --from-predictions)")
     p.add_argument("--reasoner", choices=["asp", "reference", "executor", "nsm"], default="asp",
                    help="asp (clingo theory in rules/), nsm (Neural State Machine; GQA: --nsm-checkpoint, default "
                         "data/checkpoints/nsm_gqa.pt) or reference "
@@ -23,15 +23,22 @@ def register(sub) -> None:
     p.add_argument("--parser-checkpoint", help="question parser checkpoint (default: the shipped one)")
     p.add_argument("--nsm-checkpoint", help="NSM checkpoint (default: the shipped one)")
     p.add_argument("--limit", type=int, help="only the first N questions")
-    p.add_argument("--workers", type=int, default=1, help="CLEVR: processes answering in parallel")
+    p.add_argument("--workers", type=int, default=1, help="processes answering in parallel (GQA: forked, renewed every "
+                                                                 "150 tasks of 32 images)")
     p.add_argument("--shard", help="CLEVR: i/n, answer every n-th image starting at i (merge with `vqa report`)")
     p.add_argument("--out", help="write the report here (JSON, with .md and .png beside it)")
-    p.add_argument("--predictions", help="CLEVR: predictions JSONL, appended as answered; rerun to resume. "
-                                         "GQA: the official predictions file")
+    p.add_argument("--predictions", help="write the predictions here (an output; rerun the same command to resume). "
+                                         "CLEVR: JSONL, appended as answered. GQA: the official format "
+                                         "([{questionId, prediction}] for every question of --questions, \"\" where "
+                                         "none), journaled as answered in PREDICTIONS.journal")
+    p.add_argument("--from-predictions", metavar="FILE",
+                   help="GQA: score this predictions file (official format, any model's) instead of answering; "
+                        "no --scenes needed")
     p.add_argument("--theory", help="CLEVR: a folder of .lp files instead of rules/clevr")
     p.add_argument("--scenes-per-call", type=int, default=32,
                    help="CLEVR: images whose questions are answered together (one clingo call for gold scenes; "
-                        "larger is faster, a kill loses at most one such chunk per worker; default 32)")
+                        "larger is faster, a kill loses at most one such chunk per worker; default 32). "
+                        "GQA with --workers: images per task sent to a worker")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="CLEVR, ASP: seconds of search per question on an uncertain (predicted) scene (default 2.0; "
                         "0: no limit); the report counts the answers not proven within it")
@@ -39,17 +46,23 @@ def register(sub) -> None:
     p.add_argument("--all", action="store_true", help="GQA: score all questions, not only the balanced ones")
     p.add_argument("--ontology", help="GQA: an attribute ontology learned by `vqa gqa ontology`")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (when stderr is not a terminal, no progress lines: one every "
+                        "VQA_PROGRESS_SECONDS, default 30)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..errors import VQAError
-    from ._util import progress
+    from ._util import progress_or_log
 
-    bar = None if args.no_progress or args.json else progress
+    bar = None if args.no_progress else progress_or_log  # on stderr; lines at an interval when logged
     if args.limit is not None and args.limit < 0:
         raise VQAError(f"--limit must be >= 0, got {args.limit}")
+    if args.from_predictions and args.dataset != "gqa":
+        raise VQAError("--from-predictions applies to --dataset gqa only")
+    if not args.scenes and not args.from_predictions:
+        raise VQAError("--scenes is required (the scenes or scene-graph file)")
     if args.dataset == "clevr":
         if args.choices or args.all or args.ontology:
             raise VQAError("--choices, --all and --ontology apply to --dataset gqa only")
@@ -69,18 +82,35 @@ def run(args) -> int:
                                 checkpoints=checkpoints, scenes_per_call=args.scenes_per_call, budget=args.budget)
     else:
         clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard), ("--budget", args.budget is not None),
-                                      ("--images", args.images), ("--workers", args.workers != 1),
+                                      ("--images", args.images),
                                       ("--scene-source", args.scene_source != "gold")) if v]
         if clevr_only:
             raise VQAError(f"{', '.join(clevr_only)} apply to --dataset clevr only")
-        from ..evaluate_gqa import evaluate_gqa, format_report
+        from ..evaluate_gqa import evaluate_gqa, format_report, score_predictions
 
         reasoner = "reference" if args.reasoner == "executor" else args.reasoner
         kwargs = {"ontology": args.ontology} if args.ontology else {}
-        report = evaluate_gqa(args.questions, args.scenes, choices=args.choices, all_questions=args.all,
-                              out=args.out, predictions=args.predictions, limit=args.limit, reasoner=reasoner,
-                              progress=bar, program_source=args.program_source,
-                              parser_checkpoint=args.parser_checkpoint, nsm_checkpoint=args.nsm_checkpoint, **kwargs)
+        if args.workers < 1:
+            raise VQAError(f"--workers must be >= 1, got {args.workers}")
+        if args.scenes_per_call < 1:
+            raise VQAError(f"--scenes-per-call must be >= 1, got {args.scenes_per_call}")
+        if args.workers != 1:
+            kwargs.update(workers=args.workers, images_per_task=args.scenes_per_call)
+        if args.from_predictions:
+            if args.predictions or args.ontology:
+                raise VQAError("--from-predictions scores a file: --predictions and --ontology do not apply")
+            report = score_predictions(args.questions, args.from_predictions, choices=args.choices,
+                                       all_questions=args.all, limit=args.limit, out=args.out)
+        else:
+            report = evaluate_gqa(args.questions, args.scenes, choices=args.choices, all_questions=args.all,
+                                  out=args.out, predictions=args.predictions, limit=args.limit, reasoner=reasoner,
+                                  progress=bar, program_source=args.program_source,
+                                  parser_checkpoint=args.parser_checkpoint, nsm_checkpoint=args.nsm_checkpoint,
+                                  **kwargs)
+        import sys
+
+        for w in report.get("warnings") or []:  # one line each, on stderr
+            print(f"vqa evaluate: warning: {w}", file=sys.stderr)
         unknown = report.get("unknown_operations") or {}
         if unknown.get("first"):  # one line naming the first, on stderr; the report counts them as failures
             import sys

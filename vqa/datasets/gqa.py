@@ -18,7 +18,7 @@ from ..errors import DataError, require
 from ..program import Program
 from ..question import Question
 from ..scene import SceneGraph
-from .jsonstream import stream_dict
+from .jsonstream import read_span, stream_dict, stream_spans
 
 QUESTION_META = ("fullAnswer", "isBalanced", "types", "annotations", "entailed", "equivalent", "groups",
                  "semanticStr")
@@ -93,6 +93,44 @@ class SceneGraphs(Mapping):
 
     def __contains__(self, image_id) -> bool:
         return str(image_id) in self._load()
+
+
+class SceneGraphIndex(Mapping):
+    """Image id -> SceneGraph over a GQA scene-graph file, read from the file per image on
+    access: one pass records where each image's record lies (about 100 bytes per image
+    instead of its parsed record), so memory stays flat however large the file. Forked
+    processes open the file themselves. `keep=` restricts the images indexed."""
+
+    def __init__(self, path: str | Path, keep: Iterable[str] | None = None):
+        self.path = Path(path)
+        self.keep = None if keep is None else set(map(str, keep))
+        self._spans: dict[str, tuple[int, int]] | None = None
+        self._file, self._pid = None, None
+
+    def _index(self) -> dict[str, tuple[int, int]]:
+        if self._spans is None:
+            self._spans = {k: (a, b) for k, a, b in stream_spans(self.path) if self.keep is None or k in self.keep}
+        return self._spans
+
+    def record(self, image_id: str) -> dict:
+        import os
+
+        start, end = self._index()[str(image_id)]
+        if self._pid != os.getpid():  # (a forked process reads through its own file object)
+            self._file, self._pid = open(self.path, "rb"), os.getpid()
+        return read_span(self._file, start, end, self.path)
+
+    def __getitem__(self, image_id: str) -> SceneGraph:
+        return SceneGraph.from_gqa(str(image_id), self.record(image_id), file=self.path)
+
+    def __iter__(self):
+        return iter(self._index())
+
+    def __len__(self) -> int:
+        return len(self._index())
+
+    def __contains__(self, image_id) -> bool:
+        return str(image_id) in self._index()
 
 
 def iter_with_scenes(questions_path: str | Path, scenes_path: str | Path) -> Iterator[tuple[Question, SceneGraph]]:

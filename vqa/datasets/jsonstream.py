@@ -55,6 +55,8 @@ class _WindowReader:
         self.path = path
         self.buf, self.pos, self.done, self.offset = "", 0, False, 0
         self.decoder = json.JSONDecoder()
+        self.track = False  # byte offsets (for `spans`): bytes before buf[0], and a mark in buf
+        self.bbase = self.cmark = self.bmark = 0
 
     def _more(self, size: int | None = None) -> bool:
         """Read the next piece (dropping what has been consumed); False at the end of the file."""
@@ -68,6 +70,8 @@ class _WindowReader:
             self.done = True
             return False
         self.offset += self.pos
+        if self.track:  # what is dropped, counted in bytes
+            self.bbase, self.cmark, self.bmark = self._byte_at(self.pos), 0, 0
         self.buf, self.pos = self.buf[self.pos:] + piece, 0
         return True
 
@@ -134,6 +138,25 @@ class _WindowReader:
                 if self._expect(",}") == "}":
                     return
 
+    def _byte_at(self, p: int) -> int:
+        """The file's byte offset of buf[p] (p at or after the last asked; each character is
+        encoded once)."""
+        self.bmark += len(self.buf[self.cmark:p].encode("utf-8", "surrogatepass"))
+        self.cmark = p
+        return self.bbase + self.bmark
+
+    def spans(self) -> Iterator[tuple[str, int, int]]:
+        """(key, start byte, end byte) of each value of the top-level object: the value is
+        `json.loads` of those bytes. Each value is decoded once to find its end, then dropped."""
+        self.track = True
+        with _open(self.path) as raw:
+            self.bbase = 3 if raw.read(3) == b"\xef\xbb\xbf" else 0  # (utf-8-sig drops a BOM)
+        for name in self._members():
+            self._skip_space()
+            start = self._byte_at(self.pos)
+            self._value()
+            yield name, start, self._byte_at(self.pos)
+
     def pairs(self) -> Iterator[tuple[str, object]]:
         """(key, value) of the top-level object."""
         for name in self._members():
@@ -153,6 +176,21 @@ class _WindowReader:
                 yield self._value()
                 if self._expect(",]") == "]":
                     break
+
+
+def stream_spans(path: str | Path) -> Iterator[tuple[str, int, int]]:
+    """(key, start byte, end byte) of each value of a top-level JSON object, for reading
+    single records later by seeking (`read_span`)."""
+    yield from _WindowReader(Path(path)).spans()
+
+
+def read_span(f, start: int, end: int, path=None):
+    """The JSON value at bytes [start, end) of the binary file `f`."""
+    f.seek(start)
+    try:
+        return json.loads(f.read(end - start))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _malformed(Path(path or getattr(f, "name", "?")), e) from None
 
 
 def stream_dict(path: str | Path) -> Iterator[tuple[str, object]]:

@@ -1,0 +1,39 @@
+"""`vqa bench gqa-eval`: `vqa evaluate --dataset gqa` on replicated official-layout files of
+given sizes: seconds, questions/s and peak RSS per size, ASP and reference side by side."""
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("gqa-eval", help="GQA evaluation at given sizes: seconds, questions/s, peak RSS")
+    p.add_argument("--questions", required=True, help="source GQA questions file (replicated)")
+    p.add_argument("--scenes", required=True, help="its scene-graph file")
+    p.add_argument("--sizes", required=True,
+                   help="comma-separated QUESTIONS/IMAGES, e.g. 10000/4000,100000/40000")
+    p.add_argument("--work", required=True, help="folder for the replicated files (kept; reused when present)")
+    p.add_argument("--reasoners", default="asp,reference")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..errors import VQAError
+    from ..gqa_scale import format_rows, replicate, run_scale_bench
+
+    dirs = []
+    for size in args.sizes.split(","):
+        try:
+            q, i = (int(x) for x in size.split("/"))
+        except ValueError:
+            raise VQAError(f"--sizes expects QUESTIONS/IMAGES pairs, got {size!r}") from None
+        d = Path(args.work) / f"{q}_{i}"
+        if not (d / "q.json").exists():
+            replicate(args.questions, args.scenes, d, questions=q, images=i)
+        dirs.append(d)
+    rows = run_scale_bench(dirs, reasoners=tuple(args.reasoners.split(",")), workers=args.workers)
+    print(json.dumps(rows, indent=1) if args.json else format_rows(rows))
+    return 0
