@@ -86,6 +86,8 @@ class _Answerer:
             from .reason.asp import ASPReasoner
 
             budget = {"budget": settings["budget"] or None} if "budget" in settings else {}  # 0: no limit
+            if "min_reading" in settings:  # 0: every question answered on its best reading
+                budget["min_reading"] = settings["min_reading"] or None
             self.asp = ASPReasoner(settings.get("theory_dir"), explain=False, top_k=1, **budget)  # answers only
         elif reasoner == "nsm":
             from .reason.nsm import NSMReasoner
@@ -130,11 +132,15 @@ class _Answerer:
         answered = dict(zip(map(id, order), results))
         for _, _, _, questions in chunk:
             for q in questions:
-                pred, err, *proven = answered.get(id(q), (None, "no program"))
+                pred, err, *flags = answered.get(id(q), (None, "no program"))
                 rec = {k: q[k] for k in ("qid", "image", "answer", "template", "function", "family")}
                 rec.update(prediction=pred, error=err)
-                if proven and not proven[0]:  # ASP: the best reading was not proven within the budget
+                if flags and not flags[0]:  # ASP: the best reading was not proven within the budget
                     rec["proven"] = False
+                if len(flags) > 1 and flags[1]:  # ASP: refused, the reading it needs too improbable
+                    rec["refused"] = True
+                if len(flags) > 2 and flags[2]:  # ASP: the cost of the (needed) reading above the scene's best
+                    rec["cost"] = flags[2]
                 if "program_match" in q:
                     rec["program_match"] = q["program_match"]
                 out.append(rec)
@@ -144,7 +150,7 @@ class _Answerer:
         reasoner = self.s["reasoner"]
         if reasoner == "asp":
             answers = self.asp.answer_many([(scene, progs) for scene, progs, _ in batch])
-            return [(a.answer, a.error, a.proven) for ans in answers for a in ans]
+            return [(a.answer, a.error, a.proven, a.presupposition, a.cost) for ans in answers for a in ans]
         if reasoner == "nsm":
             out = []
             for scene, _, texts in batch:
@@ -205,7 +211,7 @@ def _run_chunk(chunk):
 
 # ---- the driver ---------------------------------------------------------------------------
 def _settings(reasoner, scene_source, program_source, questions, scenes, images, theory_dir, checkpoints,
-              budget=None) -> dict:
+              budget=None, min_reading=None) -> dict:
     reasoner = "reference" if reasoner == "executor" else reasoner
     if reasoner not in (*REASONERS, "nsm"):
         raise VQAError(f"unknown reasoner {reasoner!r} (expected one of asp, reference, nsm)")
@@ -218,7 +224,8 @@ def _settings(reasoner, scene_source, program_source, questions, scenes, images,
     return {"dataset": "clevr", "reasoner": reasoner, "scene_source": scene_source, "program_source": program_source,
             "questions": str(questions), "scenes": str(scenes), "images": str(images) if images else None,
             "theory_dir": str(theory_dir) if theory_dir else None, **(checkpoints or {}),
-            **({"budget": budget} if budget is not None else {})}
+            **({"budget": budget} if budget is not None else {}),
+            **({"min_reading": min_reading} if min_reading is not None else {})}
 
 
 def lock_predictions(path):
@@ -291,12 +298,16 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
                    program_source: str = "gold", limit: int | None = None, out: str | Path | None = None,
                    predictions: str | Path | None = None, progress=None, theory_dir=None, scenes_per_call: int = 32,
                    workers: int = 1, shard: tuple[int, int] | None = None, images: str | Path | None = None,
-                   checkpoints: dict | None = None, budget: float | None = None) -> dict:
+                   checkpoints: dict | None = None, budget: float | None = None,
+                   min_reading: float | None = None) -> dict:
     """Answer the questions (the first `limit`) of a CLEVR questions file and score them.
 
     `budget`: the ASP reasoner's seconds of search per question on uncertain scenes
     (None: its default, `vqa.reason.asp.DEFAULT_BUDGET`; 0: no limit); the report counts
-    the answers whose best reading was not proven within it (`not_proven`).
+    the answers whose best reading was not proven within it (`not_proven`). `min_reading`:
+    the ASP reasoner's least reading probability relative to the scene's best (None: its
+    default, `vqa.reason.asp.DEFAULT_MIN_READING`; 0: no limit); the report counts the
+    questions refused for it (`refused`).
 
     Writes the report to `out` (JSON, plus `.md` and `.png` beside it) and the predictions
     to `predictions` (JSONL, resumable) when given. Returns the report dict."""
@@ -304,15 +315,19 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
         return _evaluate_clevr(questions, scenes, reasoner=reasoner, scene_source=scene_source,
                                program_source=program_source, limit=limit, out=out, predictions=predictions,
                                progress=progress, theory_dir=theory_dir, scenes_per_call=scenes_per_call,
-                               workers=workers, shard=shard, images=images, checkpoints=checkpoints, budget=budget)
+                               workers=workers, shard=shard, images=images, checkpoints=checkpoints, budget=budget,
+                               min_reading=min_reading)
 
 
 def _evaluate_clevr(questions, scenes, *, reasoner, scene_source, program_source, limit, out, predictions,
-                    progress, theory_dir, scenes_per_call, workers, shard, images, checkpoints, budget=None) -> dict:
+                    progress, theory_dir, scenes_per_call, workers, shard, images, checkpoints, budget=None,
+                    min_reading=None) -> dict:
     if budget is not None and budget < 0:
         raise VQAError(f"budget must be >= 0 seconds (0: no limit), got {budget}")
+    if min_reading is not None and not 0 <= min_reading <= 1:
+        raise VQAError(f"min_reading must be in [0, 1] (0: no limit), got {min_reading}")
     settings = _settings(reasoner, scene_source, program_source, questions, scenes, images, theory_dir, checkpoints,
-                         budget)
+                         budget, min_reading)
     if shard is not None:
         i, n = shard
         if not (n >= 1 and 0 <= i < n):

@@ -15,7 +15,13 @@ answers:
 - "asp" (default): the clingo theory in `rules/clevr/` runs the program over the scene's
   readings; the answer is that of the most probable reading in which the program can be
   carried out, and `trace` holds each step's value (object sets as tuples of object ids).
-  `confidence` = question-parse probability x the answer's share among the top readings.
+  `confidence` = question-parse probability x the answer's share among the top readings x
+  the probability of the answer's reading relative to the scene's most probable reading
+  (`reading_probability`, exp(-cost / 1000)). A question that can be carried out only on a
+  reading less probable than `min_reading` (default `vqa.reason.asp.DEFAULT_MIN_READING`)
+  times the scene's best gets no answer: `error` says that the question presupposes what
+  the most probable reading does not hold, naming the failing step, as on a gold scene
+  (`presupposition` True).
   On an uncertain scene the search for that reading has a budget (`budget` seconds per
   question, default `vqa.reason.asp.DEFAULT_BUDGET`); an answer whose reading was not
   proven the best within it has `proven` False and its confidence halved
@@ -118,6 +124,11 @@ class Answer:
     # ASP: whether the answer's reading is proven the most probable one in which the program
     # can be carried out (False: the search stopped at its budget, see `Pipeline`)
     proven: bool = True
+    # ASP: the probability of the answer's reading relative to the scene's most probable one
+    # (1.0 when the question is answered on that reading); for a refused question
+    # (`presupposition`), that of the cheapest reading on which it could be carried out
+    reading_probability: float | None = None
+    presupposition: bool = False  # ASP: refused, its presupposition fails on the most probable reading
 
     @property
     def ok(self) -> bool:
@@ -153,7 +164,10 @@ class Answer:
                 "program": None if self.program is None else self.program.to_clevr("function"),
                 "program_text": None if self.program is None else self.program.to_expr(),
                 "parse_confidence": round(self.parse_confidence, 6),
-                "top": [[a, round(p, 6)] for a, p in self.top], "proven": self.proven, "trace": trace,
+                "top": [[a, round(p, 6)] for a, p in self.top], "proven": self.proven,
+                "reading_probability": None if self.reading_probability is None else float(
+                    f"{self.reading_probability:.6g}"),
+                "presupposition": self.presupposition, "trace": trace,
                 "image_id": self.scene.image_id, "timings": {k: round(v, 6) for k, v in self.timings.items()}}
 
 
@@ -168,7 +182,7 @@ class Pipeline:
 
     def __init__(self, *, scene_checkpoint=None, parser_checkpoint=None, nsm_checkpoint=None,
                  theory_dir=None, reasoner: str = "asp", device: str = "cpu", top_k: int = 3,
-                 threads: int | None = 1, backend: str = "auto", budget=_DEFAULT):
+                 threads: int | None = 1, backend: str = "auto", budget=_DEFAULT, min_reading=_DEFAULT):
         if reasoner not in REASONERS:
             raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
         if backend not in BACKENDS:
@@ -184,6 +198,9 @@ class Pipeline:
         if budget is not _DEFAULT and budget is not None and not budget > 0:
             raise VQAError(f"budget must be positive seconds (or None: no limit), got {budget}")
         self._budget = budget  # ASP search seconds per question on uncertain scenes
+        if min_reading is not _DEFAULT and min_reading is not None and not 0 <= min_reading <= 1:
+            raise VQAError(f"min_reading must be in [0, 1] (0 or None: no limit), got {min_reading}")
+        self._min_reading = min_reading  # ASP: least reading probability relative to the scene's best
         self._parts: dict[str, object] = {}
         self._scenes: dict[object, SceneGraph] = {}  # image key -> parsed scene (recent images)
         self.cache_size = 16
@@ -254,6 +271,8 @@ class Pipeline:
             from .reason.asp import ASPReasoner
 
             kw = {} if self._budget is _DEFAULT else {"budget": self._budget}
+            if self._min_reading is not _DEFAULT:
+                kw["min_reading"] = self._min_reading or None
             self._parts["asp"] = ASPReasoner(self._theory_dir, top_k=self._top_k, explain=True, **kw)
         return self._parts["asp"]
 
@@ -351,9 +370,12 @@ class Pipeline:
         out = []
         for q, (prog, pconf), a in zip(questions, parsed, answers):
             share = a.top[0][1] if a.top else (1.0 if a.ok else 0.0)
-            conf = pconf * share * (1.0 if a.proven else UNPROVEN_FACTOR) if a.ok else 0.0
+            reading = a.reading_probability
+            conf = (pconf * share * (1.0 if reading is None else reading) * (1.0 if a.proven else UNPROVEN_FACTOR)
+                    if a.ok else 0.0)
             out.append(Answer(q, a.answer, conf, prog, a.trace, scene, "asp", error=a.error, top=list(a.top),
-                              parse_confidence=pconf, proven=a.proven))
+                              parse_confidence=pconf, proven=a.proven, reading_probability=reading,
+                              presupposition=a.presupposition))
         return out
 
     def _answer_nsm(self, scene, questions, parsed) -> list[Answer]:

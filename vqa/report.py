@@ -23,7 +23,7 @@ FUNCTIONS = ("exist", "count", "compare_integer", "query_attribute", "compare_at
 
 
 def score_records(records: list[dict]) -> dict:
-    total = correct = failed = unscored = not_proven = 0
+    total = correct = failed = unscored = not_proven = refused = wrong = 0
     matched = parsed = 0
     by_template: dict[str, list[int]] = {}
     by_function: dict[str, list[int]] = {}
@@ -34,6 +34,8 @@ def score_records(records: list[dict]) -> dict:
             failed += 1
         if r.get("proven") is False:  # ASP: the best reading not proven within the search budget
             not_proven += 1
+        if r.get("refused"):  # ASP: no answer, the reading the question needs too improbable
+            refused += 1
         if "program_match" in r:
             parsed += 1
             matched += bool(r["program_match"])
@@ -44,6 +46,7 @@ def score_records(records: list[dict]) -> dict:
             unscored += 1
             continue
         ok = int(r.get("prediction") == r["answer"])
+        wrong += r.get("prediction") is not None and not ok
         total += 1
         correct += ok
         keys = [(by_template, r.get("template", "unknown")), (by_function, r.get("function", "other"))]
@@ -54,7 +57,8 @@ def score_records(records: list[dict]) -> dict:
             cell[0] += 1
             cell[1] += ok
     report = {"accuracy": correct / total if total else None, "total": total, "correct": correct, "failed": failed,
-              "unscored": unscored, "not_proven": not_proven, "by_template": _table(by_template, TEMPLATE_GROUPS),
+              "unscored": unscored, "not_proven": not_proven, "answered": len(records) - failed,
+              "refused": refused, "wrong": wrong, "by_template": _table(by_template, TEMPLATE_GROUPS),
               "by_function": _table(by_function, FUNCTIONS)}
     if by_family:
         report["by_family"] = _table(by_family, tuple(sorted(by_family, key=_family_order)))
@@ -85,6 +89,9 @@ def format_report(report: dict) -> str:
              f"{report.get('program_source', 'gold')} programs): accuracy {_pct(report['accuracy'])} "
              f"({report['correct']}/{report['total']}); no answer {report['failed']}; unscored {report['unscored']}"
              f"; not proven {report.get('not_proven', 0)}"]
+    if "answered" in report:
+        lines.append(f"answered {report['answered']}; refused (presupposition fails on the most probable reading) "
+                     f"{report.get('refused', 0)}; wrong {report.get('wrong', 0)}")
     if "program_exact_match" in report:
         lines.append(f"program exact match: {_pct(report['program_exact_match'])}")
     for title, key in (("by template", "by_template"), ("by final function", "by_function"),
@@ -109,7 +116,10 @@ def markdown_report(report: dict, compare: dict | None = None) -> str:
     lines = [f"# CLEVR evaluation ({report.get('reasoner')})", "",
              f"Accuracy **{_pct(report['accuracy'])}** ({report['correct']}/{report['total']}); "
              f"no answer: {report['failed']}; unscored: {report['unscored']}; "
-             f"not proven within the search budget: {report.get('not_proven', 0)}.", ""]
+             f"not proven within the search budget: {report.get('not_proven', 0)}."
+             + (f" Answered: {report['answered']}; refused (the question's presupposition fails on the scene's "
+                f"most probable reading): {report.get('refused', 0)}; wrong: {report.get('wrong', 0)}."
+                if "answered" in report else ""), ""]
     for title, key in (("By template group", "by_template"), ("By final function", "by_function"),
                        ("By template and family", "by_family")):
         if key not in report:

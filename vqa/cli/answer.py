@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_BUDGET = 2.0  # vqa.reason.asp.DEFAULT_BUDGET (not imported here: it loads clingo)
+DEFAULT_MIN_READING = 0.05  # vqa.reason.asp.DEFAULT_MIN_READING (checked equal by a test)
 
 
 def register(sub) -> None:
@@ -31,6 +32,10 @@ def register(sub) -> None:
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
                    help=f"ASP: seconds of search per question on an uncertain scene (default {DEFAULT_BUDGET}; 0: no "
                         "limit). An answer whose reading is not proven the best within it is marked not proven.")
+    p.add_argument("--min-reading", type=float, default=DEFAULT_MIN_READING, metavar="P",
+                   help="ASP: a question that can be carried out only on a reading of the scene less probable than P "
+                        f"times its most probable reading gets no answer (default {DEFAULT_MIN_READING}; 0: no limit): "
+                        "the question presupposes what the most probable reading does not hold")
     p.add_argument("--json", action="store_true", help="print the result as JSON (JSONL with --questions)")
     p.add_argument("--explain", metavar="OUT.png", help="draw the objects selected at each step")
     p.add_argument("--checkpoints", metavar="DIR", help="folder with scene_parser.pt, question_parser.pt, nsm_clevr.pt "
@@ -48,8 +53,11 @@ def run(args) -> int:
 
     if args.budget < 0:
         raise VQAError(f"--budget must be >= 0 seconds (0: no limit), got {args.budget}")
+    if not 0 <= args.min_reading <= 1:
+        raise VQAError(f"--min-reading must be in [0, 1] (0: no limit), got {args.min_reading}")
     pipe = Pipeline.from_pretrained(args.checkpoints, reasoner=args.reasoner, device=args.device,
-                                    backend=args.backend, budget=args.budget or None)
+                                    backend=args.backend, budget=args.budget or None,
+                                    min_reading=args.min_reading or None)
     if args.questions:
         if args.question or args.program or args.explain:
             raise VQAError("--questions answers a file of questions; --question, --program and --explain "
@@ -96,7 +104,12 @@ def _print(r) -> None:
               "confidence halved)")
     if r.ok:
         alts = ", ".join(f"{a} {p:.3f}" for a, p in r.top[1:])
-        print(f"answer: {r.answer}  (confidence {r.confidence:.3f}{'; alternatives: ' + alts if alts else ''})")
+        reading = ("" if r.reading_probability is None or r.reading_probability >= 1.0 else
+                   f"; on a reading {r.reading_probability:.3g} as probable as the scene's most probable")
+        print(f"answer: {r.answer}  (confidence {r.confidence:.3f}{reading}"
+              f"{'; alternatives: ' + alts if alts else ''})")
+    elif r.presupposition:
+        print(f"no answer: {r.error}")
     else:
         print(f"answer: none ({r.error})")
 

@@ -42,6 +42,10 @@ def register(sub) -> None:
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="CLEVR, ASP: seconds of search per question on an uncertain (predicted) scene (default 2.0; "
                         "0: no limit); the report counts the answers not proven within it")
+    p.add_argument("--min-reading", type=float, metavar="P",
+                   help="CLEVR, ASP: a question about a predicted scene that can be carried out only on a reading less "
+                        "probable than P times the scene's most probable reading is refused (its presupposition "
+                        "fails there; default 0.05; 0: no limit); the report counts them as refused")
     p.add_argument("--choices", help="GQA: {split}_choices.json for validity and plausibility")
     p.add_argument("--all", action="store_true", help="GQA: score all questions, not only the balanced ones")
     p.add_argument("--ontology", help="GQA: an attribute ontology learned by `vqa gqa ontology`")
@@ -79,9 +83,11 @@ def run(args) -> int:
                                 program_source=args.program_source, limit=args.limit, out=args.out,
                                 predictions=args.predictions, progress=bar, theory_dir=args.theory,
                                 workers=args.workers, shard=parse_shard(args.shard), images=args.images,
-                                checkpoints=checkpoints, scenes_per_call=args.scenes_per_call, budget=args.budget)
+                                checkpoints=checkpoints, scenes_per_call=args.scenes_per_call, budget=args.budget,
+                                min_reading=args.min_reading)
     else:
         clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard), ("--budget", args.budget is not None),
+                                      ("--min-reading", args.min_reading is not None),
                                       ("--images", args.images),
                                       ("--scene-source", args.scene_source != "gold")) if v]
         if clevr_only:

@@ -104,6 +104,12 @@ OPT_ARGUMENTS = ("--opt-strategy=usc",)  # for calls with uncertain scenes
 FORGET_ARGUMENTS = ("--forget-on-step=varScores,signs,lemmaScores,lemmas",)
 DEFAULT_BUDGET = 2.0  # seconds of search per question about an uncertain scene (ASPConfig.budget)
 DEFAULT_BOUNDS = (2000, 5000)  # cost bounds of the mode-first search before the whole scene
+COST_SCALE = 1000.0  # a choice's cost is round(-COST_SCALE ln p): a reading of cost c has p ratio exp(-c / COST_SCALE)
+# the least probability, relative to the scene's most probable reading, of a reading an answer
+# may rest on (ASPConfig.min_reading): a question that can be carried out only on a less probable
+# reading is refused, its presupposition failing on the most probable one (rules/README.md,
+# "Honest answers"; chosen on generated ill-posed and well-posed questions)
+DEFAULT_MIN_READING = 0.05
 STRATEGIES = ("mode-first", "joint")
 # the facts (of `encode`) whose function argument the rule pruning reads: predicate ->
 # (arity, position of the function term): run(Q, I, F, V, In), step(Q, I, F)
@@ -133,15 +139,27 @@ class ASPAnswer:
     # budget; the answer is that of the best reading found so far, or the failure on the
     # most probable reading when none was found)
     proven: bool = True
+    # refused: the question can be carried out only on a reading less probable than
+    # `ASPConfig.min_reading` times the scene's best; `error`, `error_step` and `trace` are
+    # then its failure on the most probable reading, `cost` that of the cheapest reading on
+    # which it succeeds
+    presupposition: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def reading_probability(self) -> float | None:
+        """The probability of the reading the answer rests on, relative to the scene's most
+        probable reading (exp(-cost / 1000); 1.0 on gold scenes; None when unknown)."""
+        return None if self.cost is None else math.exp(-self.cost / COST_SCALE)
+
     def to_dict(self) -> dict:
         return {"answer": self.answer, "error": self.error, "error_step": self.error_step,
                 "trace": [t.to_dict() for t in self.trace], "top": [list(t) for t in self.top], "cost": self.cost,
-                "proven": self.proven}
+                "proven": self.proven, "presupposition": self.presupposition,
+                "reading_probability": self.reading_probability}
 
 
 @dataclass
@@ -179,6 +197,18 @@ class ASPConfig:
     # costs above each choice's cheapest option (the most probable reading costs 0), which
     # spares the core-guided optimisation a core per choice; False: round(-1000 ln p) as is
     relative_costs: bool = True
+    # a question about an uncertain scene that can be carried out only on a reading less
+    # probable than this times the scene's most probable reading gets no answer: its
+    # presupposition fails on the most probable reading (as on a gold scene). None or 0:
+    # every question is answered on the best reading in which it succeeds, however improbable.
+    min_reading: float | None = DEFAULT_MIN_READING
+
+    @property
+    def max_cost(self) -> float | None:
+        """The largest reading cost an answer may rest on (from `min_reading`)."""
+        if not self.min_reading:
+            return None
+        return -COST_SCALE * math.log(self.min_reading)
 
 
 class ASPReasoner:
@@ -194,17 +224,20 @@ class ASPReasoner:
                  explain: bool = True, min_probability: float = ASPConfig.min_probability,
                  score_threshold: float | None = ASPConfig.score_threshold,
                  score_temperature: float = ASPConfig.score_temperature, budget: float | None = DEFAULT_BUDGET,
-                 strategy: str = "mode-first", bounds: tuple[int, ...] = DEFAULT_BOUNDS, relative_costs: bool = True):
+                 strategy: str = "mode-first", bounds: tuple[int, ...] = DEFAULT_BOUNDS, relative_costs: bool = True,
+                 min_reading: float | None = DEFAULT_MIN_READING):
         if not score_temperature > 0:
             raise ValueError(f"score_temperature must be positive, got {score_temperature}")
         if budget is not None and not budget > 0:
             raise ValueError(f"budget must be positive seconds (or None: no limit), got {budget}")
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r} (expected one of {', '.join(STRATEGIES)})")
+        if min_reading is not None and not 0 <= min_reading <= 1:
+            raise ValueError(f"min_reading must be a probability ratio in [0, 1] (0 or None: no limit), got {min_reading}")
         self.config = ASPConfig(theory_dir or DEFAULT_THEORY, top_k, cost_cap, explain, min_probability,
                                 score_threshold=score_threshold, score_temperature=score_temperature,
                                 budget=budget, strategy=strategy, bounds=tuple(sorted(bounds)),
-                                relative_costs=relative_costs)
+                                relative_costs=relative_costs, min_reading=min_reading)
         # the complete theory (checked to exist), then the statements of each file
         self.theory = load_theory(self.config.theory_dir, exclude=("example_facts.lp",))
         self._files: dict[str, list] = {}
@@ -302,7 +335,34 @@ class ASPReasoner:
                 deadline = None if budget is None else time.perf_counter() + budget * len(chunk)
                 answers = self._answer_call([(scene, chunk)], deadline=deadline)
                 out[i] += answers[0] if answers is not None else [self._unfound() for _ in chunk]
+            dear = [j for j, a in enumerate(out[i]) if self._too_improbable(a)]
+            if dear:  # their failures on the most probable reading
+                mode = self._answer_call([(mode_reading(scene, self.config.min_probability), [ps[j] for j in dear])],
+                                         retrace=False)[0]
+                for j, failure in zip(dear, mode):
+                    out[i][j] = self._refused(failure, out[i][j])
         return out
+
+    def _too_improbable(self, a: ASPAnswer) -> bool:
+        """Whether answer `a` (about an uncertain scene) rests on a reading too improbable
+        against the scene's best (`ASPConfig.min_reading`)."""
+        limit = self.config.max_cost
+        return limit is not None and a.ok and a.cost is not None and a.cost > limit
+
+    def _refused(self, failure: ASPAnswer, found: ASPAnswer) -> ASPAnswer:
+        """No answer: the question presupposes what the most probable reading does not hold
+        (`failure`, its failure there); the cheapest reading on which it succeeds (`found`)
+        is too improbable. With the failure's step, message and trace, and `found`'s cost."""
+        if failure.ok:  # cannot happen (a question that succeeds on the mode costs 0)
+            return found
+        step = failure.error_step
+        ratio = math.exp(found.cost / COST_SCALE) if found.cost is not None else float("inf")
+        where = f"step {step}: " if step is not None else ""
+        message = (f"the question presupposes what the scene's most probable reading does not hold ({where}"
+                   f"{failure.error}); carrying it out needs a reading {ratio:.3g} times less probable "
+                   f"(limit {1 / self.config.min_reading:.3g})")
+        return ASPAnswer(None, message, step, list(failure.trace), top=[], cost=found.cost, proven=found.proven,
+                         presupposition=True)
 
     def _unfound(self, failure: ASPAnswer | None = None) -> ASPAnswer:
         """The answer of a question whose search ran out of budget before finding any
@@ -326,7 +386,11 @@ class ASPReasoner:
             if a.ok:
                 a.cost, a.top, a.proven = 0, [(a.answer, 0)], True
             else:
+                failure = a
                 a = self._search(scene, program, a, deadline)
+                if self._too_improbable(a):
+                    out.append(self._refused(failure, a))
+                    continue
             if self.config.top_k > 1 and a.ok:
                 a.top += self._alternatives(scene, program, a.answer, a.cost or 0, deadline)
             a.top = _normalise(a.top)
