@@ -158,3 +158,29 @@ def test_pil_images_are_cached_by_content(synth):
     sa = pipe.scene(a)
     assert pipe.scene(a.copy()) is sa  # same pixels: parsed once
     assert pipe.scene(b) is not sa and len(pipe._scenes) == 2
+
+
+def test_model_sets_resolve_shipped_files_and_answer():
+    """`models="clevr"` loads the CLEVR-distribution set (Blender-render scene parser, parsers
+    trained on the official templates), each with its checked numpy export; a wrong set name or
+    a folder together with a set is refused."""
+    from vqa.errors import VQAError
+    from vqa.pipeline import CHECKPOINT_DIR, MODEL_SETS, Pipeline
+
+    for names in MODEL_SETS.values():
+        for name in names.values():
+            assert (CHECKPOINT_DIR / name).is_file(), name
+    pipe = Pipeline.from_pretrained(models="clevr")
+    assert pipe.checkpoint("scene").name == "scene_parser_clevr.npz"
+    assert pipe.checkpoint("parser").name == "question_parser_official.npz"
+    default = Pipeline.from_pretrained()
+    assert default.checkpoint("scene").name == "scene_parser.npz"
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "samples" / "sample.png"
+    r = pipe.answer(sample, "How many cyan things are there?")
+    assert r.ok and r.program.to_expr() == "count(filter_color[cyan](scene()))"
+    with pytest.raises(VQAError, match="unknown model set"):
+        Pipeline.from_pretrained(models="gqa-huge")
+    with pytest.raises(VQAError, match="not both"):
+        Pipeline.from_pretrained(CHECKPOINT_DIR, models="clevr")

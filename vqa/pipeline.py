@@ -55,6 +55,16 @@ UNPROVEN_FACTOR = 0.5  # an ASP answer whose best reading was not proven within 
 _DEFAULT = object()  # "the reasoner's default budget"
 BACKENDS = ("auto", "numpy", "torch")
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+# the shipped model sets: scene parser, question parser, NSM (files in CHECKPOINT_DIR)
+# - synth: trained on the project's own world (its renderer, its 59 question families); the default
+# - clevr: for CLEVR's distribution: the scene parser fine-tuned on Blender renders like CLEVR's,
+#   the question parser and the NSM trained on the official templates' questions too
+MODEL_SETS = {
+    "synth": {"scene_checkpoint": "scene_parser.pt", "parser_checkpoint": "question_parser.pt",
+              "nsm_checkpoint": "nsm_clevr.pt"},
+    "clevr": {"scene_checkpoint": "scene_parser_clevr.pt", "parser_checkpoint": "question_parser_official.pt",
+              "nsm_checkpoint": "nsm_clevr_official.pt"},
+}
 
 
 _BLAS = None  # one threadpoolctl controller (finding the loaded BLAS libraries takes milliseconds)
@@ -206,10 +216,22 @@ class Pipeline:
         self.cache_size = 16
 
     @classmethod
-    def from_pretrained(cls, checkpoint_dir: str | Path | None = None, **kw) -> "Pipeline":
+    def from_pretrained(cls, checkpoint_dir: str | Path | None = None, *, models: str = "synth",
+                        **kw) -> "Pipeline":
         """A pipeline on the shipped checkpoints (or on `checkpoint_dir` holding
         scene_parser.pt, question_parser.pt and nsm_clevr.pt, and optionally the parsers'
-        `.npz` exports, which the numpy backend uses)."""
+        `.npz` exports, which the numpy backend uses).
+
+        `models`: which shipped set (`MODEL_SETS`): "synth" (the project's own world, the
+        default) or "clevr" (CLEVR's distribution: Blender renders, official question
+        templates). Checkpoints given in `kw` win over the set's."""
+        if models not in MODEL_SETS:
+            raise VQAError(f"unknown model set {models!r} (expected one of {', '.join(MODEL_SETS)})")
+        if checkpoint_dir is not None and models != "synth":
+            raise VQAError("give a checkpoint folder or a model set, not both")
+        if checkpoint_dir is None:
+            for key, name in MODEL_SETS[models].items():
+                kw.setdefault(key, CHECKPOINT_DIR / name if models != "synth" else None)
         if checkpoint_dir is not None:
             d = Path(checkpoint_dir)
             if not d.is_dir():

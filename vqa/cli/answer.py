@@ -38,6 +38,9 @@ def register(sub) -> None:
                         "the question presupposes what the most probable reading does not hold")
     p.add_argument("--json", action="store_true", help="print the result as JSON (JSONL with --questions)")
     p.add_argument("--explain", metavar="OUT.png", help="draw the objects selected at each step")
+    p.add_argument("--models", default="synth", choices=("synth", "clevr"),
+                   help="shipped model set: synth (the project's own world; default) or clevr (CLEVR's distribution: "
+                        "a scene parser fine-tuned on Blender renders, parsers trained on the official templates)")
     p.add_argument("--checkpoints", metavar="DIR", help="folder with scene_parser.pt, question_parser.pt, nsm_clevr.pt "
                                                         "(default: the shipped ones)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -55,7 +58,7 @@ def run(args) -> int:
         raise VQAError(f"--budget must be >= 0 seconds (0: no limit), got {args.budget}")
     if not 0 <= args.min_reading <= 1:
         raise VQAError(f"--min-reading must be in [0, 1] (0: no limit), got {args.min_reading}")
-    pipe = Pipeline.from_pretrained(args.checkpoints, reasoner=args.reasoner, device=args.device,
+    pipe = Pipeline.from_pretrained(args.checkpoints, models=args.models, reasoner=args.reasoner, device=args.device,
                                     backend=args.backend, budget=args.budget or None,
                                     min_reading=args.min_reading or None)
     if args.questions:

@@ -19,6 +19,10 @@ def register(sub) -> None:
                    help="the questions' programs, or programs parsed from the question text (GQA: by the GQA "
                         "question parser, --parser-checkpoint; default data/checkpoints/gqa_question_parser.pt)")
     p.add_argument("--images", help="CLEVR: the split's image folder (for --scene-source predicted)")
+    p.add_argument("--models", default="synth", choices=("synth", "clevr"),
+                   help="CLEVR: shipped model set for predicted scenes and parsed programs: synth (the project's own "
+                        "world; default) or clevr (Blender renders like CLEVR's, official question templates); "
+                        "--*-checkpoint flags win over it")
     p.add_argument("--scene-checkpoint", help="scene parser checkpoint (default: the shipped one)")
     p.add_argument("--parser-checkpoint", help="question parser checkpoint (default: the shipped one)")
     p.add_argument("--nsm-checkpoint", help="NSM checkpoint (default: the shipped one)")
@@ -76,9 +80,13 @@ def run(args) -> int:
             raise VQAError(f"--workers must be >= 1, got {args.workers}")
         if args.scenes_per_call < 1:
             raise VQAError(f"--scenes-per-call must be >= 1, got {args.scenes_per_call}")
-        checkpoints = {k: v for k, v in (("scene_checkpoint", args.scene_checkpoint),
-                                         ("parser_checkpoint", args.parser_checkpoint),
-                                         ("nsm_checkpoint", args.nsm_checkpoint)) if v}
+        from ..pipeline import CHECKPOINT_DIR, MODEL_SETS
+
+        checkpoints = {k: str(CHECKPOINT_DIR / name) for k, name in MODEL_SETS[args.models].items()
+                       if args.models != "synth"}
+        checkpoints.update({k: v for k, v in (("scene_checkpoint", args.scene_checkpoint),
+                                              ("parser_checkpoint", args.parser_checkpoint),
+                                              ("nsm_checkpoint", args.nsm_checkpoint)) if v})
         report = evaluate_clevr(args.questions, args.scenes, reasoner=args.reasoner, scene_source=args.scene_source,
                                 program_source=args.program_source, limit=args.limit, out=args.out,
                                 predictions=args.predictions, progress=bar, theory_dir=args.theory,
@@ -88,7 +96,7 @@ def run(args) -> int:
     else:
         clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard), ("--budget", args.budget is not None),
                                       ("--min-reading", args.min_reading is not None),
-                                      ("--images", args.images),
+                                      ("--images", args.images), ("--models", args.models != "synth"),
                                       ("--scene-source", args.scene_source != "gold")) if v]
         if clevr_only:
             raise VQAError(f"{', '.join(clevr_only)} apply to --dataset clevr only")
