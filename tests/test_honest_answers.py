@@ -179,3 +179,15 @@ def test_cli_reports_not_understood(tmp_path, capsys):
     assert "not understood: 3 of 3 words are outside the vocabulary" in out and "program (parse confidence" in out
     assert main(["answer", "--scene", str(path), "--question", "Who wrote Hamlet?", "--max-unknown", "1"]) in (0, 1)
     assert "not understood" not in capsys.readouterr().out
+
+
+def test_out_of_domain_rates_on_the_fixtures():
+    from vqa.honest import FIXTURES, out_of_domain_rates
+
+    human = FIXTURES / "human_questions.json"
+    none, limited = out_of_domain_rates(human, human, [None, 0.3])
+    assert none["out_of_domain_not_understood"] == 0 and none["hand_written_not_understood"] == 0
+    assert none["generated"] == none["hand_written"] == 50 and none["out_of_domain"] == 50
+    # the measured figures of rules/README.md ("Honest answers"), with the shipped parser
+    assert limited["out_of_domain_not_understood"] >= 40 and limited["hand_written_not_understood"] <= 3
+    assert limited["hand_written_right"] <= none["hand_written_right"]
