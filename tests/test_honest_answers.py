@@ -144,3 +144,50 @@ def test_report_counts_answered_refused_wrong():
     assert (r["answered"], r["refused"], r["wrong"], r["failed"]) == (2, 1, 1, 2)
     assert "answered 2; refused" in format_report({**r, "reasoner": "asp"})
     assert "Answered: 2; refused" in markdown_report({**r, "reasoner": "asp"})
+
+
+# ---- item 2: out-of-domain questions -----------------------------------------------------
+def test_out_of_domain_question_is_not_understood_with_its_parse():
+    from vqa.pipeline import Pipeline
+
+    pipe = Pipeline()
+    scene = SceneGraph("g", 480, 320, [_obj(0, "cube")])
+    bad, good = pipe.answer_many(scene, ["What is the meaning of life?", "What material is the cube?"])
+    assert not bad.understood and bad.answer is None and bad.confidence == 0.0 and bad.trace == []
+    assert bad.error.startswith("not understood: 2 of 6 words are outside the vocabulary")
+    assert bad.program is not None and bad.program.to_expr() in bad.error  # the parse is shown
+    assert bad.unknown_share == pytest.approx(2 / 6) and bad.to_dict()["understood"] is False
+    assert good.understood and good.answer == "rubber" and good.unknown_share == 0.0
+    # no limit: answered as before; a given program is always understood
+    assert Pipeline(max_unknown=None).answer(scene, "What is the meaning of life?").understood
+    assert pipe.answer(scene, "What is the meaning of life?", program=MATERIAL).answer == "rubber"
+    # an unlikely parse, when asked for
+    strict = Pipeline(min_parse=0.999999)
+    r = strict.answer(scene, "How many spheres are there in the picture?")
+    assert not r.understood and "the parse is unlikely" in r.error
+
+
+def test_cli_reports_not_understood(tmp_path, capsys):
+    from vqa.cli import answer
+    from vqa.pipeline import DEFAULT_MAX_UNKNOWN
+
+    assert answer.DEFAULT_MAX_UNKNOWN == DEFAULT_MAX_UNKNOWN
+    path = tmp_path / "s.json"
+    SceneGraph("g", 480, 320, [_obj(0, "cube")]).save(path)
+    assert main(["answer", "--scene", str(path), "--question", "Who wrote Hamlet?"]) == 1
+    out = capsys.readouterr().out
+    assert "not understood: 3 of 3 words are outside the vocabulary" in out and "program (parse confidence" in out
+    assert main(["answer", "--scene", str(path), "--question", "Who wrote Hamlet?", "--max-unknown", "1"]) in (0, 1)
+    assert "not understood" not in capsys.readouterr().out
+
+
+def test_out_of_domain_rates_on_the_fixtures():
+    from vqa.honest import FIXTURES, out_of_domain_rates
+
+    human = FIXTURES / "human_questions.json"
+    none, limited = out_of_domain_rates(human, human, [None, 0.3])
+    assert none["out_of_domain_not_understood"] == 0 and none["hand_written_not_understood"] == 0
+    assert none["generated"] == none["hand_written"] == 50 and none["out_of_domain"] == 50
+    # the measured figures of rules/README.md ("Honest answers"), with the shipped parser
+    assert limited["out_of_domain_not_understood"] >= 40 and limited["hand_written_not_understood"] <= 3
+    assert limited["hand_written_right"] <= none["hand_written_right"]

@@ -7,6 +7,11 @@
     pipe.answer_many("scene.png", ["...", "..."])      # one scene parse, one batched parse/solve
     pipe.answer("scene.png", "...", reasoner="nsm")     # the Neural State Machine instead of ASP
 
+A parsed question with more than `max_unknown` (default `DEFAULT_MAX_UNKNOWN`) of its words
+outside the question parser's vocabulary, or (with `min_parse`) a parse probability below
+`min_parse`, is not answered: `understood` is False, `error` says why, and `program` holds
+the parse the reasoner would have run.
+
 The image goes through the scene parser (`vqa.vision`) into a probabilistic `SceneGraph`
 (cached per image, so many questions about one image parse it once), the question through
 the question parser (`vqa.language.parser`) into a CLEVR `Program`, and the reasoner
@@ -51,6 +56,9 @@ from .program import Program
 from .scene import SceneGraph
 
 REASONERS = ("asp", "nsm")
+# a parsed question with more than this share of its words outside the question parser's
+# vocabulary is not understood (issue 25, item 2; measured in rules/README.md, "Honest answers")
+DEFAULT_MAX_UNKNOWN = 0.3
 UNPROVEN_FACTOR = 0.5  # an ASP answer whose best reading was not proven within the budget: confidence x this
 _DEFAULT = object()  # "the reasoner's default budget"
 BACKENDS = ("auto", "numpy", "torch")
@@ -139,6 +147,8 @@ class Answer:
     # (`presupposition`), that of the cheapest reading on which it could be carried out
     reading_probability: float | None = None
     presupposition: bool = False  # ASP: refused, its presupposition fails on the most probable reading
+    understood: bool = True  # False: the question looks outside the domain (`Pipeline`, `max_unknown`)
+    unknown_share: float = 0.0  # the share of the question's words outside the parser's vocabulary
 
     @property
     def ok(self) -> bool:
@@ -177,7 +187,8 @@ class Answer:
                 "top": [[a, round(p, 6)] for a, p in self.top], "proven": self.proven,
                 "reading_probability": None if self.reading_probability is None else float(
                     f"{self.reading_probability:.6g}"),
-                "presupposition": self.presupposition, "trace": trace,
+                "presupposition": self.presupposition, "understood": self.understood,
+                "unknown_share": round(self.unknown_share, 4), "trace": trace,
                 "image_id": self.scene.image_id, "timings": {k: round(v, 6) for k, v in self.timings.items()}}
 
 
@@ -192,7 +203,8 @@ class Pipeline:
 
     def __init__(self, *, scene_checkpoint=None, parser_checkpoint=None, nsm_checkpoint=None,
                  theory_dir=None, reasoner: str = "asp", device: str = "cpu", top_k: int = 3,
-                 threads: int | None = 1, backend: str = "auto", budget=_DEFAULT, min_reading=_DEFAULT):
+                 threads: int | None = 1, backend: str = "auto", budget=_DEFAULT, min_reading=_DEFAULT,
+                 max_unknown: float | None = DEFAULT_MAX_UNKNOWN, min_parse: float | None = None):
         if reasoner not in REASONERS:
             raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
         if backend not in BACKENDS:
@@ -211,6 +223,10 @@ class Pipeline:
         if min_reading is not _DEFAULT and min_reading is not None and not 0 <= min_reading <= 1:
             raise VQAError(f"min_reading must be in [0, 1] (0 or None: no limit), got {min_reading}")
         self._min_reading = min_reading  # ASP: least reading probability relative to the scene's best
+        for name, v in (("max_unknown", max_unknown), ("min_parse", min_parse)):
+            if v is not None and not 0 <= v <= 1:
+                raise VQAError(f"{name} must be in [0, 1] (None: no limit), got {v}")
+        self.max_unknown, self.min_parse = max_unknown, min_parse
         self._parts: dict[str, object] = {}
         self._scenes: dict[object, SceneGraph] = {}  # image key -> parsed scene (recent images)
         self.cache_size = 16
@@ -336,6 +352,11 @@ class Pipeline:
     def programs(self, questions: list[str], programs=None) -> list[tuple[Program, float]]:
         """(program, parse probability) per question; `programs` (Program or program text,
         one per question, None entries parsed) skips the parser."""
+        return [(p, c) for p, c, _ in self._parse(questions, programs)]
+
+    def _parse(self, questions: list[str], programs=None) -> list[tuple[Program, float, list[str] | None]]:
+        """(program, parse probability, the words as the parser saw them: None for a given
+        program) per question."""
         given = list(programs) if programs is not None else [None] * len(questions)
         if len(given) != len(questions):
             raise VQAError(f"{len(questions)} questions but {len(given)} programs")
@@ -346,12 +367,12 @@ class Pipeline:
                 todo.append(i)
             else:
                 prog = p if isinstance(p, Program) else Program.parse(str(p))
-                out[i] = (prog.validate(), 1.0)
+                out[i] = (prog.validate(), 1.0, None)
         if todo:
             with compute_threads(self.threads):
                 parsed = self.question_parser.parse_batch([questions[i] for i in todo])
             for i, r in zip(todo, parsed):
-                out[i] = (r.program, float(r.confidence))
+                out[i] = (r.program, float(r.confidence), list(r.words))
         return out  # type: ignore[return-value]
 
     # ---- answering ------------------------------------------------------------------------
@@ -375,17 +396,43 @@ class Pipeline:
         t0 = time.perf_counter()
         scene = self.scene(image)
         t1 = time.perf_counter()
-        parsed = self.programs(questions, programs)
+        parsed = self._parse(questions, programs)
         t2 = time.perf_counter()
-        if reasoner == "asp":
-            results = self._answer_asp(scene, questions, parsed)
-        else:
-            results = self._answer_nsm(scene, questions, parsed)
+        verdicts = [self.not_understood(prog, conf, words) for prog, conf, words in parsed]
+        keep = [i for i, v in enumerate(verdicts) if v is None]
+        kept = [(parsed[i][0], parsed[i][1]) for i in keep]
+        answered = (self._answer_asp if reasoner == "asp" else self._answer_nsm)(
+            scene, [questions[i] for i in keep], kept) if keep else []
+        results: list = [None] * len(questions)
+        for i, r in zip(keep, answered):
+            r.unknown_share = _unknown_share(parsed[i][2])
+            results[i] = r
+        for i, v in enumerate(verdicts):
+            if v is not None:
+                prog, conf, words = parsed[i]
+                results[i] = Answer(questions[i], None, 0.0, prog, [], scene, reasoner, error=v, parse_confidence=conf,
+                                    understood=False, unknown_share=_unknown_share(words))
         t3 = time.perf_counter()
         n = max(1, len(questions))
         for r in results:
             r.timings = {"scene": t1 - t0, "parse": (t2 - t1) / n, "reason": (t3 - t2) / n}
         return results
+
+    def not_understood(self, program: Program, confidence: float, words: list[str] | None) -> str | None:
+        """Why a parsed question is not understood (None: it is): too many words outside the
+        parser's vocabulary (`max_unknown`), or an unlikely parse (`min_parse`). A given
+        program (words None) is always understood."""
+        if words is None:
+            return None
+        share = _unknown_share(words)
+        unknown = [w for w in words if w == "<unk>"]
+        parse = f"parsed as {program.to_expr()} with probability {confidence:.3f}"
+        if self.max_unknown is not None and share > self.max_unknown:
+            return (f"not understood: {len(unknown)} of {len(words)} words are outside the vocabulary "
+                    f"({' '.join(words)}; limit {self.max_unknown:.0%}); {parse}")
+        if self.min_parse is not None and confidence < self.min_parse:
+            return f"not understood: the parse is unlikely ({parse}; limit {self.min_parse})"
+        return None
 
     def _answer_asp(self, scene, questions, parsed) -> list[Answer]:
         answers = self.asp.answer_batch(scene, [p for p, _ in parsed])
@@ -410,3 +457,10 @@ class Pipeline:
             out.append(Answer(q, a.answer, float(a.confidence), prog, trace, scene, "nsm",
                               top=[(a.answer, float(a.confidence))], parse_confidence=pconf))
         return out
+
+
+def _unknown_share(words: list[str] | None) -> float:
+    """The share of `words` (as the question parser saw them) outside its vocabulary."""
+    if not words:
+        return 0.0
+    return sum(w == "<unk>" for w in words) / len(words)

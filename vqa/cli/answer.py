@@ -7,6 +7,7 @@ from pathlib import Path
 
 DEFAULT_BUDGET = 2.0  # vqa.reason.asp.DEFAULT_BUDGET (not imported here: it loads clingo)
 DEFAULT_MIN_READING = 0.05  # vqa.reason.asp.DEFAULT_MIN_READING (checked equal by a test)
+DEFAULT_MAX_UNKNOWN = 0.3  # vqa.pipeline.DEFAULT_MAX_UNKNOWN (checked equal by a test)
 
 
 def register(sub) -> None:
@@ -36,6 +37,11 @@ def register(sub) -> None:
                    help="ASP: a question that can be carried out only on a reading of the scene less probable than P "
                         f"times its most probable reading gets no answer (default {DEFAULT_MIN_READING}; 0: no limit): "
                         "the question presupposes what the most probable reading does not hold")
+    p.add_argument("--max-unknown", type=float, default=DEFAULT_MAX_UNKNOWN, metavar="SHARE",
+                   help="a question with more than this share of its words outside the question parser's vocabulary "
+                        f"is reported as not understood, with its parse (default {DEFAULT_MAX_UNKNOWN}; 1: never)")
+    p.add_argument("--min-parse", type=float, metavar="P",
+                   help="also report as not understood a question whose parse probability is below P (default: off)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (JSONL with --questions)")
     p.add_argument("--explain", metavar="OUT.png", help="draw the objects selected at each step")
     p.add_argument("--models", default="synth", choices=("synth", "clevr"),
@@ -56,11 +62,14 @@ def run(args) -> int:
 
     if args.budget < 0:
         raise VQAError(f"--budget must be >= 0 seconds (0: no limit), got {args.budget}")
-    if not 0 <= args.min_reading <= 1:
-        raise VQAError(f"--min-reading must be in [0, 1] (0: no limit), got {args.min_reading}")
+    for flag, v in (("--min-reading", args.min_reading), ("--max-unknown", args.max_unknown),
+                    ("--min-parse", args.min_parse)):
+        if v is not None and not 0 <= v <= 1:
+            raise VQAError(f"{flag} must be in [0, 1], got {v}")
     pipe = Pipeline.from_pretrained(args.checkpoints, models=args.models, reasoner=args.reasoner, device=args.device,
                                     backend=args.backend, budget=args.budget or None,
-                                    min_reading=args.min_reading or None)
+                                    min_reading=args.min_reading or None, max_unknown=args.max_unknown,
+                                    min_parse=args.min_parse)
     if args.questions:
         if args.question or args.program or args.explain:
             raise VQAError("--questions answers a file of questions; --question, --program and --explain "
@@ -113,6 +122,8 @@ def _print(r) -> None:
               f"{'; alternatives: ' + alts if alts else ''})")
     elif r.presupposition:
         print(f"no answer: {r.error}")
+    elif not r.understood:
+        print(r.error)
     else:
         print(f"answer: none ({r.error})")
 
