@@ -184,3 +184,23 @@ def test_model_sets_resolve_shipped_files_and_answer():
         Pipeline.from_pretrained(models="gqa-huge")
     with pytest.raises(VQAError, match="not both"):
         Pipeline.from_pretrained(CHECKPOINT_DIR, models="clevr")
+
+
+def test_scene_cli_models_clevr_uses_the_clevr_scene_parser(capsys, monkeypatch):
+    from pathlib import Path
+
+    import vqa.pipeline as pipeline_mod
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "samples" / "sample.png"
+    seen = []
+    real = pipeline_mod.Pipeline.checkpoint
+
+    def spy(self, part):
+        path = real(self, part)
+        seen.append(path.name)
+        return path
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "checkpoint", spy)
+    assert main(["scene", "--models", "clevr", "--image", str(sample), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["objects"]
+    assert seen and seen[-1] == "scene_parser_clevr.npz"

@@ -18,6 +18,9 @@ def register(sub) -> None:
     p.add_argument("--distance", type=float, default=0.05,
                    help="matching threshold: centre distance as a fraction of the image width (default 0.05)")
     p.add_argument("--out", default=None, help="--evaluate: write the report as JSON here")
+    p.add_argument("--models", default="synth", choices=("synth", "clevr"),
+                   help="shipped scene parser: synth (the project's own world; default) or clevr (fine-tuned on "
+                        "Blender renders like CLEVR's); --checkpoint wins over it")
     p.add_argument("--checkpoint", default=None, help="scene-parser checkpoint (default: the shipped model)")
     p.add_argument("--threshold", type=float, default=None, help="objectness threshold (default: the checkpoint's)")
     p.add_argument("--nms-iou", type=float, default=None, help="box NMS IoU (default: the checkpoint's)")
@@ -40,6 +43,10 @@ def run(args) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see _train_scene_parser.run (shared CPUs)
     from ..vision.core import load_image
 
+    if args.checkpoint is None and args.models != "synth":
+        from ..pipeline import CHECKPOINT_DIR, MODEL_SETS
+
+        args.checkpoint = str(CHECKPOINT_DIR / MODEL_SETS[args.models]["scene_checkpoint"])
     if args.image:  # the backend `vqa answer` uses (numpy on the CPU: no torch import)
         from ..pipeline import Pipeline
 
