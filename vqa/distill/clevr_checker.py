@@ -82,15 +82,8 @@ class CLEVRChecker:
 
     def run(self, base: str, rules: list[str], examples: list[Example]) -> CheckResult:
         if len(examples) > CHUNK:  # several children, so that no one's result grows past the sandbox's cap
-            parts = [self.run(base, rules, examples[i:i + CHUNK]) for i in range(0, len(examples), CHUNK)]
-            bad = next((p for p in parts if p.status != "ok"), None)
-            if bad:
-                return bad
-            out = CheckResult("ok")
-            for p in parts:
-                out.answers.update(p.answers)
-                out.diagnosis.update(p.diagnosis)
-            return out
+            return CheckResult.merged([self.run(base, rules, examples[i:i + CHUNK])
+                                       for i in range(0, len(examples), CHUNK)])
         facts, ids = facts_for(examples)
         res = run_rules("\n".join(rules), background=base, facts=facts, limits=self.limits, show=SHOW,
                         answer_predicate="ans")

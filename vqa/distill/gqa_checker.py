@@ -86,15 +86,8 @@ class GQAChecker:
 
     def run(self, base: str, rules: list[str], examples: list[Example]) -> CheckResult:
         if len(examples) > CHUNK:  # several children, so that no one's result grows past the sandbox's cap
-            parts = [self.run(base, rules, examples[i:i + CHUNK]) for i in range(0, len(examples), CHUNK)]
-            bad = next((p for p in parts if p.status != "ok"), None)
-            if bad:
-                return bad
-            out = CheckResult("ok")
-            for p in parts:
-                out.answers.update(p.answers)
-                out.diagnosis.update(p.diagnosis)
-            return out
+            return CheckResult.merged([self.run(base, rules, examples[i:i + CHUNK])
+                                       for i in range(0, len(examples), CHUNK)])
         facts_list, groups = self._instances(examples)
         res = run_rules("\n".join(rules), background=base, facts_list=facts_list, limits=self.limits,
                         arguments=("--opt-mode=opt",), show=("ans/2", "out/3"), answer_predicate="ans")

@@ -40,6 +40,19 @@ class CheckResult:
     def correct(self, ex: Example) -> bool:
         return self.status == "ok" and self.answers.get(ex.qid) == [ex.expected]
 
+    @classmethod
+    def merged(cls, parts: list["CheckResult"]) -> "CheckResult":
+        """The result of checking several chunks of examples: the first that is not ok, or
+        all their answers and diagnoses together."""
+        bad = next((p for p in parts if p.status != "ok"), None)
+        if bad:
+            return bad
+        out = cls("ok")
+        for p in parts:
+            out.answers.update(p.answers)
+            out.diagnosis.update(p.diagnosis)
+        return out
+
 
 class Checker(Protocol):
     def run(self, base: str, rules: list[str], examples: list[Example]) -> CheckResult:
