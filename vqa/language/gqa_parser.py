@@ -493,10 +493,9 @@ def train_gqa_parser(train_paths, val_path, out, cfg: GQATrainConfig | None = No
                      progress=None, log=print) -> dict:
     """Train on GQA questions files, checkpoint to `out`, measure exact match on `val_path`."""
     import torch
-    import torch.nn.functional as F
 
     from .seq2seq import Seq2Seq
-    from .train import Batcher, TrainConfig, lr_at
+    from .train import Batcher, TrainConfig, run_steps
 
     cfg = cfg or GQATrainConfig()
     out = Path(out)
@@ -551,7 +550,9 @@ def train_gqa_parser(train_paths, val_path, out, cfg: GQATrainConfig | None = No
         log(f"resumed at step {step}")
     sched = TrainConfig(steps=cfg.steps, lr=cfg.lr, min_lr_ratio=cfg.min_lr_ratio, warmup=cfg.warmup)
 
-    def save_all():
+    def save_all(at: int | None = None):  # at: the steps done (default: `step`)
+        nonlocal step
+        step = step if at is None else at
         meta = {"train_config": asdict(cfg), "step": step, "history": history,
                 "train_files": [str(p) for p in train_paths], "val_file": str(val_path),
                 "train_pairs": len(pairs), "train_seconds": round(time.time() - t0, 1)}
@@ -567,34 +568,8 @@ def train_gqa_parser(train_paths, val_path, out, cfg: GQATrainConfig | None = No
         model.train()
         return res
 
-    model.train()
-    bar = progress(range(step, cfg.steps), desc="training", total=cfg.steps - step) if progress else \
-        range(step, cfg.steps)
-    running = None
-    for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, sched)
-        src, tgt = batcher.batch(cfg.batch_size)
-        logits = model(src, tgt[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt[:, 1:].reshape(-1),
-                               ignore_index=vocab.pad_id, label_smoothing=cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{running:.4f}")
-        done = step + 1
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
-            res = held_out(cfg.eval_size)
-            history.append({"step": done, "loss": round(running, 5), "exact_match": res["exact_match"],
-                            "seconds": round(time.time() - t0, 1)})
-            log(f"step {done}: loss {running:.4f}, held-out exact match {res['exact_match']:.4f} "
-                f"({res['questions']} questions), {time.time() - t0:.0f} s")
-        if cfg.ckpt_every and done % cfg.ckpt_every == 0:
-            step = done
-            save_all()
+    running = run_steps(model, opt, batcher, pad_id=vocab.pad_id, cfg=cfg, sched=sched, start=step,
+                        history=history, held_out=held_out, save=save_all, t0=t0, progress=progress, log=log)
     step = cfg.steps
     res = held_out(None)
     history.append({"step": step, "loss": round(running or 0.0, 5), "exact_match": res["exact_match"],

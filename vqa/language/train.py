@@ -180,7 +180,9 @@ def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, 
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed at step {step}")
 
-    def save_all():
+    def save_all(at: int | None = None):  # at: the steps done (default: `step`)
+        nonlocal step
+        step = step if at is None else at
         meta = {"train_config": asdict(cfg), "step": step, "history": history,
                 "train_files": [str(p) for p in train_paths], "val_file": str(val_path),
                 "train_pairs": len(pairs), "train_seconds": round(time.time() - t0, 1)}
@@ -196,17 +198,39 @@ def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, 
         model.train()
         return res
 
+    running = run_steps(model, opt, batcher, pad_id=vocab.pad_id, cfg=cfg, sched=cfg, start=step,
+                        history=history, held_out=held_out, save=save_all, t0=t0, progress=progress, log=log)
+    step = cfg.steps
+    train_seconds = time.time() - t0
+    res = held_out(None)
+    history.append({"step": step, "loss": round(running or 0.0, 5), "exact_match": res["exact_match"],
+                    "seconds": round(train_seconds, 1)})
+    save_all()
+    log(f"done: {step} steps in {train_seconds:.0f} s; held-out exact match {res['exact_match']:.4f} "
+        f"on {res['questions']:,} questions")
+    return {"out": str(out), "steps": step, "train_seconds": round(train_seconds, 1),
+            "parameters": model.num_parameters(), "train_pairs": len(pairs), "held_out": res,
+            "size_bytes": out.stat().st_size}
+
+
+def run_steps(model, opt, batcher, *, pad_id: int, cfg, sched: "TrainConfig", start: int, history: list,
+              held_out, save, t0: float, progress=None, log=print) -> float | None:
+    """The seq2seq training loop shared by the CLEVR and GQA question parsers: steps
+    `start`..`cfg.steps` (batches of `cfg.batch_size` from `batcher`, teacher forcing,
+    label smoothing, clipping, `lr_at(step, sched)`), a held-out evaluation every
+    `cfg.eval_every` steps appended to `history`, `save()` every `cfg.ckpt_every` steps.
+    `save(steps_done)` records the steps done. Returns the running loss."""
     model.train()
-    bar = progress(range(step, cfg.steps), desc="training", total=cfg.steps - step) if progress else \
-        range(step, cfg.steps)
+    bar = progress(range(start, cfg.steps), desc="training", total=cfg.steps - start) if progress else \
+        range(start, cfg.steps)
     running = None
     for step in bar:
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+            g["lr"] = lr_at(step, sched)
         src, tgt = batcher.batch(cfg.batch_size)
         logits = model(src, tgt[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt[:, 1:].reshape(-1),
-                               ignore_index=vocab.pad_id, label_smoothing=cfg.label_smoothing)
+                               ignore_index=pad_id, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -222,16 +246,5 @@ def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, 
             log(f"step {done}: loss {running:.4f}, held-out exact match {res['exact_match']:.4f} "
                 f"({res['questions']} questions), {time.time() - t0:.0f} s")
         if cfg.ckpt_every and done % cfg.ckpt_every == 0:
-            step = done
-            save_all()
-    step = cfg.steps
-    train_seconds = time.time() - t0
-    res = held_out(None)
-    history.append({"step": step, "loss": round(running or 0.0, 5), "exact_match": res["exact_match"],
-                    "seconds": round(train_seconds, 1)})
-    save_all()
-    log(f"done: {step} steps in {train_seconds:.0f} s; held-out exact match {res['exact_match']:.4f} "
-        f"on {res['questions']:,} questions")
-    return {"out": str(out), "steps": step, "train_seconds": round(train_seconds, 1),
-            "parameters": model.num_parameters(), "train_pairs": len(pairs), "held_out": res,
-            "size_bytes": out.stat().st_size}
+            save(done)
+    return running
