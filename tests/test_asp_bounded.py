@@ -16,7 +16,7 @@ from vqa.reason.asp_encode import cost
 from vqa.reason.random_programs import random_program, random_scene
 from vqa.reason.readings import enumerate_readings, mode_reading, options, restrict
 from vqa.reason.solver import make_control
-from vqa.report import format_report, markdown_report, score_records
+from vqa.eval.report import format_report, markdown_report, score_records
 
 
 def _obj(i, color, shape="cube", score=1.0):
@@ -104,7 +104,7 @@ def test_evaluate_records_not_proven_answers(tmp_path):
     """`vqa evaluate`'s worker hands the reasoner's `proven` on (its records then carry
     "proven": false, which the report counts): with a budget of 1e-9 s, the question that
     needs a search is not proven, the one answered on the most probable reading is."""
-    from vqa.evaluate import _Answerer
+    from vqa.eval.clevr import _Answerer
 
     settings = {"dataset": "clevr", "reasoner": "asp", "scene_source": "gold", "program_source": "gold",
                 "questions": "q.json", "scenes": "s.json", "images": None, "theory_dir": None, "budget": 1e-9}

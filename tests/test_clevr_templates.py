@@ -263,7 +263,7 @@ def test_official_raw_sample_and_release_files_check_clean(clevr_official):
 
 
 def test_report_by_family_and_program_match_by_template():
-    from vqa.report import format_report, score_records
+    from vqa.eval.report import format_report, score_records
 
     recs = [{"qid": "0", "prediction": "yes", "answer": "yes", "template": "one_hop", "function": "exist",
              "family": 3, "program_match": True},
@@ -280,7 +280,7 @@ def test_report_by_family_and_program_match_by_template():
 
 
 def test_evaluate_reads_raw_generator_output(clevr_official):
-    from vqa.evaluate import evaluate_clevr
+    from vqa.eval.clevr import evaluate_clevr
 
     qdir = clevr_official / "questions"
     rep = evaluate_clevr(qdir / "raw_generator_sample_val_questions.json", qdir / "CLEVR_val_scenes.json",

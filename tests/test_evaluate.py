@@ -1,4 +1,4 @@
-"""`vqa evaluate` and vqa.evaluate on the CLEVR fixture (and the GQA branch of the CLI)."""
+"""`vqa evaluate` and vqa.eval.clevr on the CLEVR fixture (and the GQA branch of the CLI)."""
 import json
 from collections import Counter
 
@@ -6,7 +6,7 @@ import pytest
 
 from vqa.cli import main
 from vqa.errors import VQAError
-from vqa.evaluate import evaluate_clevr, final_function, format_report
+from vqa.eval.clevr import evaluate_clevr, final_function, format_report
 from vqa import Program
 from conftest import FIXTURES, dump_json, load_json
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vqa.errors import DataError, VQAError
-from vqa.evaluate_gqa import chi_square, evaluate_gqa, format_report, gqa_metrics, load_questions
+from vqa.eval.gqa import chi_square, evaluate_gqa, format_report, gqa_metrics, load_questions
 
 FIX = Path(__file__).parent / "fixtures" / "gqa"
 

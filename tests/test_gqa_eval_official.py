@@ -10,7 +10,7 @@ import pytest
 
 from vqa.cli import main
 from vqa.errors import DataError
-from vqa.evaluate_gqa import evaluate_gqa, score_predictions
+from vqa.eval.gqa import evaluate_gqa, score_predictions
 
 FIX = Path(__file__).parent / "fixtures" / "gqa"
 METRICS = ("scored", "accuracy", "binary", "open", "consistency", "consistency_questions", "validity",

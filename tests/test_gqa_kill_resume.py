@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vqa.errors import VQAError
-from vqa.evaluate_gqa import evaluate_gqa, journal_path
+from vqa.eval.gqa import evaluate_gqa, journal_path
 
 ENV = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
 FIX = Path(__file__).parent / "fixtures" / "gqa"
@@ -111,7 +111,7 @@ def test_journal_of_other_settings_is_refused(tmp_path):
 
 
 def test_workers_give_the_same_report(tmp_path):
-    from vqa.evaluate_gqa import answer_questions, load_questions
+    from vqa.eval.gqa import answer_questions, load_questions
 
     q, s, n = replicate(tmp_path, 40)
     one = evaluate_gqa(q, s, predictions=tmp_path / "one.json")
@@ -127,7 +127,7 @@ def test_workers_give_the_same_report(tmp_path):
 
 
 def test_pooled_answering_errors_and_renewal_for_long_asp_runs(tmp_path, monkeypatch):
-    import vqa.evaluate_gqa as eg
+    import vqa.eval.gqa as eg
 
     with pytest.raises(VQAError, match="unknown GQA reasoner"):  # not a pool restarting a failing worker
         evaluate_gqa(FIX / "val_balanced_questions.json", FIX / "val_sceneGraphs.json", reasoner="magic", workers=2)

@@ -3,8 +3,8 @@ import json
 from pathlib import Path
 
 from vqa.cli import main
-from vqa.evaluate_gqa import evaluate_gqa
-from vqa.gqa_scale import replicate
+from vqa.eval.gqa import evaluate_gqa
+from vqa.eval.gqa_scale import replicate
 
 FIX = Path(__file__).parent / "fixtures" / "gqa"
 

@@ -15,7 +15,7 @@ from vqa.datasets.gqa_program import parse_program
 from vqa.datasets.gqa_synth.generate import generate_gqa_dataset, paths
 from vqa.datasets.gqa_synth.questions import STRUCTURAL
 from vqa.datasets.gqa_synth.world import CATEGORIES, NAMES, categories_of
-from vqa.evaluate_gqa import evaluate_gqa
+from vqa.eval.gqa import evaluate_gqa
 from vqa.reason.gqa_asp import GQAReasoner
 from vqa.reason.gqa_reference import run_gqa
 

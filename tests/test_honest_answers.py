@@ -13,7 +13,7 @@ from vqa.executor import execute
 from vqa.reason.asp import COST_SCALE, DEFAULT_MIN_READING, ASPReasoner
 from vqa.reason.asp_encode import cost
 from vqa.reason.presupposition import ill_posed_program, sweep, write_ill_posed
-from vqa.report import format_report, markdown_report, score_records
+from vqa.eval.report import format_report, markdown_report, score_records
 
 
 def _obj(i, shape="cube", score=1.0, color=None, material=None):

@@ -22,7 +22,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..errors import VQAError
-    from ..gqa_scale import format_rows, replicate, run_scale_bench
+    from ..eval.gqa_scale import format_rows, replicate, run_scale_bench
 
     dirs = []
     for size in args.sizes.split(","):

@@ -127,7 +127,7 @@ def bench_workers(scenes: int, per_scene: int, workers: int, repeats: int = 3) -
     order (1, N, N, 1, 1, N, ...), so that a change of load hits both alike; the speed-up is
     the ratio of the medians. Beside it, the machine's own speed-up on a pure CPU loop."""
     from ..datasets.synth.generate import generate_dataset
-    from ..evaluate import evaluate_clevr
+    from ..eval.clevr import evaluate_clevr
 
     with tempfile.TemporaryDirectory(prefix="vqa_bench_") as d:
         generate_dataset(d, num_scenes=scenes, questions_per_scene=per_scene, seed=4242, split="val",

@@ -74,7 +74,7 @@ def run(args) -> int:
     if args.dataset == "clevr":
         if args.choices or args.all or args.ontology:
             raise VQAError("--choices, --all and --ontology apply to --dataset gqa only")
-        from ..evaluate import evaluate_clevr, format_report
+        from ..eval.clevr import evaluate_clevr, format_report
 
         if args.workers < 1:
             raise VQAError(f"--workers must be >= 1, got {args.workers}")
@@ -100,7 +100,7 @@ def run(args) -> int:
                                       ("--scene-source", args.scene_source != "gold")) if v]
         if clevr_only:
             raise VQAError(f"{', '.join(clevr_only)} apply to --dataset clevr only")
-        from ..evaluate_gqa import evaluate_gqa, format_report, score_predictions
+        from ..eval.gqa import evaluate_gqa, format_report, score_predictions
 
         reasoner = "reference" if args.reasoner == "executor" else args.reasoner
         kwargs = {"ontology": args.ontology} if args.ontology else {}

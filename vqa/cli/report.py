@@ -15,7 +15,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..report import format_report, merge_predictions, score_records, write_reports
+    from ..eval.report import format_report, merge_predictions, score_records, write_reports
 
     records, settings = merge_predictions(args.predictions)
     report = {**(settings or {}), **score_records(records), "files": args.predictions}

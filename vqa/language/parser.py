@@ -229,7 +229,7 @@ def evaluate_parser(parser: QuestionParser, questions: list, scenes: dict | None
                     fallback=None) -> dict:
     """Exact program match (prefix tokens) and, with `scenes` (image id -> SceneGraph),
     answer accuracy of the parsed program run by the reference executor; both also per
-    template file (`by_template`, named as `vqa.evaluate.template_group` names them).
+    template file (`by_template`, named as `vqa.eval.clevr.template_group` names them).
 
     Unsure parses: with `unsure_below`, a parse whose confidence is below it, or (with
     scenes) whose program the scene refuses (a failing step, e.g. a `unique` over a set that
@@ -242,7 +242,7 @@ def evaluate_parser(parser: QuestionParser, questions: list, scenes: dict | None
     `questions`: `vqa.question.Question`s with programs (and answers). Returns counts,
     rates and up to 20 examples of mistakes."""
     from ..errors import VQAError
-    from ..evaluate import template_group
+    from ..eval.clevr import template_group
     from ..executor import execute
 
     results = parser.parse_batch([q.text for q in questions], beam=beam, progress=progress)

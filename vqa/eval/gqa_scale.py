@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from .datasets.jsonstream import stream_dict
+from ..datasets.jsonstream import stream_dict
 
 
 def replicate(src_questions, src_scenes, out_dir, *, questions: int, images: int) -> tuple[Path, Path]:
@@ -87,7 +87,7 @@ def run_scale_bench(dirs, *, reasoners=("asp", "reference"), workers: int = 1) -
             cmd = [sys.executable, "-m", "vqa", "evaluate", "--dataset", "gqa", "--questions", str(d / "q.json"),
                    "--scenes", str(d / "sg.json"), "--all", "--reasoner", reasoner, "--workers", str(workers),
                    "--no-progress", "--json"]
-            probe = [sys.executable, "-c", "import json, sys; from vqa.gqa_scale import measure; "
+            probe = [sys.executable, "-c", "import json, sys; from vqa.eval.gqa_scale import measure; "
                      "r = measure(sys.argv[1:]); print(json.dumps(r))", *cmd]
             r = subprocess.run(probe, capture_output=True, text=True, env=dict(os.environ))
             if r.returncode != 0:

@@ -23,10 +23,10 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from .datasets.gqa import SceneGraphIndex, SceneGraphs, iter_question_records  # noqa: F401
-from .datasets.gqa_ontology import GQAOntology
-from .datasets.gqa_program import parse_step, steps_number
-from .errors import DataError, VQAError
+from ..datasets.gqa import SceneGraphIndex, SceneGraphs, iter_question_records  # noqa: F401
+from ..datasets.gqa_ontology import GQAOntology
+from ..datasets.gqa_program import parse_step, steps_number
+from ..errors import DataError, VQAError
 
 # workers: images per task, and tasks before a worker process is renewed (clingo keeps every
 # symbol it has seen for the life of a process: ~21 KB per distinct question, FACTS.md)
@@ -140,14 +140,14 @@ def load_questions(path, *, all_questions: bool = False, limit: int | None = Non
 
 def _reasoner(name: str, ontology):
     if name == "asp":
-        from .reason.gqa_asp import GQAReasoner, GQAReasonerConfig
+        from ..reason.gqa_asp import GQAReasoner, GQAReasonerConfig
 
         r = GQAReasoner(GQAReasonerConfig(ontology=ontology))
         return r.answer_image, r.ontology
     if name == "reference":
-        from .datasets.gqa_ontology import default_ontology
-        from .reason.gqa_asp import GQAAnswer
-        from .reason.gqa_reference import run_gqa
+        from ..datasets.gqa_ontology import default_ontology
+        from ..reason.gqa_asp import GQAAnswer
+        from ..reason.gqa_reference import run_gqa
 
         onto = ontology or default_ontology()
 
@@ -173,8 +173,8 @@ def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: 
     appended to (one JSON line per question) and flushed as the image is done.
     `workers` > 1: forked processes answer `images_per_task` images per task, each renewed
     after `tasks_per_worker` tasks (clingo's symbol table, which only grows, starts afresh)."""
-    from .program import GQA_OPERATIONS
-    from .reason.gqa_asp import step_kind
+    from ..program import GQA_OPERATIONS
+    from ..reason.gqa_asp import step_kind
 
     answer_image = None  # (built on first use: forked workers build their own)
     by_image: dict[str, dict] = defaultdict(dict)
@@ -323,7 +323,7 @@ def _pooled(items, graphs, reasoner, ontology, workers, images_per_task, tasks_p
 def parse_records(records: dict, parser_checkpoint=None, *, scored=None, progress=None) -> tuple[dict, dict]:
     """Records with `semantic` replaced by the program the GQA question parser reads from
     each question's text, and the exact-match stats (id-free form, over `scored`)."""
-    from .language.gqa_parser import load_gqa_question_parser, normalised_semantic
+    from ..language.gqa_parser import load_gqa_question_parser, normalised_semantic
 
     parser = load_gqa_question_parser(parser_checkpoint)
     qids = list(records)
@@ -358,10 +358,10 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
     """
     ontology_file = str(ontology) if isinstance(ontology, (str, Path)) else None
     if isinstance(ontology, (str, Path)):  # a learned ontology file, on top of the shipped default
-        from .datasets.gqa_ontology import default_ontology
+        from ..datasets.gqa_ontology import default_ontology
 
         ontology = default_ontology().merge(GQAOntology.load(ontology))
-    from .evaluate import _read_predictions, lock_predictions
+    from .clevr import _read_predictions, lock_predictions
 
     held = lock_predictions(predictions)  # noqa: F841 (held for the run: released when this returns)
     if program_source not in ("gold", "parsed"):
@@ -385,7 +385,7 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
             journal.flush()
         if reasoner == "nsm":  # answered in one pass (not journaled)
             try:
-                from .reason.nsm_gqa import answer_questions_nsm
+                from ..reason.nsm_gqa import answer_questions_nsm
             except ModuleNotFoundError as e:
                 if e.name != f"{__package__}.reason.nsm_gqa":
                     raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import DataError
+from ..errors import DataError
 
 FINAL_FUNCTION_GROUPS = {
     "exist": "exist", "count": "count",

@@ -1,4 +1,4 @@
-"""Evaluation on CLEVR at scale: workers, resume, shards; scoring in `vqa.report`.
+"""Evaluation on CLEVR at scale: workers, resume, shards; scoring in `vqa.eval.report`.
 
     report = evaluate_clevr("CLEVR_val_questions.json", "CLEVR_val_scenes.json",
                             reasoner="asp", workers=2, predictions="pred.jsonl", out="report.json")
@@ -29,12 +29,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .datasets import clevr
-from .datasets.jsonstream import stream_list
-from .errors import DataError, VQAError
-from .program import Program
-from .question import Question
-from .scene import SceneGraph, clevr_image_id
+from ..datasets import clevr
+from ..datasets.jsonstream import stream_list
+from ..errors import DataError, VQAError
+from ..program import Program
+from ..question import Question
+from ..scene import SceneGraph, clevr_image_id
 from .report import FINAL_FUNCTION_GROUPS, format_report, score_records, write_reports  # noqa: F401 (re-exported)
 
 REASONERS = ("asp", "reference")  # "executor" is accepted for "reference"
@@ -58,7 +58,7 @@ def template_group(question: Question) -> str:
         return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]  # (string operations: called per question)
     family = question.meta.get("question_family_index")
     if isinstance(family, int) and not isinstance(family, bool):
-        from .datasets.clevr_templates import family_file
+        from ..datasets.clevr_templates import family_file
 
         name = family_file(family)
         if name:
@@ -83,14 +83,14 @@ class _Answerer:
 
             torch.set_num_threads(1)
         if reasoner == "asp":
-            from .reason.asp import ASPReasoner
+            from ..reason.asp import ASPReasoner
 
             budget = {"budget": settings["budget"] or None} if "budget" in settings else {}  # 0: no limit
             if "min_reading" in settings:  # 0: every question answered on its best reading
                 budget["min_reading"] = settings["min_reading"] or None
             self.asp = ASPReasoner(settings.get("theory_dir"), explain=False, top_k=1, **budget)  # answers only
         elif reasoner == "nsm":
-            from .reason.nsm import NSMReasoner
+            from ..reason.nsm import NSMReasoner
 
             self.nsm = NSMReasoner.from_checkpoint(settings.get("nsm_checkpoint"))
         pipe = _pipeline(settings)
@@ -156,7 +156,7 @@ class _Answerer:
             for scene, _, texts in batch:
                 out += [(r.answer, None) for r in self.nsm.answer_batch([scene] * len(texts), texts)]
             return out
-        from .executor import execute
+        from ..executor import execute
 
         return [(r.answer, r.error) for scene, progs, _ in batch for r in (execute(p, scene) for p in progs)]
 
@@ -164,7 +164,7 @@ class _Answerer:
 def _check_functions(program: Program, file, qid) -> None:
     """A DataError naming the step of a gold program whose function is unknown or whose
     input count is wrong (argument values are left to the reasoner, which answers them)."""
-    from .ontology import CLEVR_FUNCTIONS
+    from ..ontology import CLEVR_FUNCTIONS
 
     if not program.steps:
         raise DataError("program is empty", file=file, record=qid, field="program")
@@ -408,7 +408,7 @@ def _record(rec, file, index: int) -> dict:
 
 def _pipeline(settings: dict):
     """A `Pipeline` that resolves the scene/question parser checkpoints and backend as `vqa answer` does."""
-    from .pipeline import Pipeline
+    from ..pipeline import Pipeline
 
     return Pipeline(scene_checkpoint=settings.get("scene_checkpoint"),
                     parser_checkpoint=settings.get("parser_checkpoint"), threads=None)
