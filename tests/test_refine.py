@@ -236,10 +236,10 @@ def test_refiner_full_resolution_crops_and_centres(tmp_path):
     generate_dataset(data, num_scenes=4, questions_per_scene=0, seed=5, image_size=(288, 192))
     generate_dataset(data, num_scenes=2, questions_per_scene=2, seed=6, split="val", image_size=(288, 192))
     cfg = RefineConfig(data=str(data), out=str(tmp_path / "rf"), epochs=1, batch_size=8, size=16,
-                       channels=(8, 8, 8), warmup_steps=1, weights=(0.0, 1.0), source="image", centre=True)
+                       channels=(8, 8, 8), warmup_steps=1, weights=(0.0, 1.0), source="image", centre=True, cubes="clevr")
     s = train_refiner(cfg, log=lambda *_: None)
     model = load_scene_parser(tmp_path / "rf" / "scene_parser.pt")
-    assert model.cfg.refine_source == "image" and model.cfg.refine_centre
+    assert model.cfg.refine_source == "image" and model.cfg.refine_centre and model.cfg.cubes == "clevr"
     assert s["weights"]["centre"]["chosen"] == model.cfg.refine_centre_weight
     assert model.parse_image(data / "images" / "val" / "CLEVR_val_000000.png").objects
     # gold crops: centred crops have zero offsets; crops at full resolution see the image's pixels
@@ -267,3 +267,14 @@ def test_refiner_full_resolution_crops_and_centres(tmp_path):
     scenes.write_text(json.dumps(doc))
     d3 = SceneParserData(data, "val", image_size=(128, 192), attributes=model.cfg.attributes)
     assert all(o.values["size"] >= 0 for objs in d3.objects for o in objs)
+
+
+def test_positions_use_the_configured_cube_size():
+    from vqa.scene import SceneGraph, SceneObject
+    from vqa.vision.core import with_positions
+
+    def cube_z(cubes):
+        obj = SceneObject(id="0", name="cube", score=1.0, bbox=[230, 150, 20, 20],
+                          attributes={"shape": {"cube": 1.0}, "size": {"large": 1.0}})
+        return with_positions(SceneGraph("x", 480, 320, [obj]), cubes=cubes).objects[0].position[2]
+    assert abs(cube_z("clevr") - 0.7) < 1e-3 and abs(cube_z("synth") - 0.7 / 2 ** 0.5) < 1e-3

@@ -47,6 +47,9 @@ def register(tsub) -> None:
     p.add_argument("--centre", action="store_true",
                    help="the second stage also regresses each object's centre (its weight against the dense "
                         "head's centre is chosen on --val-split)")
+    p.add_argument("--cubes", choices=("synth", "clevr"), default=None,
+                   help="cube half-extent the parser assumes for 3-D positions: synth (radius / sqrt(2), the "
+                        "synthetic world's) or clevr (the radius, released CLEVR's); default: the checkpoint's")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -72,7 +75,7 @@ def run(args) -> int:
                        context=args.context, seed=args.seed, checkpoint_every=args.checkpoint_every,
                        resume=args.resume, device=args.device, threads=args.threads, max_minutes=args.max_minutes,
                       repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, warmup_steps=args.warmup_steps, keep=args.keep,
-                       source=args.source, centre=True if args.centre else None)
+                       source=args.source, centre=True if args.centre else None, cubes=args.cubes)
     summary = train_refiner(cfg, progress=progress)
     if args.json:
         print(json.dumps(summary, indent=1))

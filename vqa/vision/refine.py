@@ -81,6 +81,7 @@ class RefineConfig:
     centre: bool | None = None        # also regress the centre (default: the checkpoint's with `keep`, else False)
     centre_loss: float = 10.0         # weight of the centre's L1 loss (offsets as fractions of the crop side)
     centre_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    cubes: str | None = None          # the parser's cube half-extent for 3-D positions (default: the checkpoint's)
 
 
 class GoldCrops:
@@ -287,6 +288,10 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
             model.cfg.refine_source = cfg.source or "input"
             model.cfg.refine_centre, model.cfg.refine_centre_weight = bool(cfg.centre), 0.0
             model.add_refine()
+    if cfg.cubes is not None:
+        if cfg.cubes not in ("synth", "clevr"):
+            raise VQAError(f"cubes must be 'synth' or 'clevr', got {cfg.cubes!r}")
+        model.cfg.cubes = cfg.cubes
     if model.cfg.refine_source not in ("input", "image"):
         raise VQAError(f"crop source must be 'input' or 'image', got {model.cfg.refine_source!r}")
     model.to(device)
