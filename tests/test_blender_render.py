@@ -77,6 +77,12 @@ def test_tiny_render_writes_the_clevr_tree(tiny_render):
             for i in range(len(xyz)):
                 want = [j for j in range(len(xyz)) if j != i and float((xyz[j] - xyz[i]) @ v) > 0.2]
                 assert sorted(sc["relationships"][r][i]) == want
+    # cubes as released CLEVR's: half-extent = the size's radius, standing on the ground
+    objs = [o for sc in scenes for o in sc["objects"]]
+    radius = {"large": 0.7, "small": 0.35}
+    assert any(o["shape"] == "cube" for o in objs)
+    for o in objs:
+        assert o["half_extent"] == radius[o["size"]] and abs(o["3d_coords"][2] - radius[o["size"]]) < 1e-9
     ds = CLEVRDataset(out, "val")  # the project's reader takes the tree as it is
     assert len(list(ds.questions())) > 0 and len(list(ds.scenes())) == 2
 
@@ -98,7 +104,7 @@ def test_pixel_coords_land_on_the_objects(tiny_render):
             pc = np.array([o["pixel_coords"][:2] for o in sc["objects"]], float)
             assert np.abs(np.stack([px, py], 1) - pc).max() <= 0.51
             mask = out / f"mask_{sc['image_index']}.png"
-            objects = [{k: o[k] for k in ("shape", "size", "color", "material", "3d_coords", "rotation")}
+            objects = [{k: o[k] for k in ("shape", "size", "color", "material", "3d_coords", "rotation", "half_extent")}
                        for o in sc["objects"]]
             geo = proc.request({"cmd": "scene", "objects": objects, "camera_offset": b["camera_offset"],
                                 "light_offsets": b["light_offsets"], "mask": str(mask)})
@@ -173,3 +179,22 @@ def test_bench_render_reports_seconds_per_image():
     _command_or_skip()
     rows = bench_render(images=1, image_size=(48, 32), samples=(1, 2), log=lambda *_: None)
     assert [r["samples"] for r in rows] == [1, 2] and all(r["s_per_image"] > 0 for r in rows)
+
+
+def test_folder_of_other_cubes_is_refused(tiny_render, tmp_path):
+    """Renders made before the cube option (settings without "cubes") had sqrt(2)-smaller cubes:
+    a default (CLEVR-cube) rerun into such a folder is refused, a --blender-cubes synth one is not."""
+    from vqa.errors import VQAError
+
+    out, _ = tiny_render
+    with pytest.raises(VQAError, match="cubes 'clevr' \\(now 'synth'\\)"):
+        driver.render_dataset(out, num_scenes=2, questions_per_scene=3, seed=4, split="val",
+                              image_size=(96, 64), samples=2, timeout=60, cubes="synth")
+    old = tmp_path / "old"
+    parts = driver.parts_dir(old, "val")
+    parts.mkdir(parents=True)
+    (parts / "settings.json").write_text(json.dumps({"seed": 4, "image_size": [96, 64], "samples": 2, "model": "own",
+                                                     "objects": [3, 10]}))
+    with pytest.raises(VQAError, match="cubes 'synth' \\(now 'clevr'\\)"):
+        driver.render_dataset(old, num_scenes=1, questions_per_scene=0, seed=4, split="val",
+                              image_size=(96, 64), samples=2, timeout=60)

@@ -160,3 +160,121 @@ def test_numpy_runtime_passes_in_chunks_give_the_same_maps(tmp_path):
     together = m.crop_logits(crops)
     assert together.shape[0] == len(crops)
     assert np.allclose(together, np.concatenate([m.crop_logits(crops[k:k + 1]) for k in range(len(crops))]), atol=1e-5)
+
+
+def test_pyramid_crops_match_full_resolution_crops_on_linear_images():
+    from vqa.vision.core import crop_level, pyramid, sample_pyramid_crops
+    images = _images(n=2, h=64, w=96)
+    levels = pyramid(images)
+    assert [lv.shape[-2:] for lv in levels] == [(64, 96), (32, 48), (16, 24), (8, 12)]
+    assert np.allclose(levels[1][0, :, 3, 5], images[0, :, 6:8, 10:12].mean((1, 2)))
+    # each crop from the finest level with fewer than 2 level pixels per crop pixel
+    assert crop_level(np.array([3.0, 8.0, 15.9, 16.0, 40.0, 500.0]), 8, 4).tolist() == [0, 0, 0, 1, 2, 3]
+    centres, sides = np.array([[40.3, 30.2], [50.0, 33.0], [47.9, 31.1]]), np.array([7.0, 20.0, 40.0])
+    index = np.array([0, 1, 1])
+    got = sample_pyramid_crops(levels, index, centres, sides, 8)
+    want = sample_crops(images, index, centres, sides, 8)  # a linear image: its means are its values
+    assert got.shape == (3, 3, 8, 8) and np.allclose(got, want, atol=1e-3)
+    u8 = pyramid((images % 200).astype(np.uint8))
+    assert all(lv.dtype == np.uint8 for lv in u8)
+
+
+def _centre_model(tmp_path, source="image"):
+    torch.manual_seed(1)
+    cfg = SceneParserConfig(**TINY, **REFINE, refine_weight={"shape": 0.5}, refine_source=source,
+                            refine_centre=True, refine_centre_weight=1.0)
+    model = SceneParser(cfg).eval()
+    with torch.no_grad():
+        model.out.bias[0] = 0.0
+    torch.save(checkpoint_dict(model), tmp_path / "sp.pt")
+    export_npz(tmp_path / "sp.pt")
+    return model
+
+
+def test_centre_regression_moves_centres_and_numpy_matches_torch(tmp_path):
+    from PIL import Image
+    from vqa.vision.core import n_attribute_logits
+    model = _centre_model(tmp_path)
+    K = n_attribute_logits(model.cfg)
+    assert model.refine.head.out_features == K + 2
+    # mirror averaging: the mirrored crop's x offset is negated
+    x = torch.from_numpy(np.random.default_rng(7).normal(size=(3, 3, 16, 16)).astype(np.float32))
+    a, b = model.refine_logits(x), model.refine_logits(x.flip(-1))
+    assert torch.allclose(a[:, K], -b[:, K], atol=1e-5) and torch.allclose(a[:, K + 1], b[:, K + 1], atol=1e-5)
+    np_model = NumpySceneParser.load(tmp_path / "sp.npz")
+    assert np.abs(np_model.crop_logits(x.numpy()) - a.numpy()).max() < 1e-4
+    # a 144x96 image (1.5 x the 96x64 input): crops from the image at its own resolution
+    image = Image.fromarray(np.random.default_rng(8).integers(0, 255, (96, 144, 3), dtype=np.uint8))
+    g_t, g_n = model.parse_image(image), np_model.parse_image(image)
+    assert len(g_t.objects) == len(g_n.objects) > 0
+    for p, q in zip(g_t.objects, g_n.objects):
+        assert np.allclose(p.bbox, q.bbox, atol=1e-3)
+        assert max(abs(p.attributes["shape"][v] - q.attributes["shape"][v]) for v in p.attributes["shape"]) < 1e-4
+    # a crop net that says "the centre is 0.25 of the crop side to the right" moves every centre so
+    # (without mirror averaging, which cancels a constant x offset)
+    model.cfg.flip_tta = False
+    with torch.no_grad():
+        model.refine.head.weight[K:].zero_()
+        model.refine.head.bias[K:] = torch.tensor([0.25, 0.0])
+    moved = model.parse_image(image)
+    model.cfg.refine_centre_weight = 0.0
+    still = model.parse_image(image)
+    assert len(moved.objects) == len(still.objects)
+    for p, q in zip(moved.objects, still.objects):
+        side = max(q.bbox[2], q.bbox[3], 4.0 * 1.5) * model.cfg.refine_context  # image pixels (1.5 x input)
+        assert abs((p.centre[0] - q.centre[0]) - 0.25 * side) < 0.05 * side + 1e-3
+        assert abs(p.centre[1] - q.centre[1]) < 1e-3
+
+
+def test_refiner_full_resolution_crops_and_centres(tmp_path):
+    """Training from images at 1.5 x the input size with the centre head; a pre-fix Blender record
+    (no half_extent) gives its cubes no size target."""
+    from vqa.datasets.synth.generate import generate_dataset
+    from vqa.vision.data import SceneParserData
+    from vqa.vision.refine import GoldCrops, RefineConfig, train_refiner
+    data = tmp_path / "synth"
+    generate_dataset(data, num_scenes=4, questions_per_scene=0, seed=5, image_size=(288, 192))
+    generate_dataset(data, num_scenes=2, questions_per_scene=2, seed=6, split="val", image_size=(288, 192))
+    cfg = RefineConfig(data=str(data), out=str(tmp_path / "rf"), epochs=1, batch_size=8, size=16,
+                       channels=(8, 8, 8), warmup_steps=1, weights=(0.0, 1.0), source="image", centre=True, cubes="clevr")
+    s = train_refiner(cfg, log=lambda *_: None)
+    model = load_scene_parser(tmp_path / "rf" / "scene_parser.pt")
+    assert model.cfg.refine_source == "image" and model.cfg.refine_centre and model.cfg.cubes == "clevr"
+    assert s["weights"]["centre"]["chosen"] == model.cfg.refine_centre_weight
+    assert model.parse_image(data / "images" / "val" / "CLEVR_val_000000.png").objects
+    # gold crops: centred crops have zero offsets; crops at full resolution see the image's pixels
+    d = SceneParserData(data, "val", image_size=(128, 192), attributes=model.cfg.attributes, full=True)
+    assert d.full.shape[-2:] == (192, 288)
+    gc = GoldCrops(d, "image")
+    x, off = gc.crops(np.arange(len(gc)), model.cfg)
+    assert x.shape == (len(gc), 3, 16, 16) and torch.allclose(off, torch.zeros_like(off))
+    x, off = gc.crops(np.arange(len(gc)), model.cfg, np.random.default_rng(0), jitter=0.1)
+    assert off.abs().max() > 0
+    # a Blender record from before the CLEVR-size cubes: cube size not a target
+    scenes = data / "scenes" / "CLEVR_val_scenes.json"
+    doc = json.loads(scenes.read_text())
+    for sc in doc["scenes"]:
+        sc["blender"] = {"version": "3.4.1"}
+        sc["objects"][0]["shape"] = "cube"
+    scenes.write_text(json.dumps(doc))
+    d2 = SceneParserData(data, "val", image_size=(128, 192), attributes=model.cfg.attributes)
+    assert all(objs[0].values["size"] == -1 for objs in d2.objects)
+    cube = model.cfg.attributes["shape"].index("cube")
+    assert all((o.values["size"] == -1) == (o.values["shape"] == cube) for objs in d2.objects for o in objs)
+    for sc in doc["scenes"]:
+        for o in sc["objects"]:
+            o["half_extent"] = 0.7
+    scenes.write_text(json.dumps(doc))
+    d3 = SceneParserData(data, "val", image_size=(128, 192), attributes=model.cfg.attributes)
+    assert all(o.values["size"] >= 0 for objs in d3.objects for o in objs)
+
+
+def test_positions_use_the_configured_cube_size():
+    from vqa.scene import SceneGraph, SceneObject
+    from vqa.vision.core import with_positions
+
+    def cube_z(cubes):
+        obj = SceneObject(id="0", name="cube", score=1.0, bbox=[230, 150, 20, 20],
+                          attributes={"shape": {"cube": 1.0}, "size": {"large": 1.0}})
+        return with_positions(SceneGraph("x", 480, 320, [obj]), cubes=cubes).objects[0].position[2]
+    assert abs(cube_z("clevr") - 0.7) < 1e-3 and abs(cube_z("synth") - 0.7 / 2 ** 0.5) < 1e-3

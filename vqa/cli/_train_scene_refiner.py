@@ -41,6 +41,15 @@ def register(tsub) -> None:
     p.add_argument("--extra-limit", type=_positive, default=None, help="first N scenes of each --extra-data folder")
     p.add_argument("--keep", action="store_true",
                    help="continue training --checkpoint's own second stage instead of a fresh one")
+    p.add_argument("--source", choices=("input", "image"), default=None,
+                   help="crops from the network input or from the image at its own resolution (default: the "
+                        "checkpoint's with --keep, else input)")
+    p.add_argument("--centre", action="store_true",
+                   help="the second stage also regresses each object's centre (its weight against the dense "
+                        "head's centre is chosen on --val-split)")
+    p.add_argument("--cubes", choices=("synth", "clevr"), default=None,
+                   help="cube half-extent the parser assumes for 3-D positions: synth (radius / sqrt(2), the "
+                        "synthetic world's) or clevr (the radius, released CLEVR's); default: the checkpoint's")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -65,12 +74,15 @@ def run(args) -> int:
                        batch_size=args.batch_size, lr=args.lr, size=args.crop_size, channels=channels,
                        context=args.context, seed=args.seed, checkpoint_every=args.checkpoint_every,
                        resume=args.resume, device=args.device, threads=args.threads, max_minutes=args.max_minutes,
-                      repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, warmup_steps=args.warmup_steps, keep=args.keep)
+                      repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, warmup_steps=args.warmup_steps, keep=args.keep,
+                       source=args.source, centre=True if args.centre else None, cubes=args.cubes)
     summary = train_refiner(cfg, progress=progress)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         print(f"trained {summary['steps']} steps in {summary['seconds']} s ({summary['crops_per_s']} crops/s)")
         print(f"  mixing weights: {summary['refine_weight']}")
+        if summary["refine_centre_weight"]:
+            print(f"  centre weight: {summary['refine_centre_weight']}")
         print(f"  checkpoint: {summary['checkpoint']}")
     return 0

@@ -40,6 +40,9 @@ def register(sub) -> None:
                    help="render threads per Blender process (default: CPU cores / workers)")
     b.add_argument("--device", choices=("cpu", "cuda", "optix", "hip", "oneapi", "metal"), default="cpu",
                    help="Cycles device (default cpu)")
+    b.add_argument("--blender-cubes", choices=("clevr", "synth"), default="clevr",
+                   help="cube size: clevr (default): half-extent 0.7 / 0.35 like released CLEVR's cubes; synth: "
+                        "sqrt(2) smaller, as the project's synthetic world (and Blender renders before this option)")
     b.add_argument("--blender-timeout", type=_positive, default=600, metavar="S",
                    help="seconds Blender may take for one request before it is restarted (default 600)")
     p.set_defaults(func=run)
@@ -80,7 +83,8 @@ def _run_blender(args) -> int:
     s = render_dataset(args.out, num_scenes=args.num_scenes, questions_per_scene=args.questions_per_scene,
                        seed=args.seed, split=args.split, image_size=args.image_size, samples=args.samples,
                        workers=args.workers, threads=args.threads, blender=args.blender, assets=args.blender_assets,
-                       device=args.device, timeout=args.blender_timeout, verify=not args.no_verify, progress=progress)
+                       device=args.device, timeout=args.blender_timeout, verify=not args.no_verify, progress=progress,
+                       cubes=args.blender_cubes)
     if args.json:
         print(json.dumps(s, indent=1))
     else:

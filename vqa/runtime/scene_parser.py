@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..scene import SceneGraph
-from ..vision.core import SceneParserConfig, parse_images
+from ..vision.core import SceneParserConfig, n_attribute_logits, parse_images
 from . import ops
 from .ops import FIXED_GROUPS
 from .checkpoints import load_npz
@@ -139,8 +139,8 @@ class NumpySceneParser:
         return out
 
     def crop_logits(self, crops: np.ndarray) -> np.ndarray:
-        """As `CropNet` in eval mode: crops (n, 3, r, r) -> (n, K); with `flip_tta`, averaged
-        with the mirrored crops' logits."""
+        """As `CropNet` in eval mode: crops (n, 3, r, r) -> (n, K) (+ 2 centre offsets with
+        `refine_centre`); with `flip_tta`, averaged with the mirrored crops' outputs."""
         n = crops.shape[0]
         if n > CROPS_PER_PASS:
             return np.concatenate([self.crop_logits(crops[k:k + CROPS_PER_PASS]) for k in range(0, n, CROPS_PER_PASS)])
@@ -151,7 +151,13 @@ class NumpySceneParser:
             y = ops.gelu(ops.conv2d(x, wt, b, stride, 1))
             x = x + y if residual else y
         out = ops.linear(x.mean((1, 2)), self.w["refine.head.weight"], self.w["refine.head.bias"])
-        return (out[:n] + out[n:]) / 2 if self.cfg.flip_tta else out
+        if not self.cfg.flip_tta:
+            return out
+        mirror = out[n:].copy()
+        if self.cfg.refine_centre:  # the mirrored crop's centre offset: x negated
+            K = n_attribute_logits(self.cfg)
+            mirror[:, K] = -mirror[:, K]
+        return (out[:n] + mirror) / 2
 
     # ---- parsing -------------------------------------------------------------------------
     def parse_images(self, images: list, *, image_ids: list[str] | None = None) -> list[SceneGraph]:

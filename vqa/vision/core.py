@@ -55,6 +55,18 @@ class SceneParserConfig:
     refine_channels: tuple[int, int, int] = (24, 48, 96)
     refine_context: float = 1.5
     refine_weight: dict[str, float] = field(default_factory=dict)
+    # where crops are sampled: "input" (the network input) or "image" (the image at its own
+    # resolution, through a pyramid of 2x2 means: each crop from the finest level where it
+    # spans at most 2 image pixels per crop pixel)
+    refine_source: str = "input"
+    # the second stage also regresses the object's centre: 2 more outputs, the centre's offset
+    # from the crop centre as a fraction of the crop side; the decoded centre moves
+    # `refine_centre_weight` of the way from the dense head's to the crop net's (chosen on val)
+    refine_centre: bool = False
+    refine_centre_weight: float = 0.0
+    # the half-extent of a cube for 3-D positions: "synth" (the synthetic world's, radius /
+    # sqrt(2)) or "clevr" (released CLEVR's cubes: the radius, see vqa.datasets.blender.driver.CUBES)
+    cubes: str = "synth"
     attributes: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in CLEVR_ATTRIBUTES.items()})
 
     @property
@@ -176,7 +188,8 @@ def parse_images(images: list, cfg: SceneParserConfig, predict, *,
     Images of one input size go through `predict` together: normalised float32 (B, 3, h, w)
     -> dict of maps with a batch axis (numpy arrays); then each image's maps are decoded.
     `refine` (with `cfg.refine_size`): crops (n, 3, r, r) float32 -> attribute logits (n, K),
-    the categories' values concatenated in `cfg.attributes` order (the second stage)."""
+    the categories' values concatenated in `cfg.attributes` order, then with `cfg.refine_centre`
+    the centre offsets (n, 2) (the second stage)."""
     pils = [load_image(im) if isinstance(im, (str, Path)) else to_rgb(im) for im in images]
     ids = image_ids or [Path(im).stem if isinstance(im, (str, Path)) else f"image_{i}"
                         for i, im in enumerate(images)]
@@ -194,7 +207,10 @@ def parse_images(images: list, cfg: SceneParserConfig, predict, *,
         maps = predict(batch)
         dets = [detect({name: m[k] for name, m in maps.items()}, cfg) for k in range(len(idx))]
         if refine is not None and cfg.refine_size:
-            refine_detections(dets, batch, cfg, refine)
+            sources = None
+            if cfg.refine_source == "image":
+                sources = [pyramid(image_array(pils[i], (pils[i].size[1], pils[i].size[0]))) for i in idx]
+            refine_detections(dets, batch, cfg, refine, sources=sources)
         for k, i in enumerate(idx):
             out[i] = to_graph(dets[k], cfg, image_size=pils[i].size, image_id=ids[i])
     return [out[i] for i in range(len(pils))]
@@ -228,24 +244,93 @@ def sample_crops(images: np.ndarray, index: np.ndarray, centres: np.ndarray, sid
     return np.ascontiguousarray((top * (1 - wy) + bottom * wy).transpose(0, 3, 1, 2))
 
 
+def pyramid(image: np.ndarray, levels: int = 5, min_side: int = 8) -> list[np.ndarray]:
+    """(..., C, H, W) -> [the image, its 2x2 means, their 2x2 means, ...] (at most `levels`,
+    none smaller than `min_side`); an odd last row or column is dropped before averaging, so
+    pixel k of level l spans [k 2^l, (k+1) 2^l) of the image. uint8 in, uint8 out (rounded)."""
+    out = [image]
+    while len(out) < levels and min(out[-1].shape[-2:]) >= 2 * min_side:
+        a = out[-1]
+        h, w = a.shape[-2] // 2 * 2, a.shape[-1] // 2 * 2
+        a = a[..., :h, :w].astype(np.float32)
+        m = (a[..., 0::2, 0::2] + a[..., 1::2, 0::2] + a[..., 0::2, 1::2] + a[..., 1::2, 1::2]) * np.float32(0.25)
+        out.append(np.round(m).astype(np.uint8) if image.dtype == np.uint8 else m)
+    return out
+
+
+def crop_level(sides: np.ndarray, size: int, n_levels: int) -> np.ndarray:
+    """The pyramid level of each crop: the finest where the crop spans < 2 level pixels per crop pixel."""
+    ratio = np.maximum(np.asarray(sides, np.float64) / size, 1.0)
+    return np.clip(np.floor(np.log2(ratio)), 0, n_levels - 1).astype(np.int64)
+
+
+def sample_pyramid_crops(levels: list[np.ndarray], index: np.ndarray, centres: np.ndarray, sides: np.ndarray,
+                         size: int) -> np.ndarray:
+    """`sample_crops` from a pyramid (`pyramid` of images (N, 3, H, W)): centres and sides in
+    pixels of level 0, each crop sampled from its `crop_level`."""
+    index = np.asarray(index, np.int64)
+    out = np.zeros((len(index), levels[0].shape[-3], size, size), np.float32)
+    lv = crop_level(sides, size, len(levels))
+    for level in np.unique(lv):
+        sel = np.nonzero(lv == level)[0]
+        f = float(2 ** int(level))
+        out[sel] = sample_crops(levels[level], index[sel], np.asarray(centres)[sel] / f, np.asarray(sides)[sel] / f, size)
+    return out
+
+
 def crop_boxes(boxes: np.ndarray, cfg: SceneParserConfig) -> tuple[np.ndarray, np.ndarray]:
     """Boxes (n, 4) as (cx, cy, w, h) in network-input pixels -> crop centres (n, 2), sides (n,)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return boxes[:, :2], np.maximum(boxes[:, 2:].max(1), 4.0) * cfg.refine_context
 
 
-def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfig, refine) -> None:
-    """Mix the second stage's logits into each detection's attribute logits, in place
-    (`dets` from `detect` on the images of `batch`, the network input)."""
+def source_crops(boxes: np.ndarray, index: np.ndarray, cfg: SceneParserConfig, *, batch: np.ndarray | None = None,
+                 sources: list | None = None, input_hw: tuple[int, int] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The second stage's input for boxes (n, 4) in network-input pixels of images `index`:
+    crops (n, 3, r, r), and the crops' centres (n, 2) and sides (n,) in network-input pixels.
+    From `batch` (the network input) or, with `sources` (one `pyramid` per image, level 0 of
+    shape (3, H0, W0)) and `input_hw`, from the images at their own resolution."""
+    centres, sides = crop_boxes(boxes, cfg)
+    if sources is None:
+        return sample_crops(batch, index, centres, sides, cfg.refine_size), centres, sides
+    h, w = input_hw
+    out = np.zeros((len(index), 3, cfg.refine_size, cfg.refine_size), np.float32)
+    for k in np.unique(index):
+        sel = np.nonzero(index == k)[0]
+        levels = sources[int(k)]
+        H0, W0 = levels[0].shape[-2:]
+        scale = np.array([W0 / w, H0 / h])
+        out[sel] = sample_pyramid_crops([lv[None] for lv in levels], np.zeros(len(sel), np.int64),
+                                        centres[sel] * scale, sides[sel] * (W0 / w), cfg.refine_size)
+    return out, centres, sides
+
+
+def n_attribute_logits(cfg: SceneParserConfig) -> int:
+    return sum(len(v) for v in cfg.attributes.values())
+
+
+def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfig, refine, *,
+                      sources: list | None = None) -> None:
+    """Mix the second stage's logits into each detection's attribute logits and (with
+    `cfg.refine_centre`) move its centre, in place (`dets` from `detect` on the images of
+    `batch`, the network input; `sources`: see `source_crops`)."""
     index = np.concatenate([np.full(len(d["boxes"]), k) for k, d in enumerate(dets)]).astype(np.int64)
     if len(index) == 0:
         return
-    centres, sides = crop_boxes(np.concatenate([d["boxes"] for d in dets]), cfg)
-    logits = np.asarray(refine(sample_crops(batch, index, centres, sides, cfg.refine_size)), dtype=np.float32)
+    boxes = np.concatenate([d["boxes"] for d in dets])
+    crops, centres, sides = source_crops(boxes, index, cfg, batch=batch, sources=sources, input_hw=batch.shape[-2:])
+    logits = np.asarray(refine(crops), dtype=np.float32)
+    K = n_attribute_logits(cfg)
     start = 0
     for d in dets:
         n = len(d["boxes"])
         d["logits"] = mix_logits(d["logits"], logits[start:start + n], cfg)
+        if cfg.refine_centre and cfg.refine_centre_weight and n:
+            crop_centre = centres[start:start + n] + sides[start:start + n, None] * logits[start:start + n, K:K + 2]
+            boxes_k = d["boxes"].copy()
+            boxes_k[:, :2] += cfg.refine_centre_weight * (crop_centre - boxes_k[:, :2])
+            d["boxes"] = boxes_k
         start += n
 
 
@@ -306,7 +391,8 @@ def to_graph(det: dict, cfg: SceneParserConfig, *, image_size: tuple[int, int], 
                           bbox=[(cx - bw / 2) * sx, (cy - bh / 2) * sy, bw * sx, bh * sy], attributes=attrs)
         obj.name = obj.value("shape") or "object"
         objects.append(obj)
-    return with_positions(SceneGraph(image_id, int(w0), int(h0), objects, info={"source": "scene_parser"}))
+    return with_positions(SceneGraph(image_id, int(w0), int(h0), objects, info={"source": "scene_parser"}),
+                          cubes=cfg.cubes)
 
 
 def decode(maps: dict, cfg: SceneParserConfig, *, image_size: tuple[int, int],
@@ -316,11 +402,16 @@ def decode(maps: dict, cfg: SceneParserConfig, *, image_size: tuple[int, int],
     return to_graph(detect(maps, cfg), cfg, image_size=image_size, image_id=image_id)
 
 
-def with_positions(graph: SceneGraph) -> SceneGraph:
+def with_positions(graph: SceneGraph, *, cubes: str = "synth") -> SceneGraph:
     """Fill each object's 3-D `position` from its pixel centre (CLEVR's camera, ground plane at
-    the object's half height), the scene's `directions`, and CLEVR's relations."""
+    the object's half height; a cube's is the size's radius with `cubes="clevr"`), the scene's
+    `directions`, and CLEVR's relations."""
     from ..datasets.synth.camera import BASE_LOCATION, Camera
-    from ..datasets.synth.geometry import half_extent
+    from ..datasets.synth.geometry import SIZE_RADIUS
+    from ..datasets.synth.geometry import half_extent as synth_half_extent
+
+    def half_extent(shape, size):
+        return SIZE_RADIUS[size] if cubes == "clevr" else synth_half_extent(shape, size)
 
     cam = Camera.at(BASE_LOCATION, width=graph.width, height=graph.height)
     positions = []

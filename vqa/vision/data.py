@@ -10,7 +10,13 @@ come from each object's attributes, its centre and its box:
   world's `camera`, otherwise `pixel_coords` (official CLEVR);
 - box: the record's `bbox`, otherwise estimated from `pixel_coords` and the size with
   CLEVR's camera (as `SceneGraph.from_clevr` does; official scenes have no boxes).
-Images are resized to `image_size` (official CLEVR 480x320 -> 192x128 keeps the aspect).
+Images are resized to `image_size` (official CLEVR 480x320 -> 192x128 keeps the aspect);
+with `full=True` they are also kept at their own resolution (`full`, uint8 (N, 3, H0, W0),
+all images of the folder one size), for the second stage's full-resolution crops.
+
+A Blender render made before the renderer drew cubes at CLEVR's size (a record with
+`blender` whose objects carry no `half_extent`) has cubes sqrt(2) smaller than released
+CLEVR's: their size is no target there (value -1), the rest of the object is.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ class SceneParserData:
     """All images of one split in memory as uint8 (N, 3, H, W), with gold objects per image."""
 
     def __init__(self, root: str | Path, split: str, *, image_size: tuple[int, int],
-                 attributes: dict[str, list[str]], limit: int | None = None, progress=None):
+                 attributes: dict[str, list[str]], limit: int | None = None, progress=None, full: bool = False):
         self.root, self.split = Path(root), split
         self.image_size = tuple(image_size)
         self.attributes = attributes
@@ -49,6 +55,7 @@ class SceneParserData:
         self.images = torch.empty(len(records), 3, H, W, dtype=torch.uint8)
         self.objects: list[list[GoldObject]] = []
         self.graphs: list[SceneGraph] = []
+        self.full: np.ndarray | None = None
         it = enumerate(records)
         if progress is not None:
             it = progress(it, desc=f"load {split}", total=len(records))
@@ -64,6 +71,14 @@ class SceneParserData:
                                 file=self.root / "images" / split / name)
             graph = SceneGraph.from_clevr({**rec, "width": w0, "height": h0}, file=scenes_file, record=rid)
             self.graphs.append(graph)
+            if full:
+                if self.full is None:
+                    self.full = np.empty((len(records), 3, h0, w0), np.uint8)
+                elif self.full.shape[-2:] != (h0, w0):
+                    raise DataError(f"image {w0}x{h0}: the folder's first image is {self.full.shape[-1]}x"
+                                    f"{self.full.shape[-2]} (full-resolution crops need one size)",
+                                    file=self.root / "images" / split / name)
+                self.full[i] = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
             if im.size != (W, H):
                 from PIL import Image
                 im = im.resize((W, H), Image.BILINEAR)
@@ -107,6 +122,7 @@ def gold_objects(rec: dict, graph: SceneGraph, *, scale: tuple[float, float],
     """One scene record's objects in network-input pixels (see the module docstring)."""
     sx, sy = scale
     centres = _exact_centres(rec)
+    small_cubes = "blender" in rec and not any("half_extent" in od for od in rec["objects"] if isinstance(od, dict))
     out = []
     for k, (od, obj) in enumerate(zip(rec["objects"], graph.objects)):
         if centres is not None:
@@ -124,6 +140,8 @@ def gold_objects(rec: dict, graph: SceneGraph, *, scale: tuple[float, float],
                 raise DataError(f"unknown {cat} {v!r} (expected one of {', '.join(vocab)})",
                                 record=graph.image_id, field=f"objects[{k}].{cat}")
             values[cat] = vocab.index(v)
+        if small_cubes and "size" in values and obj.value("shape") == "cube":
+            values["size"] = -1  # sqrt(2)-smaller than CLEVR's cubes: neither of CLEVR's sizes
         out.append(GoldObject(cx * sx, cy * sy, w * sx, h * sy, values))
     return out
 
@@ -155,18 +173,20 @@ class MixedData(SceneParserData):
         self.root, self.split = parts[0].root, parts[0].split
         self.image_size, self.attributes = parts[0].image_size, parts[0].attributes
         self.parts, self.repeats = parts, repeats
+        self.full = None  # per part (`GoldCrops` reads the parts)
         self.images = torch.cat([p.images for p, r in zip(parts, repeats) for _ in range(r)])
         self.objects = [objs for p, r in zip(parts, repeats) for _ in range(r) for objs in p.objects]
         self.graphs = [g for p, r in zip(parts, repeats) for _ in range(r) for g in p.graphs]
 
 
 def load_training_data(root, split: str, *, image_size, attributes, limit=None, repeat: int = 1,
-                       extra: tuple[str, ...] = (), extra_limit=None, progress=None) -> SceneParserData:
+                       extra: tuple[str, ...] = (), extra_limit=None, progress=None, full: bool = False) -> SceneParserData:
     """`root`'s `split` (repeated `repeat` times), plus the same split of each `extra` folder
     (first `extra_limit` scenes each); a plain `SceneParserData` when there is nothing to mix."""
-    main = SceneParserData(root, split, image_size=image_size, attributes=attributes, limit=limit, progress=progress)
+    main = SceneParserData(root, split, image_size=image_size, attributes=attributes, limit=limit, progress=progress,
+                           full=full)
     if not extra and repeat == 1:
         return main
     parts = [main] + [SceneParserData(e, split, image_size=image_size, attributes=attributes, limit=extra_limit,
-                                      progress=progress) for e in extra]
+                                      progress=progress, full=full) for e in extra]
     return MixedData(parts, [repeat] + [1] * len(extra))

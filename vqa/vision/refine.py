@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import VQAError
-from .core import MEAN, STD, crop_boxes, detect, sample_crops, to_graph
+from .core import (MEAN, STD, crop_boxes, detect, n_attribute_logits, pyramid, sample_pyramid_crops, source_crops,
+                   to_graph)
 from .data import SceneParserData, load_training_data
 from .metrics import match_objects
 from .scene_parser import checkpoint_dict, load_scene_parser
@@ -75,36 +76,75 @@ class RefineConfig:
     extra_data: tuple = ()            # more CLEVR-layout folders mixed in (their `split`)
     extra_limit: int | None = None    # first N scenes of each extra folder
     val_data: str | None = None       # folder of `val_split` (default: `data`)
+    source: str | None = None         # crops from "input" (the network input) or "image" (full resolution);
+                                      # default: the checkpoint's with `keep`, else "input"
+    centre: bool | None = None        # also regress the centre (default: the checkpoint's with `keep`, else False)
+    centre_loss: float = 10.0         # weight of the centre's L1 loss (offsets as fractions of the crop side)
+    centre_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    cubes: str | None = None          # the parser's cube half-extent for 3-D positions (default: the checkpoint's)
 
 
 class GoldCrops:
-    """Every gold object of a `SceneParserData` as (image, centre, box, values) arrays."""
+    """Every gold object of a `SceneParserData` (or of each part of a `MixedData`, repeated) as
+    (group, image, centre, box, values) arrays; a group is one folder's images: the network
+    input (source "input") or a `pyramid` of the images at full resolution (source "image",
+    the data loaded with `full=True`). A value -1 is not a target (see `data.gold_objects`)."""
 
-    def __init__(self, data: SceneParserData):
-        rows = [(i, o.cx, o.cy, o.w, o.h) for i, objs in enumerate(data.objects) for o in objs]
+    def __init__(self, data: SceneParserData, source: str = "input"):
+        parts = getattr(data, "parts", None) or [data]
+        repeats = getattr(data, "repeats", None) or [1] * len(parts)
         self.categories = list(data.attributes)
-        self.index = np.array([r[0] for r in rows], dtype=np.int64)
-        self.boxes = np.array([r[1:] for r in rows], dtype=np.float64).reshape(-1, 4)
-        self.labels = np.array([[o.values[c] for c in self.categories] for objs in data.objects for o in objs],
-                               dtype=np.int64).reshape(-1, len(self.categories))
-        self.images = data.images.numpy()
+        self.levels: list[list[np.ndarray]] = []   # per group: pyramid levels (N, 3, h, w) uint8
+        self.scales: list[float] = []              # per group: image pixels per network-input pixel
+        groups, index, boxes, labels = [], [], [], []
+        for g, (part, r) in enumerate(zip(parts, repeats)):
+            if source == "image":
+                if part.full is None:
+                    raise VQAError("crops from the full-resolution images need the data loaded with full=True")
+                self.levels.append(pyramid(part.full))
+                self.scales.append(part.full.shape[-1] / part.image_size[1])
+            else:
+                self.levels.append([part.images.numpy()])
+                self.scales.append(1.0)
+            rows = [(i, o.cx, o.cy, o.w, o.h) for i, objs in enumerate(part.objects) for o in objs]
+            lab = [[o.values[c] for c in self.categories] for objs in part.objects for o in objs]
+            for _ in range(r):
+                groups += [g] * len(rows)
+                index += [row[0] for row in rows]
+                boxes += [row[1:] for row in rows]
+                labels += lab
+        self.group = np.array(groups, dtype=np.int64)
+        self.index = np.array(index, dtype=np.int64)
+        self.boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+        self.labels = np.array(labels, dtype=np.int64).reshape(-1, len(self.categories))
 
     def __len__(self) -> int:
         return len(self.index)
 
     def crops(self, rows: np.ndarray, cfg, rng: np.random.Generator | None = None, *, jitter: float = 0.0,
-              scale_jitter: float = 0.0) -> torch.Tensor:
-        """Normalised crops (n, 3, r, r) of objects `rows`; with `rng`, jittered and half mirrored."""
+              scale_jitter: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised crops (n, 3, r, r) of objects `rows` and the gold centres' offsets from the
+        crop centres (n, 2) as fractions of the crop side; with `rng`, jittered and half mirrored."""
+        rows = np.asarray(rows, np.int64)
         centres, sides = crop_boxes(self.boxes[rows], cfg)
+        gold = centres.copy()
         if rng is not None:
             sides = sides * np.exp(rng.normal(0, scale_jitter, len(rows)))
             centres = centres + rng.normal(0, jitter, (len(rows), 2)) * sides[:, None]
-        x = sample_crops(self.images, self.index[rows], centres, sides, cfg.refine_size)
+        offsets = (gold - centres) / sides[:, None]
+        x = np.zeros((len(rows), 3, cfg.refine_size, cfg.refine_size), np.float32)
+        for g in np.unique(self.group[rows]):
+            sel = np.nonzero(self.group[rows] == g)[0]
+            s = self.scales[g]
+            x[sel] = sample_pyramid_crops(self.levels[g], self.index[rows[sel]], centres[sel] * s, sides[sel] * s,
+                                          cfg.refine_size)
         x = (torch.from_numpy(x) / 255.0 - MEAN) / STD
+        offsets = torch.from_numpy(offsets.astype(np.float32))
         if rng is not None:
             flip = torch.from_numpy(rng.random(len(rows)) < 0.5)
             x[flip] = x[flip].flip(-1)
-        return x
+            offsets[flip, 0] = -offsets[flip, 0]
+        return x, offsets
 
 
 def _lr(step: int, total: int, cfg: RefineConfig) -> float:
@@ -115,7 +155,8 @@ def _lr(step: int, total: int, cfg: RefineConfig) -> float:
 
 
 def _split_logits(logits: torch.Tensor, attributes: dict) -> list[torch.Tensor]:
-    return list(torch.split(logits, [len(v) for v in attributes.values()], dim=1))
+    sizes = [len(v) for v in attributes.values()]
+    return list(torch.split(logits[:, :sum(sizes)], sizes, dim=1))
 
 
 @torch.no_grad()
@@ -125,21 +166,26 @@ def gold_crop_accuracy(model, crops: GoldCrops, batch_size: int = 512) -> dict[s
     right = np.zeros(len(crops.categories))
     for k in range(0, len(crops), batch_size):
         rows = np.arange(k, min(k + batch_size, len(crops)))
-        logits = model.refine_logits(crops.crops(rows, cfg).to(model.device)).cpu()
+        logits = model.refine_logits(crops.crops(rows, cfg)[0].to(model.device)).cpu()
         for c, part in enumerate(_split_logits(logits, cfg.attributes)):
             right[c] += (part.argmax(1).numpy() == crops.labels[rows, c]).sum()
-    return {cat: float(right[c] / max(1, len(crops))) for c, cat in enumerate(crops.categories)}
+    known = (crops.labels >= 0).sum(0)
+    return {cat: float(right[c] / max(1, known[c])) for c, cat in enumerate(crops.categories)}
 
 
 @torch.no_grad()
-def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32) -> dict:
+def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, centre_weights=(0.0,)) -> dict:
     """The mixing weight per category with the best accuracy on the detected val objects
-    (ties: the lower NLL), set in `model.cfg.refine_weight`; returns the table."""
+    (ties: the lower NLL), set in `model.cfg.refine_weight`; with `cfg.refine_centre`, the
+    centre weight (`cfg.refine_centre_weight`) with the most centres within 5 pixels of the
+    gold image (ties: the lower mean error); returns the table."""
     cfg = model.cfg
     model.eval()
     dense = {c: [] for c in cfg.attributes}
     crop_parts = {c: [] for c in cfg.attributes}
     gold = {c: [] for c in cfg.attributes}
+    centre_rows = []  # (dense centre, crop centre) in gold-image pixels, gold centre
+    K = n_attribute_logits(cfg)
     for k in range(0, len(data), batch_size):
         idx = list(range(k, min(k + batch_size, len(data))))
         images = ((data.images[idx].float() / 255.0 - MEAN) / STD).to(model.device)
@@ -152,18 +198,41 @@ def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32) 
             if not pairs:
                 continue
             p_idx = np.array([p for p, _ in pairs])
-            centres, sides = crop_boxes(det["boxes"][p_idx], cfg)
-            x = sample_crops(batch, np.full(len(p_idx), b), centres, sides, cfg.refine_size)
+            sources = None
+            if cfg.refine_source == "image":
+                sources = [pyramid(((data.full[i].astype(np.float32) / 255.0 - MEAN) / STD).astype(np.float32))]
+            x, centres, sides = source_crops(det["boxes"][p_idx], np.zeros(len(p_idx), np.int64), cfg,
+                                             batch=batch[b:b + 1], sources=sources, input_hw=batch.shape[-2:])
             logits = model.refine_logits(torch.from_numpy(x).to(model.device)).cpu()
             for cat, part in zip(cfg.attributes, _split_logits(logits, cfg.attributes)):
                 dense[cat].append(torch.from_numpy(det["logits"][cat][:, p_idx].T.copy()))
                 crop_parts[cat].append(part)
                 gold[cat].append(torch.tensor([data.objects[i][j].values[cat] for _, j in pairs]))
+            if cfg.refine_centre:
+                scale = np.array([g.width / batch.shape[-1], g.height / batch.shape[-2]])
+                crop_c = centres + sides[:, None] * logits[:, K:K + 2].numpy()
+                for n, (_, j) in enumerate(pairs):
+                    centre_rows.append((det["boxes"][p_idx[n], :2] * scale, crop_c[n] * scale,
+                                        np.asarray(g.objects[j].centre, float)))
     table = {}
+    if cfg.refine_centre and centre_rows:
+        d0 = np.array([r[0] for r in centre_rows])
+        c0 = np.array([r[1] for r in centre_rows])
+        gc = np.array([r[2] for r in centre_rows])
+        rows = []
+        for a in centre_weights:
+            err = np.linalg.norm(d0 + a * (c0 - d0) - gc, axis=1)
+            rows.append({"weight": a, "within_5px": float((err <= 5.0).mean()), "mean_error": float(err.mean()),
+                         "median_error": float(np.median(err))})
+        best = max(rows, key=lambda r: (round(r["within_5px"], 9), -r["mean_error"]))
+        cfg.refine_centre_weight = best["weight"]
+        table["centre"] = {"chosen": best["weight"], "objects": len(centre_rows), "grid": rows}
     for cat in cfg.attributes:
         if not gold[cat]:
             continue
         d, c, y = torch.cat(dense[cat]), torch.cat(crop_parts[cat]), torch.cat(gold[cat])
+        known = y >= 0
+        d, c, y = d[known], c[known], y[known]
         rows = []
         for a in weights:
             mixed = (1 - a) * d + a * c
@@ -201,24 +270,45 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
         if cfg.keep:
             if model.refine is None:
                 raise VQAError(f"{cfg.checkpoint}: has no second stage to continue training")
+            if cfg.source is not None:
+                model.cfg.refine_source = cfg.source
+            if cfg.centre and not model.cfg.refine_centre:  # two more outputs, starting at 0
+                head = model.refine.head
+                new = torch.nn.Linear(head.in_features, head.out_features + 2)
+                with torch.no_grad():
+                    new.weight.zero_()
+                    new.bias.zero_()
+                    new.weight[:head.out_features] = head.weight
+                    new.bias[:head.out_features] = head.bias
+                model.refine.head = new
+                model.cfg.refine_centre, model.cfg.refine_centre_weight = True, 0.0
         else:
             model.cfg.refine_size, model.cfg.refine_channels = cfg.size, tuple(cfg.channels)
             model.cfg.refine_context, model.cfg.refine_weight = cfg.context, {}
+            model.cfg.refine_source = cfg.source or "input"
+            model.cfg.refine_centre, model.cfg.refine_centre_weight = bool(cfg.centre), 0.0
             model.add_refine()
+    if cfg.cubes is not None:
+        if cfg.cubes not in ("synth", "clevr"):
+            raise VQAError(f"cubes must be 'synth' or 'clevr', got {cfg.cubes!r}")
+        model.cfg.cubes = cfg.cubes
+    if model.cfg.refine_source not in ("input", "image"):
+        raise VQAError(f"crop source must be 'input' or 'image', got {model.cfg.refine_source!r}")
     model.to(device)
     for p in model.parameters():
         p.requires_grad_(False)
     for p in model.refine.parameters():
         p.requires_grad_(True)
     mcfg = model.cfg
+    full = mcfg.refine_source == "image"
     data = load_training_data(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
                               limit=cfg.limit, repeat=cfg.repeat, extra=tuple(cfg.extra_data),
-                              extra_limit=cfg.extra_limit, progress=progress)
-    crops = GoldCrops(data)
+                              extra_limit=cfg.extra_limit, progress=progress, full=full)
+    crops = GoldCrops(data, mcfg.refine_source)
     val_root = Path(cfg.val_data or cfg.data)
     has_val = (val_root / "scenes" / f"CLEVR_{cfg.val_split}_scenes.json").is_file()
     val = (SceneParserData(val_root, cfg.val_split, image_size=mcfg.image_size, attributes=mcfg.attributes,
-                           limit=cfg.val_limit) if has_val else None)
+                           limit=cfg.val_limit, full=full) if has_val else None)
     params = list(model.refine.parameters())
     opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
@@ -232,7 +322,8 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
     t_start, seen, stopped, accuracy = time.perf_counter(), 0, False, None
 
     def checkpoint(path: Path, full: bool) -> None:
-        extra = {"refine_train": {**asdict(cfg), "channels": list(cfg.channels), "weights": list(cfg.weights)},
+        extra = {"refine_train": {**asdict(cfg), "channels": list(cfg.channels), "weights": list(cfg.weights),
+                                  "centre_weights": list(cfg.centre_weights)},
                  "step": step, "epoch": step / steps_per_epoch}
         if base_train is not None:  # how the dense part was trained
             extra["train"] = base_train
@@ -253,12 +344,17 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
         for k in range(k, steps_per_epoch):
             rows = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
             brng = np.random.default_rng([cfg.seed, epoch, k])
-            x = crops.crops(rows, mcfg, brng, jitter=cfg.jitter, scale_jitter=cfg.scale_jitter).to(device)
+            x, offsets = crops.crops(rows, mcfg, brng, jitter=cfg.jitter, scale_jitter=cfg.scale_jitter)
+            x, offsets = x.to(device), offsets.to(device)
             y = torch.from_numpy(crops.labels[rows]).to(device)
             for group in opt.param_groups:
                 group["lr"] = _lr(step, total, cfg)
             logits = model.refine(x.contiguous(memory_format=torch.channels_last))
-            loss = sum(F.cross_entropy(part, y[:, c]) for c, part in enumerate(_split_logits(logits, mcfg.attributes)))
+            loss = sum(F.cross_entropy(part, y[:, c], ignore_index=-1)
+                       for c, part in enumerate(_split_logits(logits, mcfg.attributes)))
+            if mcfg.refine_centre:
+                K = n_attribute_logits(mcfg)
+                loss = loss + cfg.centre_loss * F.l1_loss(logits[:, K:K + 2], offsets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -279,7 +375,7 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
                 break
         checkpoint(last, full=True)
         if val is not None:
-            accuracy = gold_crop_accuracy(model, GoldCrops(val))
+            accuracy = gold_crop_accuracy(model, GoldCrops(val, mcfg.refine_source))
             logf.write(json.dumps({"eval_epoch": step // steps_per_epoch, "step": step, "gold_crop_accuracy": accuracy}) + "\n")
             logf.flush()
             log(f"epoch {step // steps_per_epoch}: val crop accuracy " +
@@ -291,15 +387,21 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
     seconds = time.perf_counter() - t_start
     table = None
     if val is not None:
-        table = choose_weights(model, val, cfg.weights)
+        table = choose_weights(model, val, cfg.weights, centre_weights=cfg.centre_weights)
         logf.write(json.dumps({"refine_weight": table}) + "\n")
         log("mixing weights chosen on " + cfg.val_split + ": " + ", ".join(
             f"{c} {t['chosen']} ({100 * max(r['accuracy'] for r in t['grid']):.2f}% of {t['objects']})"
-            for c, t in table.items()))
+            for c, t in table.items() if c != "centre"))
+        if "centre" in table:
+            t = table["centre"]
+            log(f"centre weight chosen on {cfg.val_split}: {t['chosen']} (" + ", ".join(
+                f"{r['weight']}: {100 * r['within_5px']:.2f}% within 5 px, mean {r['mean_error']:.2f} px"
+                for r in t["grid"]) + f"; {t['objects']} objects)")
     else:
         log(f"no {cfg.val_split} split: the second stage is attached with weight 0 (no effect) for every category")
     checkpoint(out / "scene_parser.pt", full=False)
     logf.close()
     return {"out": str(out), "steps": step, "seconds": round(seconds, 1), "stopped_by_time": stopped,
             "crops_per_s": round(seen / seconds, 1) if seconds > 0 else None, "val_crop_accuracy": accuracy,
-            "refine_weight": dict(mcfg.refine_weight), "weights": table, "checkpoint": str(out / "scene_parser.pt")}
+            "refine_weight": dict(mcfg.refine_weight), "refine_centre_weight": mcfg.refine_centre_weight,
+            "weights": table, "checkpoint": str(out / "scene_parser.pt")}

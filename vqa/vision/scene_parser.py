@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import DataError, VQAError
 from ..nn.vit import ViT
 from .core import (MEAN, STD, STRIDE, SceneParserConfig, back_project, decode, image_array, input_size,
-                   load_image, parse_images, to_rgb, with_positions)
+                   load_image, n_attribute_logits, parse_images, to_rgb, with_positions)
 from ..scene import SceneGraph
 
 __all__ = ["DEFAULT_CHECKPOINT", "MEAN", "STD", "STRIDE", "SceneParser", "SceneParserConfig", "back_project",
@@ -59,15 +59,16 @@ class _Residual(nn.Module):
 
 class CropNet(nn.Module):
     """The second stage: object crops (n, 3, r, r) normalised -> attribute logits (n, K), the
-    categories' values concatenated in `cfg.attributes` order. Five 3x3 convolutions (two of
-    stride 2, two residual), global average pooling, one linear layer."""
+    categories' values concatenated in `cfg.attributes` order, then with `cfg.refine_centre`
+    the object centre's offset from the crop centre (dx, dy) as a fraction of the crop side.
+    Five 3x3 convolutions (two of stride 2, two residual), global average pooling, one linear layer."""
 
     def __init__(self, cfg: SceneParserConfig):
         super().__init__()
         c1, c2, c3 = cfg.refine_channels
         self.body = nn.Sequential(_conv_bn(3, c1, 1), _conv_bn(c1, c2, 2), _Residual(_conv_bn(c2, c2, 1)),
                                   _conv_bn(c2, c3, 2), _Residual(_conv_bn(c3, c3, 1)))
-        self.head = nn.Linear(c3, sum(len(v) for v in cfg.attributes.values()))
+        self.head = nn.Linear(c3, sum(len(v) for v in cfg.attributes.values()) + (2 if cfg.refine_centre else 0))
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(crops).mean((2, 3)))
@@ -107,11 +108,16 @@ class SceneParser(nn.Module):
 
     @torch.no_grad()
     def refine_logits(self, crops: torch.Tensor) -> torch.Tensor:
-        """The second stage's logits in eval mode; with `flip_tta`, averaged with the mirrored crops'."""
+        """The second stage's logits in eval mode; with `flip_tta`, averaged with the mirrored
+        crops' (their centre offset's x negated)."""
         self.refine.eval()
         out = self.refine(crops)
         if self.cfg.flip_tta:
-            out = (out + self.refine(crops.flip(-1))) / 2
+            mirror = self.refine(crops.flip(-1))
+            if self.cfg.refine_centre:
+                K = n_attribute_logits(self.cfg)
+                mirror = torch.cat([mirror[:, :K], -mirror[:, K:K + 1], mirror[:, K + 1:]], dim=1)
+            out = (out + mirror) / 2
         return out
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

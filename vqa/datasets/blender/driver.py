@@ -15,7 +15,7 @@ coordinate of the key, fill and back lights) drawn from the same stream. Each im
 2. Blender renders it with Cycles (`samples`, no denoising) to `images/<split>/CLEVR_<split>_<i>.png`;
 3. its scene record (official fields: `3d_coords`, `pixel_coords` from the Blender camera,
    `rotation`, `directions`, `relationships`, plus `bbox` [x, y, w, h], the object's projected
-   extent) is written to `scenes/CLEVR_<split>_scenes.parts/<i>.json`.
+   extent, and `half_extent`, its scale: see CUBES) is written to `scenes/CLEVR_<split>_scenes.parts/<i>.json`.
 
 Files are written as each image finishes, so an interrupted run loses at most the images in
 flight and a rerun renders only the missing ones. At the end the parts are gathered into
@@ -47,6 +47,13 @@ INSTALL_HINT = ("install Blender (Debian/Ubuntu: `apt-get install -y blender`) o
                 "(`pip install -e \".[blender]\"`), or name the program with --blender PATH")
 LIGHTS = ("key", "fill", "back")
 LIGHT_JITTER = 1.0
+# Cube half-extent. "clevr": the size's radius (0.7 / 0.35), as CLEVR's generator renders
+# cubes: it shrinks an object by sqrt(2) only when its shape file is named 'Cube', and CLEVR's
+# cube is 'SmoothCube_v2', so released CLEVR cubes are 1.4 / 0.7 wide and stand at z = 0.7 /
+# 0.35 (the 3d_coords of the official val scenes show it). "synth": the radius / sqrt(2), the
+# project's synthetic world (`vqa.datasets.synth.geometry.half_extent`; renders made before
+# this option existed).
+CUBES = ("clevr", "synth")
 
 
 class BlenderError(VQAError):
@@ -197,12 +204,12 @@ def _margin_ok(objects: list[dict], directions: dict, margin: float) -> bool:
 
 def render_one(proc: BlenderProcess, index: int, *, seed: int, split: str, image_size: tuple[int, int],
                image_path: Path, tmp_dir: Path, max_tries: int = 50, min_objects: int = 3,
-               max_objects: int = 10) -> dict:
+               max_objects: int = 10, cubes: str = "clevr") -> dict:
     """Sample (until visible and unambiguous), pre-render, render image `index`; its scene record."""
     from ...scene import clevr_relations, clevr_relationships
     from ..synth.camera import BASE_LOCATION
     from ..synth.generate import scene_streams
-    from ..synth.geometry import Solid
+    from ..synth.geometry import SIZE_RADIUS, Solid, half_extent
     from ..synth.scenes import LayoutConfig, min_visible_pixels_for, sample_scene
 
     W, H = image_size
@@ -215,7 +222,12 @@ def render_one(proc: BlenderProcess, index: int, *, seed: int, split: str, image
         rec = sample_scene(scene_rng, image_size=(W, H), min_objects=min_objects, max_objects=max_objects)
         cam_offset = (np.asarray(rec["camera"]["location"]) - np.asarray(BASE_LOCATION)).round(6).tolist()
         lights = {k: scene_rng.uniform(-LIGHT_JITTER, LIGHT_JITTER, 3).round(6).tolist() for k in LIGHTS}
-        objects = [{k: o[k] for k in ("shape", "size", "color", "material", "3d_coords", "rotation")}
+        if cubes == "clevr":  # full-size cubes standing on the ground (see CUBES)
+            for o in rec["objects"]:
+                if o["shape"] == "cube":
+                    o["3d_coords"] = [o["3d_coords"][0], o["3d_coords"][1], SIZE_RADIUS[o["size"]]]
+        objects = [{**{k: o[k] for k in ("shape", "size", "color", "material", "3d_coords", "rotation")},
+                    "half_extent": (SIZE_RADIUS[o["size"]] if cubes == "clevr" else half_extent(o["shape"], o["size"]))}
                    for o in rec["objects"]]
         geo = proc.request({"cmd": "scene", "objects": objects, "camera_offset": cam_offset,
                             "light_offsets": lights, "mask": str(mask)})
@@ -230,15 +242,17 @@ def render_one(proc: BlenderProcess, index: int, *, seed: int, split: str, image
     ans = proc.request({"cmd": "render", "out": str(tmp_png)})
     os.replace(tmp_png, image_path)
     out_objects = []
-    for o, pc, vis in zip(rec["objects"], geo["pixel_coords"], visible):
-        px, py = project(Solid.from_object(o).surface_points(), geo["world_to_camera"], geo["focal_px"], W, H)
+    for o, spec, pc, vis in zip(rec["objects"], objects, geo["pixel_coords"], visible):
+        solid = Solid(o["shape"], tuple(float(v) for v in o["3d_coords"]), np.radians(float(o["rotation"])),
+                      spec["half_extent"])
+        px, py = project(solid.surface_points(), geo["world_to_camera"], geo["focal_px"], W, H)
         x0, x1 = max(float(px.min()), 0.0), min(float(px.max()), float(W))
         y0, y1 = max(float(py.min()), 0.0), min(float(py.max()), float(H))
         out_objects.append({"shape": o["shape"], "size": o["size"], "material": o["material"], "color": o["color"],
                             "3d_coords": o["3d_coords"], "rotation": o["rotation"],
                             "pixel_coords": [int(pc[0]), int(pc[1]), round(float(pc[2]), 4)],
                             "bbox": [round(x0, 2), round(y0, 2), round(max(x1 - x0, 0.0), 2), round(max(y1 - y0, 0.0), 2)],
-                            "visible_pixels": int(vis)})
+                            "half_extent": round(float(spec["half_extent"]), 6), "visible_pixels": int(vis)})
     positions = [o["3d_coords"] for o in out_objects]
     relationships = clevr_relationships(clevr_relations(positions, geo["directions"]), len(out_objects))
     info = proc.info
@@ -261,7 +275,7 @@ def render_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: int
                    image_size: tuple[int, int] = (480, 320), samples: int = 64, workers: int = 1,
                    threads: int | None = None, blender: str | None = None, assets: str | Path | None = None,
                    device: str = "cpu", timeout: float = 600.0, verify: bool = True, progress=None,
-                   min_objects: int = 3, max_objects: int = 10) -> dict:
+                   min_objects: int = 3, max_objects: int = 10, cubes: str = "clevr") -> dict:
     """Render images 0..num_scenes-1 that are not there yet, then gather the scenes file and
     generate the questions (see the module docstring). Out: a summary dict."""
     from ..synth.generate import _check_arguments
@@ -271,6 +285,8 @@ def render_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: int
         raise VQAError(f"samples must be an integer >= 1, got {samples!r}")
     if not isinstance(workers, int) or workers < 1:
         raise VQAError(f"workers must be an integer >= 1, got {workers!r}")
+    if cubes not in CUBES:
+        raise VQAError(f"cubes must be one of {', '.join(CUBES)}, got {cubes!r}")
     if assets is not None and not Path(assets).is_dir():
         raise VQAError(f"--blender-assets {assets}: no such folder (expected CLEVR's assets: base_scene.blend, "
                        f"shapes/, materials/)")
@@ -282,7 +298,7 @@ def render_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: int
         p.mkdir(parents=True, exist_ok=True)
     _check_settings(parts / "settings.json", {"seed": int(seed), "image_size": [int(v) for v in image_size],
                                               "samples": int(samples), "model": "official" if assets else "own",
-                                              "objects": [int(min_objects), int(max_objects)]})
+                                              "objects": [int(min_objects), int(max_objects)], "cubes": cubes})
     tmp_dir = images_dir / ".tmp"
     done = {i for i in range(num_scenes)
             if (parts / f"{i:06d}.json").is_file() and (images_dir / f"CLEVR_{split}_{i:06d}.png").is_file()}
@@ -298,12 +314,12 @@ def render_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: int
         info = _run_workers(pending, command=command, assets=assets, init=init, timeout=timeout, workers=min(workers, len(pending)),
                             seed=seed, split=split, image_size=image_size, images_dir=images_dir, parts=parts,
                             tmp_dir=tmp_dir, failures=failures, render_seconds=render_seconds, progress=progress,
-                            min_objects=min_objects, max_objects=max_objects)
+                            min_objects=min_objects, max_objects=max_objects, cubes=cubes)
     wall = time.perf_counter() - t_start
     shutil.rmtree(tmp_dir, ignore_errors=True)
     summary = gather(out, split=split, num_scenes=num_scenes, questions_per_scene=questions_per_scene, seed=seed,
                      verify=verify, info={"renderer": "blender", "samples": samples, "image_size": list(image_size),
-                                          "assets": str(assets) if assets else None, **{k: info.get(k) for k in ("blender", "model")}})
+                                          "assets": str(assets) if assets else None, "cubes": cubes, **{k: info.get(k) for k in ("blender", "model")}})
     rendered = len(pending) - len(failures)
     summary.update({"rendered_now": rendered, "already_there": len(done), "failed": failures,
                     "seconds_wall": round(wall, 1),
@@ -314,7 +330,7 @@ def render_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: int
 
 
 def _run_workers(pending, *, command, assets, init, timeout, workers, seed, split, image_size, images_dir, parts,
-                 tmp_dir, failures, render_seconds, progress, min_objects, max_objects) -> dict:
+                 tmp_dir, failures, render_seconds, progress, min_objects, max_objects, cubes="clevr") -> dict:
     todo: queue.Queue = queue.Queue()
     for i in pending:
         todo.put(i)
@@ -345,7 +361,7 @@ def _run_workers(pending, *, command, assets, init, timeout, workers, seed, spli
                         proc.info["samples"] = init["samples"]
                     rec = render_one(proc, i, seed=seed, split=split, image_size=image_size,
                                      image_path=images_dir / f"CLEVR_{split}_{i:06d}.png", tmp_dir=tmp_dir,
-                                     min_objects=min_objects, max_objects=max_objects)
+                                     min_objects=min_objects, max_objects=max_objects, cubes=cubes)
                     _write_json(parts / f"{i:06d}.json", rec)
                     results.put(("ok", i, rec["blender"]["render_seconds"]))
                     error = None
@@ -400,6 +416,8 @@ def _check_settings(path: Path, settings: dict) -> None:
             old = json.loads(path.read_text())
         except json.JSONDecodeError:
             old = None
+        if isinstance(old, dict) and "cubes" in settings:
+            old.setdefault("cubes", "synth")  # folders rendered before the option: sqrt(2)-smaller cubes
         if old != settings:
             diff = ", ".join(f"{k} {old.get(k)!r} (now {v!r})" for k, v in settings.items()
                              if not isinstance(old, dict) or old.get(k) != v)

@@ -287,7 +287,7 @@ class Builder:
                     or spec["material"] not in ("rubber", "metal"):
                 raise RequestError(f"object {k}: unknown shape/size/color/material {shape}/{size}/"
                                    f"{spec['color']}/{spec['material']}")
-            r = SIZES[size] / (math.sqrt(2) if shape == "cube" else 1.0)
+            r = float(spec.get("half_extent", SIZES[size] / (math.sqrt(2) if shape == "cube" else 1.0)))
             obj = bpy.data.objects.new(f"{shape}_{k}", self.meshes[shape])
             x, y, z = spec["3d_coords"]
             obj.location = (x, y, z)
