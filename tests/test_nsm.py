@@ -376,3 +376,45 @@ def test_steps_name_their_words():
     out = model(batch)
     loss, parts = loss_fn(out, batch, 1.0)
     assert "att" in parts and torch.isfinite(loss)
+
+
+def test_resume_inside_an_epoch_continues_the_same_run(tmp_path, monkeypatch):
+    """A run stopped after a mid-epoch checkpoint (--ckpt-every) and resumed ends with the
+    weights of the run that was never stopped (same batches in the same order)."""
+    import vqa.reason.nsm_train as nt
+    from vqa.datasets.synth.generate import generate_dataset
+
+    data = tmp_path / "synth"
+    generate_dataset(data, num_scenes=6, questions_per_scene=5, seed=1, split="train", images=False)
+    cfg = dict(epochs=2, batch_size=4, lr=3e-3, threads=1, log_every=0)
+    mcfg = NSMConfig(dim=16, steps=7)
+    whole = tmp_path / "whole.pt"
+    nt.train_nsm(data, val_split=None, out=whole, config=TrainConfig(**cfg), model_config=mcfg, log=lambda m: None)
+
+    class Stop(Exception):
+        pass
+
+    saved = []
+    real_save = nt.save_checkpoint
+
+    def save_then_stop(path, model, vocab, state):
+        real_save(path, model, vocab, state)
+        saved.append(state["batch"])
+        if state["batch"]:
+            raise Stop
+
+    part = tmp_path / "part.pt"
+    monkeypatch.setattr(nt, "save_checkpoint", save_then_stop)
+    with pytest.raises(Stop):
+        nt.train_nsm(data, val_split=None, out=part, config=TrainConfig(**cfg, ckpt_every=5), model_config=mcfg,
+                     log=lambda m: None)
+    monkeypatch.setattr(nt, "save_checkpoint", real_save)
+    assert saved == [5]
+    logs = []
+    nt.train_nsm(data, val_split=None, out=part, config=TrainConfig(**cfg, ckpt_every=5), model_config=mcfg,
+                 resume=True, log=logs.append)
+    assert any("continuing after batch 5" in m for m in logs)
+    (m1, _, s1), (m2, _, s2) = load_checkpoint(whole), load_checkpoint(part)
+    assert s1["step"] == s2["step"] == 2 * 8 and s2["epoch"] == 2 and s2["batch"] == 0
+    for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-5), k

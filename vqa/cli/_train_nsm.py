@@ -28,7 +28,10 @@ def register(tsub) -> None:
     p.add_argument("--dim", type=int, default=64, help="concept/hidden size")
     p.add_argument("--steps", type=int, default=8, help="reasoning steps (instructions)")
     p.add_argument("--limit", type=int, help="only the first N training questions")
-    p.add_argument("--max-minutes", type=float, help="stop after this much training time (the checkpoint is kept)")
+    p.add_argument("--max-minutes", type=float, help="stop after this much training time (the checkpoint is kept; "
+                   "--resume with a larger --max-minutes continues it)")
+    p.add_argument("--ckpt-every", type=int, default=0, metavar="N",
+                   help="also write a resumable checkpoint every N batches inside an epoch (default: per epoch only)")
     p.add_argument("--init", help="start from this checkpoint's weights and vocabulary (a warm start; "
                    "parameters it lacks start fresh, the optimizer and schedule start anew)")
     p.add_argument("--extend-vocab", action="store_true",
@@ -92,7 +95,7 @@ def run(args) -> int:
                       init=args.init, extend_vocab=args.extend_vocab, predicted=tuple(args.predicted_data),
                       predicted_split=args.predicted_split,
                       predicted_limit=args.predicted_limit, val_scene_source=args.scene_source,
-                      scene_checkpoint=args.scene_checkpoint)
+                      scene_checkpoint=args.scene_checkpoint, ckpt_every=max(0, getattr(args, "ckpt_every", 0)))
     report = train_nsm(args.data, split=args.split, val_split=args.val_split or None, out=args.out, config=cfg,
                        model_config=NSMConfig(dim=args.dim, steps=args.steps, score_threshold=args.score_threshold,
                                               score_temperature=args.score_temperature), resume=args.resume,

@@ -63,6 +63,7 @@ class TrainConfig:
     val_scene_source: str = "gold"  # "predicted": the held-out split is read from predicted scenes
     scene_checkpoint: str | None = None  # scene parser for the predicted scenes (default: shipped)
     log_every: int = 250  # a log line every this many batches (0: only per epoch)
+    ckpt_every: int = 0  # also save a resumable checkpoint every this many batches (0: only per epoch)
 
 
 def predicted_scenes(root, split: str, checkpoint: str | None = None, log=print) -> dict[str, SceneGraph]:
@@ -284,12 +285,15 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    history, epoch, elapsed, step = [], 0, 0.0, 0
+    history, epoch, elapsed, step, skip = [], 0, 0.0, 0, 0
     if state:
         opt.load_state_dict(state["optimizer"])
         epoch, history, elapsed = state["epoch"], state.get("history", []), state.get("train_seconds", 0.0)
         step = state.get("step", 0)
         rng.setstate(_tuple_state(state["rng"]))
+        # a checkpoint saved inside an epoch holds the RNG state before that epoch's shuffle
+        # and the number of batches done: the same order is drawn and those batches skipped
+        skip = state.get("batch", 0)
 
     def learning_rate() -> float:
         """Warm-up, then a cosine over the run: by steps, or by time under --max-minutes."""
@@ -300,11 +304,22 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
 
     start = time.time() - elapsed
     stopped = False
+    def save(epoch_rng=None, batch: int = 0) -> None:
+        save_checkpoint(out, model, vocab, {
+            "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "history": history,
+            "train_seconds": time.time() - start, "rng": epoch_rng or rng.getstate(), "batch": batch,
+            "train_config": asdict(cfg),
+            "data": {"root": str(data), "split": split, "val_split": val_split, "questions": len(train)}})
+
     while epoch < cfg.epochs and not stopped:
         order = list(range(len(train)))
+        epoch_rng = rng.getstate()
         rng.shuffle(order)
         batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        it = progress(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else batches
+        done_before, skip = skip, 0
+        if done_before:
+            log(f"epoch {epoch + 1}: continuing after batch {done_before}")
+        it = progress(batches[done_before:], desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else batches[done_before:]
         sums, n = defaultdict(float), 0
         model.train()
         for idx in it:
@@ -323,22 +338,28 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
             if hasattr(it, "set_postfix") and n % 20 == 0:
                 it.set_postfix(loss=f"{sums['answer'] / n:.3f}")
             if cfg.log_every and n % cfg.log_every == 0:
-                log(f"epoch {epoch + 1} batch {n}/{len(batches)} {time.time() - start:.0f} s "
+                log(f"epoch {epoch + 1} batch {done_before + n}/{len(batches)} {time.time() - start:.0f} s "
                     + " ".join(f"{k}={v / n:.4f}" for k, v in sums.items()))
             if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
                 stopped = True
                 break
-        epoch += 1
-        entry = {"epoch": epoch, "seconds": round(time.time() - start, 1),
+            if cfg.ckpt_every and n % cfg.ckpt_every == 0 and done_before + n < len(batches):
+                save(epoch_rng, done_before + n)
+        partial = done_before + n < len(batches)  # stopped by max_minutes inside the epoch
+        entry = {"epoch": epoch + 1, "seconds": round(time.time() - start, 1),
                  **{k: round(v / max(n, 1), 4) for k, v in sums.items()}}
+        if partial:
+            entry["batches"] = done_before + n
+        else:
+            epoch += 1
         if val:
             entry["val_accuracy"] = round(evaluate_nsm(model, val, device=device)["accuracy"], 4)
         history.append(entry)
         log(" ".join(f"{k}={v}" for k, v in entry.items()))
-        save_checkpoint(out, model, vocab, {
-            "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "history": history,
-            "train_seconds": time.time() - start, "rng": rng.getstate(), "train_config": asdict(cfg),
-            "data": {"root": str(data), "split": split, "val_split": val_split, "questions": len(train)}})
+        if partial:
+            save(epoch_rng, done_before + n)  # --resume (with a larger --max-minutes) continues here
+        else:
+            save()
     report = {"epochs": epoch, "train_seconds": round(time.time() - start, 1), "history": history,
               "checkpoint": str(out), "questions": len(train)}
     if val:
