@@ -45,7 +45,7 @@ from ..errors import DataError
 from ..scene import SceneGraph, SceneObject
 from .gqa_reference import run_gqa
 from .nsm import NSM, NSMConfig, load_checkpoint, save_checkpoint
-from .nsm_data import OPS, MacroStep, NSMOntology, Vocab, collate, encode_example, to_device
+from .nsm_data import OPS, MacroStep, NSMOntology, Vocab, collate, encode_example, to_device, tokenize
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "nsm_gqa.pt"
 POSITIONS = {"hposition": ("left", "middle", "right"), "vposition": ("top", "middle", "bottom")}
@@ -113,6 +113,58 @@ def gqa_nsm_ontology(scenes, answers: Counter, onto: GQAOntology, max_answers: i
     answers = answers + Counter({"yes": 0, "no": 0})
     ans = [a for a, _ in sorted(answers.items(), key=lambda kv: (-kv[1], kv[0]))][:max_answers]
     return NSMOntology(properties, tuple(sorted(rels)), tuple(ans), "name", {})
+
+
+# ---- word embeddings -----------------------------------------------------------------------------
+RELATION_STOPWORDS = frozenset({"to", "the", "of", "in", "on", "a", "an"})
+
+
+@torch.no_grad()
+def init_gqa_word_embeddings(model: NSM, vocab: Vocab) -> dict:
+    """Start the question words so that soft tagging can learn: concept words at their
+    concept's embedding (`NSM.init_word_embeddings`), the content words of multi-word relation
+    names ("front" of "in front of", "next" of "next to") at their relation's, and every other
+    word at the concepts' scale (N(0, 1/d)) instead of `nn.Embedding`'s N(0, 1).
+
+    Why: a tag logit is (word . concept) * sqrt(d); with N(0, 1) words its spread is about 8
+    against the "not a concept" bias of 4, so from the first step most function words were
+    tagged one-hot as a random concept and never moved (the gradient of a saturated softmax
+    is near zero): in the first GQA checkpoint "size", "shape" and "material" were all
+    `shape:round`, "larger" `color:purple`, "not" `hposition:middle`, so "What size ..." and
+    "What shape ..." were the same question. At the concepts' scale a word's logits spread
+    about 1 and the bias keeps it mostly itself. Out: counts of words set per kind."""
+    concept = model.init_word_embeddings(vocab)
+    ont, d = model.ontology, model.config.dim
+    table = {v for vals in ont.properties.values() for v in vals} | set(ont.relations) | set(ont.synonyms)
+    rel_words = 0
+    for k, r in enumerate(ont.relations):
+        for w in tokenize(r):
+            if w not in RELATION_STOPWORDS and w not in table and w in vocab.index and len(tokenize(r)) > 1:
+                model.embed.weight[vocab.index[w]] = model.rel_concepts[k]
+                table.add(w)
+                rel_words += 1
+    other = [i for w, i in vocab.index.items() if i > 0 and w not in table]
+    if other:
+        # torch's global generator (seeded by the training): a fresh generator with the training's
+        # seed would repeat the concept tables' draws and tag word k as concept k
+        model.embed.weight[other] = torch.randn(len(other), d, device=model.embed.weight.device) * d ** -0.5
+    return {"concept": concept, "relation": rel_words, "other": len(other)}
+
+
+@torch.no_grad()
+def concept_tags(model: NSM, vocab: Vocab, words) -> dict[str, tuple[str, float]]:
+    """word -> (its most probable soft tag, probability): "type:value", "rel:name" or "-" for
+    "not a concept" (the word keeps its own embedding). A diagnostic of the question side."""
+    ont = model.ontology
+    names = [f"{t}:{v}" for t, vals in ont.properties.items() for v in vals] + \
+        [f"rel:{r}" for r in ont.relations] + ["-"]
+    ids = torch.tensor([[vocab.index.get(w, 1) for w in words]], device=model.embed.weight.device)
+    e = model.embed(ids)
+    keys = torch.cat(list(model.concepts) + [model.rel_concepts, model.default_tag], 0)
+    logits = (model.tag_proj(e) @ keys.t()) * model.config.dim ** 0.5
+    logits[..., -1] += model.default_bias
+    p, k = torch.softmax(logits, -1)[0].max(-1)
+    return {w: (names[int(i)], float(q)) for w, i, q in zip(words, k, p)}
 
 
 # ---- training traces -----------------------------------------------------------------------------
@@ -219,7 +271,6 @@ def encode_gqa_example(ontology: NSMOntology, vocab: Vocab, scene: SceneGraph, t
             reg = last
         register[k, reg] = 1.0
         last = m.target
-    from .nsm_data import tokenize
     names = tokenize(text) or [""]
     words = torch.zeros(n_steps, len(names))
     for k, m in enumerate(macros):
@@ -318,7 +369,7 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
                                                                       if r.get("answer")), onto, cfg.max_answers)
         vocab = Vocab.build([r["question"] for r in records.values()], nont)
         model = NSM(model_config or NSMConfig(), nont, len(vocab)).to(device)
-        model.init_word_embeddings(vocab)
+        init_gqa_word_embeddings(model, vocab)
     mcfg = model.config
     train = load_gqa_examples(records, graphs, nont, vocab, onto, mcfg.steps)
     val = []
