@@ -189,3 +189,21 @@ def test_annotations_point_at_the_objects_named(world):
         single = {i for i in named if i != "-" and "," not in i}
         assert single <= set(ann["question"].values()) | set(ann["answer"].values()), r["question"]
     assert n["question"] > 200 and n["fullAnswer"] > 100 and n["answer"] > 20
+
+
+def test_same_seed_same_world_whatever_the_hash_seed(tmp_path):
+    """A seed gives one world: nothing depends on the order of a set of strings (which
+    changes with PYTHONHASHSEED from one process to the next)."""
+    import os
+
+    files = []
+    for h in ("1", "2"):
+        out = tmp_path / h
+        r = subprocess.run([sys.executable, "-m", "vqa", "generate", "--format", "gqa", "--out", str(out),
+                            "--num-scenes", "12", "--questions-per-scene", "8", "--seed", "4", "--no-images",
+                            "--split", "val"], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "PYTHONHASHSEED": h})
+        assert r.returncode == 0, r.stderr
+        p = paths(out, "val")
+        files.append((p["questions"].read_text(), p["scenes"].read_text()))
+    assert files[0] == files[1]

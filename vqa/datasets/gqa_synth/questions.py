@@ -177,7 +177,7 @@ def descriptions(w: World, oid: str, *, relations: bool = True, avoid: set[str] 
             if d.objects == (oid,) and _minimal(w, d):
                 out.append(d)
     if relations:
-        for (s, r, a) in w.rels:
+        for (s, r, a) in sorted(w.rels):  # sorted: a set's order changes with PYTHONHASHSEED
             if s != oid:
                 continue
             for ad in descriptions(w, a, relations=False):
