@@ -29,11 +29,10 @@ for typing stored beside the weights (`gqa_ontology`), the optimizer and the epo
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -44,8 +43,8 @@ from ..datasets.gqa_program import parse_step
 from ..errors import DataError
 from ..scene import SceneGraph, SceneObject
 from .gqa_reference import run_gqa
-from .nsm import NSM, NSMConfig, load_checkpoint, save_checkpoint
-from .nsm_data import OPS, MacroStep, NSMOntology, Vocab, collate, encode_example, to_device, tokenize
+from .nsm import NSM, NSMConfig, load_checkpoint
+from .nsm_data import OPS, MacroStep, NSMOntology, Vocab, encode_example, tokenize
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "nsm_gqa.pt"
 POSITIONS = {"hposition": ("left", "middle", "right"), "vposition": ("top", "middle", "bottom")}
@@ -347,7 +346,7 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
                   device: str = "cpu") -> dict:
     """Train the NSM on a GQA questions file over its scene graphs; evaluate on the
     held-out pair after every epoch; checkpoint after every epoch. Out: a report dict."""
-    from .nsm_train import evaluate_nsm, loss_fn
+    from .nsm_train import fit
 
     cfg = config or GQANSMTrainConfig()
     torch.set_num_threads(cfg.threads)
@@ -381,67 +380,10 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
         f"held-out questions in {time.time() - t0:.1f} s; {len(nont.answers)} answers, "
         f"{sum(len(v) for v in nont.properties.values())} concepts in {len(nont.properties)} property types, "
         f"{len(nont.relations)} relations")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    history, epoch, elapsed, step = [], 0, 0.0, 0
-    if state:
-        opt.load_state_dict(state["optimizer"])
-        epoch, history, elapsed, step = state["epoch"], state.get("history", []), state.get("train_seconds", 0.0), \
-            state.get("step", 0)
-        rng.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["rng"]))
-    start = time.time() - elapsed
-
-    def lr() -> float:
-        done = step / max(total, 1)
-        if cfg.max_minutes:
-            done = max(done, (time.time() - start) / (60 * cfg.max_minutes))
-        return cfg.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
-
-    stopped = False
-    while epoch < cfg.epochs and not stopped:
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        it = progress(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else batches
-        sums, n = defaultdict(float), 0
-        model.train()
-        for idx in it:
-            batch = to_device(collate([train[i] for i in idx]), device)
-            loss, parts = loss_fn(model(batch), batch, cfg.trace_weight, cfg.attention_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            for g in opt.param_groups:
-                g["lr"] = lr()
-            opt.step()
-            step += 1
-            n += 1
-            for k, v in parts.items():
-                sums[k] += v
-            if cfg.log_every and n % cfg.log_every == 0:
-                log(f"epoch {epoch + 1} batch {n}/{len(batches)} {time.time() - start:.0f} s "
-                    + " ".join(f"{k}={v / n:.4f}" for k, v in sums.items()))
-            if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
-                stopped = True
-                break
-        epoch += 1
-        entry = {"epoch": epoch, "seconds": round(time.time() - start, 1),
-                 **{k: round(v / max(n, 1), 4) for k, v in sums.items()}}
-        if val:
-            entry["val_accuracy"] = round(evaluate_nsm(model, val, device=device)["accuracy"], 4)
-        history.append(entry)
-        log(" ".join(f"{k}={v}" for k, v in entry.items()))
-        save_checkpoint(out, model, vocab, {
-            "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "history": history,
-            "train_seconds": time.time() - start, "rng": rng.getstate(), "train_config": asdict(cfg),
-            "gqa_ontology": onto.to_dict(), "dataset": "gqa",
-            "data": {"questions": str(questions), "scenes": str(scenes), "n": len(train)}})
-    report = {"dataset": "gqa", "epochs": epoch, "train_seconds": round(time.time() - start, 1), "history": history,
-              "checkpoint": str(out), "questions": len(train)}
-    if val:
-        report["val"] = evaluate_nsm(model, val, device=device)
-    return report
+    extra = {"gqa_ontology": onto.to_dict(), "dataset": "gqa",
+             "data": {"questions": str(questions), "scenes": str(scenes), "n": len(train)}}
+    return fit(model, vocab, train, val, cfg, out, rng, state=state, checkpoint_extra=extra, progress=progress,
+               log=log, device=device, report_extra={"dataset": "gqa"})
 
 
 def strip_gqa_checkpoint(path, out) -> None:
