@@ -109,7 +109,20 @@ def test_train_evaluate_resume_end_to_end(world, tmp_path):
     # resume: one more epoch on the same run
     rep2 = train_nsm_gqa(tr["questions_file"], tr["scenes_file"], out=ckpt, resume=True,
                          config=GQANSMTrainConfig(epochs=2, batch_size=16), log=lambda m: None)
-    assert rep2["epochs"] == 2 and len(rep2["history"]) == 2
+    assert rep2["epochs"] == 2 and len(rep2["history"]) == 2 and rep2["dataset"] == "gqa"
+    # what ships: no optimizer state, still a GQA checkpoint that answers like the full one
+    from vqa.reason.nsm import load_checkpoint
+    from vqa.reason.nsm_gqa import GQANSMReasoner, strip_gqa_checkpoint
+
+    ship = tmp_path / "ship.pt"
+    strip_gqa_checkpoint(ckpt, ship)
+    data = load_checkpoint(ship)[2]
+    assert "optimizer" not in data and "rng" not in data and data["gqa_ontology"] and data["epoch"] == 2
+    g = SceneGraphs(va["scenes_file"])
+    recs = [r for _, _, r in iter_question_records(va["questions_file"])]
+    scenes, texts = [g[r["imageId"]] for r in recs], [r["question"] for r in recs]
+    assert [a.answer for a in GQANSMReasoner(ship).answer_batch(scenes, texts)] == \
+        [a.answer for a in GQANSMReasoner(ckpt).answer_batch(scenes, texts)]
 
 
 def test_real_format_fixture_trains(tmp_path):

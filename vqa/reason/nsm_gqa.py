@@ -387,11 +387,10 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
 
 
 def strip_gqa_checkpoint(path, out) -> None:
-    """A copy without optimizer state (a shippable checkpoint)."""
-    data = torch.load(path, map_location="cpu", weights_only=False)
-    for k in ("optimizer", "rng"):
-        data.pop(k, None)
-    torch.save(data, out)
+    """A copy without optimizer state (a shippable checkpoint): `nsm_train.strip_checkpoint`."""
+    from .nsm_train import strip_checkpoint
+
+    strip_checkpoint(path, out)
 
 
 # ---- answering -----------------------------------------------------------------------------------

@@ -382,9 +382,10 @@ def evaluate_checkpoint(path, data, split: str, limit: int | None = None, device
 
 
 def strip_checkpoint(path, out) -> None:
-    """Copy a checkpoint without the optimizer state (what ships)."""
+    """Copy a checkpoint without the optimizer state (what ships; a GQA one keeps its ontology)."""
     model, vocab, data = load_checkpoint(path)
-    keep = {k: data[k] for k in ("epoch", "history", "train_seconds", "train_config", "data") if k in data}
+    keep = {k: data[k] for k in ("epoch", "history", "train_seconds", "train_config", "data", "gqa_ontology",
+                                 "dataset") if k in data}
     save_checkpoint(out, model, vocab, keep)
 
 
