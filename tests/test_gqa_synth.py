@@ -158,3 +158,52 @@ def test_asp_equals_reference_on_a_bigger_world(tmp_path):
                                    images=False)
     n, disagree = differential(summary["questions_file"], summary["scenes_file"])
     assert n == summary["num_questions"] >= 4900 and disagree == []
+
+
+def test_annotations_point_at_the_objects_named(world):
+    """GQA's `annotations`: token index -> object id, in the question, the full answer and the
+    answer. Each annotated token is the object's name, a category above it, their plural or a
+    pronoun; every single object a program argument names (select, relate, verify/choose rel)
+    is annotated in the question or (relS/relO: the object found) in the answer."""
+    from vqa.datasets.gqa_synth.questions import gqa_tokens
+    from vqa.datasets.gqa_synth.world import PLURALS
+
+    out, _ = world
+    p = paths(out, "val")
+    qs = json.loads(p["questions"].read_text())
+    sgs = json.loads(p["scenes"].read_text())
+    n = Counter()
+    for r in qs.values():
+        objs = sgs[r["imageId"]]["objects"]
+        ann = r["annotations"]
+        assert set(ann) == {"question", "answer", "fullAnswer"}
+        for field, text in (("question", r["question"]), ("fullAnswer", r["fullAnswer"]), ("answer", r["answer"])):
+            toks = gqa_tokens(text)
+            for k, oid in ann[field].items():
+                word = toks[int(k)].lower()
+                names = [objs[oid]["name"]] + categories_of(objs[oid]["name"])
+                assert word in names + [PLURALS.get(x) for x in names] + ["it"], (text, k, oid)
+                n[field] += 1
+        named = {a["argument"].rsplit("(", 1)[1].rstrip(")") for a in r["semantic"]
+                 if a["operation"] in ("select", "relate", "verify rel", "choose rel") and "(" in a["argument"]}
+        single = {i for i in named if i != "-" and "," not in i}
+        assert single <= set(ann["question"].values()) | set(ann["answer"].values()), r["question"]
+    assert n["question"] > 200 and n["fullAnswer"] > 100 and n["answer"] > 20
+
+
+def test_same_seed_same_world_whatever_the_hash_seed(tmp_path):
+    """A seed gives one world: nothing depends on the order of a set of strings (which
+    changes with PYTHONHASHSEED from one process to the next)."""
+    import os
+
+    files = []
+    for h in ("1", "2"):
+        out = tmp_path / h
+        r = subprocess.run([sys.executable, "-m", "vqa", "generate", "--format", "gqa", "--out", str(out),
+                            "--num-scenes", "12", "--questions-per-scene", "8", "--seed", "4", "--no-images",
+                            "--split", "val"], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "PYTHONHASHSEED": h})
+        assert r.returncode == 0, r.stderr
+        p = paths(out, "val")
+        files.append((p["questions"].read_text(), p["scenes"].read_text()))
+    assert files[0] == files[1]

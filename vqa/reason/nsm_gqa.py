@@ -29,11 +29,10 @@ for typing stored beside the weights (`gqa_ontology`), the optimizer and the epo
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -44,8 +43,8 @@ from ..datasets.gqa_program import parse_step
 from ..errors import DataError
 from ..scene import SceneGraph, SceneObject
 from .gqa_reference import run_gqa
-from .nsm import NSM, NSMConfig, load_checkpoint, save_checkpoint
-from .nsm_data import OPS, MacroStep, NSMOntology, Vocab, collate, encode_example, to_device
+from .nsm import NSM, NSMConfig, load_checkpoint
+from .nsm_data import OPS, MacroStep, NSMOntology, Vocab, encode_example, tokenize
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "nsm_gqa.pt"
 POSITIONS = {"hposition": ("left", "middle", "right"), "vposition": ("top", "middle", "bottom")}
@@ -113,6 +112,58 @@ def gqa_nsm_ontology(scenes, answers: Counter, onto: GQAOntology, max_answers: i
     answers = answers + Counter({"yes": 0, "no": 0})
     ans = [a for a, _ in sorted(answers.items(), key=lambda kv: (-kv[1], kv[0]))][:max_answers]
     return NSMOntology(properties, tuple(sorted(rels)), tuple(ans), "name", {})
+
+
+# ---- word embeddings -----------------------------------------------------------------------------
+RELATION_STOPWORDS = frozenset({"to", "the", "of", "in", "on", "a", "an"})
+
+
+@torch.no_grad()
+def init_gqa_word_embeddings(model: NSM, vocab: Vocab) -> dict:
+    """Start the question words so that soft tagging can learn: concept words at their
+    concept's embedding (`NSM.init_word_embeddings`), the content words of multi-word relation
+    names ("front" of "in front of", "next" of "next to") at their relation's, and every other
+    word at the concepts' scale (N(0, 1/d)) instead of `nn.Embedding`'s N(0, 1).
+
+    Why: a tag logit is (word . concept) * sqrt(d); with N(0, 1) words its spread is about 8
+    against the "not a concept" bias of 4, so from the first step most function words were
+    tagged one-hot as a random concept and never moved (the gradient of a saturated softmax
+    is near zero): in the first GQA checkpoint "size", "shape" and "material" were all
+    `shape:round`, "larger" `color:purple`, "not" `hposition:middle`, so "What size ..." and
+    "What shape ..." were the same question. At the concepts' scale a word's logits spread
+    about 1 and the bias keeps it mostly itself. Out: counts of words set per kind."""
+    concept = model.init_word_embeddings(vocab)
+    ont, d = model.ontology, model.config.dim
+    table = {v for vals in ont.properties.values() for v in vals} | set(ont.relations) | set(ont.synonyms)
+    rel_words = 0
+    for k, r in enumerate(ont.relations):
+        for w in tokenize(r):
+            if w not in RELATION_STOPWORDS and w not in table and w in vocab.index and len(tokenize(r)) > 1:
+                model.embed.weight[vocab.index[w]] = model.rel_concepts[k]
+                table.add(w)
+                rel_words += 1
+    other = [i for w, i in vocab.index.items() if i > 0 and w not in table]
+    if other:
+        # torch's global generator (seeded by the training): a fresh generator with the training's
+        # seed would repeat the concept tables' draws and tag word k as concept k
+        model.embed.weight[other] = torch.randn(len(other), d, device=model.embed.weight.device) * d ** -0.5
+    return {"concept": concept, "relation": rel_words, "other": len(other)}
+
+
+@torch.no_grad()
+def concept_tags(model: NSM, vocab: Vocab, words) -> dict[str, tuple[str, float]]:
+    """word -> (its most probable soft tag, probability): "type:value", "rel:name" or "-" for
+    "not a concept" (the word keeps its own embedding). A diagnostic of the question side."""
+    ont = model.ontology
+    names = [f"{t}:{v}" for t, vals in ont.properties.items() for v in vals] + \
+        [f"rel:{r}" for r in ont.relations] + ["-"]
+    ids = torch.tensor([[vocab.index.get(w, 1) for w in words]], device=model.embed.weight.device)
+    e = model.embed(ids)
+    keys = torch.cat(list(model.concepts) + [model.rel_concepts, model.default_tag], 0)
+    logits = (model.tag_proj(e) @ keys.t()) * model.config.dim ** 0.5
+    logits[..., -1] += model.default_bias
+    p, k = torch.softmax(logits, -1)[0].max(-1)
+    return {w: (names[int(i)], float(q)) for w, i, q in zip(words, k, p)}
 
 
 # ---- training traces -----------------------------------------------------------------------------
@@ -219,7 +270,6 @@ def encode_gqa_example(ontology: NSMOntology, vocab: Vocab, scene: SceneGraph, t
             reg = last
         register[k, reg] = 1.0
         last = m.target
-    from .nsm_data import tokenize
     names = tokenize(text) or [""]
     words = torch.zeros(n_steps, len(names))
     for k, m in enumerate(macros):
@@ -296,7 +346,7 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
                   device: str = "cpu") -> dict:
     """Train the NSM on a GQA questions file over its scene graphs; evaluate on the
     held-out pair after every epoch; checkpoint after every epoch. Out: a report dict."""
-    from .nsm_train import evaluate_nsm, loss_fn
+    from .nsm_train import fit
 
     cfg = config or GQANSMTrainConfig()
     torch.set_num_threads(cfg.threads)
@@ -318,7 +368,7 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
                                                                       if r.get("answer")), onto, cfg.max_answers)
         vocab = Vocab.build([r["question"] for r in records.values()], nont)
         model = NSM(model_config or NSMConfig(), nont, len(vocab)).to(device)
-        model.init_word_embeddings(vocab)
+        init_gqa_word_embeddings(model, vocab)
     mcfg = model.config
     train = load_gqa_examples(records, graphs, nont, vocab, onto, mcfg.steps)
     val = []
@@ -330,75 +380,17 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
         f"held-out questions in {time.time() - t0:.1f} s; {len(nont.answers)} answers, "
         f"{sum(len(v) for v in nont.properties.values())} concepts in {len(nont.properties)} property types, "
         f"{len(nont.relations)} relations")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    history, epoch, elapsed, step = [], 0, 0.0, 0
-    if state:
-        opt.load_state_dict(state["optimizer"])
-        epoch, history, elapsed, step = state["epoch"], state.get("history", []), state.get("train_seconds", 0.0), \
-            state.get("step", 0)
-        rng.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["rng"]))
-    start = time.time() - elapsed
-
-    def lr() -> float:
-        done = step / max(total, 1)
-        if cfg.max_minutes:
-            done = max(done, (time.time() - start) / (60 * cfg.max_minutes))
-        return cfg.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
-
-    stopped = False
-    while epoch < cfg.epochs and not stopped:
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        it = progress(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else batches
-        sums, n = defaultdict(float), 0
-        model.train()
-        for idx in it:
-            batch = to_device(collate([train[i] for i in idx]), device)
-            loss, parts = loss_fn(model(batch), batch, cfg.trace_weight, cfg.attention_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            for g in opt.param_groups:
-                g["lr"] = lr()
-            opt.step()
-            step += 1
-            n += 1
-            for k, v in parts.items():
-                sums[k] += v
-            if cfg.log_every and n % cfg.log_every == 0:
-                log(f"epoch {epoch + 1} batch {n}/{len(batches)} {time.time() - start:.0f} s "
-                    + " ".join(f"{k}={v / n:.4f}" for k, v in sums.items()))
-            if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
-                stopped = True
-                break
-        epoch += 1
-        entry = {"epoch": epoch, "seconds": round(time.time() - start, 1),
-                 **{k: round(v / max(n, 1), 4) for k, v in sums.items()}}
-        if val:
-            entry["val_accuracy"] = round(evaluate_nsm(model, val, device=device)["accuracy"], 4)
-        history.append(entry)
-        log(" ".join(f"{k}={v}" for k, v in entry.items()))
-        save_checkpoint(out, model, vocab, {
-            "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "history": history,
-            "train_seconds": time.time() - start, "rng": rng.getstate(), "train_config": asdict(cfg),
-            "gqa_ontology": onto.to_dict(), "dataset": "gqa",
-            "data": {"questions": str(questions), "scenes": str(scenes), "n": len(train)}})
-    report = {"dataset": "gqa", "epochs": epoch, "train_seconds": round(time.time() - start, 1), "history": history,
-              "checkpoint": str(out), "questions": len(train)}
-    if val:
-        report["val"] = evaluate_nsm(model, val, device=device)
-    return report
+    extra = {"gqa_ontology": onto.to_dict(), "dataset": "gqa",
+             "data": {"questions": str(questions), "scenes": str(scenes), "n": len(train)}}
+    return fit(model, vocab, train, val, cfg, out, rng, state=state, checkpoint_extra=extra, progress=progress,
+               log=log, device=device, report_extra={"dataset": "gqa"})
 
 
 def strip_gqa_checkpoint(path, out) -> None:
-    """A copy without optimizer state (a shippable checkpoint)."""
-    data = torch.load(path, map_location="cpu", weights_only=False)
-    for k in ("optimizer", "rng"):
-        data.pop(k, None)
-    torch.save(data, out)
+    """A copy without optimizer state (a shippable checkpoint): `nsm_train.strip_checkpoint`."""
+    from .nsm_train import strip_checkpoint
+
+    strip_checkpoint(path, out)
 
 
 # ---- answering -----------------------------------------------------------------------------------

@@ -281,6 +281,22 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
                 weights["embed.weight"] = full
             missing, unexpected = model.load_state_dict(weights, strict=False)
             log(f"weights from {cfg.init}; new: {', '.join(missing) or '-'}; dropped: {', '.join(unexpected) or '-'}")
+    extra = {"data": {"root": str(data), "split": split, "val_split": val_split, "questions": len(train)}}
+    return fit(model, vocab, train, val, cfg, out, rng, state=state, checkpoint_extra=extra,
+               progress=progress, log=log, device=device)
+
+
+def fit(model: NSM, vocab: Vocab, train: list[dict], val: list[dict], cfg, out, rng: random.Random, *,
+        state: dict | None = None, checkpoint_extra: dict | None = None, progress=None, log=print,
+        device: str = "cpu", report_extra: dict | None = None) -> dict:
+    """The epoch loop of both NSM trainings (CLEVR here, GQA in nsm_gqa.py): AdamW, a warm-up
+    then a cosine learning rate (by steps, or by time under `cfg.max_minutes`), shuffled
+    batches from `rng`, `loss_fn`, gradients clipped at 5, a log line every `cfg.log_every`
+    batches; after every epoch the held-out accuracy and a checkpoint at `out` (optimizer,
+    step, epoch, history, train seconds, rng, `cfg`, then `checkpoint_extra`); `state` (a
+    loaded checkpoint) resumes. `cfg` needs epochs, batch_size, lr, weight_decay,
+    trace_weight, attention_weight, max_minutes, log_every. Out: the report dict (epochs,
+    train_seconds, history, checkpoint, questions, then `report_extra`, then val)."""
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
@@ -297,7 +313,7 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
 
     def learning_rate() -> float:
         """Warm-up, then a cosine over the run: by steps, or by time under --max-minutes."""
-        done = step / total_steps
+        done = step / max(total_steps, 1)
         if cfg.max_minutes:
             done = max(done, (time.time() - start) / (60 * cfg.max_minutes))
         return cfg.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
@@ -308,8 +324,7 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
         save_checkpoint(out, model, vocab, {
             "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "history": history,
             "train_seconds": time.time() - start, "rng": epoch_rng or rng.getstate(), "batch": batch,
-            "train_config": asdict(cfg),
-            "data": {"root": str(data), "split": split, "val_split": val_split, "questions": len(train)}})
+            "train_config": asdict(cfg), **(checkpoint_extra or {})})
 
     while epoch < cfg.epochs and not stopped:
         order = list(range(len(train)))
@@ -343,7 +358,8 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
             if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
                 stopped = True
                 break
-            if cfg.ckpt_every and n % cfg.ckpt_every == 0 and done_before + n < len(batches):
+            every = getattr(cfg, "ckpt_every", 0)
+            if every and n % every == 0 and done_before + n < len(batches):
                 save(epoch_rng, done_before + n)
         partial = done_before + n < len(batches)  # stopped by max_minutes inside the epoch
         entry = {"epoch": epoch + 1, "seconds": round(time.time() - start, 1),
@@ -361,7 +377,7 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
         else:
             save()
     report = {"epochs": epoch, "train_seconds": round(time.time() - start, 1), "history": history,
-              "checkpoint": str(out), "questions": len(train)}
+              "checkpoint": str(out), "questions": len(train), **(report_extra or {})}
     if val:
         report["val"] = evaluate_nsm(model, val, device=device)
     return report
@@ -387,9 +403,10 @@ def evaluate_checkpoint(path, data, split: str, limit: int | None = None, device
 
 
 def strip_checkpoint(path, out) -> None:
-    """Copy a checkpoint without the optimizer state (what ships)."""
+    """Copy a checkpoint without the optimizer state (what ships; a GQA one keeps its ontology)."""
     model, vocab, data = load_checkpoint(path)
-    keep = {k: data[k] for k in ("epoch", "history", "train_seconds", "train_config", "data") if k in data}
+    keep = {k: data[k] for k in ("epoch", "history", "train_seconds", "train_config", "data", "gqa_ontology",
+                                 "dataset") if k in data}
     save_checkpoint(out, model, vocab, keep)
 
 

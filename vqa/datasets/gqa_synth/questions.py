@@ -20,18 +20,23 @@ verify (verifyAttr, verifyRel, exist, existAttr, existRelS), choose (chooseAttr,
 chooseObj, chooseRel, choosePos), logical (logicAnd, logicOr, verifyAttrs), compare
 (sameAttr, diffAttr, sameAll, common, compare).
 
+`annotations` are GQA's: for the question, the full answer and the answer, token index
+(`gqa_tokens`) -> the id of the object that noun names (the head of each description and
+of its anchor; a noun naming no object or several gets none).
+
 Answers are worked out here from the world's own tables; with `verify=True` (default)
 each one is re-derived by the independent reference executor
 (`vqa.reason.gqa_reference`) and a disagreement raises RuntimeError.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .world import ATTRIBUTE_TYPES, CATEGORIES, NAMES, RELATIONS, categories_of
+from .world import ATTRIBUTE_TYPES, CATEGORIES, NAMES, PLURALS, RELATIONS, categories_of
 
 TYPE_OF = {v: t for t, vs in ATTRIBUTE_TYPES.items() for v in vs}
 FILTER_TYPES = ("size", "color", "material")  # adjective order in text
@@ -120,6 +125,12 @@ class Desc:
     def types(self) -> set[str]:
         return {t for t, _, _ in self.filters}
 
+    def refs(self, plural: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+        """The nouns of the phrase in text order with the objects each names: the head's
+        (its plural with `plural`), then the anchor's."""
+        head = PLURALS.get(self.head, self.head) if plural else self.head
+        return [(head, self.objects)] + (self.anchor.refs() if self.anchor else [])
+
     def phrase(self, article: str = "the") -> str:
         adj = [v for t, v, neg in self.filters if not neg and t in FILTER_TYPES]
         words = " ".join(adj + [self.head])
@@ -166,7 +177,7 @@ def descriptions(w: World, oid: str, *, relations: bool = True, avoid: set[str] 
             if d.objects == (oid,) and _minimal(w, d):
                 out.append(d)
     if relations:
-        for (s, r, a) in w.rels:
+        for (s, r, a) in sorted(w.rels):  # sorted: a set's order changes with PYTHONHASHSEED
             if s != oid:
                 continue
             for ad in descriptions(w, a, relations=False):
@@ -227,6 +238,15 @@ class Made:
     full: str
     key: tuple | None = None  # (objects, type) for entailment
     group: str | None = None
+    # annotations: the nouns of the question / full answer in text order with the objects they
+    # name (`Desc.refs`), and the object the answer names
+    refs: list = field(default_factory=list)
+    full_refs: list = field(default_factory=list)
+    answer_object: str | None = None
+
+    def noting(self, refs, full_refs=(), answer_object=None) -> "Made":
+        self.refs, self.full_refs, self.answer_object = list(refs), list(full_refs), answer_object
+        return self
 
 
 # ---- the generator ------------------------------------------------------------------------------
@@ -310,7 +330,7 @@ class GQAQuestionGenerator:
         p.add("query", t, p.describe(d))
         a = w.value(d.objects[0], t)
         return Made("", ASKABLE[t].format(d=d.phrase()), p, a, f"{_cap(d.phrase())} is {a}.",
-                    (d.objects, t), t)
+                    (d.objects, t), t).noting(d.refs(), d.refs())
 
     def _categoryThat(self, w, rng):
         oid = self._pick(rng, w.ids)
@@ -324,7 +344,8 @@ class GQAQuestionGenerator:
         p = Program()
         p.add("query", "name", p.describe(d))
         return Made("", f"What kind of {d.head} is{rest}?", p, w.name[oid],
-                    f"The {d.head} is {_a(w.name[oid])}.", (d.objects, "name"), d.head)
+                    f"The {d.head} is {_a(w.name[oid])}.", (d.objects, "name"), d.head).noting(
+                        d.refs(), [(d.head, d.objects)], oid)
 
     def _rel_target(self, w, rng, direction):
         anchor = self._pick(rng, w.ids)
@@ -342,7 +363,8 @@ class GQAQuestionGenerator:
         i = p.add("relate", f"_,{r},s ({t})", p.describe(ad))
         p.add("query", "name", i)
         return Made("", f"What is {REL_SAY[r]} {ad.phrase()}?", p, w.name[t],
-                    f"{_cap(_a(w.name[t]))} is {REL_SAY[r]} {ad.phrase()}.", ((t,), "name"), "name")
+                    f"{_cap(_a(w.name[t]))} is {REL_SAY[r]} {ad.phrase()}.", ((t,), "name"), "name").noting(
+                        ad.refs(), [(w.name[t], (t,))] + ad.refs(), t)
 
     def _relO(self, w, rng):
         ad, r, t = self._rel_target(w, rng, "o")
@@ -350,7 +372,8 @@ class GQAQuestionGenerator:
         i = p.add("relate", f"_,{r},o ({t})", p.describe(ad))
         p.add("query", "name", i)
         return Made("", f"What is {ad.phrase()} {REL_SAY[r]}?", p, w.name[t],
-                    f"{_cap(ad.phrase())} is {REL_SAY[r]} {_a(w.name[t])}.", ((t,), "name"), "name")
+                    f"{_cap(ad.phrase())} is {REL_SAY[r]} {_a(w.name[t])}.", ((t,), "name"), "name").noting(
+                        ad.refs(), ad.refs() + [(w.name[t], (t,))], t)
 
     # -- verify --
     def _verifyAttr(self, w, rng):
@@ -363,7 +386,7 @@ class GQAQuestionGenerator:
         p.add(f"verify {t}", v, p.describe(d))
         a = "yes" if yes else "no"
         return Made("", VERIFY[t].format(d=d.phrase(), v=v), p, a,
-                    f"{'Yes' if yes else 'No'}, {d.phrase()} is {true}.", (d.objects, t))
+                    f"{'Yes' if yes else 'No'}, {d.phrase()} is {true}.", (d.objects, t)).noting(d.refs(), d.refs())
 
     def _unique_by_name(self, w):
         return [o for o in w.ids if sum(w.name[x] == w.name[o] for x in w.ids) == 1]
@@ -376,8 +399,10 @@ class GQAQuestionGenerator:
         ad = self._desc(w, rng, o, relations=False)
         p = Program()
         p.add("verify rel", f"{w.name[s]},{r},s ({s})", p.describe(ad))
+        refs = [(w.name[s], (s,))] + ad.refs()
         return Made("", f"Is the {w.name[s]} {REL_SAY[r]} {ad.phrase()}?", p, "yes" if yes else "no",
-                    f"{'Yes' if yes else 'No'}, the {w.name[s]} is {'' if yes else 'not '}{REL_SAY[r]} {ad.phrase()}.")
+                    f"{'Yes' if yes else 'No'}, the {w.name[s]} is {'' if yes else 'not '}{REL_SAY[r]} {ad.phrase()}."
+                    ).noting(refs, refs)
 
     def _exist(self, w, rng):
         yes = self._yes(rng)
@@ -393,7 +418,7 @@ class GQAQuestionGenerator:
         p.add("exist", "?", p.describe(d))
         some = d.phrase("a")
         full = f"Yes, there is {some}." if yes else f"No, there is no {some.split(' ', 1)[1]}."
-        return Made("", f"Is there {some}?", p, "yes" if yes else "no", full)
+        return Made("", f"Is there {some}?", p, "yes" if yes else "no", full).noting(d.refs(), d.refs())
 
     def _attr_desc(self, w, rng, yes: bool) -> Desc:
         heads = sorted(set(NAMES.values()) | set(CATEGORIES))
@@ -438,7 +463,7 @@ class GQAQuestionGenerator:
         p = Program()
         p.add(f"choose {t}", f"{a}|{b}", p.describe(d))
         return Made("", CHOOSE[t].format(d=d.phrase(), a=a, b=b), p, true, f"{_cap(d.phrase())} is {true}.",
-                    (d.objects, t), t)
+                    (d.objects, t), t).noting(d.refs(), d.refs())
 
     def _chooseObj(self, w, rng):
         oid = self._pick(rng, w.ids)
@@ -449,7 +474,8 @@ class GQAQuestionGenerator:
         p = Program()
         p.add("choose name", f"{a}|{b}", p.describe(d))
         return Made("", f"Is {d.phrase()} {_a(a)} or {_a(b)}?", p, w.name[oid],
-                    f"{_cap(d.phrase())} is {_a(w.name[oid])}.", (d.objects, "name"), "name")
+                    f"{_cap(d.phrase())} is {_a(w.name[oid])}.", (d.objects, "name"), "name").noting(
+                        d.refs(), d.refs(), oid)
 
     def _chooseRel(self, w, rng):
         s = self._pick(rng, self._unique_by_name(w))
@@ -466,7 +492,9 @@ class GQAQuestionGenerator:
         else:
             text = f"Is the {w.name[s]} {a} or {b} {ad.phrase()}?"
         ans = short.get(r, r)
-        return Made("", text, p, ans, f"The {w.name[s]} is {r} {ad.phrase()}.", ((s,), "rel:" + ad.objects[0]), "rel")
+        refs = [(w.name[s], (s,))] + ad.refs()
+        return Made("", text, p, ans, f"The {w.name[s]} is {r} {ad.phrase()}.", ((s,), "rel:" + ad.objects[0]),
+                    "rel").noting(refs, refs)
 
     def _choosePos(self, w, rng):
         oid = self._pick(rng, [o for o in w.ids if w.hposition(o) != "middle"])
@@ -476,7 +504,8 @@ class GQAQuestionGenerator:
         p.add("choose hposition", f"{a}|{b}", p.describe(d))
         v = w.hposition(oid)
         return Made("", f"Is {d.phrase()} on the {a} or on the {b} of the image?", p, v,
-                    f"{_cap(d.phrase())} is on the {v} of the image.", (d.objects, "hposition"), "hposition")
+                    f"{_cap(d.phrase())} is on the {v} of the image.", (d.objects, "hposition"), "hposition").noting(
+                        d.refs(), d.refs())
 
     # -- logical --
     def _logic(self, w, rng, op):
@@ -491,7 +520,8 @@ class GQAQuestionGenerator:
         p.add(op, "", i, j)
         yes = (ya and yb) if op == "and" else (ya or yb)
         text = f"Are there both {_pl(da)} and {_pl(db)}?" if op == "and" else f"Are there {_pl(da)} or {_pl(db)}?"
-        return Made("", text, p, "yes" if yes else "no", "Yes." if yes else "No.")
+        return Made("", text, p, "yes" if yes else "no", "Yes." if yes else "No.").noting(
+            da.refs(plural=True) + db.refs(plural=True))
 
     def _logicAnd(self, w, rng):
         return self._logic(w, rng, "and")
@@ -514,7 +544,8 @@ class GQAQuestionGenerator:
         p.add("and", "", a, b)
         yes = w.value(o, ta) == vals[0] and w.value(o, tb) == vals[1]
         return Made("", f"Is {d.phrase()} both {_say(ta, vals[0])} and {_say(tb, vals[1])}?", p,
-                    "yes" if yes else "no", "Yes, it is." if yes else "No, it is not.")
+                    "yes" if yes else "no", "Yes, it is." if yes else "No, it is not.").noting(
+                        d.refs(), [("it", d.objects)])
 
     # -- compare --
     def _two(self, w, rng, avoid=frozenset()):
@@ -532,7 +563,7 @@ class GQAQuestionGenerator:
         share = w.value(da.objects[0], t) == w.value(db.objects[0], t)
         yes = share == (op == "same")
         text = SAME[t][0 if op == "same" else 1].format(a=da.phrase(), b=db.phrase())
-        return Made("", text, p, "yes" if yes else "no", "Yes." if yes else "No.")
+        return Made("", text, p, "yes" if yes else "no", "Yes." if yes else "No.").noting(da.refs() + db.refs())
 
     def _sameAttr(self, w, rng):
         return self._same_or_diff(w, rng, "same")
@@ -548,8 +579,8 @@ class GQAQuestionGenerator:
         p = Program()
         p.add(f"same {t}", "", p.describe(d))
         yes = len({w.value(o, t) for o in d.objects}) == 1
-        from .world import PLURALS
-        return Made("", SAME_ALL[t].format(p=PLURALS[h]), p, "yes" if yes else "no", "Yes." if yes else "No.")
+        return Made("", SAME_ALL[t].format(p=PLURALS[h]), p, "yes" if yes else "no", "Yes." if yes else "No.").noting(
+            d.refs(plural=True))
 
     def _common(self, w, rng):
         da, db = self._two(w, rng, avoid=set(COMMON_TYPES))
@@ -561,7 +592,8 @@ class GQAQuestionGenerator:
         i, j = p.describe(da), p.describe(db)
         p.add("common", "", i, j)
         return Made("", f"What do {da.phrase()} and {db.phrase()} have in common?", p, shared[0],
-                    f"They have the same {shared[0]}.", None, "common")
+                    f"They have the same {shared[0]}.", None, "common").noting(
+                        da.refs() + db.refs(), [("they", da.objects + db.objects)])
 
     def _compare(self, w, rng):
         da, db = self._two(w, rng, avoid={"size"})
@@ -578,7 +610,8 @@ class GQAQuestionGenerator:
         i, j = p.describe(da), p.describe(db)
         p.add(f"choose {comp}", "", i, j)
         return Made("", f"Which is {comp}, {da.phrase()} or {db.phrase()}?", p, w.name[win],
-                    f"The {w.name[win]} is {comp}.", None, comp)
+                    f"The {w.name[win]} is {comp}.", None, comp).noting(
+                        da.refs() + db.refs(), [(w.name[win], (win,))], win)
 
 
 def _a(noun: str) -> str:
@@ -594,7 +627,6 @@ def _say(t: str, v: str) -> str:
 
 
 def _pl(d: Desc) -> str:
-    from .world import PLURALS
     adj = [v for t, v, neg in d.filters if not neg and t in FILTER_TYPES]
     return " ".join(adj + [PLURALS[d.head]])
 
@@ -606,8 +638,34 @@ def _record(image_id: str, m: Made) -> dict:
             "types": {"structural": STRUCTURAL[m.kind], "semantic": SEMANTIC[m.kind], "detailed": m.kind},
             "groups": {"global": m.group, "local": f"{m.kind}-{m.group or m.answer}"},
             "semantic": steps, "semanticStr": semantic_str(steps),
-            "annotations": {"question": {}, "answer": {}, "fullAnswer": {}},
+            "annotations": {"question": annotate(m.text, m.refs), "fullAnswer": annotate(m.full, m.full_refs),
+                            "answer": {"0": m.answer_object} if m.answer_object else {}},
             "equivalent": [], "entailed": []}
+
+
+def gqa_tokens(text: str) -> list[str]:
+    """GQA's tokens of a question or full answer: words, and punctuation on its own
+    ("Is the box red?" -> Is, the, box, red, ?); annotation keys index these."""
+    return re.findall(r"[A-Za-z0-9']+|[^\sA-Za-z0-9']", text)
+
+
+def annotate(text: str, refs) -> dict[str, str]:
+    """GQA's `annotations` of one text: token index (as a string; "i:j" for a span of
+    several tokens) -> the id of the object the word names. `refs`: (word, objects) in text
+    order; each is matched to the next token equal to `word` (case-insensitive) after the
+    previous match; a word naming no object ("there is no box") or several ("the boxes",
+    "they") is matched but gets no entry: GQA's values are single ids."""
+    toks = [t.lower() for t in gqa_tokens(text)]
+    out, at = {}, 0
+    for word, objects in refs:
+        try:
+            k = toks.index(word.lower(), at)
+        except ValueError:
+            raise RuntimeError(f"annotation: no {word!r} after token {at} of {text!r}") from None
+        at = k + 1
+        if len(objects) == 1:
+            out[str(k)] = objects[0]
+    return out
 
 
 def _scene_graph(image_id, sg):
