@@ -233,14 +233,25 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(cls, checkpoint_dir: str | Path | None = None, *, models: str = "synth",
-                        **kw) -> "Pipeline":
+                        dataset: str = "clevr", **kw) -> "Pipeline":
         """A pipeline on the shipped checkpoints (or on `checkpoint_dir` holding
         scene_parser.pt, question_parser.pt and nsm_clevr.pt, and optionally the parsers'
         `.npz` exports, which the numpy backend uses).
 
         `models`: which shipped set (`MODEL_SETS`): "synth" (the project's own world, the
         default) or "clevr" (CLEVR's distribution: Blender renders, official question
-        templates). Checkpoints given in `kw` win over the set's."""
+        templates). Checkpoints given in `kw` win over the set's.
+
+        `dataset="gqa"`: a `vqa.gqa_pipeline.GQAPipeline` on the GQA models instead (GQA
+        scene parser, GQA question parser, GQA NSM; ASP on rules/gqa)."""
+        if dataset == "gqa":
+            from .gqa_pipeline import GQAPipeline
+
+            if models != "synth":
+                raise VQAError("--models picks a CLEVR model set; the GQA models are one set")
+            return GQAPipeline.from_pretrained(checkpoint_dir, **kw)
+        if dataset != "clevr":
+            raise VQAError(f"unknown dataset {dataset!r} (expected clevr or gqa)")
         if models not in MODEL_SETS:
             raise VQAError(f"unknown model set {models!r} (expected one of {', '.join(MODEL_SETS)})")
         if checkpoint_dir is not None and models != "synth":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(tsub) -> None:
@@ -10,8 +11,18 @@ def register(tsub) -> None:
                         description="Train the scene parser on DIR/images/<split>/ and DIR/scenes/CLEVR_<split>_scenes.json "
                                     "(synthetic from `vqa generate`, or the official CLEVR_v1.0 download). "
                                     "Works under torchrun (DDP: gloo on CPU, NCCL on CUDA).")
-    p.add_argument("--data", required=True, help="CLEVR-layout folder")
-    p.add_argument("--out", default="runs/scene_parser", help="output folder: last.pt, scene_parser.pt, log.jsonl")
+    p.add_argument("--dataset", default="clevr", choices=("clevr", "gqa"),
+                   help="clevr (default: --data, a CLEVR-layout folder) or gqa (GQA's official layout: --images, "
+                        "--scenes; names, attributes and relations from the scene graphs)")
+    p.add_argument("--data", help="CLEVR-layout folder (--dataset clevr)")
+    p.add_argument("--images", metavar="DIR", help="--dataset gqa: the images folder (<imageId>.jpg)")
+    p.add_argument("--scenes", metavar="FILE", help="--dataset gqa: train_sceneGraphs.json")
+    p.add_argument("--val-images", metavar="DIR", help="--dataset gqa: images of --val-scenes (default: --images)")
+    p.add_argument("--val-scenes", metavar="FILE", help="--dataset gqa: held-out scene graphs scored after each epoch")
+    p.add_argument("--min-count", type=_positive, default=1,
+                   help="--dataset gqa: vocabulary of the values seen at least N times in training (default 1)")
+    p.add_argument("--out", default=None, help="output folder: last.pt, scene_parser.pt (gqa_scene_parser.pt), log.jsonl "
+                                             "(default runs/scene_parser, runs/gqa_scene_parser)")
     p.add_argument("--split", default="train")
     p.add_argument("--val-split", default="val", help="held-out split evaluated after each epoch (skipped if absent)")
     p.add_argument("--limit", type=_positive, default=None, help="use the first N training scenes")
@@ -25,8 +36,8 @@ def register(tsub) -> None:
     p.add_argument("--stem-extra", type=_nonnegative, default=None,
                    help="extra residual 3x3 convolutions at stride 4 before the ViT (default 1)")
     p.add_argument("--image-size", default=None, metavar="WxH", type=_size, help="network input (default 192x128)")
-    p.add_argument("--epochs", type=_positive, default=12)
-    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--epochs", type=_positive, default=None, help="default 12 (clevr), 20 (gqa)")
+    p.add_argument("--batch-size", type=_positive, default=None, help="default 32 (clevr), 16 (gqa)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
@@ -57,9 +68,16 @@ def run(args) -> int:
     # work, spinning threads of a small model slow training several-fold (measured 6.5 vs 54
     # images/s on 2 threads with one core busy). Read when torch is first imported, i.e. here.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from ..vision.train import TrainConfig, train_scene_parser
+    from ..errors import VQAError
     from ._util import progress
 
+    if args.dataset == "gqa":
+        return _run_gqa(args)
+    if not args.data:
+        raise VQAError("give --data (a CLEVR-layout folder), or --dataset gqa with --images and --scenes")
+    from ..vision.train import TrainConfig, train_scene_parser
+
+    args.out, args.epochs, args.batch_size = args.out or "runs/scene_parser", args.epochs or 12, args.batch_size or 32
     model = {} if args.init else {"attn_variant": args.attention}
     for key, value in (("n_kv_heads", args.kv_heads), ("n_q_heads", args.q_heads), ("dim", args.dim),
                        ("depth", args.depth), ("n_heads", args.heads), ("image_size", args.image_size),
@@ -81,6 +99,43 @@ def run(args) -> int:
         print(json.dumps(summary, indent=1))
     else:
         print(f"trained {summary['steps']} steps in {summary['seconds']} s ({summary['images_per_s']} images/s)")
+        print(f"  checkpoint: {summary['checkpoint']}")
+    return 0
+
+
+def _run_gqa(args) -> int:
+    """`--dataset gqa`: the GQA scene parser (`vqa.vision.gqa_train`) on GQA's official layout."""
+    from ..errors import VQAError
+    from ..vision.gqa_train import GQATrainConfig, train_gqa_scene_parser
+    from ._util import progress
+
+    if not args.images or not args.scenes:
+        raise VQAError("--dataset gqa needs --images DIR and --scenes FILE (e.g. sceneGraphs/train_sceneGraphs.json)")
+    if args.data or args.init or args.extra_data:
+        raise VQAError("--data, --init and --extra-data are for --dataset clevr")
+    backbone = {"attn_variant": args.attention}
+    for key, value in (("n_kv_heads", args.kv_heads), ("n_q_heads", args.q_heads), ("dim", args.dim),
+                       ("depth", args.depth), ("n_heads", args.heads), ("image_size", args.image_size),
+                       ("stem_extra", args.stem_extra)):
+        if value is not None:
+            backbone[key] = value
+    cfg = GQATrainConfig(images=args.images, scenes=args.scenes, out=args.out or "runs/gqa_scene_parser",
+                         val_images=args.val_images, val_scenes=args.val_scenes, limit=args.limit,
+                         val_limit=args.val_limit, min_count=args.min_count, epochs=args.epochs or 20,
+                         batch_size=args.batch_size or 16, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, resume=args.resume, device=args.device,
+                         amp=not args.no_amp, threads=args.threads, max_minutes=args.max_minutes,
+                         model={"backbone": backbone})
+    try:
+        summary = train_gqa_scene_parser(cfg, progress=progress, log=lambda line: print(line, file=sys.stderr))
+    except ValueError as e:  # a bad model setting (attention heads, sizes)
+        raise VQAError(str(e)) from None
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        v = summary["vocabulary"]
+        print(f"trained {summary['steps']} steps in {summary['seconds']} s ({summary['images_per_s']} images/s); "
+              f"{v['names']} names, {v['attributes']} attributes, {v['relations']} relations")
         print(f"  checkpoint: {summary['checkpoint']}")
     return 0
 

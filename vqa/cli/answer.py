@@ -49,6 +49,10 @@ def register(sub) -> None:
                         "a scene parser fine-tuned on Blender renders, parsers trained on the official templates)")
     p.add_argument("--checkpoints", metavar="DIR", help="folder with scene_parser.pt, question_parser.pt, nsm_clevr.pt "
                                                         "(default: the shipped ones)")
+    p.add_argument("--dataset", default="clevr", choices=("clevr", "gqa"),
+                   help="clevr (default) or gqa: the GQA models (GQA scene parser, GQA question parser, GQA NSM) "
+                        "and the ASP theory of rules/gqa; --checkpoints then holds gqa_scene_parser.pt, "
+                        "gqa_question_parser.pt, nsm_gqa.pt")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"),
                    help="how the scene and question parsers run: numpy (the torch-free runtime, from the .npz "
@@ -60,6 +64,8 @@ def run(args) -> int:
     from ..errors import VQAError
     from ..pipeline import Pipeline, load_scene
 
+    if args.dataset == "gqa":
+        return _run_gqa(args)
     if args.budget < 0:
         raise VQAError(f"--budget must be >= 0 seconds (0: no limit), got {args.budget}")
     for flag, v in (("--min-reading", args.min_reading), ("--max-unknown", args.max_unknown),
@@ -81,6 +87,33 @@ def run(args) -> int:
         raise VQAError("--reasoner nsm reads the question text: give --question")
     target = load_scene(args.scene, args.image_id) if args.scene else args.image
     result = pipe.answer(target, args.question or "", program=args.program)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        _print(result)
+    if args.explain:
+        from ..explain import explain_image
+
+        explain_image(args.image, result).save(args.explain)
+        if not args.json:
+            print(f"explanation: {args.explain}")
+    return 0 if result.ok else 1
+
+
+def _run_gqa(args) -> int:
+    """`--dataset gqa`: one question about one image with the GQA models."""
+    from ..errors import VQAError
+    from ..pipeline import Pipeline
+
+    for flag, given in (("--scene", args.scene), ("--questions", args.questions), ("--program", args.program),
+                        ("--models", args.models != "synth"), ("--min-parse", args.min_parse)):
+        if given:
+            raise VQAError(f"{flag} is not available with --dataset gqa (give --image and --question)")
+    if not args.question:
+        raise VQAError("give --question")
+    pipe = Pipeline.from_pretrained(args.checkpoints, dataset="gqa", reasoner=args.reasoner, device=args.device,
+                                    backend=args.backend)
+    result = pipe.answer(args.image, args.question)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
     else:

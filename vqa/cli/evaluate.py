@@ -69,7 +69,7 @@ def run(args) -> int:
         raise VQAError(f"--limit must be >= 0, got {args.limit}")
     if args.from_predictions and args.dataset != "gqa":
         raise VQAError("--from-predictions applies to --dataset gqa only")
-    if not args.scenes and not args.from_predictions:
+    if not args.scenes and not args.from_predictions and not (args.dataset == "gqa" and args.scene_source == "predicted"):
         raise VQAError("--scenes is required (the scenes or scene-graph file)")
     if args.dataset == "clevr":
         if args.choices or args.all or args.ontology:
@@ -96,8 +96,7 @@ def run(args) -> int:
     else:
         clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard), ("--budget", args.budget is not None),
                                       ("--min-reading", args.min_reading is not None),
-                                      ("--images", args.images), ("--models", args.models != "synth"),
-                                      ("--scene-source", args.scene_source != "gold")) if v]
+                                      ("--models", args.models != "synth")) if v]
         if clevr_only:
             raise VQAError(f"{', '.join(clevr_only)} apply to --dataset clevr only")
         from ..eval.gqa import evaluate_gqa, format_report, score_predictions
@@ -110,6 +109,8 @@ def run(args) -> int:
             raise VQAError(f"--scenes-per-call must be >= 1, got {args.scenes_per_call}")
         if args.workers != 1:
             kwargs.update(workers=args.workers, images_per_task=args.scenes_per_call)
+        if args.scene_source == "predicted" or args.images:  # the GQA scene parser (vqa.vision.gqa_predicted)
+            kwargs.update(scene_source=args.scene_source, images=args.images, scene_checkpoint=args.scene_checkpoint)
         if args.from_predictions:
             if args.predictions or args.ontology:
                 raise VQAError("--from-predictions scores a file: --predictions and --ontology do not apply")

@@ -342,7 +342,8 @@ def parse_records(records: dict, parser_checkpoint=None, *, scored=None, progres
 def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=None, predictions=None,
                  limit=None, reasoner="asp", progress=None, ontology=None, workers: int = 1,
                  images_per_task: int = IMAGES_PER_TASK, program_source="gold",
-                 parser_checkpoint=None, nsm_checkpoint=None) -> dict:
+                 parser_checkpoint=None, nsm_checkpoint=None, scene_source="gold", images=None,
+                 scene_checkpoint=None) -> dict:
     """Answer a GQA split on scene graphs and score it; writes report.json (`out`), a `.md`
     and a plot next to it, and the official predictions file (`predictions`). Returns the report.
 
@@ -366,7 +367,10 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
     held = lock_predictions(predictions)  # noqa: F841 (held for the run: released when this returns)
     if program_source not in ("gold", "parsed"):
         raise VQAError(f"unknown program source {program_source!r} (expected gold or parsed)")
-    settings = {"dataset": "gqa", "reasoner": reasoner, "questions": str(questions), "scenes": str(scenes),
+    if scene_source not in ("gold", "predicted") or (scene_source == "predicted") != (images is not None):
+        raise VQAError("--scene-source predicted goes with --images DIR (and gold without it)")
+    scene_key = str(scenes) if scene_source == "gold" else f"predicted from {images} by {scene_checkpoint or 'default'}"
+    settings = {"dataset": "gqa", "reasoner": reasoner, "questions": str(questions), "scenes": scene_key,
                 "ontology": ontology_file, "program_source": program_source,
                 "parser_checkpoint": str(parser_checkpoint) if parser_checkpoint else None,
                 "nsm_checkpoint": str(nsm_checkpoint) if nsm_checkpoint else None}
@@ -378,6 +382,13 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
     answer_records = records
     if program_source == "parsed":
         answer_records, parse_stats = parse_records(records, parser_checkpoint, scored=scored, progress=progress)
+    scene_stats, answer_scenes = {}, scenes
+    if scene_source == "predicted":  # the GQA scene parser over --images (vqa.vision.gqa_predicted)
+        from .vision.gqa_predicted import predicted_scene_graphs
+
+        answer_scenes, scene_stats = predicted_scene_graphs(
+            images, {str(r.get("imageId")) for r in records.values()}, checkpoint=scene_checkpoint, gold=scenes,
+            cache=str(predictions) + ".scenes.jsonl" if predictions else None, progress=progress)
     journal = open(jpath, "a", encoding="utf-8") if jpath else None
     try:
         if journal is not None and not done:
@@ -391,10 +402,10 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
                     raise
                 raise VQAError("the NSM reasoner is not available for GQA in this version") from None
 
-            answers, stats = answer_questions_nsm(answer_records, scenes, checkpoint=nsm_checkpoint,
+            answers, stats = answer_questions_nsm(answer_records, answer_scenes, checkpoint=nsm_checkpoint,
                                                   progress=progress)
         else:
-            answers, stats = answer_questions(answer_records, scenes, reasoner=reasoner, ontology=ontology,
+            answers, stats = answer_questions(answer_records, answer_scenes, reasoner=reasoner, ontology=ontology,
                                               progress=progress, done=done, journal=journal, workers=workers,
                                               images_per_task=images_per_task)
     except DataError as e:  # a record's defect: name the questions file it is in
@@ -411,7 +422,7 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
     report = {"dataset": "gqa", "reasoner": reasoner, "program_source": program_source, **parse_stats,
               "questions_file": str(questions), "scenes_file": str(scenes),
               "choices_file": None if choices is None else str(choices), "all_questions": bool(all_questions),
-              "answered": len(answers), "workers": workers, **metrics, **stats, **info,
+              "answered": len(answers), "workers": workers, **metrics, **stats, **info, **scene_stats,
               "failed_scored": sum(1 for k in scored if answers.get(k) is None)}
     report["warnings"] = warnings(report)
     if predictions:

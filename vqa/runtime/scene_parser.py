@@ -90,6 +90,11 @@ class NumpySceneParser:
 
     def forward(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """images (B, 3, H, W) normalised float32 -> maps as `SceneParser.forward` (B, K, H/4, W/4)."""
+        return self.dense_maps(self.cell_features(images))
+
+    def cell_features(self, images: np.ndarray) -> np.ndarray:
+        """images (B, 3, H, W) -> the fused per-cell features (B, H/4, W/4, Ch), channels last
+        (as `SceneParser.cell_features`, which is channels first)."""
         cfg, w = self.cfg, self.w
         B, _, H, W = images.shape
         p, blk = cfg.patch_size, cfg.block
@@ -109,8 +114,12 @@ class NumpySceneParser:
         up = ops.linear(t, w["up.weight"], w["up.bias"]).reshape(B, gh, gw, p, p, -1)
         up = up.transpose(0, 1, 3, 2, 4, 5).reshape(B, gh * p, gw * p, -1)  # (B, H/4, W/4, Cu)
         k = cfg.fuse_kernel
-        x = ops.gelu(ops.conv2d(np.concatenate([up, feats], -1), w["fuse.0.weight"], w["fuse.0.bias"], 1, k // 2))
-        x = ops.conv2d(x, w["out.weight"], w["out.bias"]).transpose(0, 3, 1, 2)  # (B, K, H/4, W/4)
+        return ops.gelu(ops.conv2d(np.concatenate([up, feats], -1), w["fuse.0.weight"], w["fuse.0.bias"], 1, k // 2))
+
+    def dense_maps(self, fused: np.ndarray) -> dict[str, np.ndarray]:
+        """`cell_features` (B, H/4, W/4, Ch) -> the maps of `forward`."""
+        cfg, w = self.cfg, self.w
+        x = ops.conv2d(fused, w["out.weight"], w["out.bias"]).transpose(0, 3, 1, 2)  # (B, K, H/4, W/4)
         sizes = [1, 2, 2, *(len(v) for v in cfg.attributes.values())]
         parts = np.split(x, np.cumsum(sizes)[:-1], axis=1)
         out = {"heat": parts[0], "offset": parts[1], "box": parts[2]}

@@ -121,6 +121,11 @@ class SceneParser(nn.Module):
         return out
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.dense_maps(self.cell_features(images))
+
+    def cell_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) -> the fused per-cell features the head reads (B, head_channels,
+        H/4, W/4) (also what the GQA scene parser's object heads sample)."""
         B, _, H, W = images.shape
         p, blk = self.cfg.patch_size, self.cfg.block
         if H % blk or W % blk:
@@ -130,7 +135,11 @@ class SceneParser(nn.Module):
         gh, gw = H // blk, W // blk
         up = self.up(tokens).reshape(B, gh, gw, p, p, -1)             # (B, gh, gw, p, p, Cu)
         up = up.permute(0, 5, 1, 3, 2, 4).reshape(B, -1, gh * p, gw * p)  # (B, Cu, H/4, W/4)
-        x = self.out(self.fuse(torch.cat([up, feats.to(up.dtype)], dim=1))).float()  # (B, K, H/4, W/4)
+        return self.fuse(torch.cat([up, feats.to(up.dtype)], dim=1))  # (B, Ch, H/4, W/4)
+
+    def dense_maps(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`cell_features` -> the maps of `forward`."""
+        x = self.out(fused).float()                                   # (B, K, H/4, W/4)
         # one split (its backward is a single concatenation), not one slice per map (each slice's
         # backward fills a full-size zero gradient)
         parts = torch.split(x, [1, 2, 2, *self.n_values], dim=1)

@@ -94,7 +94,7 @@ def scene_parser_loss(out: dict[str, torch.Tensor], t: dict[str, torch.Tensor], 
     norm = w.sum().clamp_min(1.0)
     offset = (F.l1_loss(out["offset"].float(), t["offset"], reduction="none").sum(1) * w).sum() / norm
     size = (F.l1_loss(out["box"].float(), t["box"], reduction="none").sum(1) * w).sum() / norm
-    attr = 0.0
+    attr = heat.new_zeros(())  # (a tensor also when there are no attribute categories)
     for cat in attributes:
         ce = F.cross_entropy(out[f"attr:{cat}"].float(), t[f"attr:{cat}"], ignore_index=-1, reduction="none")
         attr = attr + (ce * w).sum() / norm
