@@ -24,8 +24,8 @@ The machine is `vqa.reason.nsm.NSM`, unchanged; this module supplies GQA's side:
   only: answering needs the graph and the question text.
 
 Checkpoints are `nsm.save_checkpoint` files (format vqa-nsm-1) with the GQA ontology used
-for typing stored beside the weights (`gqa_ontology`), the optimizer and the epoch for
-`resume`.
+for typing stored beside the weights (`gqa_ontology`), the optimizer, epoch and RNG states:
+the same command continues the run saved in `out` (`resume`, as `nsm_train.train_nsm`).
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ from ..datasets.gqa import SceneGraphs, iter_question_records
 from ..datasets.gqa_ontology import GQAOntology, default_ontology
 from ..datasets.gqa_program import parse_step
 from ..errors import DataError
+from ..resume import check_size, continue_run, not_a_run
 from ..scene import SceneGraph, SceneObject
 from .gqa_reference import run_gqa
 from .nsm import NSM, NSMConfig, load_checkpoint, save_checkpoint
@@ -274,6 +275,9 @@ def load_gqa_examples(records: dict, scenes: SceneGraphs, ontology: NSMOntology,
 
 
 # ---- training ------------------------------------------------------------------------------------
+FLAGS = {"questions": "--questions", "scenes": "--scenes", "val_questions": "--val-questions",
+         "val_scenes": "--val-scenes", "max_answers": "max_answers (library setting)"}
+
 @dataclass
 class GQANSMTrainConfig:
     epochs: int = 10
@@ -308,12 +312,21 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
     records = _records(questions, cfg.limit)
     graphs = SceneGraphs(scenes, keep={str(r.get("imageId")) for r in records.values()})
     state = None
-    if resume and out.is_file():
+    if resume is not False and out.is_file():
         model, vocab, state = load_checkpoint(out, device)
+        if "optimizer" not in state or "gqa_ontology" not in state:
+            raise not_a_run(out, "GQA NSM checkpoint" if "gqa_ontology" in state else "checkpoint of another model")
+    now = {**asdict(cfg), "model": asdict(model_config or NSMConfig()), "questions": str(questions),
+           "scenes": str(scenes), "val_questions": str(val_questions) if val_questions else None,
+           "val_scenes": str(val_scenes) if val_scenes else None}
+    saved = state and {**(state.get("train_config") or {}), "model": state["config"], **{
+        k: v for k, v in (state.get("data") or {}).items() if k != "n"}}
+    if continue_run(resume, saved, now, file=out, flags=FLAGS):
         nont = model.ontology
         onto = GQAOntology.from_dict(state["gqa_ontology"])
         log(f"resuming from {out} (epoch {state.get('epoch', 0)})")
     else:
+        state = None
         nont = gqa_nsm_ontology((graphs[i] for i in graphs), Counter(r.get("answer") for r in records.values()
                                                                       if r.get("answer")), onto, cfg.max_answers)
         vocab = Vocab.build([r["question"] for r in records.values()], nont)
@@ -330,6 +343,8 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
         f"held-out questions in {time.time() - t0:.1f} s; {len(nont.answers)} answers, "
         f"{sum(len(v) for v in nont.properties.values())} concepts in {len(nont.properties)} property types, "
         f"{len(nont.relations)} relations")
+    if state:
+        check_size((state.get("data") or {}).get("n"), len(train), file=out, what="training questions")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -339,7 +354,11 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
         epoch, history, elapsed, step = state["epoch"], state.get("history", []), state.get("train_seconds", 0.0), \
             state.get("step", 0)
         rng.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["rng"]))
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
     start = time.time() - elapsed
+    # a run already stopped by --max-minutes stays stopped (run again, it trains no further)
+    stopped = cfg.max_minutes is not None and elapsed > 60 * cfg.max_minutes
 
     def lr() -> float:
         done = step / max(total, 1)
@@ -347,7 +366,6 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
             done = max(done, (time.time() - start) / (60 * cfg.max_minutes))
         return cfg.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
 
-    stopped = False
     while epoch < cfg.epochs and not stopped:
         order = list(range(len(train)))
         rng.shuffle(order)
@@ -383,9 +401,11 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
         log(" ".join(f"{k}={v}" for k, v in entry.items()))
         save_checkpoint(out, model, vocab, {
             "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "history": history,
-            "train_seconds": time.time() - start, "rng": rng.getstate(), "train_config": asdict(cfg),
-            "gqa_ontology": onto.to_dict(), "dataset": "gqa",
-            "data": {"questions": str(questions), "scenes": str(scenes), "n": len(train)}})
+            "train_seconds": time.time() - start, "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+            "train_config": asdict(cfg), "gqa_ontology": onto.to_dict(), "dataset": "gqa",
+            "data": {"questions": str(questions), "scenes": str(scenes), "n": len(train),
+                     "val_questions": str(val_questions) if val_questions else None,
+                     "val_scenes": str(val_scenes) if val_scenes else None}})
     report = {"dataset": "gqa", "epochs": epoch, "train_seconds": round(time.time() - start, 1), "history": history,
               "checkpoint": str(out), "questions": len(train)}
     if val:
@@ -396,7 +416,7 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
 def strip_gqa_checkpoint(path, out) -> None:
     """A copy without optimizer state (a shippable checkpoint)."""
     data = torch.load(path, map_location="cpu", weights_only=False)
-    for k in ("optimizer", "rng"):
+    for k in ("optimizer", "rng", "torch_rng"):
         data.pop(k, None)
     torch.save(data, out)
 
