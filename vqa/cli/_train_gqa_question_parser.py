@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from ._util import add_resume_flags, resume_mode
+
 
 def register(sub) -> None:
     p = sub.add_parser("gqa-question-parser", help="train the GQA question parser (question -> GQA semantic program)")
@@ -14,7 +16,7 @@ def register(sub) -> None:
                         "(e.g. train_balanced_questions.json, or one from `vqa generate --format gqa`)")
     p.add_argument("--val", required=True, metavar="FILE", help="held-out GQA questions file")
     p.add_argument("--out", default="data/checkpoints/gqa_question_parser.pt", help="checkpoint to write")
-    p.add_argument("--resume", action="store_true", help="continue from OUT.state")
+    add_resume_flags(p, "OUT.state")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=96)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -41,7 +43,7 @@ def run(args) -> int:
                          eval_every=args.eval_every, eval_size=args.eval_size, ckpt_every=args.ckpt_every,
                          limit=args.limit, model=dict(dim=args.dim, enc_layers=args.enc_layers,
                                                       dec_layers=args.dec_layers))
-    summary = train_gqa_parser(args.train, args.val, args.out, cfg, resume=args.resume, progress=progress,
+    summary = train_gqa_parser(args.train, args.val, args.out, cfg, resume=resume_mode(args), progress=progress,
                                log=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(summary, indent=1))

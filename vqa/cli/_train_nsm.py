@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from ._util import add_resume_flags, resume_mode
+
 
 def register(tsub) -> None:
     p = tsub.add_parser("nsm", help="train the Neural State Machine reasoner on gold (and predicted) scene graphs")
@@ -16,7 +18,7 @@ def register(tsub) -> None:
     p.add_argument("--split", default="train", help="training split (default: train)")
     p.add_argument("--val-split", default="val", help="held-out split evaluated after every epoch ('' for none)")
     p.add_argument("--out", default="nsm.pt", help="checkpoint file, written after every epoch (default: nsm.pt)")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    add_resume_flags(p, "--out")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -98,7 +100,7 @@ def run(args) -> int:
                       scene_checkpoint=args.scene_checkpoint, ckpt_every=max(0, getattr(args, "ckpt_every", 0)))
     report = train_nsm(args.data, split=args.split, val_split=args.val_split or None, out=args.out, config=cfg,
                        model_config=NSMConfig(dim=args.dim, steps=args.steps, score_threshold=args.score_threshold,
-                                              score_temperature=args.score_temperature), resume=args.resume,
+                                              score_temperature=args.score_temperature), resume=resume_mode(args),
                        progress=progress, device=args.device)
     if args.ship:
         strip_checkpoint(args.out, args.ship)
@@ -131,7 +133,7 @@ def run_gqa(args) -> int:
                             limit=args.limit, max_minutes=args.max_minutes)
     report = train_nsm_gqa(args.questions, args.scenes, out=args.out, val_questions=args.val_questions,
                            val_scenes=args.val_scenes, config=cfg,
-                           model_config=NSMConfig(dim=args.dim, steps=args.steps), resume=args.resume,
+                           model_config=NSMConfig(dim=args.dim, steps=args.steps), resume=resume_mode(args),
                            progress=progress, device=args.device, log=lambda m: print(m, file=sys.stderr, flush=True))
     if args.ship:
         strip_gqa_checkpoint(args.out, args.ship)

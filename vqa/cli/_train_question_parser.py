@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from ._util import add_resume_flags, resume_mode
+
 
 def register(sub) -> None:
     p = sub.add_parser("question-parser", help="train the seq2seq question parser (question -> program)")
@@ -14,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--val", required=True, metavar="FILE",
                    help="held-out questions file (generated with a seed not used for --train)")
     p.add_argument("--out", default="data/checkpoints/question_parser.pt", help="checkpoint to write")
-    p.add_argument("--resume", action="store_true", help="continue from OUT.state")
+    add_resume_flags(p, "OUT.state")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=96)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -47,7 +49,7 @@ def run(args) -> int:
                       model=dict(dim=args.dim, n_heads=args.heads, n_kv_heads=args.kv_heads, variant=args.attention,
                                  enc_layers=args.enc_layers, dec_layers=args.dec_layers, mlp_ratio=args.mlp_ratio,
                                  dropout=args.dropout))
-    summary = train_parser(args.train, args.val, args.out, cfg, resume=args.resume, progress=progress,
+    summary = train_parser(args.train, args.val, args.out, cfg, resume=resume_mode(args), progress=progress,
                            log=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(summary, indent=1))

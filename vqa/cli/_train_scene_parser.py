@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from ._util import add_resume_flags, resume_mode
+
 
 def register(tsub) -> None:
     p = tsub.add_parser("scene-parser", help="train the scene parser (ViT + dense head) on a CLEVR-layout folder",
@@ -42,7 +44,7 @@ def register(tsub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--checkpoint-every", type=_positive, default=200, metavar="STEPS")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    add_resume_flags(p, "OUT/last.pt")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
@@ -87,7 +89,7 @@ def run(args) -> int:
     cfg = TrainConfig(data=args.data, out=args.out, split=args.split, val_split=args.val_split, limit=args.limit,
                       val_limit=args.val_limit, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, flip=not args.no_flip, checkpoint_every=args.checkpoint_every,
-                      resume=args.resume, device=args.device, amp=not args.no_amp, threads=args.threads, model=model,
+                      resume=resume_mode(args), device=args.device, amp=not args.no_amp, threads=args.threads, model=model,
                       max_minutes=args.max_minutes, tune=not args.no_tune,
                       repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, warmup_steps=args.warmup_steps, init=args.init)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ._train_scene_parser import _positive
+from ._util import add_resume_flags, resume_mode
 
 
 def register(tsub) -> None:
@@ -29,7 +30,7 @@ def register(tsub) -> None:
     p.add_argument("--channels", default="24,48,96", help="the CNN's three widths (default 24,48,96)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=_positive, default=200, metavar="STEPS")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    add_resume_flags(p, "OUT/last.pt")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
@@ -73,7 +74,7 @@ def run(args) -> int:
                        val_split=args.val_split, limit=args.limit, val_limit=args.val_limit, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, size=args.crop_size, channels=channels,
                        context=args.context, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                       resume=args.resume, device=args.device, threads=args.threads, max_minutes=args.max_minutes,
+                       resume=resume_mode(args), device=args.device, threads=args.threads, max_minutes=args.max_minutes,
                       repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, warmup_steps=args.warmup_steps, keep=args.keep,
                        source=args.source, centre=True if args.centre else None, cubes=args.cubes)
     summary = train_refiner(cfg, progress=progress)

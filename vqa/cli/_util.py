@@ -91,3 +91,19 @@ def _duration(seconds: float) -> str:
         return f"{m}m{s:02d}s"
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m"
+
+
+def add_resume_flags(p, state: str) -> None:
+    """--resume / --restart of a training command whose run is saved in `state`."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true",
+                   help=f"continue the run saved in {state} even with another --steps/--epochs (without "
+                   "this flag the same command continues it anyway, when its settings are the same)")
+    g.add_argument("--restart", action="store_true",
+                   help=f"start a new run, overwriting the one saved in {state} (without this flag a run "
+                   "saved with other settings is refused)")
+
+
+def resume_mode(args):
+    """The `resume` argument of the training functions: True, False or "auto" (`vqa.resume`)."""
+    return True if args.resume else False if args.restart else "auto"

@@ -25,7 +25,7 @@ Training (`train_gqa_parser`) reads any file in GQA's questions format (a file o
 of parts), so the same command trains on the real `train_balanced_questions.json`.
 Checkpoints follow the CLEVR parser's conventions: `out` is the model alone (loads with
 `torch.load(weights_only=True)`, exports with `vqa export-numpy`), `out` + ".state" the
-optimizer/RNG state for `--resume`.
+optimizer/RNG state: the same command continues the run saved there (`vqa.resume`).
 """
 from __future__ import annotations
 
@@ -509,12 +509,13 @@ def train_gqa_parser(train_paths, val_path, out, cfg: GQATrainConfig | None = No
     overlap = sum(r["question"].strip().lower() in train_texts for r in val.values())
     log(f"{len(pairs):,} training pairs from {len(train_paths)} file(s); {len(val):,} held-out questions "
         f"({overlap:,} of them also appear verbatim in training)")
-    state = None
-    if resume:
-        sp = out.with_name(out.name + ".state")
-        if not sp.exists():
-            raise DataError("nothing to resume (no state file)", file=sp)
-        state = torch.load(sp, map_location="cpu", weights_only=False)
+    from ..resume import continue_run, load_state
+    from .train import FLAGS, _load, _saved_settings, save_state
+
+    sp = out.with_name(out.name + ".state")
+    state = None if resume is False else load_state(sp, _load)
+    if continue_run(resume, _saved_settings(state, sp), {**asdict(cfg), "train_pairs": len(pairs)}, file=sp,
+                    flags=FLAGS, required=True):
         parser = GQAQuestionParser.from_dict(state["checkpoint"], file=sp)
         tokenizer, vocab, model = parser.tokenizer, parser.vocab, parser.model
         cfg = GQATrainConfig(**{**state["train_config"], "steps": cfg.steps, "threads": cfg.threads})
@@ -523,6 +524,7 @@ def train_gqa_parser(train_paths, val_path, out, cfg: GQATrainConfig | None = No
             raise DataError(f"{len(unknown)} program tokens of the training files are not in the resumed "
                             f"vocabulary (e.g. {sorted(unknown)[:3]})", file=train_paths[0])
     else:
+        state = None
         tokenizer = GQATokenizer.build([t for t, _ in pairs], min_count=cfg.min_word_count)
         vocab = GQAProgramVocab.build(p for _, p in pairs)
         torch.manual_seed(cfg.seed)
@@ -557,9 +559,9 @@ def train_gqa_parser(train_paths, val_path, out, cfg: GQATrainConfig | None = No
                 "train_files": [str(p) for p in train_paths], "val_file": str(val_path),
                 "train_pairs": len(pairs), "train_seconds": round(time.time() - t0, 1)}
         parser.save(out, meta)
-        torch.save({"checkpoint": parser.checkpoint(meta), "optimizer": opt.state_dict(), "step": step,
-                    "history": history, "train_config": asdict(cfg), "python_rng": rng.getstate(),
-                    "torch_rng": torch.get_rng_state()}, out.with_name(out.name + ".state"))
+        save_state({"checkpoint": parser.checkpoint(meta), "optimizer": opt.state_dict(), "step": step,
+                    "history": history, "train_config": asdict(cfg), "train_pairs": len(pairs),
+                    "python_rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, sp)
 
     def held_out(n):
         model.eval()
@@ -572,8 +574,9 @@ def train_gqa_parser(train_paths, val_path, out, cfg: GQATrainConfig | None = No
                         history=history, held_out=held_out, save=save_all, t0=t0, progress=progress, log=log)
     step = cfg.steps
     res = held_out(None)
-    history.append({"step": step, "loss": round(running or 0.0, 5), "exact_match": res["exact_match"],
-                    "seconds": round(time.time() - t0, 1)})
+    if running is not None or not history or history[-1]["step"] != step:  # (not again for a finished run)
+        history.append({"step": step, "loss": round(running or 0.0, 5), "exact_match": res["exact_match"],
+                        "seconds": round(time.time() - t0, 1)})
     save_all()
     log(f"done: {step} steps in {time.time() - t0:.0f} s; held-out exact match {res['exact_match']:.4f} "
         f"on {res['questions']:,} questions")

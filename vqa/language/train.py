@@ -12,7 +12,9 @@ are replaced by UNK, dropped, and UNKs are inserted, each with a small probabili
 
 Checkpoints: `out` is the model alone (`QuestionParser.save`, a few MB); `out` +
 ".state" holds the optimizer, step and RNG states too, written every `ckpt_every` steps and
-at the end, and read back by `resume=True`. Held-out exact match (greedy constrained
+at the end. `resume`: "auto" (the command's default) continues the run saved there when its
+settings are this call's and refuses one with other settings; True continues it (`steps` may
+grow); False starts over (`vqa.resume`). Held-out exact match (greedy constrained
 decoding) is measured every `eval_every` steps on `eval_size` validation questions, and on
 the whole validation file at the end.
 """
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 
 from ..datasets.clevr import iter_questions
 from ..errors import DataError
+from ..resume import continue_run, load_state
 from .parser import QuestionParser, evaluate_parser
 from .seq2seq import Seq2Seq, Seq2SeqConfig
 from .tokenizer import CONTENT_WORDS, ProgramVocab, QuestionTokenizer
@@ -130,6 +133,32 @@ def _state_path(out: Path) -> Path:
     return out.with_name(out.name + ".state")
 
 
+# the command-line flags of settings whose names differ (the resume check names them)
+FLAGS = {"model.n_heads": "--heads", "model.n_kv_heads": "--kv-heads", "model.variant": "--attention",
+         "train_pairs": "question pairs in --train"}
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _saved_settings(state: dict | None, file) -> dict | None:
+    """The settings a saved run was started with (and its number of training pairs)."""
+    if state is None:
+        return None
+    if not isinstance(state.get("train_config"), dict) or "checkpoint" not in state:
+        raise DataError("not a question-parser training state; add --restart to start over", file=file,
+                        field="train_config")
+    return {**state["train_config"], **({"train_pairs": state["train_pairs"]} if "train_pairs" in state else {})}
+
+
+def save_state(obj: dict, path: Path) -> None:
+    """torch.save to a temporary file, then renamed: a kill -9 leaves the old or the new file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
 def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, resume: bool = False,
                  progress=None, log=print) -> dict:
     """Train, checkpoint to `out`, evaluate on `val_path`; returns a summary dict."""
@@ -146,16 +175,15 @@ def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, 
     log(f"{len(pairs):,} training pairs from {len(train_paths)} file(s); {len(val_questions):,} held-out questions "
         f"({overlap:,} of them also appear verbatim in training)")
 
-    state = None
-    if resume:
-        sp = _state_path(out)
-        if not sp.exists():
-            raise DataError("nothing to resume (no state file)", file=sp)
-        state = torch.load(sp, map_location="cpu", weights_only=False)
+    sp = _state_path(out)
+    state = None if resume is False else load_state(sp, _load)
+    if continue_run(resume, _saved_settings(state, sp), {**asdict(cfg), "train_pairs": len(pairs)}, file=sp,
+                    flags=FLAGS, required=True):
         parser = QuestionParser.from_dict(state["checkpoint"], file=sp)
         tokenizer, vocab, model = parser.tokenizer, parser.vocab, parser.model
         cfg = TrainConfig(**{**state["train_config"], "steps": cfg.steps, "threads": cfg.threads})
     else:
+        state = None
         tokenizer = QuestionTokenizer.build([t for t, _ in pairs], min_count=cfg.min_word_count)
         vocab = ProgramVocab.clevr()
         torch.manual_seed(cfg.seed)
@@ -187,9 +215,9 @@ def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, 
                 "train_files": [str(p) for p in train_paths], "val_file": str(val_path),
                 "train_pairs": len(pairs), "train_seconds": round(time.time() - t0, 1)}
         parser.save(out, meta)
-        torch.save({"checkpoint": parser.checkpoint(meta), "optimizer": opt.state_dict(), "step": step,
-                    "history": history, "train_config": asdict(cfg), "python_rng": rng.getstate(),
-                    "torch_rng": torch.get_rng_state()}, _state_path(out))
+        save_state({"checkpoint": parser.checkpoint(meta), "optimizer": opt.state_dict(), "step": step,
+                    "history": history, "train_config": asdict(cfg), "train_pairs": len(pairs),
+                    "python_rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, _state_path(out))
 
     def held_out(n: int | None) -> dict:
         model.eval()
@@ -203,8 +231,9 @@ def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, 
     step = cfg.steps
     train_seconds = time.time() - t0
     res = held_out(None)
-    history.append({"step": step, "loss": round(running or 0.0, 5), "exact_match": res["exact_match"],
-                    "seconds": round(train_seconds, 1)})
+    if running is not None or not history or history[-1]["step"] != step:  # (not again for a finished run)
+        history.append({"step": step, "loss": round(running or 0.0, 5), "exact_match": res["exact_match"],
+                        "seconds": round(train_seconds, 1)})
     save_all()
     log(f"done: {step} steps in {train_seconds:.0f} s; held-out exact match {res['exact_match']:.4f} "
         f"on {res['questions']:,} questions")

@@ -24,15 +24,15 @@ The machine is `vqa.reason.nsm.NSM`, unchanged; this module supplies GQA's side:
   only: answering needs the graph and the question text.
 
 Checkpoints are `nsm.save_checkpoint` files (format vqa-nsm-1) with the GQA ontology used
-for typing stored beside the weights (`gqa_ontology`), the optimizer and the epoch for
-`resume`.
+for typing stored beside the weights (`gqa_ontology`), the optimizer, epoch and RNG states:
+the same command continues the run saved in `out` (`resume`, as `nsm_train.train_nsm`).
 """
 from __future__ import annotations
 
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -41,6 +41,7 @@ from ..datasets.gqa import SceneGraphs, iter_question_records
 from ..datasets.gqa_ontology import GQAOntology, default_ontology
 from ..datasets.gqa_program import parse_step
 from ..errors import DataError
+from ..resume import check_size, continue_run, not_a_run
 from ..scene import SceneGraph, SceneObject
 from .gqa_reference import run_gqa
 from .nsm import NSM, NSMConfig, load_checkpoint
@@ -324,6 +325,9 @@ def load_gqa_examples(records: dict, scenes: SceneGraphs, ontology: NSMOntology,
 
 
 # ---- training ------------------------------------------------------------------------------------
+FLAGS = {"questions": "--questions", "scenes": "--scenes", "val_questions": "--val-questions",
+         "val_scenes": "--val-scenes", "max_answers": "max_answers (library setting)"}
+
 @dataclass
 class GQANSMTrainConfig:
     epochs: int = 10
@@ -358,12 +362,21 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
     records = _records(questions, cfg.limit)
     graphs = SceneGraphs(scenes, keep={str(r.get("imageId")) for r in records.values()})
     state = None
-    if resume and out.is_file():
+    if resume is not False and out.is_file():
         model, vocab, state = load_checkpoint(out, device)
+        if "optimizer" not in state or "gqa_ontology" not in state:
+            raise not_a_run(out, "GQA NSM checkpoint" if "gqa_ontology" in state else "checkpoint of another model")
+    now = {**asdict(cfg), "model": asdict(model_config or NSMConfig()), "questions": str(questions),
+           "scenes": str(scenes), "val_questions": str(val_questions) if val_questions else None,
+           "val_scenes": str(val_scenes) if val_scenes else None}
+    saved = state and {**(state.get("train_config") or {}), "model": state["config"], **{
+        k: v for k, v in (state.get("data") or {}).items() if k != "n"}}
+    if continue_run(resume, saved, now, file=out, flags=FLAGS):
         nont = model.ontology
         onto = GQAOntology.from_dict(state["gqa_ontology"])
         log(f"resuming from {out} (epoch {state.get('epoch', 0)})")
     else:
+        state = None
         nont = gqa_nsm_ontology((graphs[i] for i in graphs), Counter(r.get("answer") for r in records.values()
                                                                       if r.get("answer")), onto, cfg.max_answers)
         vocab = Vocab.build([r["question"] for r in records.values()], nont)
@@ -380,8 +393,12 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
         f"held-out questions in {time.time() - t0:.1f} s; {len(nont.answers)} answers, "
         f"{sum(len(v) for v in nont.properties.values())} concepts in {len(nont.properties)} property types, "
         f"{len(nont.relations)} relations")
+    if state:
+        check_size((state.get("data") or {}).get("n"), len(train), file=out, what="training questions")
     extra = {"gqa_ontology": onto.to_dict(), "dataset": "gqa",
-             "data": {"questions": str(questions), "scenes": str(scenes), "n": len(train)}}
+             "data": {"questions": str(questions), "scenes": str(scenes), "n": len(train),
+                      "val_questions": str(val_questions) if val_questions else None,
+                      "val_scenes": str(val_scenes) if val_scenes else None}}
     return fit(model, vocab, train, val, cfg, out, rng, state=state, checkpoint_extra=extra, progress=progress,
                log=log, device=device, report_extra={"dataset": "gqa"})
 

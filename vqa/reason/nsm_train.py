@@ -17,7 +17,9 @@ parsed once and cached beside the gold scenes); `evaluate_checkpoint(scene_sourc
 measures a held-out split the same way.
 
 Checkpoints (`nsm.save_checkpoint`) carry config, ontology, vocabulary and weights, plus
-the optimizer, epoch and the training config so that `resume=True` continues a run.
+the optimizer, epoch, RNG states and the training config: `resume="auto"` (the command's
+default) continues the run saved in `out` when its settings are this call's and refuses one
+with other settings, True continues it (`epochs` may grow), False starts over (`vqa.resume`).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 
 from ..datasets.clevr import CLEVRDataset
 from ..errors import DataError
+from ..resume import check_size, continue_run, not_a_run
 from ..scene import SceneGraph
 from .nsm import NSM, NSMConfig, load_checkpoint, save_checkpoint
 from .nsm_data import NSMOntology, Vocab, collate, encode_example, to_device
@@ -64,6 +67,11 @@ class TrainConfig:
     scene_checkpoint: str | None = None  # scene parser for the predicted scenes (default: shipped)
     log_every: int = 250  # a log line every this many batches (0: only per epoch)
     ckpt_every: int = 0  # also save a resumable checkpoint every this many batches (0: only per epoch)
+
+
+# command-line flags of settings whose names differ (the resume check names them)
+FLAGS = {"predicted": "--predicted-data", "val_scene_source": "--scene-source", "root": "--data",
+         "val_split": "--val-split"}
 
 
 def predicted_scenes(root, split: str, checkpoint: str | None = None, log=print) -> dict[str, SceneGraph]:
@@ -240,11 +248,18 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
     out = Path(out)
     ontology = NSMOntology.clevr()
     state = None
-    if resume and out.is_file():
+    if resume is not False and out.is_file():
         model, vocab, state = load_checkpoint(out, device)
+        if "optimizer" not in state:
+            raise not_a_run(out, "NSM checkpoint")
+        saved = {**(state.get("train_config") or {}), "model": state["config"],
+                 **{k: v for k, v in (state.get("data") or {}).items() if k in ("root", "split", "val_split")}}
+    now = {**asdict(cfg), "model": asdict(model_config or NSMConfig()), "root": str(data), "split": split,
+           "val_split": val_split}
+    if continue_run(resume, saved if state else None, now, file=out, flags=FLAGS):
         log(f"resuming from {out} (epoch {state.get('epoch', 0)})")
     else:
-        vocab = None
+        state, vocab = None, None
     init = None
     if state is None and cfg.init:
         init = torch.load(cfg.init, map_location=device, weights_only=False)
@@ -269,6 +284,8 @@ def train_nsm(data, *, split: str = "train", val_split: str | None = "val", out=
               if cfg.val_scene_source == "predicted" else None)
         val = load_examples(data, val_split, ontology, vocab, mcfg.steps, scenes=vs)[0]
     log(f"loaded {len(train):,} training and {len(val):,} held-out questions in {time.time() - t0:.1f} s")
+    if state:
+        check_size((state.get("data") or {}).get("questions"), len(train), file=out, what="training questions")
     if state is None:
         model = NSM(mcfg, ontology, len(vocab)).to(device)
         model.init_word_embeddings(vocab)
@@ -310,6 +327,8 @@ def fit(model: NSM, vocab: Vocab, train: list[dict], val: list[dict], cfg, out, 
         # a checkpoint saved inside an epoch holds the RNG state before that epoch's shuffle
         # and the number of batches done: the same order is drawn and those batches skipped
         skip = state.get("batch", 0)
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
 
     def learning_rate() -> float:
         """Warm-up, then a cosine over the run: by steps, or by time under --max-minutes."""
@@ -319,11 +338,13 @@ def fit(model: NSM, vocab: Vocab, train: list[dict], val: list[dict], cfg, out, 
         return cfg.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
 
     start = time.time() - elapsed
-    stopped = False
+    # a run already stopped by --max-minutes stays stopped (run again, it trains no further)
+    stopped = cfg.max_minutes is not None and elapsed > 60 * cfg.max_minutes
     def save(epoch_rng=None, batch: int = 0) -> None:
         save_checkpoint(out, model, vocab, {
             "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "history": history,
             "train_seconds": time.time() - start, "rng": epoch_rng or rng.getstate(), "batch": batch,
+            "torch_rng": torch.get_rng_state(),
             "train_config": asdict(cfg), **(checkpoint_extra or {})})
 
     while epoch < cfg.epochs and not stopped:

@@ -18,8 +18,8 @@ is resampled to `refine_size` pixels and classified by a small CNN
 - At the end: the mixing weight per category, the one with the best accuracy on the
   val objects the dense model detects (matched to gold as `SceneMetrics` does; ties: the
   lower negative log-likelihood), over `weights`.
-- Checkpoints: `out/last.pt` (model with the second stage, optimiser, step; `resume`
-  continues from it) every `checkpoint_every` steps and after each epoch;
+- Checkpoints: `out/last.pt` (model with the second stage, optimiser, step, settings:
+  the same command continues the run saved there, `train.open_run`) every `checkpoint_every` steps and after each epoch;
   `out/scene_parser.pt` (the whole parser, loadable by `vqa scene --checkpoint`) at the end;
   `out/log.jsonl` one JSON line per logged step and evaluation.
 """
@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import VQAError
+from ..resume import check_size
 from .core import (MEAN, STD, crop_boxes, detect, n_attribute_logits, pyramid, sample_pyramid_crops, source_crops,
                    to_graph)
 from .data import SceneParserData, load_training_data
@@ -67,7 +68,7 @@ class RefineConfig:
     seed: int = 0
     checkpoint_every: int = 200
     log_every: int = 20
-    resume: bool = False
+    resume: bool | str = False  # "auto" (the command's default), True or False: `train.open_run`
     threads: int | None = None
     device: str = "auto"
     max_minutes: float | None = None
@@ -251,6 +252,11 @@ def _base_train(path) -> dict | None:
     return ckpt.get("train") if isinstance(ckpt, dict) else None
 
 
+def _settings(cfg: RefineConfig) -> dict:
+    return {**asdict(cfg), "channels": list(cfg.channels), "weights": list(cfg.weights),
+            "centre_weights": list(cfg.centre_weights)}
+
+
 def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
     """Train (or resume) the second stage of a scene parser; returns a summary."""
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
@@ -258,7 +264,7 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
         raise VQAError("--device cuda: no CUDA device is available")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out, last, state, model = open_run(cfg.out, cfg.resume)
+    out, last, state, model = open_run(cfg.out, cfg.resume, _settings(cfg), key="refine_train")
     if model is not None:
         if model.refine is None:
             raise VQAError(f"{last}: has no second stage to resume")
@@ -305,6 +311,8 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
                               limit=cfg.limit, repeat=cfg.repeat, extra=tuple(cfg.extra_data),
                               extra_limit=cfg.extra_limit, progress=progress, full=full)
     crops = GoldCrops(data, mcfg.refine_source)
+    if state is not None:
+        check_size(state.get("examples"), len(crops), file=last, what="training crops")
     val_root = Path(cfg.val_data or cfg.data)
     has_val = (val_root / "scenes" / f"CLEVR_{cfg.val_split}_scenes.json").is_file()
     val = (SceneParserData(val_root, cfg.val_split, image_size=mcfg.image_size, attributes=mcfg.attributes,
@@ -322,9 +330,8 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
     t_start, seen, stopped, accuracy = time.perf_counter(), 0, False, None
 
     def checkpoint(path: Path, full: bool) -> None:
-        extra = {"refine_train": {**asdict(cfg), "channels": list(cfg.channels), "weights": list(cfg.weights),
-                                  "centre_weights": list(cfg.centre_weights)},
-                 "step": step, "epoch": step / steps_per_epoch}
+        extra = {"refine_train": _settings(cfg), "step": step, "epoch": step / steps_per_epoch,
+                 "examples": len(crops)}
         if base_train is not None:  # how the dense part was trained
             extra["train"] = base_train
         if full:

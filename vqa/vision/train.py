@@ -4,7 +4,8 @@
 
 - Data: `data/images/<split>/`, `data/scenes/CLEVR_<split>_scenes.json` (synthetic or the
   official CLEVR download); held-out evaluation on `val_split` after every epoch.
-- Checkpoints: `out/last.pt` (model, optimiser, step: `resume=True` continues from it)
+- Checkpoints: `out/last.pt` (model, optimiser, step, settings: the same command continues
+  the run saved there, `resume` in `open_run`)
   every `checkpoint_every` steps and at each epoch's end; `out/scene_parser.pt` (model,
   config and vocabularies only: what `vqa scene --checkpoint` loads) at the end.
   `out/log.jsonl` holds one JSON line per logged step and per evaluation.
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 
 from ..errors import VQAError
+from ..resume import check_size, continue_run, load_state, not_a_run
 from ..nn.vit import autocast
 from .data import load_training_data
 from .scene_parser import SceneParser, SceneParserConfig, checkpoint_dict, model_from_checkpoint
@@ -53,7 +55,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 200       # steps
     log_every: int = 20
-    resume: bool = False
+    resume: bool | str = False       # "auto" (the command's default), True or False: `open_run`
     device: str = "auto"              # auto | cpu | cuda
     amp: bool = True                  # bf16 autocast on CUDA
     threads: int | None = None        # torch CPU threads
@@ -86,15 +88,28 @@ def _save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def open_run(out_dir: str | Path, resume: bool):
-    """(run folder, created; its last.pt; the checkpoint resumed from and its model, or None, None)."""
+def open_run(out_dir: str | Path, resume, now: dict, key: str = "train"):
+    """(run folder, created; its last.pt; the checkpoint resumed from and its model, or None, None).
+
+    `resume` (`vqa.resume.continue_run`): "auto" continues the run in last.pt when it was
+    started with the settings `now` (saved under `key` of the checkpoint) and refuses one
+    with other settings; True continues it (`epochs` may differ); False starts over."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
-    if resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
+    state = None if resume is False else load_state(
+        last, lambda p: torch.load(p, map_location="cpu", weights_only=True))
+    if state is not None and ("optimizer" not in state or "step" not in state):
+        raise not_a_run(last, "scene-parser checkpoint")
+    if continue_run(resume, None if state is None else state.get(key) or {}, now, file=last, flags=FLAGS):
         return out, last, state, model_from_checkpoint(state, file=last)
     return out, last, None, None
+
+
+# command-line flags of settings whose names differ (the resume check names them)
+FLAGS = {"flip": "--no-flip", "amp": "--no-amp", "tune": "--no-tune", "model.attn_variant": "--attention",
+         "model.n_kv_heads": "--kv-heads", "model.n_q_heads": "--q-heads", "model.n_heads": "--heads",
+         "size": "--crop-size"}
 
 
 def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
@@ -114,7 +129,7 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    out, last, state, model = open_run(cfg.out, cfg.resume)
+    out, last, state, model = open_run(cfg.out, cfg.resume, asdict(cfg))
     if model is None and cfg.init:
         from .scene_parser import load_scene_parser
         torch.manual_seed(cfg.seed)
@@ -129,6 +144,8 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
     data = load_training_data(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
                               limit=cfg.limit, repeat=cfg.repeat, extra=tuple(cfg.extra_data),
                               extra_limit=cfg.extra_limit, progress=progress if rank == 0 else None)
+    if state is not None:
+        check_size(state.get("examples"), len(data), file=last, what="training images")
     val_root = Path(cfg.val_data or cfg.data)
     has_val = (val_root / "scenes" / f"CLEVR_{cfg.val_split}_scenes.json").is_file()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n]
@@ -139,6 +156,8 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -150,9 +169,10 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
     report, seen, t_start = None, 0, time.perf_counter()
 
     def checkpoint(path: Path, full: bool) -> None:
-        extra = {"train": asdict(cfg), "step": step, "epoch": step / steps_per_epoch}
+        extra = {"train": asdict(cfg), "step": step, "epoch": step / steps_per_epoch, "examples": len(data)}
         if full:
             extra["optimizer"] = opt.state_dict()
+            extra["torch_rng"] = torch.get_rng_state()  # (noise of the pgqa attention variant)
         _save(checkpoint_dict(model, **extra), path)
 
     def out_of_time() -> bool:
