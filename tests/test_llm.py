@@ -7,7 +7,7 @@ from fake_openai import FakeOpenAI, Raw, Status
 
 
 def client(url, **kw):
-    return LLMClient(LLMConfig(base_url=url, model="fake", timeout=5, **kw))
+    return LLMClient(LLMConfig(base_url=url, model="fake", timeout=5, backoff_s=0.01, **kw))
 
 
 def test_chat_round_trip_with_usage_and_n():

@@ -10,14 +10,26 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=["clevr", "gqa"], default="clevr")
     p.add_argument("--theory", help="incomplete theory (.lp); default: the complete rules/<dataset> theory, "
                                     "ablated with --ablate-predicate / --ablate-fraction")
-    p.add_argument("--questions", required=True)
-    p.add_argument("--scenes", required=True)
-    p.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
+    p.add_argument("--questions", help="questions file (required for a run)")
+    p.add_argument("--scenes", help="scenes file (required for a run)")
+    p.add_argument("--out", help="run directory (required for a run; rerun the same command to resume)")
+    p.add_argument("--check-endpoint", action="store_true",
+                   help="send one tiny request and report the model, the latency and whether the reply parses "
+                        "(exit 0: it parses, 1: it does not, 2: no reply); no run")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else OpenAI)")
     p.add_argument("--model", help="model name (default: $OPENAI_MODEL, else gpt-4o-mini)")
     p.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY; local servers need none)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request")
-    p.add_argument("--llm-retries", type=int, default=3, help="retries per LLM request (errors, 429, empty replies)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request (the whole request)")
+    p.add_argument("--llm-retries", type=int, default=3,
+                   help="retries per LLM request (transport errors, timeouts, 429, 5xx), with back-off")
+    p.add_argument("--backoff", type=float, default=1.0,
+                   help="seconds before the first retry, doubled for each further one (a Retry-After header wins)")
+    p.add_argument("--max-wait", type=float, default=30.0, help="the longest wait between retries, in seconds")
+    p.add_argument("--max-tokens", type=int, default=1024, help="completion tokens per reply")
+    p.add_argument("--temperature", type=float, default=0.2)
+    p.add_argument("--max-llm-calls", type=int, help="the run's budget of LLM calls (it ends, scored, when spent)")
+    p.add_argument("--max-llm-tokens", type=int,
+                   help="the run's budget of prompt + completion tokens (no call starts once it is reached)")
     p.add_argument("--batch", type=int, default=1, help="b: examples per prompt")
     p.add_argument("--retries", type=int, default=3, help="r: prompts per batch")
     p.add_argument("--mends", type=int, default=3, help="m: mend rounds per candidate")
@@ -34,25 +46,60 @@ def register(sub) -> None:
                                                        "(default: 30 for clevr, 60 for gqa)")
     p.add_argument("--check-memory-mb", type=int, default=2048, help="memory limit of one solver check")
     p.add_argument("--replay", help="run from a recorded transcript.jsonl instead of an endpoint")
+    p.add_argument("--json", action="store_true", help="also print the summary (or the endpoint report) as JSON")
     p.set_defaults(func=run)
+
+
+def _llm_config(args, **kw):
+    from ..llm import LLMConfig
+
+    return LLMConfig.resolve(base_url=args.base_url, model=args.model, api_key=args.api_key, env=os.environ,
+                             timeout=args.timeout, max_retries=args.llm_retries, backoff_s=args.backoff,
+                             max_wait_s=args.max_wait, max_tokens=args.max_tokens, temperature=args.temperature, **kw)
+
+
+def check_endpoint(args) -> int:
+    from ..distill.endpoint import check_endpoint as check
+    from ..llm import LLMClient
+
+    r = check(LLMClient(_llm_config(args)))
+    if getattr(args, "json", False):
+        print(json.dumps(r))
+    else:
+        served = ", ".join(r["served_models"]) if r["served_models"] else "(no model list)"
+        print(f"endpoint: {r['endpoint']}  model: {r['model']} (server says: {r['reported_model'] or '?'}; "
+              f"serves: {served})")
+        print(f"latency: {r['latency_s']:.2f} s ({r['attempts']} request(s)); tokens: {r['prompt_tokens']} prompt + "
+              f"{r['completion_tokens']} completion ({r['completion_tokens_per_second']} completion tokens/s); "
+              f"finish: {r['finish_reason'] or '?'}")
+        print("reply: " + " ".join(r["reply"].split())[:300])
+        print("parses: yes" if r["parses"] else f"parses: no ({r['parse_message']})")
+    return 0 if r["parses"] else 1
 
 
 def run(args) -> int:
     from ..distill.loop import DistillConfig
     from ..distill.run import DistillRun, distill
-    from ..llm import LLMClient, LLMConfig
+    from ..llm import LLMClient
     from ._util import progress
 
+    if args.check_endpoint:
+        return check_endpoint(args)
+    missing = [f"--{k}" for k in ("questions", "scenes", "out") if not getattr(args, k)]
+    if missing:
+        from ..errors import VQAError
+
+        raise VQAError(f"{', '.join(missing)} required (or --check-endpoint)")
     cfg = DistillConfig(batch=args.batch, retries=args.retries, mends=args.mends, candidates=args.candidates,
-                        order=args.order, seed=args.seed, max_batches=args.max_batches)
+                        order=args.order, seed=args.seed, max_batches=args.max_batches,
+                        max_llm_calls=args.max_llm_calls, max_llm_tokens=args.max_llm_tokens)
     run_cfg = DistillRun(dataset=args.dataset, questions=args.questions, scenes=args.scenes, out=args.out,
                          theory=args.theory, ablate_predicate=args.ablate_predicate,
                          ablate_fraction=args.ablate_fraction, seed=args.seed, limit=args.limit,
                          test_fraction=args.test_fraction, val_fraction=args.val_fraction, config=cfg)
     client = None
     if not args.replay:
-        client = LLMClient(LLMConfig.resolve(base_url=args.base_url, model=args.model, api_key=args.api_key,
-                                             env=os.environ, timeout=args.timeout, max_retries=args.llm_retries))
+        client = LLMClient(_llm_config(args, retry_empty=False))  # an empty reply gets the loop's feedback
     from ..reason.sandbox import SandboxLimits
 
     limits = SandboxLimits(time_s=args.check_seconds or (60.0 if args.dataset == "gqa" else 30.0),
@@ -68,6 +115,13 @@ def run(args) -> int:
           f"unsolved examples: {len(summary['unsolved'])}")
     if summary.get("verdicts"):
         print("verdicts: " + ", ".join(f"{k} {v}" for k, v in summary["verdicts"].items()))
+    if summary["llm_calls"]:
+        print(f"LLM: {summary['llm_requests']} requests, {summary['seconds_per_call']} s per call, "
+              f"{summary['completion_tokens_per_second']} completion tokens/s; finish reasons: "
+              + ", ".join(f"{k} {v}" for k, v in summary["finish_reasons"].items()))
+    if summary.get("stopped"):
+        print(f"stopped early: {summary['stopped']['reason']} (at batch {summary['stopped']['batch']} "
+              f"of {summary['stopped']['batches']})")
     print(f"theory: {args.out}/theory.lp  transcript: {args.out}/transcript.jsonl  summary: {args.out}/summary.json")
     if getattr(args, "json", False):
         print(json.dumps(summary))

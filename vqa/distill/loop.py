@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import prompts
+from ..llm import LLMError
 from .prompts import Example
 from .theory import with_distilled
 from .transcript import Transcript, write_atomic
@@ -72,6 +73,12 @@ class DistillConfig:
     order: str = "length"  # "length" (short programs first), "relevance" or "random"
     seed: int = 0
     max_batches: int | None = None
+    max_llm_calls: int | None = None  # the run's budget: no LLM call is started once this many were made
+    max_llm_tokens: int | None = None  # ... or once prompt + completion tokens reached this (one call may pass it)
+
+
+class BudgetSpent(Exception):
+    """The run's LLM call or token budget is used up (the run ends, scored, as final)."""
 
 
 @dataclass
@@ -126,6 +133,9 @@ class Distiller:
         self.seen: list[Example] = []
         self.history: list[dict] = []
         self.started = time.time()
+        self.llm_calls = 0  # calls and tokens so far (replayed ones too), for the budget
+        self.llm_tokens = 0
+        self.stopped: dict | None = None
 
     # ---- helpers ----------------------------------------------------------------
     @property
@@ -156,13 +166,14 @@ class Distiller:
                  "expected": e.expected, "got": res.answers.get(e.qid, []), "diagnosis": res.diagnosis.get(e.qid)}
                 for k, e in enumerate(examples) if not res.correct(e)]
 
-    def _evaluate_candidate(self, reply: str, batch: list[Example]) -> tuple[str | None, str | None]:
+    def _evaluate_candidate(self, reply: str, batch: list[Example], cut: bool = False) -> tuple[str | None, str | None]:
         """(the rules if they pass, else None; mend prompt if not). Whatever the reply's
         bytes, the outcome is a verdict, logged in the transcript as a "verdict" event:
         accepted, or refused with its kind (syntax, unsafe, forbidden kinds, caps,
-        wrong_answer, regression) and the message the model gets."""
+        wrong_answer, regression) and the message the model gets. `cut`: the reply stopped
+        at the token limit (its unfinished last statement is dropped)."""
         try:
-            rules, kind, message, mend = self._judge(reply, batch)
+            rules, kind, message, mend = self._judge(reply, batch, cut)
         except Exception as e:  # a bug of the checker: recorded as such (tests require there are none)
             import traceback
 
@@ -175,15 +186,20 @@ class Distiller:
             mend = prompts.mend_refused(message)
         return rules, mend
 
-    def _judge(self, reply: str, batch: list[Example]) -> tuple[str | None, str, str, str | None]:
+    def _judge(self, reply: str, batch: list[Example], cut: bool = False) -> tuple[str | None, str, str, str | None]:
         """(rules or None, verdict kind, message, mend prompt)."""
         if len(reply) > MAX_REPLY_CHARS:
             msg = f"the reply is {len(reply):,} characters long; at most {MAX_REPLY_CHARS:,} are read"
             return None, "too_long", msg, prompts.mend_refused(msg)
-        rules = prompts.extract_rules(reply)
+        rules = prompts.extract_rules(reply, cut=cut)
         if not rules.strip():
-            msg = "the reply holds no rules"
-            return None, "empty", msg, prompts.mend_refused(msg)
+            if cut:
+                return None, "truncated", "the reply was cut at the token limit before a complete rule", \
+                    prompts.mend_truncated(None)
+            msg = ("the reply is empty; it holds no rules" if not reply.strip() else
+                   "the reply holds no rules outside its <think> block" if not prompts.strip_thinking(reply).strip()
+                   else "the reply holds no rules")
+            return None, "empty", msg, (prompts.mend_empty if not reply.strip() else prompts.mend_refused)(msg)
         res = self._check(self.accepted + [rules], batch + self.seen, "candidate")
         if res.status != "ok":
             mend = {"syntax": prompts.mend_syntax, "unsafe": prompts.mend_unsafe,
@@ -211,20 +227,22 @@ class Distiller:
         for attempt in range(cfg.retries):
             messages = [{"role": "system", "content": prompts.preprompt(self.theory, self.encoding_doc, self.example_facts)},
                         {"role": "user", "content": prompts.task_prompt(batch, facts, derived)}]
-            reply = self.transcript.chat(self.client, messages, n=cfg.candidates, label=f"try {attempt + 1}")
+            reply = self._chat(messages, cfg.candidates, f"try {attempt + 1}")
             passing = []
-            for text in reply.texts:
-                conv = messages + [{"role": "assistant", "content": text}]
+            for i, text in enumerate(reply.texts):
+                cut = reply.cut(i)
+                conv = messages + [{"role": "assistant", "content": prompts.strip_thinking(text).strip()}]
                 for mend in range(cfg.mends + 1):
-                    rules, feedback = self._evaluate_candidate(text, batch)
+                    rules, feedback = self._evaluate_candidate(text, batch, cut)
                     if rules is not None:
                         passing.append(rules)
                         break
                     if mend == cfg.mends:
                         break
                     conv.append({"role": "user", "content": feedback})
-                    text = self.transcript.chat(self.client, conv, n=1, label=f"mend {mend + 1}").text
-                    conv.append({"role": "assistant", "content": text})
+                    again = self._chat(conv, 1, f"mend {mend + 1}")
+                    text, cut = again.text, again.cut()
+                    conv.append({"role": "assistant", "content": prompts.strip_thinking(text).strip()})
             if passing:
                 scored = [(self._val_score(r), -len(r), i, r) for i, r in enumerate(passing)]
                 best = max(scored)[3]
@@ -232,6 +250,19 @@ class Distiller:
                 self.transcript.log("accept", rules=best, examples=[e.qid for e in batch])
                 return True
         return False
+
+    def _chat(self, messages: list[dict], n: int, label: str):
+        """One LLM call through the transcript, within the run's budget."""
+        cfg = self.config
+        if cfg.max_llm_calls is not None and self.llm_calls >= cfg.max_llm_calls:
+            raise BudgetSpent(f"LLM call budget spent ({self.llm_calls} calls, --max-llm-calls {cfg.max_llm_calls})")
+        if cfg.max_llm_tokens is not None and self.llm_tokens >= cfg.max_llm_tokens:
+            raise BudgetSpent(f"LLM token budget spent ({self.llm_tokens:,} tokens, "
+                              f"--max-llm-tokens {cfg.max_llm_tokens:,})")
+        reply = self.transcript.chat(self.client, messages, n=n, label=label)
+        self.llm_calls += 1
+        self.llm_tokens += reply.prompt_tokens + reply.completion_tokens
+        return reply
 
     # ---- the run -----------------------------------------------------------------
     def run(self) -> dict:
@@ -248,20 +279,33 @@ class Distiller:
         if cfg.max_batches is not None:
             batches = batches[: cfg.max_batches]
         unsolved = []
+        latest, done = before, 0
         it = self.progress(batches, desc="distilling") if self.progress else batches
-        for batch in it:
-            res = self._check(self.accepted, batch, "batch")
-            if res.status == "ok" and all(res.correct(e) for e in batch):
-                self.seen += batch
-                continue
-            if self._solve_batch(batch, [res.answers.get(e.qid, []) for e in batch]):
-                self.seen += batch
-                score = self._score(f"after rule {len(self.accepted)}")
-                self.history.append({"rules": len(self.accepted), **{k: v and v["accuracy"] for k, v in score.items()}})
-                self._write(before, score, unsolved, final=False)
-            else:
-                unsolved.extend(e.qid for e in batch)
-                self.transcript.log("unsolved", examples=[e.qid for e in batch])
+        try:
+            for done, batch in enumerate(it):
+                res = self._check(self.accepted, batch, "batch")
+                if res.status == "ok" and all(res.correct(e) for e in batch):
+                    self.seen += batch
+                    continue
+                if self._solve_batch(batch, [res.answers.get(e.qid, []) for e in batch]):
+                    self.seen += batch
+                    latest = self._score(f"after rule {len(self.accepted)}")
+                    self.history.append({"rules": len(self.accepted),
+                                         **{k: v and v["accuracy"] for k, v in latest.items()}})
+                    self._write(before, latest, unsolved, final=False)
+                else:
+                    unsolved.extend(e.qid for e in batch)
+                    self.transcript.log("unsolved", examples=[e.qid for e in batch])
+        except BudgetSpent as e:  # deterministic: a rerun stops at the same call, so it resumes as final
+            self.stopped = {"reason": str(e), "batch": done + 1, "batches": len(batches)}
+        except LLMError as e:  # the endpoint failed: nothing more is logged, so a rerun resumes here
+            self.stopped = {"reason": f"endpoint error: {e}", "batch": done + 1, "batches": len(batches)}
+            self._write(before, latest, unsolved, final=False)
+            self.transcript.close()
+            raise
+        finally:
+            if hasattr(it, "close"):
+                it.close()
         after = self._score("after")
         summary = self._write(before, after, unsolved, final=True)
         self.transcript.close()
@@ -280,9 +324,26 @@ class Distiller:
             "llm_seconds": round(sum(e.get("duration_s", 0.0) for e in llm), 3),
             "wall_seconds": round(time.time() - self.started, 3),
         }
+        summary.update(llm_stats(llm))
+        summary["budget"] = {"max_llm_calls": self.config.max_llm_calls, "max_llm_tokens": self.config.max_llm_tokens,
+                             "llm_calls": len(llm), "llm_tokens": summary["prompt_tokens"] + summary["completion_tokens"]}
+        summary["stopped"] = self.stopped
         write_atomic(self.run_dir / "theory.lp", self.theory)
         write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
         return summary
+
+
+def llm_stats(llm: list[dict]) -> dict:
+    """Figures of the recorded LLM calls: HTTP requests (with retries), finish reasons,
+    seconds per call and completion tokens per second (over the calls' whole duration,
+    prompt processing included), the model names the server gave."""
+    secs = sum(e.get("duration_s", 0.0) for e in llm)
+    done = sum(e.get("completion_tokens", 0) for e in llm)
+    return {"llm_requests": sum(e.get("attempts", 1) for e in llm),
+            "finish_reasons": _count(r for e in llm for r in (e.get("finish_reasons") or [])),
+            "seconds_per_call": round(secs / len(llm), 3) if llm else None,
+            "completion_tokens_per_second": round(done / secs, 2) if secs > 0 else None,
+            "models": sorted({e["model"] for e in llm if e.get("model")})}
 
 
 def _count(items) -> dict[str, int]:

@@ -119,11 +119,94 @@ def mend_regression(failures: list[dict]) -> str:
     return mend_wrong(failures).replace("derives wrong answers", "breaks questions answered correctly before")
 
 
-_BLOCK = re.compile(r"```[a-zA-Z]*\s*\n(.*?)```", re.S)
+def mend_truncated(max_tokens: int | None) -> str:
+    limit = f" of {max_tokens} tokens" if max_tokens else ""
+    return f"""Your reply was cut off at the length limit{limit} before any complete rule.
+Reply with a few short general rules only, no explanation, in one ```asp code block."""
 
 
-def extract_rules(reply: str) -> str:
-    """The rules of a reply: the code blocks if any, else the whole text."""
-    blocks = _BLOCK.findall(reply)
-    text = "\n".join(blocks) if blocks else reply
-    return text.strip()
+def mend_empty(message: str) -> str:
+    return f"""Your reply was refused: {message.strip()}
+Reply with the missing rules, in one ```asp code block."""
+
+
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.S | re.I)
+_THINK_END = re.compile(r"</(think|thinking|reasoning)>", re.I)
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*$", re.M)
+_ASP_LANGS = {"", "asp", "clingo", "gringo", "lp", "prolog", "pl", "datalog", "answer-set", "answerset", "clasp"}
+_PROSE = re.compile(r"[A-Za-z']+[,;]? [A-Za-z']+[,;]? [A-Za-z']+")
+_ASP_LINE = re.compile(r":-|^\s*[a-z_][A-Za-z0-9_]*(\(.*\))?\s*\.\s*(%.*)?$|^\s*#[a-z]")
+
+
+def strip_thinking(reply: str) -> str:
+    """The reply without reasoning blocks: `<think>...</think>` (also `thinking`,
+    `reasoning`; an unclosed one runs to the end), and everything before a lone closing
+    tag (templates that open the block in the prompt)."""
+    text = _THINK.sub("", reply)
+    ends = list(_THINK_END.finditer(text))
+    return text[ends[-1].end():] if ends else text
+
+
+def extract_rules(reply: str, cut: bool = False) -> str:
+    """The rules of a reply, as real models write them:
+
+    - reasoning blocks (`<think>...</think>`) are dropped;
+    - with code fences: the blocks labelled as ASP (or unlabelled), all of them, in order
+      (a block in another language, e.g. ```python, only when there is nothing else); a
+      last block left open (the reply ended inside it) counts as a block;
+    - without fences: the whole text, less the lines that are plainly prose (three words
+      in a row or a line ending in a colon; no parenthesis) when some other line
+      looks like ASP (`:-`, a fact, a directive);
+    - `cut` (the reply stopped at the token limit): the unfinished statement at the end is
+      dropped, so what is left is whole statements (possibly none).
+    """
+    text = strip_thinking(reply)
+    marks = list(_FENCE.finditer(text))
+    if marks:
+        blocks, other = [], []
+        for k in range(0, len(marks), 2):
+            lang = marks[k].group(1).lower()
+            start = marks[k].end() + 1
+            end = marks[k + 1].start() if k + 1 < len(marks) else len(text)
+            (blocks if lang in _ASP_LANGS else other).append(text[start:end] if start <= end else "")
+        text = "\n".join(blocks or other)
+    else:
+        lines = text.splitlines()
+        asp = [bool(_ASP_LINE.search(ln)) for ln in lines]
+        if any(asp):
+            text = "\n".join(ln for ln, a in zip(lines, asp)
+                             if a or not _prose(ln))
+    text = text.strip()
+    if cut:
+        text = _whole_statements(text)
+    return text
+
+
+def _prose(line: str) -> bool:
+    if line.lstrip().startswith(("# ", "##")):  # a markdown heading
+        return True
+    s = line.strip().strip("*_ ")  # markdown emphasis around a heading
+    return ("(" not in s and not s.startswith("%")
+            and (bool(_PROSE.search(s)) or (s.endswith(":") and any(c.isalpha() for c in s))))
+
+
+def _whole_statements(text: str) -> str:
+    """`text` up to its last statement end: a period followed by white space or the end,
+    outside strings and comments, and not part of `..`."""
+    last, i, n = 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+            continue
+        if c == "%":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if c == "." and (i + 1 == n or text[i + 1].isspace()) and (i == 0 or text[i - 1] != "."):
+            last = i + 1
+        i += 1
+    return text[:last].strip()

@@ -90,14 +90,17 @@ class Transcript:
             event = self.log("llm")
             self.replayed_calls += 1
             return LLMReply(event["texts"], event.get("prompt_tokens", 0), event.get("completion_tokens", 0),
-                            event.get("duration_s", 0.0))
+                            event.get("duration_s", 0.0), event.get("attempts", 1),
+                            event.get("finish_reasons") or [], event.get("model", ""), event.get("waited_s", 0.0))
         if client is None:
             raise TranscriptError(f"{self.path}: replay ran out of recorded LLM replies at event {self.seq + 1}")
         reply = client.chat(messages, n=n)
         self.live_calls += 1
         self.log("llm", label=label, key=key, messages=messages, n=n, texts=reply.texts,
                  prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-                 duration_s=round(reply.duration_s, 3))
+                 duration_s=round(reply.duration_s, 3), attempts=getattr(reply, "attempts", 1),
+                 finish_reasons=list(getattr(reply, "finish_reasons", None) or []),
+                 model=getattr(reply, "model", ""), waited_s=round(getattr(reply, "waited_s", 0.0), 3))
         return reply
 
 
