@@ -32,9 +32,13 @@ answers:
   proven the best within it has `proven` False and its confidence halved
   (`UNPROVEN_FACTOR`).
 - "nsm": the Neural State Machine answers from the scene graph and the question text;
-  `trace` holds, per reasoning step, the attention over objects (`TraceStep.value` is a
-  dict {object id: probability}); `confidence` is its answer probability. The parsed
-  program is still reported.
+  `confidence` is its answer probability. `trace` holds one entry per step of the parsed
+  program (`vqa.reason.nsm.NSMTraceStep`): the attention over objects ({object id:
+  probability}) of the machine step that carries the step out, or whose state the step
+  reads (`carried` False: `scene`, `count`, `query_*`, ... are read by the answer
+  classifier), with the machine step's number and op; a filter chain is one machine step
+  (`together`). Where the program asks for more machine steps than the model has, `trace`
+  holds the machine's own steps (op, attention).
 
 A `SceneGraph` (or a path to a SceneGraph JSON / CLEVR scenes file via `load_scene`) can be
 given instead of an image: then no scene parser runs. A `Program` (or program text such
@@ -149,6 +153,8 @@ class Answer:
     presupposition: bool = False  # ASP: refused, its presupposition fails on the most probable reading
     understood: bool = True  # False: the question looks outside the domain (`Pipeline`, `max_unknown`)
     unknown_share: float = 0.0  # the share of the question's words outside the parser's vocabulary
+    # the confidence before the calibration map (`Pipeline(calibration=...)`); None when none was applied
+    raw_confidence: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -162,7 +168,10 @@ class Answer:
         out = []
         for t in self.trace:
             v = t.value
-            if isinstance(v, dict):
+            att = getattr(t, "attention", None)  # NSM program steps: the state the step carries out or reads
+            if att is not None:
+                out.append({k: float(p) for k, p in att.items() if k in ids})
+            elif isinstance(v, dict):
                 out.append({k: float(p) for k, p in v.items() if k in ids})
             elif isinstance(v, tuple):
                 out.append({k: 1.0 for k in v if k in ids})
@@ -451,9 +460,13 @@ class Pipeline:
         with compute_threads(self.threads):
             answers = self.nsm.answer_batch([scene] * len(questions), questions)
         out = []
+        from .reason.nsm import program_trace
+
         for q, (prog, pconf), a in zip(questions, parsed, answers):
-            trace = [TraceStep(i, op, (), dict(dist)) for i, (op, dist) in enumerate(zip(a.step_ops,
-                                                                                         a.step_distributions))]
+            trace = program_trace(prog, a)  # one entry per program step (see vqa.reason.nsm)
+            if trace is None:  # the machine's own steps
+                trace = [TraceStep(i, op, (), dict(dist)) for i, (op, dist) in enumerate(zip(a.step_ops,
+                                                                                             a.step_distributions))]
             out.append(Answer(q, a.answer, float(a.confidence), prog, trace, scene, "nsm",
                               top=[(a.answer, float(a.confidence))], parse_confidence=pconf))
         return out
