@@ -42,7 +42,7 @@ def register(tsub) -> None:
     p.add_argument("--keep", action="store_true",
                    help="continue training --checkpoint's own second stage instead of a fresh one")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out",))  # output folders made by `vqa`
 
 
 def run(args) -> int:

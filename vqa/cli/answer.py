@@ -53,7 +53,7 @@ def register(sub) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"),
                    help="how the scene and question parsers run: numpy (the torch-free runtime, from the .npz "
                         "exports; what auto picks on the CPU) or torch (.pt checkpoints; auto picks it for CUDA)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("explain",))  # output folders made by `vqa`
 
 
 def run(args) -> int:

@@ -34,7 +34,7 @@ def register(sub) -> None:
                                                        "(default: 30 for clevr, 60 for gqa)")
     p.add_argument("--check-memory-mb", type=int, default=2048, help="memory limit of one solver check")
     p.add_argument("--replay", help="run from a recorded transcript.jsonl instead of an endpoint")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out",))  # output folders made by `vqa`
 
 
 def run(args) -> int:

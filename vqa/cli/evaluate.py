@@ -57,7 +57,7 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (when stderr is not a terminal, no progress lines: one every "
                         "VQA_PROGRESS_SECONDS, default 30)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out", "predictions"))  # output folders made by `vqa`
 
 
 def run(args) -> int:
