@@ -153,8 +153,6 @@ class Answer:
     presupposition: bool = False  # ASP: refused, its presupposition fails on the most probable reading
     understood: bool = True  # False: the question looks outside the domain (`Pipeline`, `max_unknown`)
     unknown_share: float = 0.0  # the share of the question's words outside the parser's vocabulary
-    # the confidence before the calibration map (`Pipeline(calibration=...)`); None when none was applied
-    raw_confidence: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -447,12 +445,9 @@ class Pipeline:
         answers = self.asp.answer_batch(scene, [p for p, _ in parsed])
         out = []
         for q, (prog, pconf), a in zip(questions, parsed, answers):
-            share = a.top[0][1] if a.top else (1.0 if a.ok else 0.0)
-            reading = a.reading_probability
-            conf = (pconf * share * (1.0 if reading is None else reading) * (1.0 if a.proven else UNPROVEN_FACTOR)
-                    if a.ok else 0.0)
-            out.append(Answer(q, a.answer, conf, prog, a.trace, scene, "asp", error=a.error, top=list(a.top),
-                              parse_confidence=pconf, proven=a.proven, reading_probability=reading,
+            out.append(Answer(q, a.answer, asp_confidence(a, pconf), prog, a.trace, scene, "asp", error=a.error,
+                              top=list(a.top), parse_confidence=pconf, proven=a.proven,
+                              reading_probability=a.reading_probability,
                               presupposition=a.presupposition))
         return out
 
@@ -470,6 +465,19 @@ class Pipeline:
             out.append(Answer(q, a.answer, float(a.confidence), prog, trace, scene, "nsm",
                               top=[(a.answer, float(a.confidence))], parse_confidence=pconf))
         return out
+
+
+def asp_confidence(a, parse_confidence: float = 1.0) -> float:
+    """The `confidence` of an ASP answer `a` (`vqa.reason.asp.ASPAnswer`): question-parse
+    probability x the answer's share among the top readings x the probability of its reading
+    relative to the scene's most probable one x `UNPROVEN_FACTOR` when that reading was not
+    proven the best within the budget; 0 for no answer."""
+    if not a.ok:
+        return 0.0
+    share = a.top[0][1] if a.top else 1.0
+    reading = a.reading_probability
+    return (parse_confidence * share * (1.0 if reading is None else reading)
+            * (1.0 if a.proven else UNPROVEN_FACTOR))
 
 
 def _unknown_share(words: list[str] | None) -> float:
