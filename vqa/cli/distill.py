@@ -10,8 +10,8 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=["clevr", "gqa"], default="clevr")
     p.add_argument("--theory", help="incomplete theory (.lp); default: the complete rules/<dataset> theory, "
                                     "ablated with --ablate-predicate / --ablate-fraction")
-    p.add_argument("--questions", required=True)
-    p.add_argument("--scenes", required=True)
+    p.add_argument("--questions", help="questions file (required unless --replay demo)")
+    p.add_argument("--scenes", help="scenes file (required unless --replay demo)")
     p.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else OpenAI)")
     p.add_argument("--model", help="model name (default: $OPENAI_MODEL, else gpt-4o-mini)")
@@ -33,11 +33,19 @@ def register(sub) -> None:
     p.add_argument("--check-seconds", type=float, help="wall-clock limit of one solver check "
                                                        "(default: 30 for clevr, 60 for gqa)")
     p.add_argument("--check-memory-mb", type=int, default=2048, help="memory limit of one solver check")
-    p.add_argument("--replay", help="run from a recorded transcript.jsonl instead of an endpoint")
+    p.add_argument("--replay", metavar="TRANSCRIPT", help="run from a recorded transcript.jsonl instead of an endpoint; "
+                                                         "'demo': the shipped demo (its theory, questions, scenes and "
+                                                         "settings; no endpoint, no other flags needed)")
     p.set_defaults(func=run, output_paths=("out",))  # output folders made by `vqa`
 
 
 def run(args) -> int:
+    from ..errors import VQAError
+
+    if args.replay == "demo":
+        _demo_args(args)
+    if not args.questions or not args.scenes:
+        raise VQAError("--questions and --scenes are required (or --replay demo)")
     from ..distill.loop import DistillConfig
     from ..distill.run import DistillRun, distill
     from ..llm import LLMClient, LLMConfig
@@ -66,9 +74,52 @@ def run(args) -> int:
     print(f"accepted rules: {summary['accepted_rules']}; LLM calls: {summary['llm_calls']} "
           f"({summary['prompt_tokens']} prompt + {summary['completion_tokens']} completion tokens); "
           f"unsolved examples: {len(summary['unsolved'])}")
+    why = no_calls_reason(summary)
+    if why:
+        print(why)
     if summary.get("verdicts"):
         print("verdicts: " + ", ".join(f"{k} {v}" for k, v in summary["verdicts"].items()))
     print(f"theory: {args.out}/theory.lp  transcript: {args.out}/transcript.jsonl  summary: {args.out}/summary.json")
     if getattr(args, "json", False):
         print(json.dumps(summary))
     return 0
+
+
+DEMO_SETTINGS = ("batch", "retries", "mends", "order", "seed", "test_fraction", "val_fraction")
+
+
+def _demo_args(args) -> None:
+    """`--replay demo`: the shipped demo's files and the settings it was recorded with."""
+    from ..distill.run import DEMO_DIR
+    from ..errors import VQAError
+
+    given = [f for f, v in (("--theory", args.theory), ("--questions", args.questions), ("--scenes", args.scenes),
+                            ("--max-batches", args.max_batches), ("--limit", args.limit),
+                            ("--ablate-predicate", args.ablate_predicate),
+                            ("--ablate-fraction", args.ablate_fraction)) if v is not None]
+    if given:
+        raise VQAError(f"--replay demo replays the recorded run as it was; {', '.join(given)} do(es) not apply")
+    settings = json.loads((DEMO_DIR / "settings.json").read_text(encoding="utf-8"))
+    args.dataset, args.replay = "clevr", str(DEMO_DIR / "transcript.jsonl")
+    args.theory, args.questions, args.scenes = (str(DEMO_DIR / "incomplete.lp"), str(DEMO_DIR / "questions.json"),
+                                                str(DEMO_DIR / "scenes.json"))
+    for key in DEMO_SETTINGS:
+        setattr(args, key, settings[key])
+    print(f"replaying the shipped demo ({DEMO_DIR}): an incomplete CLEVR theory without the rules for `exist`, "
+          f"scripted LLM replies (a syntax error, an unsafe rule, a wrong rule, two hostile replies, the right rule)")
+
+
+def no_calls_reason(summary: dict) -> str | None:
+    """Why a run made no LLM calls (None when it made some)."""
+    if summary.get("llm_calls"):
+        return None
+    b = summary.get("batches") or {}
+    if not b:
+        return None
+    if not b.get("run"):
+        return "no LLM calls: no training batch was run" + (
+            f" (--max-batches {b['max_batches']})" if b.get("max_batches") is not None else "")
+    cut = (f" of {b['total']} (--max-batches {b['max_batches']})" if b.get("max_batches") is not None
+           and b["run"] < b["total"] else "")
+    return (f"no LLM calls: the {b['run']} training batch(es) run{cut} were already answered right by the theory "
+            f"({b['already_right']} of {b['run']}), so there was nothing to ask; the train accuracy is the theory's own")
