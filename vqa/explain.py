@@ -84,7 +84,7 @@ def explain_image(image, answer, *, panel_width: int = PANEL_WIDTH, columns: int
         if step is None:
             caption = "no steps"
         else:
-            caption = f"{step.index}: {step.token}" + _machine(step)
+            caption = f"{step.index}: {step.token}" + machine_note(step)
             value = step.value if step.value is not None else getattr(step, "attention", None)
             detail = f"-> {step.error}" if step.error else f"-> {_describe(value)}"
         d.text((x0, y0 + panel_h + 2), _fit(caption, panel_width), fill=_TEXT)
@@ -94,7 +94,7 @@ def explain_image(image, answer, *, panel_width: int = PANEL_WIDTH, columns: int
     return out
 
 
-def _machine(step) -> str:
+def machine_note(step) -> str:
     """For an NSM program step: which machine step carried it out or whose state it reads."""
     k = getattr(step, "machine_step", None)
     if k is None:

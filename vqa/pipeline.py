@@ -153,6 +153,10 @@ class Answer:
     presupposition: bool = False  # ASP: refused, its presupposition fails on the most probable reading
     understood: bool = True  # False: the question looks outside the domain (`Pipeline`, `max_unknown`)
     unknown_share: float = 0.0  # the share of the question's words outside the parser's vocabulary
+    # which parser gave `program`: "seq2seq", "llm" (the fallback, for a question the seq2seq
+    # parser did not understand) or "given" (a program passed in)
+    parser: str = "seq2seq"
+    fallback: str | None = None  # the LLM fallback's outcome when it was asked: "used" or why it gave nothing
 
     @property
     def ok(self) -> bool:
@@ -195,7 +199,8 @@ class Answer:
                 "reading_probability": None if self.reading_probability is None else float(
                     f"{self.reading_probability:.6g}"),
                 "presupposition": self.presupposition, "understood": self.understood,
-                "unknown_share": round(self.unknown_share, 4), "trace": trace,
+                "unknown_share": round(self.unknown_share, 4), "parser": self.parser, "fallback": self.fallback,
+                "trace": trace,
                 "image_id": self.scene.image_id, "timings": {k: round(v, 6) for k, v in self.timings.items()}}
 
 
@@ -211,7 +216,7 @@ class Pipeline:
     def __init__(self, *, scene_checkpoint=None, parser_checkpoint=None, nsm_checkpoint=None,
                  theory_dir=None, reasoner: str = "asp", device: str = "cpu", top_k: int = 3,
                  threads: int | None = 1, backend: str = "auto", budget=_DEFAULT, min_reading=_DEFAULT,
-                 max_unknown: float | None = DEFAULT_MAX_UNKNOWN, min_parse: float | None = None):
+                 max_unknown: float | None = DEFAULT_MAX_UNKNOWN, min_parse: float | None = None, fallback=None):
         if reasoner not in REASONERS:
             raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
         if backend not in BACKENDS:
@@ -234,6 +239,9 @@ class Pipeline:
             if v is not None and not 0 <= v <= 1:
                 raise VQAError(f"{name} must be in [0, 1] (None: no limit), got {v}")
         self.max_unknown, self.min_parse = max_unknown, min_parse
+        # a question the seq2seq parser did not understand is parsed again by `fallback` (an
+        # object with `parse(question) -> .program, .confidence`, e.g. the LLM parser)
+        self.fallback = fallback
         self._parts: dict[str, object] = {}
         self._scenes: dict[object, SceneGraph] = {}  # image key -> parsed scene (recent images)
         self.cache_size = 16
@@ -406,6 +414,17 @@ class Pipeline:
         parsed = self._parse(questions, programs)
         t2 = time.perf_counter()
         verdicts = [self.not_understood(prog, conf, words) for prog, conf, words in parsed]
+        parsers = ["seq2seq" if words is not None else "given" for _, _, words in parsed]
+        outcomes: list[str | None] = [None] * len(questions)
+        if self.fallback is not None:
+            for i, v in enumerate(verdicts):
+                if v is not None:
+                    got, outcomes[i] = self._ask_fallback(questions[i])
+                    if got is not None:
+                        parsed[i] = (got[0], got[1], parsed[i][2])
+                        verdicts[i], parsers[i] = None, "llm"
+                    else:
+                        verdicts[i] = f"{v}; the LLM parser gave no program either: {outcomes[i]}"
         keep = [i for i, v in enumerate(verdicts) if v is None]
         kept = [(parsed[i][0], parsed[i][1]) for i in keep]
         answered = (self._answer_asp if reasoner == "asp" else self._answer_nsm)(
@@ -413,17 +432,26 @@ class Pipeline:
         results: list = [None] * len(questions)
         for i, r in zip(keep, answered):
             r.unknown_share = _unknown_share(parsed[i][2])
+            r.parser, r.fallback = parsers[i], outcomes[i]
             results[i] = r
         for i, v in enumerate(verdicts):
             if v is not None:
                 prog, conf, words = parsed[i]
                 results[i] = Answer(questions[i], None, 0.0, prog, [], scene, reasoner, error=v, parse_confidence=conf,
-                                    understood=False, unknown_share=_unknown_share(words))
+                                    understood=False, unknown_share=_unknown_share(words), fallback=outcomes[i])
         t3 = time.perf_counter()
         n = max(1, len(questions))
         for r in results:
             r.timings = {"scene": t1 - t0, "parse": (t2 - t1) / n, "reason": (t3 - t2) / n}
         return results
+
+    def _ask_fallback(self, question: str) -> tuple[tuple[Program, float] | None, str]:
+        """The fallback parser's (program, confidence) for a question, or None with why."""
+        try:
+            r = self.fallback.parse(question)
+        except VQAError as e:  # no valid program, the model declined, or the endpoint failed
+            return None, str(e)
+        return (r.program, float(r.confidence)), "used"
 
     def not_understood(self, program: Program, confidence: float, words: list[str] | None) -> str | None:
         """Why a parsed question is not understood (None: it is): too many words outside the
