@@ -146,7 +146,10 @@ def test_cli_bad_question_file_names_the_record(tmp_path):
 def test_bench_pipeline_reports_side_by_side(capsys):
     assert main(["bench", "pipeline", "--skip", "cold", "--warm-questions", "4", "--scenes", "4",
                  "--questions-per-scene", "3", "--workers-repeats", "2", "--json"]) == 0
-    rep = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    rep = json.loads(captured.out)
+    # progress: one line per step on stderr (a bar would disturb the timings)
+    assert "vqa bench pipeline: [1/2] warm" in captured.err and "vqa bench pipeline: [2/2] workers" in captured.err
     assert rep["warm"]["answer_qps"] > 0 and rep["warm"]["answer_many_qps"] > 0
     w = rep["workers"]
     runs = w["runs"]
