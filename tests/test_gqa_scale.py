@@ -25,6 +25,10 @@ def test_bench_command_prints_a_row_per_size_and_reasoner(tmp_path, capsys):
     assert main(["bench", "gqa-eval", "--questions", str(FIX / "families_questions.json"), "--scenes",
                  str(FIX / "families_sceneGraphs.json"), "--sizes", "30/10,60/20", "--reasoners", "reference",
                  "--work", str(tmp_path), "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
     assert [(r["questions"], r["images"]) for r in rows] == [(30, 10), (60, 20)]
+    # progress: a line per step (replicate, then one evaluate per size and reasoner)
+    assert "vqa bench gqa-eval: [1/4] 30/10: replicating the files" in captured.err
+    assert "vqa bench gqa-eval: [4/4] 60_20: vqa evaluate --reasoner reference" in captured.err
     assert all(r["peak_rss_mib"] > 10 and r["seconds"] > 0 for r in rows)

@@ -182,9 +182,10 @@ def test_cli_reports_not_understood(tmp_path, capsys):
 
 
 def test_out_of_domain_rates_on_the_fixtures():
-    from vqa.honest import FIXTURES, out_of_domain_rates
+    from vqa.honest import DATA, out_of_domain_rates
 
-    human = FIXTURES / "human_questions.json"
+    human = DATA / "human_questions.json"
+    assert "tests" not in DATA.parts  # package data, there after a non-editable install
     none, limited = out_of_domain_rates(human, human, [None, 0.3])
     assert none["out_of_domain_not_understood"] == 0 and none["hand_written_not_understood"] == 0
     assert none["generated"] == none["hand_written"] == 50 and none["out_of_domain"] == 50

@@ -23,6 +23,8 @@ def test_quickstart_is_stripped_and_runs(tmp_path):
     nsm = re.search(r"^NSM answer: (\S+)", text, re.M).group(1)
     gold = re.search(r"^gold answer: (\S+)", text, re.M).group(1)
     assert asp == gold and nsm == gold
+    # the NSM trace: one line per program step, naming the machine step behind it
+    assert "[NSM step 1: shift" in text and "[reads NSM step" in text
     batch = re.findall(r"^.*?\?\s+(\S+)\s+\(gold (\S+)\)$", text, re.M)
     assert len(batch) >= 3 and all(got == want for got, want in batch), batch
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]

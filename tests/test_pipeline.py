@@ -77,10 +77,13 @@ def test_many_questions_equal_one_at_a_time_and_parse_the_image_once(synth, monk
 def test_nsm_reasoner_attention_trace(pipe, synth):
     r = pipe.answer(_image(synth), "What color is the large sphere?", reasoner="nsm")
     assert r.reasoner == "nsm" and r.answer and 0 < r.confidence <= 1
-    assert len(r.trace) >= 1
+    # one entry per program step; each holds the soft set (membership in [0, 1]) of the
+    # machine step that carries it out or whose state it reads; the last one the answer
+    assert [t.token for t in r.trace] == [s.token for s in r.program.steps]
     for t in r.trace:
-        assert set(t.value) == set(r.scene.ids)
-        assert sum(t.value.values()) == pytest.approx(1.0, abs=1e-3)
+        assert set(t.attention) == set(r.scene.ids)
+        assert all(-1e-6 <= p <= 1 + 1e-6 for p in t.attention.values())
+    assert r.trace[-1].value == r.answer
 
 
 def test_explanation_image(pipe, synth):
@@ -143,7 +146,10 @@ def test_cli_bad_question_file_names_the_record(tmp_path):
 def test_bench_pipeline_reports_side_by_side(capsys):
     assert main(["bench", "pipeline", "--skip", "cold", "--warm-questions", "4", "--scenes", "4",
                  "--questions-per-scene", "3", "--workers-repeats", "2", "--json"]) == 0
-    rep = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    rep = json.loads(captured.out)
+    # progress: one line per step on stderr (a bar would disturb the timings)
+    assert "vqa bench pipeline: [1/2] warm" in captured.err and "vqa bench pipeline: [2/2] workers" in captured.err
     assert rep["warm"]["answer_qps"] > 0 and rep["warm"]["answer_many_qps"] > 0
     w = rep["workers"]
     runs = w["runs"]

@@ -3,9 +3,11 @@
     from vqa.explain import explain_image
     explain_image(image, answer).save("why.png")   # answer: vqa.pipeline.Answer
 
-One panel per step: the objects the step selects are boxed in a strong colour (for the
-NSM, the box strength follows the attention weight), the rest in thin gray; the caption
-gives the step and its value. A title line holds the question, the answer and its
+One panel per program step, every step: the objects the step selects are boxed in a strong
+colour (for the NSM, the box strength follows the attention weight), the rest in thin gray;
+the caption gives the step and its value, and for the NSM the machine step that carried it
+out (`[NSM step 2: shift, with 1]`: steps 1 and 2, a filter chain, are one machine step) or
+whose state it reads (`[reads NSM step 8]`: the answer classifier reads the final state). A title line holds the question, the answer and its
 confidence. Without an image (a scene given as a SceneGraph), the objects are drawn as
 boxes on a blank canvas of the scene's size.
 """
@@ -17,7 +19,6 @@ PANEL_WIDTH = 320
 _SELECTED = (30, 200, 60)
 _OTHER = (150, 150, 150)
 _TEXT = (20, 20, 20)
-_MAX_PANELS = 12
 
 
 def _describe(value) -> str:
@@ -42,7 +43,7 @@ def _canvas(image, scene):
 
 
 def explain_image(image, answer, *, panel_width: int = PANEL_WIDTH, columns: int = 3):
-    """A PIL image: a title and one panel per trace step (at most 12, the last steps kept)."""
+    """A PIL image: a title and one panel per trace step (every step)."""
     from PIL import Image, ImageDraw
 
     scene = answer.scene
@@ -51,10 +52,7 @@ def explain_image(image, answer, *, panel_width: int = PANEL_WIDTH, columns: int
     panel_h = max(1, round(base.height * scale))
     base = base.resize((panel_width, panel_h), Image.BICUBIC)
     sx, sy = panel_width / max(1, scene.width), panel_h / max(1, scene.height)
-    steps = list(zip(answer.trace, answer.selected()))
-    if answer.reasoner == "nsm":  # a "skip" step leaves the attention as it was: drop all but the last
-        steps = [s for k, s in enumerate(steps) if s[0].token != "skip" or k == len(steps) - 1]
-    steps = steps[-_MAX_PANELS:]
+    steps = list(zip(answer.trace, answer.selected()))  # every step: one panel each
     if not steps:
         steps = [(None, {})]
     cols = max(1, min(columns, len(steps)))
@@ -86,13 +84,25 @@ def explain_image(image, answer, *, panel_width: int = PANEL_WIDTH, columns: int
         if step is None:
             caption = "no steps"
         else:
-            caption = f"{step.index}: {step.token}"
-            detail = f"-> {step.error}" if step.error else f"-> {_describe(step.value)}"
+            caption = f"{step.index}: {step.token}" + machine_note(step)
+            value = step.value if step.value is not None else getattr(step, "attention", None)
+            detail = f"-> {step.error}" if step.error else f"-> {_describe(value)}"
         d.text((x0, y0 + panel_h + 2), _fit(caption, panel_width), fill=_TEXT)
         if step is not None:
             d.text((x0, y0 + panel_h + 15), _fit(detail, panel_width),
                    fill=(170, 0, 0) if step.error else (60, 60, 60))
     return out
+
+
+def machine_note(step) -> str:
+    """For an NSM program step: which machine step carried it out or whose state it reads."""
+    k = getattr(step, "machine_step", None)
+    if k is None:
+        return "  [all objects]" if hasattr(step, "machine_step") else ""
+    if step.carried:
+        with_ = [i for i in step.together if i != step.index]
+        return f"  [NSM step {k + 1}: {step.machine_op}" + (f", with {','.join(map(str, with_))}]" if with_ else "]")
+    return f"  [reads NSM step {k + 1}]"
 
 
 def _fit(text: str, width_px: int, char_px: int = 6) -> str:

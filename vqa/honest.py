@@ -6,9 +6,10 @@
         print(row)
 
 Per `max_unknown` limit (`vqa.pipeline.Pipeline(max_unknown=...)`): how many of the
-hand-written out-of-domain questions (`tests/fixtures/parser/out_of_domain.json`) are not
-understood, and how many in-domain questions are refused and answered right: the
-hand-written CLEVR questions (`tests/fixtures/parser/human_questions.json`, on their two
+hand-written out-of-domain questions (`vqa/data/out_of_domain.json`) are not
+understood (with `fallback`, e.g. the LLM parser: how many of them it parsed instead), and
+how many in-domain questions are refused and answered right: the
+hand-written CLEVR questions (`vqa/data/human_questions.json`, on their two
 scenes) and a generated CLEVR questions file on its gold scenes (question parser + ASP).
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .datasets import clevr
 from .ontology import normalise_answer
 from .scene import SceneGraph
 
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "parser"
+DATA = Path(__file__).resolve().parent / "data"  # package data (ships with the wheel)
 
 
 def _answer_file(pipe, questions: list[dict], scenes: dict[str, dict]) -> list[tuple[bool, bool]]:
@@ -37,8 +38,8 @@ def _answer_file(pipe, questions: list[dict], scenes: dict[str, dict]) -> list[t
 
 
 def out_of_domain_rates(questions: str | Path, scenes: str | Path, limits: list[float | None], *,
-                        out_of_domain: str | Path = FIXTURES / "out_of_domain.json",
-                        hand_written: str | Path = FIXTURES / "human_questions.json") -> list[dict]:
+                        out_of_domain: str | Path = DATA / "out_of_domain.json",
+                        hand_written: str | Path = DATA / "human_questions.json", fallback=None) -> list[dict]:
     from .pipeline import Pipeline
 
     ood = json.loads(Path(out_of_domain).read_text(encoding="utf-8"))["questions"]
@@ -49,11 +50,13 @@ def out_of_domain_rates(questions: str | Path, scenes: str | Path, limits: list[
     any_scene = SceneGraph.from_clevr(hum["scenes"][0])
     rows = []
     for limit in limits:
-        pipe = Pipeline(max_unknown=limit)
+        pipe = Pipeline(max_unknown=limit, fallback=fallback)
         h = _answer_file(pipe, hum["questions"], hum_scenes)
         g = _answer_file(pipe, gen, gen_scenes)
+        o = pipe.answer_many(any_scene, ood)
         rows.append({"max_unknown": limit,
-                     "out_of_domain_not_understood": sum(not r.understood for r in pipe.answer_many(any_scene, ood)),
+                     "out_of_domain_not_understood": sum(not r.understood for r in o),
+                     "out_of_domain_fallback_parsed": sum(r.parser == "llm" for r in o),
                      "out_of_domain": len(ood),
                      "hand_written_not_understood": sum(not u for u, _ in h), "hand_written_right": sum(ok for _, ok in h),
                      "hand_written": len(h),

@@ -32,9 +32,13 @@ answers:
   proven the best within it has `proven` False and its confidence halved
   (`UNPROVEN_FACTOR`).
 - "nsm": the Neural State Machine answers from the scene graph and the question text;
-  `trace` holds, per reasoning step, the attention over objects (`TraceStep.value` is a
-  dict {object id: probability}); `confidence` is its answer probability. The parsed
-  program is still reported.
+  `confidence` is its answer probability. `trace` holds one entry per step of the parsed
+  program (`vqa.reason.nsm.NSMTraceStep`): the attention over objects ({object id:
+  probability}) of the machine step that carries the step out, or whose state the step
+  reads (`carried` False: `scene`, `count`, `query_*`, ... are read by the answer
+  classifier), with the machine step's number and op; a filter chain is one machine step
+  (`together`). Where the program asks for more machine steps than the model has, `trace`
+  holds the machine's own steps (op, attention).
 
 A `SceneGraph` (or a path to a SceneGraph JSON / CLEVR scenes file via `load_scene`) can be
 given instead of an image: then no scene parser runs. A `Program` (or program text such
@@ -149,6 +153,10 @@ class Answer:
     presupposition: bool = False  # ASP: refused, its presupposition fails on the most probable reading
     understood: bool = True  # False: the question looks outside the domain (`Pipeline`, `max_unknown`)
     unknown_share: float = 0.0  # the share of the question's words outside the parser's vocabulary
+    # which parser gave `program`: "seq2seq", "llm" (the fallback, for a question the seq2seq
+    # parser did not understand) or "given" (a program passed in)
+    parser: str = "seq2seq"
+    fallback: str | None = None  # the LLM fallback's outcome when it was asked: "used" or why it gave nothing
 
     @property
     def ok(self) -> bool:
@@ -162,7 +170,10 @@ class Answer:
         out = []
         for t in self.trace:
             v = t.value
-            if isinstance(v, dict):
+            att = getattr(t, "attention", None)  # NSM program steps: the state the step carries out or reads
+            if att is not None:
+                out.append({k: float(p) for k, p in att.items() if k in ids})
+            elif isinstance(v, dict):
                 out.append({k: float(p) for k, p in v.items() if k in ids})
             elif isinstance(v, tuple):
                 out.append({k: 1.0 for k in v if k in ids})
@@ -188,7 +199,8 @@ class Answer:
                 "reading_probability": None if self.reading_probability is None else float(
                     f"{self.reading_probability:.6g}"),
                 "presupposition": self.presupposition, "understood": self.understood,
-                "unknown_share": round(self.unknown_share, 4), "trace": trace,
+                "unknown_share": round(self.unknown_share, 4), "parser": self.parser, "fallback": self.fallback,
+                "trace": trace,
                 "image_id": self.scene.image_id, "timings": {k: round(v, 6) for k, v in self.timings.items()}}
 
 
@@ -204,7 +216,7 @@ class Pipeline:
     def __init__(self, *, scene_checkpoint=None, parser_checkpoint=None, nsm_checkpoint=None,
                  theory_dir=None, reasoner: str = "asp", device: str = "cpu", top_k: int = 3,
                  threads: int | None = 1, backend: str = "auto", budget=_DEFAULT, min_reading=_DEFAULT,
-                 max_unknown: float | None = DEFAULT_MAX_UNKNOWN, min_parse: float | None = None):
+                 max_unknown: float | None = DEFAULT_MAX_UNKNOWN, min_parse: float | None = None, fallback=None):
         if reasoner not in REASONERS:
             raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
         if backend not in BACKENDS:
@@ -227,6 +239,9 @@ class Pipeline:
             if v is not None and not 0 <= v <= 1:
                 raise VQAError(f"{name} must be in [0, 1] (None: no limit), got {v}")
         self.max_unknown, self.min_parse = max_unknown, min_parse
+        # a question the seq2seq parser did not understand is parsed again by `fallback` (an
+        # object with `parse(question) -> .program, .confidence`, e.g. the LLM parser)
+        self.fallback = fallback
         self._parts: dict[str, object] = {}
         self._scenes: dict[object, SceneGraph] = {}  # image key -> parsed scene (recent images)
         self.cache_size = 16
@@ -410,6 +425,17 @@ class Pipeline:
         parsed = self._parse(questions, programs)
         t2 = time.perf_counter()
         verdicts = [self.not_understood(prog, conf, words) for prog, conf, words in parsed]
+        parsers = ["seq2seq" if words is not None else "given" for _, _, words in parsed]
+        outcomes: list[str | None] = [None] * len(questions)
+        if self.fallback is not None:
+            for i, v in enumerate(verdicts):
+                if v is not None:
+                    got, outcomes[i] = self._ask_fallback(questions[i])
+                    if got is not None:
+                        parsed[i] = (got[0], got[1], parsed[i][2])
+                        verdicts[i], parsers[i] = None, "llm"
+                    else:
+                        verdicts[i] = f"{v}; the LLM parser gave no program either: {outcomes[i]}"
         keep = [i for i, v in enumerate(verdicts) if v is None]
         kept = [(parsed[i][0], parsed[i][1]) for i in keep]
         answered = (self._answer_asp if reasoner == "asp" else self._answer_nsm)(
@@ -417,17 +443,26 @@ class Pipeline:
         results: list = [None] * len(questions)
         for i, r in zip(keep, answered):
             r.unknown_share = _unknown_share(parsed[i][2])
+            r.parser, r.fallback = parsers[i], outcomes[i]
             results[i] = r
         for i, v in enumerate(verdicts):
             if v is not None:
                 prog, conf, words = parsed[i]
                 results[i] = Answer(questions[i], None, 0.0, prog, [], scene, reasoner, error=v, parse_confidence=conf,
-                                    understood=False, unknown_share=_unknown_share(words))
+                                    understood=False, unknown_share=_unknown_share(words), fallback=outcomes[i])
         t3 = time.perf_counter()
         n = max(1, len(questions))
         for r in results:
             r.timings = {"scene": t1 - t0, "parse": (t2 - t1) / n, "reason": (t3 - t2) / n}
         return results
+
+    def _ask_fallback(self, question: str) -> tuple[tuple[Program, float] | None, str]:
+        """The fallback parser's (program, confidence) for a question, or None with why."""
+        try:
+            r = self.fallback.parse(question)
+        except VQAError as e:  # no valid program, the model declined, or the endpoint failed
+            return None, str(e)
+        return (r.program, float(r.confidence)), "used"
 
     def not_understood(self, program: Program, confidence: float, words: list[str] | None) -> str | None:
         """Why a parsed question is not understood (None: it is): too many words outside the
@@ -449,12 +484,9 @@ class Pipeline:
         answers = self.asp.answer_batch(scene, [p for p, _ in parsed])
         out = []
         for q, (prog, pconf), a in zip(questions, parsed, answers):
-            share = a.top[0][1] if a.top else (1.0 if a.ok else 0.0)
-            reading = a.reading_probability
-            conf = (pconf * share * (1.0 if reading is None else reading) * (1.0 if a.proven else UNPROVEN_FACTOR)
-                    if a.ok else 0.0)
-            out.append(Answer(q, a.answer, conf, prog, a.trace, scene, "asp", error=a.error, top=list(a.top),
-                              parse_confidence=pconf, proven=a.proven, reading_probability=reading,
+            out.append(Answer(q, a.answer, asp_confidence(a, pconf), prog, a.trace, scene, "asp", error=a.error,
+                              top=list(a.top), parse_confidence=pconf, proven=a.proven,
+                              reading_probability=a.reading_probability,
                               presupposition=a.presupposition))
         return out
 
@@ -462,12 +494,29 @@ class Pipeline:
         with compute_threads(self.threads):
             answers = self.nsm.answer_batch([scene] * len(questions), questions)
         out = []
+        from .reason.nsm import program_trace
+
         for q, (prog, pconf), a in zip(questions, parsed, answers):
-            trace = [TraceStep(i, op, (), dict(dist)) for i, (op, dist) in enumerate(zip(a.step_ops,
-                                                                                         a.step_distributions))]
+            trace = program_trace(prog, a)  # one entry per program step (see vqa.reason.nsm)
+            if trace is None:  # the machine's own steps
+                trace = [TraceStep(i, op, (), dict(dist)) for i, (op, dist) in enumerate(zip(a.step_ops,
+                                                                                             a.step_distributions))]
             out.append(Answer(q, a.answer, float(a.confidence), prog, trace, scene, "nsm",
                               top=[(a.answer, float(a.confidence))], parse_confidence=pconf))
         return out
+
+
+def asp_confidence(a, parse_confidence: float = 1.0) -> float:
+    """The `confidence` of an ASP answer `a` (`vqa.reason.asp.ASPAnswer`): question-parse
+    probability x the answer's share among the top readings x the probability of its reading
+    relative to the scene's most probable one x `UNPROVEN_FACTOR` when that reading was not
+    proven the best within the budget; 0 for no answer."""
+    if not a.ok:
+        return 0.0
+    share = a.top[0][1] if a.top else 1.0
+    reading = a.reading_probability
+    return (parse_confidence * share * (1.0 if reading is None else reading)
+            * (1.0 if a.proven else UNPROVEN_FACTOR))
 
 
 def _unknown_share(words: list[str] | None) -> float:

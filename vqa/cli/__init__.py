@@ -36,10 +36,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _make_output_folders(args) -> None:
+    """The folders that a command's output paths (`output_paths`, set by each command's `set_defaults`)
+    lie in, created when missing; one clear error when one cannot be."""
+    from pathlib import Path
+
+    for name in getattr(args, "output_paths", ()):
+        value = getattr(args, name, None)
+        if not value or str(value) == "-":
+            continue
+        folder = Path(value).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            flag = "--" + name.replace("_", "-")
+            raise VQAError(f"{flag} {value}: cannot create the folder {folder}: {e.strerror}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _make_output_folders(args)
         return int(args.func(args) or 0)
     except VQAError as e:
         print(f"vqa {args.command}: error: {e}", file=sys.stderr)

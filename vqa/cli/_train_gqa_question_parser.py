@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--enc-layers", type=int, default=2)
     p.add_argument("--dec-layers", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out",))  # output folders made by `vqa`
 
 
 def run(args) -> int:

@@ -60,7 +60,7 @@ def register(tsub) -> None:
     p.add_argument("--eval-only", action="store_true",
                    help="only evaluate the checkpoint --out on --val-split (accuracy by group, function, family)")
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out", "ship", "report"))  # output folders made by `vqa`
 
 
 def run(args) -> int:

@@ -61,7 +61,7 @@ def register(tsub) -> None:
     p.add_argument("--init", default=None, metavar="CKPT",
                    help="fine-tune: start from this scene-parser checkpoint (its architecture; e.g. the shipped one)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out",))  # output folders made by `vqa`
 
 
 def run(args) -> int:

@@ -52,7 +52,7 @@ def register(tsub) -> None:
                    help="cube half-extent the parser assumes for 3-D positions: synth (radius / sqrt(2), the "
                         "synthetic world's) or clevr (the radius, released CLEVR's); default: the checkpoint's")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out",))  # output folders made by `vqa`
 
 
 def run(args) -> int:

@@ -12,6 +12,22 @@ def progress(iterable=None, desc: str = "", total: int | None = None, **kw):
                 dynamic_ncols=True, **kw)
 
 
+class Stages:
+    """Progress of a command made of a few long steps that a bar would disturb (benchmarks
+    timing themselves): one line per step on stderr, `NAME: [i/n] what (elapsed so far)`."""
+
+    def __init__(self, name: str, total: int, file=None):
+        import time
+
+        self.name, self.total, self.k, self.file = name, total, 0, file or sys.stderr
+        self.start, self._clock = time.monotonic(), time.monotonic
+
+    def __call__(self, what: str) -> None:
+        self.k += 1
+        print(f"{self.name}: [{self.k}/{self.total}] {what} ({_duration(self._clock() - self.start)} elapsed)",
+              file=self.file, flush=True)
+
+
 PROGRESS_SECONDS = 30.0  # default interval of the progress lines of a logged run (VQA_PROGRESS_SECONDS)
 
 

@@ -42,6 +42,14 @@ def register(sub) -> None:
                         f"is reported as not understood, with its parse (default {DEFAULT_MAX_UNKNOWN}; 1: never)")
     p.add_argument("--min-parse", type=float, metavar="P",
                    help="also report as not understood a question whose parse probability is below P (default: off)")
+    p.add_argument("--fallback", choices=("llm",),
+                   help="parse a question the question parser does not understand (see --max-unknown, --min-parse) "
+                        "again with the LLM parser (an OpenAI-compatible endpoint: --base-url, --model, --api-key) "
+                        "and answer its program; the model may decline (not understood). ASP only")
+    p.add_argument("--base-url", help="--fallback llm: endpoint (default: $OPENAI_BASE_URL, else OpenAI)")
+    p.add_argument("--model", help="--fallback llm: model name (default: $OPENAI_MODEL or gpt-4o-mini)")
+    p.add_argument("--api-key", help="--fallback llm: API key (default: $OPENAI_API_KEY; local servers need none)")
+    p.add_argument("--timeout", type=float, default=60.0, help="--fallback llm: seconds per request (default 60)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (JSONL with --questions)")
     p.add_argument("--explain", metavar="OUT.png", help="draw the objects selected at each step")
     p.add_argument("--models", default="synth", choices=("synth", "clevr"),
@@ -57,7 +65,7 @@ def register(sub) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"),
                    help="how the scene and question parsers run: numpy (the torch-free runtime, from the .npz "
                         "exports; what auto picks on the CPU) or torch (.pt checkpoints; auto picks it for CUDA)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("explain",))  # output folders made by `vqa`
 
 
 def run(args) -> int:
@@ -72,10 +80,24 @@ def run(args) -> int:
                     ("--min-parse", args.min_parse)):
         if v is not None and not 0 <= v <= 1:
             raise VQAError(f"{flag} must be in [0, 1], got {v}")
+    fallback = None
+    if args.fallback == "llm":
+        if args.reasoner != "asp":
+            raise VQAError("--fallback llm gives a program: it applies to --reasoner asp (the NSM reads the question)")
+        import os
+
+        from ..language.llm_parser import LLMQuestionParser
+        from ..llm import LLMClient, LLMConfig
+
+        fallback = LLMQuestionParser(LLMClient(LLMConfig.resolve(base_url=args.base_url, model=args.model,
+                                                                 api_key=args.api_key, env=os.environ,
+                                                                 timeout=args.timeout)))
+    elif args.base_url or args.model or args.api_key:
+        raise VQAError("--base-url, --model and --api-key are for --fallback llm")
     pipe = Pipeline.from_pretrained(args.checkpoints, models=args.models, reasoner=args.reasoner, device=args.device,
                                     backend=args.backend, budget=args.budget or None,
                                     min_reading=args.min_reading or None, max_unknown=args.max_unknown,
-                                    min_parse=args.min_parse)
+                                    min_parse=args.min_parse, fallback=fallback)
     if args.questions:
         if args.question or args.program or args.explain:
             raise VQAError("--questions answers a file of questions; --question, --program and --explain "
@@ -131,19 +153,23 @@ def _print(r) -> None:
     if r.question:
         print(f"question: {r.question}")
     if r.program is not None:
-        print(f"program (parse confidence {r.parse_confidence:.3f}):")
+        by = " by the LLM parser (the fallback)" if r.parser == "llm" else ""
+        print(f"program{by} (parse confidence {r.parse_confidence:.3f}):")
         for line in str(r.program).splitlines():
             print(f"  {line}")
     print(f"trace ({r.reasoner}):")
+    from ..explain import machine_note
+
     for t, chosen in zip(r.trace, r.selected()):
+        att = t.value if isinstance(t.value, dict) else getattr(t, "attention", None)
         if t.error:
             val = t.error
-        elif isinstance(t.value, dict):
-            top = sorted(t.value.items(), key=lambda kv: -kv[1])[:3]
+        elif att is not None and (isinstance(t.value, dict) or t.value is None):
+            top = sorted(att.items(), key=lambda kv: -kv[1])[:3]
             val = "attention " + ", ".join(f"{k}: {p:.2f}" for k, p in top)
         else:
             val = list(t.value) if isinstance(t.value, tuple) else t.value
-        print(f"  {t.index}  {t.token:<24} -> {val}")
+        print(f"  {t.index}  {t.token:<24} -> {val}{machine_note(t)}")
     if not r.proven:
         print("  (search stopped at its budget: the best reading found so far, not proven the best; "
               "confidence halved)")
@@ -157,6 +183,8 @@ def _print(r) -> None:
         print(f"no answer: {r.error}")
     elif not r.understood:
         print(r.error)
+        if r.fallback is None:
+            print("  (the LLM parser can be tried on it: --fallback llm)")
     else:
         print(f"answer: none ({r.error})")
 
@@ -190,8 +218,20 @@ def _many(pipe, args) -> int:
                   f"\t{r.confidence:.3f}" + ("" if r.proven else "\tnot proven"))
     unproven = sum(not r.proven for r in results)
     print(f"{len(items)} questions about {len(by_image)} images; {failed} without an answer; "
-          f"{unproven} not proven within the budget", file=sys.stderr)
+          f"{unproven} not proven within the budget; {fallback_counts(results)}", file=sys.stderr)
     return 0
+
+
+def fallback_counts(results) -> str:
+    """The not-understood questions and what the LLM fallback did with them, for a summary."""
+    not_understood = sum(not r.understood for r in results)
+    used = sum(r.parser == "llm" for r in results)
+    asked = sum(r.fallback is not None for r in results)
+    if not asked:
+        return f"{not_understood} not understood" + (" (the LLM parser fallback: --fallback llm)"
+                                                     if not_understood else "")
+    return (f"{not_understood + used} not understood by the question parser: the LLM fallback parsed {used}, "
+            f"gave no program for {asked - used}")
 
 
 def read_question_file(path: Path, images: Path | None) -> list[tuple[str, str]]:

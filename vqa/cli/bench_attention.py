@@ -48,7 +48,7 @@ def register(sub) -> None:
     g.add_argument("--layers", type=int, default=1, help="transformer layers (default 1)")
     g.add_argument("--steps", type=int, default=150, help="training steps per configuration (default 150)")
     g.add_argument("--search-batch", type=int, default=32, help="training batch (default 32)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out",))  # output folders made by `vqa`
 
 
 def run_search(args) -> int:

@@ -24,16 +24,25 @@ def run(args) -> int:
     from ..errors import VQAError
     from ..eval.gqa_scale import format_rows, replicate, run_scale_bench
 
+    from ._util import Stages
+
+    sizes, reasoners = args.sizes.split(","), tuple(args.reasoners.split(","))
+    stage = Stages("vqa bench gqa-eval", len(sizes) * (1 + len(reasoners)))
     dirs = []
-    for size in args.sizes.split(","):
+    for size in sizes:
         try:
             q, i = (int(x) for x in size.split("/"))
         except ValueError:
             raise VQAError(f"--sizes expects QUESTIONS/IMAGES pairs, got {size!r}") from None
         d = Path(args.work) / f"{q}_{i}"
+        stage(f"{size}: replicating the files" if not (d / "q.json").exists() else f"{size}: files there ({d})")
         if not (d / "q.json").exists():
             replicate(args.questions, args.scenes, d, questions=q, images=i)
         dirs.append(d)
-    rows = run_scale_bench(dirs, reasoners=tuple(args.reasoners.split(",")), workers=args.workers)
+    rows = []
+    for d in dirs:
+        for reasoner in reasoners:
+            stage(f"{d.name}: vqa evaluate --reasoner {reasoner} (a fresh process)")
+            rows += run_scale_bench([d], reasoners=(reasoner,), workers=args.workers)
     print(json.dumps(rows, indent=1) if args.json else format_rows(rows))
     return 0

@@ -155,12 +155,18 @@ def run(args) -> int:
 
     if not Path(args.image).is_file():
         raise VQAError(f"{args.image}: no such image")
+    from ._util import Stages
+
     report: dict = {"cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2)}
+    stage = Stages("vqa bench pipeline", sum(k not in args.skip for k in ("cold", "warm", "workers")))
     if "cold" not in args.skip:
+        stage(f"cold start: {args.cold_repeats} x 3 fresh processes")
         report["cold"] = bench_cold(args.image, args.cold_repeats)
     if "warm" not in args.skip:
+        stage(f"warm: {args.warm_questions} questions per variant")
         report["warm"] = bench_warm(args.image, args.warm_questions)
     if "workers" not in args.skip:
+        stage(f"workers: evaluate {args.scenes} scenes with 1 and {args.workers} workers, {args.workers_repeats} x")
         report["workers"] = bench_workers(args.scenes, args.questions_per_scene, args.workers, args.workers_repeats)
     report["load_after"] = round(os.getloadavg()[0], 2)
     if args.json:

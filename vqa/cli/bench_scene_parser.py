@@ -25,6 +25,9 @@ def run(args) -> int:
     from ..errors import VQAError
     from ..runtime.scene_parser import bench_parsing
 
+    from ._util import Stages
+
+    stage = Stages("vqa bench scene-parser", 1 if args.images else 2)
     npz = args.npz or [str(Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "scene_parser.npz")]
     with tempfile.TemporaryDirectory() as tmp:
         if args.images:
@@ -34,11 +37,14 @@ def run(args) -> int:
                 raise VQAError(f"{args.images}: no PNG or JPEG images")
         else:
             from ..datasets.synth.generate import generate_dataset
+
+            stage(f"generating {args.limit} 480x320 images")
             generate_dataset(tmp, num_scenes=args.limit, questions_per_scene=0, seed=0, image_size=(480, 320), verify=False)
             images = sorted((Path(tmp) / "images" / "train").iterdir())
         from PIL import Image
         with Image.open(images[0]) as im:
             size = f"{im.size[0]}x{im.size[1]}"
+        stage(f"timing {len(npz)} checkpoint(s) x {args.repeats} runs, one at a time and in one call")
         if args.threads:
             from threadpoolctl import threadpool_limits
             with threadpool_limits(args.threads):

@@ -10,8 +10,8 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=["clevr", "gqa"], default="clevr")
     p.add_argument("--theory", help="incomplete theory (.lp); default: the complete rules/<dataset> theory, "
                                     "ablated with --ablate-predicate / --ablate-fraction")
-    p.add_argument("--questions", help="questions file (required for a run)")
-    p.add_argument("--scenes", help="scenes file (required for a run)")
+    p.add_argument("--questions", help="questions file (required for a run, unless --replay demo)")
+    p.add_argument("--scenes", help="scenes file (required for a run, unless --replay demo)")
     p.add_argument("--out", help="run directory (required for a run; rerun the same command to resume)")
     p.add_argument("--check-endpoint", action="store_true",
                    help="send one tiny request and report the model, the latency and whether the reply parses "
@@ -45,9 +45,11 @@ def register(sub) -> None:
     p.add_argument("--check-seconds", type=float, help="wall-clock limit of one solver check "
                                                        "(default: 30 for clevr, 60 for gqa)")
     p.add_argument("--check-memory-mb", type=int, default=2048, help="memory limit of one solver check")
-    p.add_argument("--replay", help="run from a recorded transcript.jsonl instead of an endpoint")
+    p.add_argument("--replay", metavar="TRANSCRIPT", help="run from a recorded transcript.jsonl instead of an endpoint; "
+                                                         "'demo': the shipped demo (its theory, questions, scenes and "
+                                                         "settings; no endpoint, no other flags needed)")
     p.add_argument("--json", action="store_true", help="also print the summary (or the endpoint report) as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out",))  # output folders made by `vqa`
 
 
 def _llm_config(args, **kw):
@@ -80,16 +82,17 @@ def check_endpoint(args) -> int:
 def run(args) -> int:
     from ..distill.loop import DistillConfig
     from ..distill.run import DistillRun, distill
+    from ..errors import VQAError
     from ..llm import LLMClient
     from ._util import progress
 
     if args.check_endpoint:
         return check_endpoint(args)
+    if args.replay == "demo":
+        _demo_args(args)
     missing = [f"--{k}" for k in ("questions", "scenes", "out") if not getattr(args, k)]
     if missing:
-        from ..errors import VQAError
-
-        raise VQAError(f"{', '.join(missing)} required (or --check-endpoint)")
+        raise VQAError(f"{', '.join(missing)} required (or --replay demo, or --check-endpoint)")
     cfg = DistillConfig(batch=args.batch, retries=args.retries, mends=args.mends, candidates=args.candidates,
                         order=args.order, seed=args.seed, max_batches=args.max_batches,
                         max_llm_calls=args.max_llm_calls, max_llm_tokens=args.max_llm_tokens)
@@ -113,6 +116,9 @@ def run(args) -> int:
     print(f"accepted rules: {summary['accepted_rules']}; LLM calls: {summary['llm_calls']} "
           f"({summary['prompt_tokens']} prompt + {summary['completion_tokens']} completion tokens); "
           f"unsolved examples: {len(summary['unsolved'])}")
+    why = no_calls_reason(summary)
+    if why:
+        print(why)
     if summary.get("verdicts"):
         print("verdicts: " + ", ".join(f"{k} {v}" for k, v in summary["verdicts"].items()))
     if summary["llm_calls"]:
@@ -126,3 +132,43 @@ def run(args) -> int:
     if getattr(args, "json", False):
         print(json.dumps(summary))
     return 0
+
+
+DEMO_SETTINGS = ("batch", "retries", "mends", "order", "seed", "test_fraction", "val_fraction")
+
+
+def _demo_args(args) -> None:
+    """`--replay demo`: the shipped demo's files and the settings it was recorded with."""
+    from ..distill.run import DEMO_DIR
+    from ..errors import VQAError
+
+    given = [f for f, v in (("--theory", args.theory), ("--questions", args.questions), ("--scenes", args.scenes),
+                            ("--max-batches", args.max_batches), ("--limit", args.limit),
+                            ("--ablate-predicate", args.ablate_predicate),
+                            ("--ablate-fraction", args.ablate_fraction)) if v is not None]
+    if given:
+        raise VQAError(f"--replay demo replays the recorded run as it was; {', '.join(given)} do(es) not apply")
+    settings = json.loads((DEMO_DIR / "settings.json").read_text(encoding="utf-8"))
+    args.dataset, args.replay = "clevr", str(DEMO_DIR / "transcript.jsonl")
+    args.theory, args.questions, args.scenes = (str(DEMO_DIR / "incomplete.lp"), str(DEMO_DIR / "questions.json"),
+                                                str(DEMO_DIR / "scenes.json"))
+    for key in DEMO_SETTINGS:
+        setattr(args, key, settings[key])
+    print(f"replaying the shipped demo ({DEMO_DIR}): an incomplete CLEVR theory without the rules for `exist`, "
+          f"scripted LLM replies (a syntax error, an unsafe rule, a wrong rule, two hostile replies, the right rule)")
+
+
+def no_calls_reason(summary: dict) -> str | None:
+    """Why a run made no LLM calls (None when it made some)."""
+    if summary.get("llm_calls"):
+        return None
+    b = summary.get("batches") or {}
+    if not b:
+        return None
+    if not b.get("run"):
+        return "no LLM calls: no training batch was run" + (
+            f" (--max-batches {b['max_batches']})" if b.get("max_batches") is not None else "")
+    cut = (f" of {b['total']} (--max-batches {b['max_batches']})" if b.get("max_batches") is not None
+           and b["run"] < b["total"] else "")
+    return (f"no LLM calls: the {b['run']} training batch(es) run{cut} were already answered right by the theory "
+            f"({b['already_right']} of {b['run']}), so there was nothing to ask; the train accuracy is the theory's own")

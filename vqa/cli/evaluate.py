@@ -50,6 +50,10 @@ def register(sub) -> None:
                    help="CLEVR, ASP: a question about a predicted scene that can be carried out only on a reading less "
                         "probable than P times the scene's most probable reading is refused (its presupposition "
                         "fails there; default 0.05; 0: no limit); the report counts them as refused")
+    p.add_argument("--confidence", action="store_true",
+                   help="CLEVR, ASP: record each answer's confidence as `vqa answer` gives it (searches the next-best "
+                        "answers too: several times slower on predicted scenes); the report gets its calibration "
+                        "(ECE) and a reliability plot (REPORT.reliability.png)")
     p.add_argument("--choices", help="GQA: {split}_choices.json for validity and plausibility")
     p.add_argument("--all", action="store_true", help="GQA: score all questions, not only the balanced ones")
     p.add_argument("--ontology", help="GQA: an attribute ontology learned by `vqa gqa ontology`")
@@ -57,7 +61,7 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (when stderr is not a terminal, no progress lines: one every "
                         "VQA_PROGRESS_SECONDS, default 30)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out", "predictions"))  # output folders made by `vqa`
 
 
 def run(args) -> int:
@@ -92,11 +96,11 @@ def run(args) -> int:
                                 predictions=args.predictions, progress=bar, theory_dir=args.theory,
                                 workers=args.workers, shard=parse_shard(args.shard), images=args.images,
                                 checkpoints=checkpoints, scenes_per_call=args.scenes_per_call, budget=args.budget,
-                                min_reading=args.min_reading)
+                                min_reading=args.min_reading, confidence=args.confidence)
     else:
         clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard), ("--budget", args.budget is not None),
                                       ("--min-reading", args.min_reading is not None),
-                                      ("--models", args.models != "synth")) if v]
+                                      ("--confidence", args.confidence), ("--models", args.models != "synth")) if v]
         if clevr_only:
             raise VQAError(f"{', '.join(clevr_only)} apply to --dataset clevr only")
         from ..eval.gqa import evaluate_gqa, format_report, score_predictions

@@ -45,7 +45,7 @@ def register(sub) -> None:
                         "sqrt(2) smaller, as the project's synthetic world (and Blender renders before this option)")
     b.add_argument("--blender-timeout", type=_positive, default=600, metavar="S",
                    help="seconds Blender may take for one request before it is restarted (default 600)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out",))  # output folders made by `vqa`
 
 
 def run(args) -> int:

@@ -13,7 +13,7 @@ def register(sub) -> None:
     o.add_argument("--min-count", type=int, default=1, help="keep a (value, type) pair seen at least this often")
     o.add_argument("--with-default", action="store_true", help="merge the shipped default ontology into the output")
     o.add_argument("--no-progress", action="store_true")
-    o.set_defaults(func=run_ontology)
+    o.set_defaults(func=run_ontology, output_paths=("out",))  # output folders made by `vqa`
 
 
 def run_ontology(args) -> int:

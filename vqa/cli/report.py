@@ -11,7 +11,7 @@ def register(sub) -> None:
                                                 "(e.g. predicted vs gold scenes)")
     p.add_argument("--out", required=True, help="report JSON (a .md and a .png are written beside it)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out",))  # output folders made by `vqa`
 
 
 def run(args) -> int:

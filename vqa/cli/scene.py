@@ -35,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"),
                    help="--image: numpy (the torch-free runtime, from the .npz export; what auto picks on the CPU) "
                         "or torch; --evaluate and --tune always run the torch model")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, output_paths=("out", "save", "draw"))  # output folders made by `vqa`
 
 
 def run(args) -> int:

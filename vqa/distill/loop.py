@@ -276,6 +276,7 @@ class Distiller:
                 failing_ops[e.meta.get("op", "")] = failing_ops.get(e.meta.get("op", ""), 0) + 1
         train = order_examples(self.split.train, cfg.order, cfg.seed, failing_ops)
         batches = [train[i:i + cfg.batch] for i in range(0, len(train), cfg.batch)]
+        self.batch_counts = {"total": len(batches), "max_batches": cfg.max_batches, "run": 0, "already_right": 0}
         if cfg.max_batches is not None:
             batches = batches[: cfg.max_batches]
         unsolved = []
@@ -283,8 +284,10 @@ class Distiller:
         it = self.progress(batches, desc="distilling") if self.progress else batches
         try:
             for done, batch in enumerate(it):
+                self.batch_counts["run"] += 1
                 res = self._check(self.accepted, batch, "batch")
                 if res.status == "ok" and all(res.correct(e) for e in batch):
+                    self.batch_counts["already_right"] += 1
                     self.seen += batch
                     continue
                 if self._solve_batch(batch, [res.answers.get(e.qid, []) for e in batch]):
@@ -319,6 +322,7 @@ class Distiller:
             "before": before, "after": after, "accepted_rules": len(self.accepted), "unsolved": unsolved,
             "history": self.history,
             "verdicts": _count(e["verdict"] for e in self.transcript.events if e.get("kind") == "verdict"),
+            "batches": dict(getattr(self, "batch_counts", {})),  # training batches: total, run, already right
             "llm_calls": len(llm), "prompt_tokens": sum(e.get("prompt_tokens", 0) for e in llm),
             "completion_tokens": sum(e.get("completion_tokens", 0) for e in llm),
             "llm_seconds": round(sum(e.get("duration_s", 0.0) for e in llm), 3),

@@ -35,6 +35,9 @@ class DistillRun:
     config: DistillConfig = field(default_factory=DistillConfig)
 
 
+# the shipped demo (`vqa distill --replay demo`): theory, questions, scenes, settings, transcript
+DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "distill_demo"
+
 def starting_theory(run: DistillRun) -> tuple[str, dict]:
     """The incomplete theory text and a note on how it was made."""
     if run.theory:

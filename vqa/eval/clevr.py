@@ -88,7 +88,9 @@ class _Answerer:
             budget = {"budget": settings["budget"] or None} if "budget" in settings else {}  # 0: no limit
             if "min_reading" in settings:  # 0: every question answered on its best reading
                 budget["min_reading"] = settings["min_reading"] or None
-            self.asp = ASPReasoner(settings.get("theory_dir"), explain=False, top_k=1, **budget)  # answers only
+            # answers only; with "confidence", the next-best answers too (the pipeline's top 3)
+            self.asp = ASPReasoner(settings.get("theory_dir"), explain=False, top_k=3 if settings.get("confidence") else 1,
+                                   **budget)
         elif reasoner == "nsm":
             from ..reason.nsm import NSMReasoner
 
@@ -122,6 +124,7 @@ class _Answerer:
                 if parsed is not None:
                     q["program_match"] = prog is not None and parsed[k].program == prog
                     prog = parsed[k].program
+                    q["parse_confidence"] = float(parsed[k].confidence)
                 q["program"] = prog
                 if prog is not None:
                     programs.append(prog)
@@ -141,6 +144,10 @@ class _Answerer:
                     rec["refused"] = True
                 if len(flags) > 2 and flags[2]:  # ASP: the cost of the (needed) reading above the scene's best
                     rec["cost"] = flags[2]
+                if len(flags) > 3 and self.s.get("confidence"):  # the pipeline's confidence
+                    from .pipeline import asp_confidence
+
+                    rec["confidence"] = round(asp_confidence(flags[3], q.get("parse_confidence", 1.0)), 6)
                 if "program_match" in q:
                     rec["program_match"] = q["program_match"]
                 out.append(rec)
@@ -150,7 +157,7 @@ class _Answerer:
         reasoner = self.s["reasoner"]
         if reasoner == "asp":
             answers = self.asp.answer_many([(scene, progs) for scene, progs, _ in batch])
-            return [(a.answer, a.error, a.proven, a.presupposition, a.cost) for ans in answers for a in ans]
+            return [(a.answer, a.error, a.proven, a.presupposition, a.cost, a) for ans in answers for a in ans]
         if reasoner == "nsm":
             out = []
             for scene, _, texts in batch:
@@ -211,8 +218,10 @@ def _run_chunk(chunk):
 
 # ---- the driver ---------------------------------------------------------------------------
 def _settings(reasoner, scene_source, program_source, questions, scenes, images, theory_dir, checkpoints,
-              budget=None, min_reading=None) -> dict:
+              budget=None, min_reading=None, confidence=False) -> dict:
     reasoner = "reference" if reasoner == "executor" else reasoner
+    if confidence and reasoner != "asp":
+        raise VQAError("--confidence applies to the asp reasoner")
     if reasoner not in (*REASONERS, "nsm"):
         raise VQAError(f"unknown reasoner {reasoner!r} (expected one of asp, reference, nsm)")
     if scene_source not in SCENE_SOURCES:
@@ -225,7 +234,8 @@ def _settings(reasoner, scene_source, program_source, questions, scenes, images,
             "questions": str(questions), "scenes": str(scenes), "images": str(images) if images else None,
             "theory_dir": str(theory_dir) if theory_dir else None, **(checkpoints or {}),
             **({"budget": budget} if budget is not None else {}),
-            **({"min_reading": min_reading} if min_reading is not None else {})}
+            **({"min_reading": min_reading} if min_reading is not None else {}),
+            **({"confidence": True} if confidence else {})}
 
 
 def lock_predictions(path):
@@ -299,7 +309,7 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
                    predictions: str | Path | None = None, progress=None, theory_dir=None, scenes_per_call: int = 32,
                    workers: int = 1, shard: tuple[int, int] | None = None, images: str | Path | None = None,
                    checkpoints: dict | None = None, budget: float | None = None,
-                   min_reading: float | None = None) -> dict:
+                   min_reading: float | None = None, confidence: bool = False) -> dict:
     """Answer the questions (the first `limit`) of a CLEVR questions file and score them.
 
     `budget`: the ASP reasoner's seconds of search per question on uncertain scenes
@@ -307,7 +317,10 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
     the answers whose best reading was not proven within it (`not_proven`). `min_reading`:
     the ASP reasoner's least reading probability relative to the scene's best (None: its
     default, `vqa.reason.asp.DEFAULT_MIN_READING`; 0: no limit); the report counts the
-    questions refused for it (`refused`).
+    questions refused for it (`refused`). `confidence` (ASP): each record gets the
+    pipeline's `confidence` (`vqa.pipeline.asp_confidence`: the next-best answers are searched
+    as `Pipeline` does, top 3, several times slower on predicted scenes), and the report its
+    calibration (ECE, `REPORT.reliability.png`).
 
     Writes the report to `out` (JSON, plus `.md` and `.png` beside it) and the predictions
     to `predictions` (JSONL, resumable) when given. Returns the report dict."""
@@ -316,18 +329,18 @@ def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str =
                                program_source=program_source, limit=limit, out=out, predictions=predictions,
                                progress=progress, theory_dir=theory_dir, scenes_per_call=scenes_per_call,
                                workers=workers, shard=shard, images=images, checkpoints=checkpoints, budget=budget,
-                               min_reading=min_reading)
+                               min_reading=min_reading, confidence=confidence)
 
 
 def _evaluate_clevr(questions, scenes, *, reasoner, scene_source, program_source, limit, out, predictions,
                     progress, theory_dir, scenes_per_call, workers, shard, images, checkpoints, budget=None,
-                    min_reading=None) -> dict:
+                    min_reading=None, confidence=False) -> dict:
     if budget is not None and budget < 0:
         raise VQAError(f"budget must be >= 0 seconds (0: no limit), got {budget}")
     if min_reading is not None and not 0 <= min_reading <= 1:
         raise VQAError(f"min_reading must be in [0, 1] (0: no limit), got {min_reading}")
     settings = _settings(reasoner, scene_source, program_source, questions, scenes, images, theory_dir, checkpoints,
-                         budget, min_reading)
+                         budget, min_reading, confidence)
     if shard is not None:
         i, n = shard
         if not (n >= 1 and 0 <= i < n):

@@ -615,18 +615,7 @@ def markdown_report(report: dict) -> str:
 
 
 def plot_report(report: dict, path) -> None:
-    """Bar chart of accuracy per structural and semantic type (matplotlib, Agg)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Bar chart of accuracy per structural and semantic type (`vqa.plots.plot_gqa_report`)."""
+    from vqa.plots import plot_gqa_report  # absolute: this module may move into vqa/eval/
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, key in zip(axes, ("per_structural", "per_semantic")):
-        rows = {k: v["accuracy"] or 0.0 for k, v in (report.get(key) or {}).items()}
-        ax.bar(list(rows), list(rows.values()), color="#4c72b0")
-        ax.set_ylim(0, 100)
-        ax.set_title(key.replace("per_", "accuracy / "))
-        ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    plot_gqa_report(report, path)

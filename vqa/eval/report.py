@@ -62,6 +62,11 @@ def score_records(records: list[dict]) -> dict:
               "by_function": _table(by_function, FUNCTIONS)}
     if by_family:
         report["by_family"] = _table(by_family, tuple(sorted(by_family, key=_family_order)))
+    from vqa.calibration import calibration_summary  # absolute: report.py may move into vqa/eval/
+
+    calibration = calibration_summary(records)  # records that carry `confidence`
+    if calibration is not None:
+        report["calibration"] = calibration
     if parsed:
         report["program_exact_match"] = matched / parsed
         report["program_match_by_template"] = _table(match_by_template, TEMPLATE_GROUPS)
@@ -94,6 +99,10 @@ def format_report(report: dict) -> str:
                      f"{report.get('refused', 0)}; wrong {report.get('wrong', 0)}")
     if "program_exact_match" in report:
         lines.append(f"program exact match: {_pct(report['program_exact_match'])}")
+    if report.get("calibration"):
+        c = report["calibration"]
+        lines.append(f"calibration: ECE {c['ece']:.4f} over {c['n']} questions ({len(c['bins'])} bins; mean "
+                     f"confidence {c['mean_confidence']:.4f}, accuracy {c['accuracy']:.4f})")
     for title, key in (("by template", "by_template"), ("by final function", "by_function"),
                        ("program match by template", "program_match_by_template"),
                        ("by template:family", "by_family")):
@@ -110,8 +119,10 @@ def format_report(report: dict) -> str:
 
 def markdown_report(report: dict, compare: dict | None = None) -> str:
     """The report as Markdown tables; with `compare`, a second column (e.g. predicted scenes)."""
-    a = f"{report.get('scene_source', 'gold')} scenes"
-    head = f"| | {a} |" + (f" {compare.get('scene_source', 'other')} scenes |" if compare else "")
+    from vqa.plots import run_labels  # absolute: this module may move into vqa/eval/
+
+    a, b = run_labels(report, compare)
+    head = f"| | {a} |" + (f" {b} |" if compare else "")
     rule = "|---|---:|" + ("---:|" if compare else "")
     lines = [f"# CLEVR evaluation ({report.get('reasoner')})", "",
              f"Accuracy **{_pct(report['accuracy'])}** ({report['correct']}/{report['total']}); "
@@ -132,44 +143,42 @@ def markdown_report(report: dict, compare: dict | None = None) -> str:
                 row += f" {_pct(other['accuracy']) if other else 'n/a'} |"
             lines.append(row)
         lines.append("")
+    if report.get("calibration"):
+        c = report["calibration"]
+        lines += ["## Calibration of `confidence`", "",
+                  f"Expected calibration error **{c['ece']:.4f}** over {c['n']} questions ({len(c['bins'])} equal-width "
+                  f"bins; a question with no answer counts with confidence 0); mean confidence "
+                  f"{c['mean_confidence']:.4f}, accuracy {c['accuracy']:.4f}.", "",
+                  "| confidence | questions | mean confidence | accuracy |", "|---|---:|---:|---:|"]
+        for bin_ in c["bins"]:
+            if bin_["n"]:
+                lines.append(f"| {bin_['lo']:.1f}-{bin_['hi']:.1f} | {bin_['n']} | {bin_['confidence']:.4f} | "
+                             f"{bin_['accuracy']:.4f} |")
+        lines.append("")
     return "\n".join(lines)
 
 
 def plot_report(report: dict, path: str | Path, compare: dict | None = None) -> None:
-    """Bar charts of accuracy by template group and by final function (side by side with
-    `compare` when given)."""
-    import matplotlib
+    """Accuracy by template group, final function and question family, side by side with
+    `compare` when given (`vqa.plots.plot_clevr_report`)."""
+    from vqa.plots import plot_clevr_report  # absolute: this module may move into vqa/eval/
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 2]})
-    runs = [(report, report.get("scene_source", "gold"))] + ([(compare, compare.get("scene_source", "other"))]
-                                                             if compare else [])
-    for ax, key, title in zip(axes, ("by_template", "by_function"), ("template group", "final function")):
-        names = list(report[key])
-        width = 0.8 / len(runs)
-        for k, (rep, label) in enumerate(runs):
-            vals = [100 * rep[key][n]["accuracy"] if n in rep[key] else 0 for n in names]
-            ax.bar([i + k * width for i in range(len(names))], vals, width, label=f"{label} scenes")
-        ax.set_xticks([i + width * (len(runs) - 1) / 2 for i in range(len(names))], names, rotation=30, ha="right")
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"CLEVR accuracy by {title}")
-        ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_clevr_report(report, path, compare)
 
 
 def write_reports(report: dict, out: str | Path, compare: dict | None = None) -> None:
-    """`out` (JSON), plus `out` with .md and .png suffixes."""
+    """`out` (JSON), plus `out` with .md and .png suffixes (and .reliability.png when the
+    predictions carry `confidence`)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     out.with_suffix(".md").write_text(markdown_report(report, compare))
     if report["total"]:
         plot_report(report, out.with_suffix(".png"), compare)
+    if report.get("calibration"):  # the reliability diagram of `confidence`
+        from vqa.plots import plot_reliability  # absolute: this module may move into vqa/eval/
+
+        plot_reliability(report["calibration"], out.with_suffix(".reliability.png"))
 
 
 def merge_predictions(paths: list[str | Path]) -> tuple[list[dict], dict | None]:

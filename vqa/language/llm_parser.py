@@ -5,7 +5,9 @@ worked examples. The reply is validated as a `Program` (syntax, known functions,
 vocabulary, input types); an invalid reply is sent back once with the error. With
 `samples > 1` the most frequent valid program wins and its share of the votes is the
 confidence (self-consistency); with one sample a valid first reply has confidence 1.0,
-a reply valid only after the retry 0.5.
+a reply valid only after the retry 0.5. A model may decline a question that is not about
+the scene ("P: none"): `Declined`, no program (the pipeline's fallback for questions the
+seq2seq parser does not understand then reports the question as not understood).
 """
 from __future__ import annotations
 
@@ -39,6 +41,10 @@ class ParseError(VQAError):
     pass
 
 
+class Declined(ParseError):
+    """The model says the question is not about the scene ("P: none")."""
+
+
 @dataclass
 class ParseResult:
     program: Program
@@ -67,6 +73,7 @@ Rules: `unique` turns a set that must hold exactly one object into that object; 
 (ball=sphere, block=cube, big=large, tiny=small, shiny/metallic=metal, matte=rubber).
 Examples:
 {shots}
+If the question is not about the objects of such a scene, reply "P: none".
 Reply with the program only, on one line, after "P: "."""
 
 
@@ -75,6 +82,8 @@ def extract_program(reply: str) -> Program:
     m = re.search(r"P:\s*(.+)", text)
     line = m.group(1) if m else next((ln for ln in text.splitlines() if "(" in ln), text)
     line = line.strip().strip("`").strip()
+    if line.rstrip(".").lower() == "none":
+        raise Declined("the LLM says the question is not about the objects of the scene")
     return Program.parse(line).validate()
 
 
@@ -87,11 +96,16 @@ class LLMQuestionParser:
         messages = [{"role": "system", "content": system_prompt()}, {"role": "user", "content": f"Q: {question}"}]
         reply = self.client.chat(messages, n=self.samples)
         valid, replies, errors = [], list(reply.texts), []
+        declined = 0
         for text in reply.texts:
             try:
                 valid.append(extract_program(text))
+            except Declined:
+                declined += 1
             except DataError as e:
                 errors.append((text, str(e)))
+        if not valid and declined and declined >= len(errors):  # most replies decline: no program
+            raise Declined(f"the LLM says {question!r} is not about the objects of the scene")
         retried = False
         if not valid and errors:  # send the error back once
             text, err = errors[0]
@@ -103,6 +117,8 @@ class LLMQuestionParser:
             for t in again.texts:
                 try:
                     valid.append(extract_program(t))
+                except Declined:
+                    raise Declined(f"the LLM says {question!r} is not about the objects of the scene") from None
                 except DataError as e:
                     errors.append((t, str(e)))
         if not valid:

@@ -41,13 +41,15 @@ Layering: imports torch and core modules only (plus vqa.reason.nsm_data).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from ..errors import DataError
+from ..executor import TraceStep
+from ..program import Program
 from ..scene import SceneGraph
 from .nsm_data import COMPARE_OPS, OPS, NSMOntology, Vocab, collate, encode_example, to_device
 
@@ -313,9 +315,111 @@ class NSMAnswer:
     confidence: float
     step_distributions: list[dict[str, float]]  # one {object id: probability} per reasoning step
     step_ops: list[str]  # the most weighted op of each step (skip, shift, and, or)
+    # per reasoning step, the soft set itself: {object id: membership in [0, 1]} (the
+    # distributions above are these normalised; their sum is the machine's soft count)
+    step_sets: list[dict[str, float]] = field(default_factory=list)
+    initial_set: dict[str, float] = field(default_factory=dict)  # the state before step 1 (object mass)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# ---- the machine's steps as program steps -------------------------------------------------
+# The machine runs a fixed number of reasoning steps (NSMConfig.steps, 8 in the shipped
+# checkpoints) and was trained to make one step per *macro step* of the program
+# (`nsm_data.macro_steps`): a filter chain (with its `unique`) after `scene` is one property
+# shift, `relate`/`same_*` one relation shift, `intersect`/`union` one and/or step, and the
+# steps after the last are `skip` (keep the state). `scene`, `unique` after a relation,
+# `count`, `exist`, `query_*`, `equal_*` and the count comparisons are not machine steps: the
+# answer classifier reads the final state (and, for the two-branch questions, the register
+# holding the first branch). `program_trace` lays the machine's steps out on the program.
+def machine_step_spans(program: Program) -> list[tuple[str, list[int]]]:
+    """Per machine step the program asks for: (op, the program step indices it carries out),
+    in order; the structure of `nsm_data.macro_steps` without running the program."""
+    steps, out, i, restart, pending = program.steps, [], 0, False, []
+    while i < len(steps):
+        op = steps[i].op
+        if op == "scene":
+            restart, pending, i = True, [i], i + 1
+            continue
+        if op.startswith("filter_") or (op == "unique" and restart):
+            j = i
+            while j < len(steps) and (steps[j].op.startswith("filter_") or steps[j].op == "unique"):
+                j += 1
+            out.append(("shift", pending + list(range(i, j))))
+            restart, pending, i = False, [], j
+            continue
+        if restart:  # a branch that is the whole scene
+            out.append(("shift", pending))
+            restart, pending = False, []
+        if op == "relate" or op.startswith("same_"):
+            out.append(("shift", [i]))
+        elif op in ("intersect", "union"):
+            out.append(("and" if op == "intersect" else "or", [i]))
+        i += 1
+    return out
+
+
+@dataclass
+class NSMTraceStep(TraceStep):
+    """A program step as the NSM carried it out. `machine_step` (0-based) is the machine step
+    whose state `attention` shows; `carried` is True when that machine step carries out this
+    program step (with the other steps in `together`), False when the step only reads it (the
+    answer classifier, or a `unique` the machine has no step for). `machine_op`: that machine
+    step's most weighted op (skip, shift, and, or)."""
+
+    attention: dict | None = None
+    machine_step: int | None = None
+    machine_op: str | None = None
+    carried: bool = False
+    together: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(attention=None if self.attention is None else {k: round(float(p), 4)
+                                                               for k, p in self.attention.items()},
+                 nsm_step=self.machine_step, nsm_op=self.machine_op, carried=self.carried,
+                 together=list(self.together))
+        return d
+
+
+def program_trace(program: Program | None, answer: "NSMAnswer") -> list[NSMTraceStep] | None:
+    """One entry per program step: the soft set ({object id: membership in [0, 1]}; the
+    normalised distribution where the answer carries no sets) of the machine step that
+    carries it out (or whose state it reads); the last step holds the answer and reads the
+    final state (after all machine steps, so a step the model did not leave as `skip`
+    shows). None when the program asks for more machine steps than the model has (then show
+    the machine steps themselves)."""
+    if program is None or not program.steps:
+        return None
+    spans = machine_step_spans(program)
+    dists, ops = answer.step_sets or answer.step_distributions, answer.step_ops
+    if len(spans) > len(dists):
+        return None
+    carried = {i: k for k, (_, idx) in enumerate(spans) for i in idx}
+    together = {i: tuple(idx) for _, idx in spans for i in idx}
+    last = len(program.steps) - 1
+    state: dict[int, int | None] = {}
+    out = []
+    for i, s in enumerate(program.steps):
+        if s.op == "scene":  # the state before the machine steps: every object (its mass)
+            state[i] = None
+            att = dict(answer.initial_set) or ({o: 1.0 for o in dists[0]} if dists else None)
+            out.append(NSMTraceStep(i, s.token, (), att, attention=att))
+            continue
+        if i in carried:
+            k, done = carried[i], True
+        else:
+            k, done = (state.get(s.inputs[0]) if s.inputs else None), False
+        if i == last:
+            k = len(dists) - 1 if dists else None  # the classifier reads the final state
+        state[i] = k
+        att = None if k is None else dict(dists[k])
+        value = answer.answer if i == last else (att if done else None)
+        out.append(NSMTraceStep(i, s.token, tuple(s.inputs), value, attention=att, machine_step=k,
+                                machine_op=None if k is None else ops[k], carried=done and i != last,
+                                together=tuple(j for j in together.get(i, ()) if program.steps[j].op != "scene")))
+    return out
 
 
 class NSMReasoner:
@@ -346,13 +450,16 @@ class NSMReasoner:
             batch = collate(exs)
             out = self.model(to_device(batch, self.device))
             probs = torch.softmax(out["logits"], -1).cpu()
-            dists, ops = out["dists"].cpu(), out["op"].argmax(-1).cpu()
+            dists, ops, sets = out["dists"].cpu(), out["op"].argmax(-1).cpu(), out["states"].cpu()
+            a0 = self.model.object_mass(batch["score"]).cpu()
             for b, ids in enumerate(batch["ids"]):
                 conf, k = probs[b].max(0)
                 steps = [{o: round(float(dists[b, i, j]), 6) for j, o in enumerate(ids)}
                          for i in range(dists.shape[1])]
+                soft = [{o: round(float(sets[b, i, j]), 6) for j, o in enumerate(ids)} for i in range(sets.shape[1])]
                 results.append(NSMAnswer(self.ontology.answers[int(k)], float(conf), steps,
-                                         [OPS[int(o)] for o in ops[b]]))
+                                         [OPS[int(o)] for o in ops[b]], soft,
+                                         {o: round(float(a0[b, j]), 6) for j, o in enumerate(ids)}))
         return results
 
 
