@@ -196,7 +196,11 @@ def test_centre_regression_moves_centres_and_numpy_matches_torch(tmp_path):
     from vqa.vision.core import n_attribute_logits
     model = _centre_model(tmp_path)
     K = n_attribute_logits(model.cfg)
-    assert model.refine.head.out_features == K + 2
+    assert model.refine.head.out_features == K and model.refine.centre.out_features == 2
+    with torch.no_grad():  # a centre head that is not zero
+        model.refine.centre.weight.normal_(0, 0.01)
+    torch.save(checkpoint_dict(model), tmp_path / "sp.pt")
+    export_npz(tmp_path / "sp.pt")
     # mirror averaging: the mirrored crop's x offset is negated
     x = torch.from_numpy(np.random.default_rng(7).normal(size=(3, 3, 16, 16)).astype(np.float32))
     a, b = model.refine_logits(x), model.refine_logits(x.flip(-1))
@@ -214,8 +218,8 @@ def test_centre_regression_moves_centres_and_numpy_matches_torch(tmp_path):
     # (without mirror averaging, which cancels a constant x offset)
     model.cfg.flip_tta = False
     with torch.no_grad():
-        model.refine.head.weight[K:].zero_()
-        model.refine.head.bias[K:] = torch.tensor([0.25, 0.0])
+        model.refine.centre.weight.zero_()
+        model.refine.centre.bias[:] = torch.tensor([0.25, 0.0])
     moved = model.parse_image(image)
     model.cfg.refine_centre_weight = 0.0
     still = model.parse_image(image)

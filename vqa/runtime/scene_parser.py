@@ -151,6 +151,9 @@ class NumpySceneParser:
             y = ops.gelu(ops.conv2d(x, wt, b, stride, 1))
             x = x + y if residual else y
         out = ops.linear(x.mean((1, 2)), self.w["refine.head.weight"], self.w["refine.head.bias"])
+        if self.cfg.refine_centre:  # torch flattens (C, h, w)
+            flat = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
+            out = np.concatenate([out, ops.linear(flat, self.w["refine.centre.weight"], self.w["refine.centre.bias"])], 1)
         if not self.cfg.flip_tta:
             return out
         mirror = out[n:].copy()

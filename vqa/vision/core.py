@@ -306,6 +306,11 @@ def source_crops(boxes: np.ndarray, index: np.ndarray, cfg: SceneParserConfig, *
     return out, centres, sides
 
 
+def refine_grid(size: int) -> int:
+    """Side of the second stage's final feature map for crops of `size` (two stride-2 3x3 convolutions, padding 1)."""
+    return -(-(-(-size // 2)) // 2)
+
+
 def n_attribute_logits(cfg: SceneParserConfig) -> int:
     return sum(len(v) for v in cfg.attributes.values())
 

@@ -272,15 +272,11 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
                 raise VQAError(f"{cfg.checkpoint}: has no second stage to continue training")
             if cfg.source is not None:
                 model.cfg.refine_source = cfg.source
-            if cfg.centre and not model.cfg.refine_centre:  # two more outputs, starting at 0
-                head = model.refine.head
-                new = torch.nn.Linear(head.in_features, head.out_features + 2)
-                with torch.no_grad():
-                    new.weight.zero_()
-                    new.bias.zero_()
-                    new.weight[:head.out_features] = head.weight
-                    new.bias[:head.out_features] = head.bias
-                model.refine.head = new
+            if cfg.centre and not model.cfg.refine_centre:  # a centre head, starting at 0
+                from .core import refine_grid
+                model.refine.centre = torch.nn.Linear(model.refine.head.in_features * refine_grid(model.cfg.refine_size) ** 2, 2)
+                torch.nn.init.zeros_(model.refine.centre.weight)
+                torch.nn.init.zeros_(model.refine.centre.bias)
                 model.cfg.refine_centre, model.cfg.refine_centre_weight = True, 0.0
         else:
             model.cfg.refine_size, model.cfg.refine_channels = cfg.size, tuple(cfg.channels)
