@@ -182,7 +182,7 @@ def test_pyramid_crops_match_full_resolution_crops_on_linear_images():
 def _centre_model(tmp_path, source="image"):
     torch.manual_seed(1)
     cfg = SceneParserConfig(**TINY, **REFINE, refine_weight={"shape": 0.5}, refine_source=source,
-                            refine_centre=True, refine_centre_weight=1.0)
+                            refine_centre=True, refine_centre_weight=1.0, refine_geometry=True)
     model = SceneParser(cfg).eval()
     with torch.no_grad():
         model.out.bias[0] = 0.0
@@ -193,16 +193,29 @@ def _centre_model(tmp_path, source="image"):
 
 def test_centre_regression_moves_centres_and_numpy_matches_torch(tmp_path):
     from PIL import Image
-    from vqa.vision.core import n_attribute_logits
+    from vqa.vision.core import mirror_geometry, n_attribute_logits
     model = _centre_model(tmp_path)
     K = n_attribute_logits(model.cfg)
-    assert model.refine.head.out_features == K + 2
+    assert model.refine.head.out_features == K and model.refine.centre.out_features == 2
+    with torch.no_grad():  # a centre head that is not zero
+        model.refine.centre.weight.normal_(0, 0.01)
+    torch.save(checkpoint_dict(model), tmp_path / "sp.pt")
+    export_npz(tmp_path / "sp.pt")
     # mirror averaging: the mirrored crop's x offset is negated
+    with torch.no_grad():  # the head reads the geometry
+        model.refine.head.weight[:, -3:].normal_(0, 1.0)
+    torch.save(checkpoint_dict(model), tmp_path / "sp.pt")
+    export_npz(tmp_path / "sp.pt")
     x = torch.from_numpy(np.random.default_rng(7).normal(size=(3, 3, 16, 16)).astype(np.float32))
-    a, b = model.refine_logits(x), model.refine_logits(x.flip(-1))
+    g = torch.tensor([[-2.0, 0.3, 0.6], [-1.5, 0.5, 0.5], [-3.0, 0.9, 0.2]])
+    a, b = model.refine_logits(x, g), model.refine_logits(x.flip(-1), mirror_geometry(g))
     assert torch.allclose(a[:, K], -b[:, K], atol=1e-5) and torch.allclose(a[:, K + 1], b[:, K + 1], atol=1e-5)
+    assert torch.allclose(a[:, :K], b[:, :K], atol=1e-5)
+    assert not torch.allclose(a[:, :K], model.refine_logits(x, g + 0.5)[:, :K])  # the geometry counts
+    with pytest.raises(ValueError, match="geometry"):
+        model.refine_logits(x)
     np_model = NumpySceneParser.load(tmp_path / "sp.npz")
-    assert np.abs(np_model.crop_logits(x.numpy()) - a.numpy()).max() < 1e-4
+    assert np.abs(np_model.crop_logits(x.numpy(), g.numpy()) - a.numpy()).max() < 1e-4
     # a 144x96 image (1.5 x the 96x64 input): crops from the image at its own resolution
     image = Image.fromarray(np.random.default_rng(8).integers(0, 255, (96, 144, 3), dtype=np.uint8))
     g_t, g_n = model.parse_image(image), np_model.parse_image(image)
@@ -214,8 +227,8 @@ def test_centre_regression_moves_centres_and_numpy_matches_torch(tmp_path):
     # (without mirror averaging, which cancels a constant x offset)
     model.cfg.flip_tta = False
     with torch.no_grad():
-        model.refine.head.weight[K:].zero_()
-        model.refine.head.bias[K:] = torch.tensor([0.25, 0.0])
+        model.refine.centre.weight.zero_()
+        model.refine.centre.bias[:] = torch.tensor([0.25, 0.0])
     moved = model.parse_image(image)
     model.cfg.refine_centre_weight = 0.0
     still = model.parse_image(image)
@@ -246,9 +259,11 @@ def test_refiner_full_resolution_crops_and_centres(tmp_path):
     d = SceneParserData(data, "val", image_size=(128, 192), attributes=model.cfg.attributes, full=True)
     assert d.full.shape[-2:] == (192, 288)
     gc = GoldCrops(d, "image")
-    x, off = gc.crops(np.arange(len(gc)), model.cfg)
+    assert model.cfg.refine_geometry and model.refine.head.in_features == 8 + 3
+    x, off, geo = gc.crops(np.arange(len(gc)), model.cfg)
     assert x.shape == (len(gc), 3, 16, 16) and torch.allclose(off, torch.zeros_like(off))
-    x, off = gc.crops(np.arange(len(gc)), model.cfg, np.random.default_rng(0), jitter=0.1)
+    assert torch.allclose(geo[:, 1], torch.from_numpy(gc.boxes[:, 0] / 192).float())  # centre x / input width
+    x, off, geo = gc.crops(np.arange(len(gc)), model.cfg, np.random.default_rng(0), jitter=0.1)
     assert off.abs().max() > 0
     # a Blender record from before the CLEVR-size cubes: cube size not a target
     scenes = data / "scenes" / "CLEVR_val_scenes.json"

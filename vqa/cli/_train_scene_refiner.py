@@ -47,7 +47,8 @@ def register(tsub) -> None:
                         "checkpoint's with --keep, else input)")
     p.add_argument("--centre", action="store_true",
                    help="the second stage also regresses each object's centre (its weight against the dense "
-                        "head's centre is chosen on --val-split)")
+                        "head's centre is chosen on --val-split), and its attribute head reads the crop's "
+                        "geometry (size and place in the image: a crop alone does not show how big its object is)")
     p.add_argument("--cubes", choices=("synth", "clevr"), default=None,
                    help="cube half-extent the parser assumes for 3-D positions: synth (radius / sqrt(2), the "
                         "synthetic world's) or clevr (the radius, released CLEVR's); default: the checkpoint's")

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..scene import SceneGraph
-from ..vision.core import SceneParserConfig, n_attribute_logits, parse_images
+from ..vision.core import SceneParserConfig, mirror_geometry, n_attribute_logits, parse_images
 from . import ops
 from .ops import FIXED_GROUPS
 from .checkpoints import load_npz
@@ -147,19 +147,32 @@ class NumpySceneParser:
             out[name] = (m[:B] + back) / 2
         return out
 
-    def crop_logits(self, crops: np.ndarray) -> np.ndarray:
+    def crop_logits(self, crops: np.ndarray, geometry: np.ndarray | None = None) -> np.ndarray:
         """As `CropNet` in eval mode: crops (n, 3, r, r) -> (n, K) (+ 2 centre offsets with
         `refine_centre`); with `flip_tta`, averaged with the mirrored crops' outputs."""
         n = crops.shape[0]
         if n > CROPS_PER_PASS:
-            return np.concatenate([self.crop_logits(crops[k:k + CROPS_PER_PASS]) for k in range(0, n, CROPS_PER_PASS)])
+            return np.concatenate([self.crop_logits(crops[k:k + CROPS_PER_PASS],
+                                                    None if geometry is None else geometry[k:k + CROPS_PER_PASS])
+                                   for k in range(0, n, CROPS_PER_PASS)])
         x = np.ascontiguousarray(crops.transpose(0, 2, 3, 1))             # (n, r, r, 3)
         if self.cfg.flip_tta:
             x = np.concatenate([x, x[:, :, ::-1]], 0)
         for wt, b, stride, residual in self.refine:
             y = ops.gelu(ops.conv2d(x, wt, b, stride, 1))
             x = x + y if residual else y
-        out = ops.linear(x.mean((1, 2)), self.w["refine.head.weight"], self.w["refine.head.bias"])
+        pooled = x.mean((1, 2))
+        if self.cfg.refine_geometry:
+            if geometry is None:
+                raise ValueError("this second stage reads the crops' geometry: pass it")
+            g = np.asarray(geometry, np.float32)
+            if self.cfg.flip_tta:
+                g = np.concatenate([g, mirror_geometry(g)], 0)
+            pooled = np.concatenate([pooled, g], 1)
+        out = ops.linear(pooled, self.w["refine.head.weight"], self.w["refine.head.bias"])
+        if self.cfg.refine_centre:  # torch flattens (C, h, w)
+            flat = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
+            out = np.concatenate([out, ops.linear(flat, self.w["refine.centre.weight"], self.w["refine.centre.bias"])], 1)
         if not self.cfg.flip_tta:
             return out
         mirror = out[n:].copy()

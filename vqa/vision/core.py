@@ -64,6 +64,9 @@ class SceneParserConfig:
     # `refine_centre_weight` of the way from the dense head's to the crop net's (chosen on val)
     refine_centre: bool = False
     refine_centre_weight: float = 0.0
+    # the second stage's attribute head also reads where the crop is: log(crop side / input
+    # width), centre x / width, centre y / height (a crop alone does not show how big its object is)
+    refine_geometry: bool = False
     # the half-extent of a cube for 3-D positions: "synth" (the synthetic world's, radius /
     # sqrt(2)) or "clevr" (released CLEVR's cubes: the radius, see vqa.datasets.blender.driver.CUBES)
     cubes: str = "synth"
@@ -187,7 +190,8 @@ def parse_images(images: list, cfg: SceneParserConfig, predict, *,
     """PIL images or paths -> one SceneGraph each (coordinates in each image's own pixels).
     Images of one input size go through `predict` together: normalised float32 (B, 3, h, w)
     -> dict of maps with a batch axis (numpy arrays); then each image's maps are decoded.
-    `refine` (with `cfg.refine_size`): crops (n, 3, r, r) float32 -> attribute logits (n, K),
+    `refine` (with `cfg.refine_size`): crops (n, 3, r, r) float32 and their `crop_geometry`
+    (n, 3) -> attribute logits (n, K),
     the categories' values concatenated in `cfg.attributes` order, then with `cfg.refine_centre`
     the centre offsets (n, 2) (the second stage)."""
     pils = [load_image(im) if isinstance(im, (str, Path)) else to_rgb(im) for im in images]
@@ -306,6 +310,27 @@ def source_crops(boxes: np.ndarray, index: np.ndarray, cfg: SceneParserConfig, *
     return out, centres, sides
 
 
+def refine_grid(size: int) -> int:
+    """Side of the second stage's final feature map for crops of `size` (two stride-2 3x3 convolutions, padding 1)."""
+    return -(-(-(-size // 2)) // 2)
+
+
+def crop_geometry(centres: np.ndarray, sides: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """(n, 3) float32: log(side / W), cx / W, cy / H of crops in network-input pixels (the same
+    in any pixels of the image: all three are scale-free)."""
+    h, w = input_hw
+    centres = np.asarray(centres, np.float64).reshape(-1, 2)
+    return np.stack([np.log(np.maximum(np.asarray(sides, np.float64), 1e-6) / w), centres[:, 0] / w,
+                     centres[:, 1] / h], 1).astype(np.float32)
+
+
+def mirror_geometry(geometry):
+    """`crop_geometry` of the mirrored crops (x centre -> 1 - x); numpy arrays or tensors."""
+    g = geometry.clone() if hasattr(geometry, "clone") else geometry.copy()
+    g[:, 1] = 1 - g[:, 1]
+    return g
+
+
 def n_attribute_logits(cfg: SceneParserConfig) -> int:
     return sum(len(v) for v in cfg.attributes.values())
 
@@ -320,7 +345,7 @@ def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfi
         return
     boxes = np.concatenate([d["boxes"] for d in dets])
     crops, centres, sides = source_crops(boxes, index, cfg, batch=batch, sources=sources, input_hw=batch.shape[-2:])
-    logits = np.asarray(refine(crops), dtype=np.float32)
+    logits = np.asarray(refine(crops, crop_geometry(centres, sides, batch.shape[-2:])), dtype=np.float32)
     K = n_attribute_logits(cfg)
     start = 0
     for d in dets:

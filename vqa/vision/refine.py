@@ -37,8 +37,8 @@ import torch.nn.functional as F
 
 from ..errors import VQAError
 from ..resume import check_size
-from .core import (MEAN, STD, crop_boxes, detect, n_attribute_logits, pyramid, sample_pyramid_crops, source_crops,
-                   to_graph)
+from .core import (MEAN, STD, crop_boxes, crop_geometry, detect, mirror_geometry, n_attribute_logits, pyramid,
+                   sample_pyramid_crops, source_crops, to_graph)
 from .data import SceneParserData, load_training_data
 from .metrics import match_objects
 from .scene_parser import checkpoint_dict, load_scene_parser
@@ -80,6 +80,7 @@ class RefineConfig:
     source: str | None = None         # crops from "input" (the network input) or "image" (full resolution);
                                       # default: the checkpoint's with `keep`, else "input"
     centre: bool | None = None        # also regress the centre (default: the checkpoint's with `keep`, else False)
+    geometry: bool | None = None      # the attribute head reads the crop's geometry (default: as `centre`)
     centre_loss: float = 10.0         # weight of the centre's L1 loss (offsets as fractions of the crop side)
     centre_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     cubes: str | None = None          # the parser's cube half-extent for 3-D positions (default: the checkpoint's)
@@ -95,6 +96,7 @@ class GoldCrops:
         parts = getattr(data, "parts", None) or [data]
         repeats = getattr(data, "repeats", None) or [1] * len(parts)
         self.categories = list(data.attributes)
+        self.input_hw = tuple(data.image_size)
         self.levels: list[list[np.ndarray]] = []   # per group: pyramid levels (N, 3, h, w) uint8
         self.scales: list[float] = []              # per group: image pixels per network-input pixel
         groups, index, boxes, labels = [], [], [], []
@@ -123,9 +125,10 @@ class GoldCrops:
         return len(self.index)
 
     def crops(self, rows: np.ndarray, cfg, rng: np.random.Generator | None = None, *, jitter: float = 0.0,
-              scale_jitter: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised crops (n, 3, r, r) of objects `rows` and the gold centres' offsets from the
-        crop centres (n, 2) as fractions of the crop side; with `rng`, jittered and half mirrored."""
+              scale_jitter: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised crops (n, 3, r, r) of objects `rows`, the gold centres' offsets from the
+        crop centres (n, 2) as fractions of the crop side, and the crops' `crop_geometry` (n, 3);
+        with `rng`, jittered and half mirrored."""
         rows = np.asarray(rows, np.int64)
         centres, sides = crop_boxes(self.boxes[rows], cfg)
         gold = centres.copy()
@@ -133,6 +136,7 @@ class GoldCrops:
             sides = sides * np.exp(rng.normal(0, scale_jitter, len(rows)))
             centres = centres + rng.normal(0, jitter, (len(rows), 2)) * sides[:, None]
         offsets = (gold - centres) / sides[:, None]
+        geometry = torch.from_numpy(crop_geometry(centres, sides, self.input_hw))
         x = np.zeros((len(rows), 3, cfg.refine_size, cfg.refine_size), np.float32)
         for g in np.unique(self.group[rows]):
             sel = np.nonzero(self.group[rows] == g)[0]
@@ -145,7 +149,8 @@ class GoldCrops:
             flip = torch.from_numpy(rng.random(len(rows)) < 0.5)
             x[flip] = x[flip].flip(-1)
             offsets[flip, 0] = -offsets[flip, 0]
-        return x, offsets
+            geometry[flip] = mirror_geometry(geometry[flip])
+        return x, offsets, geometry
 
 
 def _lr(step: int, total: int, cfg: RefineConfig) -> float:
@@ -167,7 +172,8 @@ def gold_crop_accuracy(model, crops: GoldCrops, batch_size: int = 512) -> dict[s
     right = np.zeros(len(crops.categories))
     for k in range(0, len(crops), batch_size):
         rows = np.arange(k, min(k + batch_size, len(crops)))
-        logits = model.refine_logits(crops.crops(rows, cfg)[0].to(model.device)).cpu()
+        x, _, geometry = crops.crops(rows, cfg)
+        logits = model.refine_logits(x.to(model.device), geometry.to(model.device)).cpu()
         for c, part in enumerate(_split_logits(logits, cfg.attributes)):
             right[c] += (part.argmax(1).numpy() == crops.labels[rows, c]).sum()
     known = (crops.labels >= 0).sum(0)
@@ -204,7 +210,8 @@ def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, 
                 sources = [pyramid(((data.full[i].astype(np.float32) / 255.0 - MEAN) / STD).astype(np.float32))]
             x, centres, sides = source_crops(det["boxes"][p_idx], np.zeros(len(p_idx), np.int64), cfg,
                                              batch=batch[b:b + 1], sources=sources, input_hw=batch.shape[-2:])
-            logits = model.refine_logits(torch.from_numpy(x).to(model.device)).cpu()
+            geometry = torch.from_numpy(crop_geometry(centres, sides, batch.shape[-2:]))
+            logits = model.refine_logits(torch.from_numpy(x).to(model.device), geometry.to(model.device)).cpu()
             for cat, part in zip(cfg.attributes, _split_logits(logits, cfg.attributes)):
                 dense[cat].append(torch.from_numpy(det["logits"][cat][:, p_idx].T.copy()))
                 crop_parts[cat].append(part)
@@ -278,21 +285,28 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
                 raise VQAError(f"{cfg.checkpoint}: has no second stage to continue training")
             if cfg.source is not None:
                 model.cfg.refine_source = cfg.source
-            if cfg.centre and not model.cfg.refine_centre:  # two more outputs, starting at 0
+            if cfg.centre and not model.cfg.refine_centre:  # a centre head, starting at 0
+                from .core import refine_grid
+                model.refine.centre = torch.nn.Linear(model.refine.head.in_features * refine_grid(model.cfg.refine_size) ** 2, 2)
+                torch.nn.init.zeros_(model.refine.centre.weight)
+                torch.nn.init.zeros_(model.refine.centre.bias)
+                model.cfg.refine_centre, model.cfg.refine_centre_weight = True, 0.0
+            geometry = cfg.centre if cfg.geometry is None else cfg.geometry
+            if geometry and not model.cfg.refine_geometry:  # three more head inputs, weights starting at 0
                 head = model.refine.head
-                new = torch.nn.Linear(head.in_features, head.out_features + 2)
+                new = torch.nn.Linear(head.in_features + 3, head.out_features)
                 with torch.no_grad():
                     new.weight.zero_()
-                    new.bias.zero_()
-                    new.weight[:head.out_features] = head.weight
-                    new.bias[:head.out_features] = head.bias
-                model.refine.head = new
-                model.cfg.refine_centre, model.cfg.refine_centre_weight = True, 0.0
+                    new.weight[:, :head.in_features] = head.weight
+                    new.bias.copy_(head.bias)
+                model.refine.head, model.refine.geometry = new, True
+                model.cfg.refine_geometry = True
         else:
             model.cfg.refine_size, model.cfg.refine_channels = cfg.size, tuple(cfg.channels)
             model.cfg.refine_context, model.cfg.refine_weight = cfg.context, {}
             model.cfg.refine_source = cfg.source or "input"
             model.cfg.refine_centre, model.cfg.refine_centre_weight = bool(cfg.centre), 0.0
+            model.cfg.refine_geometry = bool(cfg.centre if cfg.geometry is None else cfg.geometry)
             model.add_refine()
     if cfg.cubes is not None:
         if cfg.cubes not in ("synth", "clevr"):
@@ -351,12 +365,12 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
         for k in range(k, steps_per_epoch):
             rows = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
             brng = np.random.default_rng([cfg.seed, epoch, k])
-            x, offsets = crops.crops(rows, mcfg, brng, jitter=cfg.jitter, scale_jitter=cfg.scale_jitter)
-            x, offsets = x.to(device), offsets.to(device)
+            x, offsets, geometry = crops.crops(rows, mcfg, brng, jitter=cfg.jitter, scale_jitter=cfg.scale_jitter)
+            x, offsets, geometry = x.to(device), offsets.to(device), geometry.to(device)
             y = torch.from_numpy(crops.labels[rows]).to(device)
             for group in opt.param_groups:
                 group["lr"] = _lr(step, total, cfg)
-            logits = model.refine(x.contiguous(memory_format=torch.channels_last))
+            logits = model.refine(x.contiguous(memory_format=torch.channels_last), geometry)
             loss = sum(F.cross_entropy(part, y[:, c], ignore_index=-1)
                        for c, part in enumerate(_split_logits(logits, mcfg.attributes)))
             if mcfg.refine_centre:

@@ -33,7 +33,8 @@ from torch import nn
 from ..errors import DataError, VQAError
 from ..nn.vit import ViT
 from .core import (MEAN, STD, STRIDE, SceneParserConfig, back_project, decode, image_array, input_size,
-                   load_image, n_attribute_logits, parse_images, to_rgb, with_positions)
+                   load_image, mirror_geometry, n_attribute_logits, parse_images, refine_grid, to_rgb,
+                   with_positions)
 from ..scene import SceneGraph
 
 __all__ = ["DEFAULT_CHECKPOINT", "MEAN", "STD", "STRIDE", "SceneParser", "SceneParserConfig", "back_project",
@@ -61,17 +62,33 @@ class CropNet(nn.Module):
     """The second stage: object crops (n, 3, r, r) normalised -> attribute logits (n, K), the
     categories' values concatenated in `cfg.attributes` order, then with `cfg.refine_centre`
     the object centre's offset from the crop centre (dx, dy) as a fraction of the crop side.
-    Five 3x3 convolutions (two of stride 2, two residual), global average pooling, one linear layer."""
+    Five 3x3 convolutions (two of stride 2, two residual), global average pooling, one linear
+    layer; the centre (`centre`) one linear layer on the final feature map (C, r/4, r/4) flattened."""
 
     def __init__(self, cfg: SceneParserConfig):
         super().__init__()
         c1, c2, c3 = cfg.refine_channels
         self.body = nn.Sequential(_conv_bn(3, c1, 1), _conv_bn(c1, c2, 2), _Residual(_conv_bn(c2, c2, 1)),
                                   _conv_bn(c2, c3, 2), _Residual(_conv_bn(c3, c3, 1)))
-        self.head = nn.Linear(c3, sum(len(v) for v in cfg.attributes.values()) + (2 if cfg.refine_centre else 0))
+        self.head = nn.Linear(c3 + (3 if cfg.refine_geometry else 0), sum(len(v) for v in cfg.attributes.values()))
+        self.geometry = cfg.refine_geometry
+        # the centre from the final feature map itself (average pooling would discard where things are)
+        self.centre = nn.Linear(c3 * refine_grid(cfg.refine_size) ** 2, 2) if cfg.refine_centre else None
+        if self.centre is not None:
+            nn.init.zeros_(self.centre.weight)
+            nn.init.zeros_(self.centre.bias)
 
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(crops).mean((2, 3)))
+    def forward(self, crops: torch.Tensor, geometry: torch.Tensor | None = None) -> torch.Tensor:
+        f = self.body(crops)
+        pooled = f.mean((2, 3))
+        if self.geometry:
+            if geometry is None:
+                raise ValueError("this second stage reads the crops' geometry: pass it")
+            pooled = torch.cat([pooled, geometry.to(pooled.dtype)], dim=1)
+        out = self.head(pooled)
+        if self.centre is not None:
+            out = torch.cat([out, self.centre(f.float().contiguous().flatten(1))], dim=1)
+        return out
 
 
 class SceneParser(nn.Module):
@@ -107,13 +124,13 @@ class SceneParser(nn.Module):
         return self
 
     @torch.no_grad()
-    def refine_logits(self, crops: torch.Tensor) -> torch.Tensor:
+    def refine_logits(self, crops: torch.Tensor, geometry: torch.Tensor | None = None) -> torch.Tensor:
         """The second stage's logits in eval mode; with `flip_tta`, averaged with the mirrored
         crops' (their centre offset's x negated)."""
         self.refine.eval()
-        out = self.refine(crops)
+        out = self.refine(crops, geometry)
         if self.cfg.flip_tta:
-            mirror = self.refine(crops.flip(-1))
+            mirror = self.refine(crops.flip(-1), None if geometry is None else mirror_geometry(geometry))
             if self.cfg.refine_centre:
                 K = n_attribute_logits(self.cfg)
                 mirror = torch.cat([mirror[:, :K], -mirror[:, K:K + 1], mirror[:, K + 1:]], dim=1)
@@ -178,8 +195,9 @@ class SceneParser(nn.Module):
             maps = self.predict_maps(torch.from_numpy(batch).to(self.device))
             return {name: m.float().cpu().numpy() for name, m in maps.items()}
 
-        def refine(crops):
-            return self.refine_logits(torch.from_numpy(crops).to(self.device)).float().cpu().numpy()
+        def refine(crops, geometry):
+            return self.refine_logits(torch.from_numpy(crops).to(self.device),
+                                      torch.from_numpy(geometry).to(self.device)).float().cpu().numpy()
 
         return parse_images(images, self.cfg, predict, image_ids=image_ids,
                             refine=refine if self.refine is not None else None)
