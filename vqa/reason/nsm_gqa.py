@@ -19,9 +19,13 @@ The machine is `vqa.reason.nsm.NSM`, unchanged; this module supplies GQA's side:
 - training traces from the `semantic` programs, run by the reference executor
   (`gqa_macro_steps`): a select with its filters is one restarting property shift, a
   relate one relation shift (followed by a property shift on its name when it names
-  one), verify rel / choose rel likewise on their (first) relation; the answer's property
-  type comes from `query X` / `same X` / `different X`. Programs are used in training
-  only: answering needs the graph and the question text.
+  one), verify rel / choose rel likewise on their (first) relation; a comparative
+  (`choose larger` of two objects) is the union of the two, then a property shift on the
+  comparative's positive attribute ("large"), which leaves the winner; the answer's
+  property type comes from `query X` / `same X` / `different X` (a comparative: name).
+  Programs are used in training only: answering needs the graph and the question text.
+- question words start at the concepts' scale (`init_gqa_word_embeddings`) so that the
+  soft tagger does not saturate on a random concept (`concept_tags` shows the tags).
 
 Checkpoints are `nsm.save_checkpoint` files (format vqa-nsm-1) with the GQA ontology used
 for typing stored beside the weights (`gqa_ontology`), the optimizer and the epoch for
