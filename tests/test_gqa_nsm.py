@@ -62,7 +62,7 @@ def test_traces_follow_the_reference_executor(world):
     tr, _ = world
     graphs = SceneGraphs(tr["scenes_file"])
     onto = default_ontology()
-    n = 0
+    n = n_compare = 0
     for _, qid, rec in iter_question_records(tr["questions_file"]):
         sg = graphs[rec["imageId"]]
         steps = [parse_step(r["operation"], r["argument"], r["dependencies"]) for r in rec["semantic"]]
@@ -76,8 +76,13 @@ def test_traces_follow_the_reference_executor(world):
             if ids:
                 assert macros[-1].target == sorted(index[i] for i in ids)
         assert macros[0].restart == 1 and macros[0].relation == 0
+        if rec["types"]["detailed"] == "compare":
+            # "Which is larger, A or B?": A or B, then a shift on "large" leaves the winner
+            assert [m.op for m in macros[-2:]] == ["or", "shift"] and macros[-1].concepts == (steps[-1].type,)
+            assert [sg.objects[k].name for k in macros[-1].target] == [rec["answer"]]
+            n_compare += 1
         n += 1
-    assert n == 80
+    assert n == 80 and n_compare >= 1
     # a wrong answer gives no trace
     steps = [parse_step("select", "box"), parse_step("exist", "?", [0])]
     sg = graphs[next(iter(graphs))]

@@ -19,9 +19,13 @@ The machine is `vqa.reason.nsm.NSM`, unchanged; this module supplies GQA's side:
 - training traces from the `semantic` programs, run by the reference executor
   (`gqa_macro_steps`): a select with its filters is one restarting property shift, a
   relate one relation shift (followed by a property shift on its name when it names
-  one), verify rel / choose rel likewise on their (first) relation; the answer's property
-  type comes from `query X` / `same X` / `different X`. Programs are used in training
-  only: answering needs the graph and the question text.
+  one), verify rel / choose rel likewise on their (first) relation; a comparative
+  (`choose larger` of two objects) is the union of the two, then a property shift on the
+  comparative's positive attribute ("large"), which leaves the winner; the answer's
+  property type comes from `query X` / `same X` / `different X` (a comparative: name).
+  Programs are used in training only: answering needs the graph and the question text.
+- question words start at the concepts' scale (`init_gqa_word_embeddings`) so that the
+  soft tagger does not saturate on a random concept (`concept_tags` shows the tags).
 
 Checkpoints are `nsm.save_checkpoint` files (format vqa-nsm-1) with the GQA ontology used
 for typing stored beside the weights (`gqa_ontology`), the optimizer, epoch and RNG states:
@@ -214,7 +218,9 @@ def gqa_macro_steps(steps, scene: SceneGraph, onto: GQAOntology, answer: str | N
             out.append(MacroStep("shift", ix(res[j - 1]), restart=1, relation=0, concepts=concepts))
             i = j
             continue
-        if s.family == "filter":
+        if s.is_comparative:
+            out += _comparative_steps(s, res, res[i], typed, scene, onto, ix)
+        elif s.family == "filter":
             out.append(MacroStep("shift", ix(res[i]), restart=0, relation=0, concepts=s.values))
         elif s.is_relational and s.values and isinstance(res[s.inputs[0]], list):
             rel = s.values[0]
@@ -229,6 +235,25 @@ def gqa_macro_steps(steps, scene: SceneGraph, onto: GQAOntology, answer: str | N
     return out
 
 
+def _comparative_steps(s, res, winner: str, typed, scene, onto, ix) -> list[MacroStep]:
+    """`choose larger` of two objects as machine steps: the union of the two (the second
+    select pushed the first into the register), then a property shift on the comparative's
+    positive attribute ("larger": "large", from the ontology's comparatives), which leaves
+    the winner, whose name the answer reads. None of that when the attribute does not single
+    out the reference executor's winner (a tie broken by the box, a missing attribute):
+    then the answer is read from the two sets as before."""
+    pos = (onto.comparatives.get(s.type) or (None,))[0]
+    a, b = (res[k] for k in s.inputs)
+    if not pos or not (isinstance(a, list) and isinstance(b, list)):
+        return []
+    both = sorted(set(a) | set(b))
+    keep = [o for o in both if any(pos in vals for vals in typed[o].values())]
+    names = {o.id: o.name for o in scene.objects}
+    if len(keep) != 1 or names[keep[0]] != winner:
+        return []
+    return [MacroStep("or", ix(both)), MacroStep("shift", ix(keep), restart=0, relation=0, concepts=(s.type,))]
+
+
 def _named(scene, oid, name, onto) -> bool:
     o = next(x for x in scene.objects if x.id == oid)
     return name == o.name or name in categories(o.name, onto) or onto.plurals.get(name) in ([o.name] + categories(o.name, onto))
@@ -241,6 +266,7 @@ def answer_property(ontology: NSMOntology, steps) -> int:
     s = steps[-1]
     t = (s.values[0] if s.values else "name") if s.family == "query" else \
         (s.type or "name") if s.family in ("same", "different") else \
+        "name" if s.is_comparative else \
         s.type if s.family == "choose" and not s.is_comparative and s.type != "rel" else None
     return ontology.property_types.index(t) if t in ontology.properties else -1
 
