@@ -161,7 +161,10 @@ def test_training_on_the_official_layout_resumes_exports_and_runs_on_numpy(tmp_p
     assert first["steps"] == 3 and first["vocabulary"] == {"names": 2, "attributes": 4, "relations": 2}
     assert (out / "gqa_scene_parser.pt").is_file() and (out / "last.pt").is_file()
     assert main(base + ["--epochs", "2", "--resume"]) == 0
-    assert json.loads(capsys.readouterr().out)["steps"] == 6
+    second = json.loads(capsys.readouterr().out)
+    assert second["steps"] == 6 and second["decoding"]["score_threshold"] in (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+    ckpt = torch.load(out / "gqa_scene_parser.pt", weights_only=True)
+    assert ckpt["config"]["backbone"]["score_threshold"] == second["decoding"]["score_threshold"]
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["eval_epoch"] for r in log if "eval_epoch" in r] == [1, 2]
     assert main(["export-numpy", str(out / "gqa_scene_parser.pt")]) == 0
