@@ -161,7 +161,10 @@ def test_training_on_the_official_layout_resumes_exports_and_runs_on_numpy(tmp_p
     assert first["steps"] == 3 and first["vocabulary"] == {"names": 2, "attributes": 4, "relations": 2}
     assert (out / "gqa_scene_parser.pt").is_file() and (out / "last.pt").is_file()
     assert main(base + ["--epochs", "2", "--resume"]) == 0
-    assert json.loads(capsys.readouterr().out)["steps"] == 6
+    second = json.loads(capsys.readouterr().out)
+    assert second["steps"] == 6 and second["decoding"]["score_threshold"] in (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+    ckpt = torch.load(out / "gqa_scene_parser.pt", weights_only=True)
+    assert ckpt["config"]["backbone"]["score_threshold"] == second["decoding"]["score_threshold"]
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["eval_epoch"] for r in log if "eval_epoch" in r] == [1, 2]
     assert main(["export-numpy", str(out / "gqa_scene_parser.pt")]) == 0
@@ -231,3 +234,19 @@ def test_a_few_steps_at_real_gqa_vocabulary_sizes_fit_on_cpu():
     r = real_size_steps(steps=2, batch=2, objects=20)
     assert all(np.isfinite(r["losses"]))
     assert r["peak_rss_growth_mb"] < 1500, r  # the heads are per object and per pair, not per cell
+
+
+def test_reasoning_view_keeps_only_the_unsure_facts_uncertain():
+    from vqa.vision.gqa_core import reasoning_view
+
+    g = SceneGraph("1", 100, 100, [
+        SceneObject("0", "box", [0, 0, 10, 10], {"attribute": {"red": 0.99, "large": 0.6, "blue": 0.01}}, score=0.4),
+        SceneObject("1", "leaf", [50, 50, 10, 10], {"attribute": {"green": 0.97}}, score=0.9)],
+        [Relation("0", "to the left of", "1", 0.999), Relation("1", "to the left of", "0", 0.02),
+         Relation("0", "next to", "1", 0.5)], info={"source": "gqa_scene_parser"})
+    v = reasoning_view(g, 0.95)
+    assert [o.score for o in v.objects] == [1.0, 1.0]
+    assert v.objects[0].attributes == {"attribute": {"red": 1.0, "large": 0.6}}
+    assert [(r.predicate, r.subject, r.probability) for r in v.relations] == [("to the left of", "0", 1.0),
+                                                                             ("next to", "0", 0.5)]
+    assert g.objects[0].score == 0.4 and g.relations[0].probability == 0.999  # the raw graph is untouched

@@ -11,6 +11,10 @@ the `.npz` export is there) turns the image into a probabilistic SceneGraph with
 attributes and relations; the GQA question parser (`vqa.language.gqa_parser`) turns the
 question into a GQA `semantic` program; then
 
+Both reasoners read `vqa.vision.gqa_core.reasoning_view` of the parsed graph (`certain`,
+default 0.95): detected objects exist, facts of probability >= 0.95 are facts, those below
+0.05 are left out, the rest stay uncertain.
+
 - "asp" (default): the GQA theory (`rules/gqa/`, `vqa.reason.gqa_asp`) answers on the
   most probable reading of the scene; `trace` holds each step's objects or value,
   `confidence` = parse probability x the answer's share among the top answers' readings
@@ -44,12 +48,13 @@ class GQAPipeline:
 
     def __init__(self, *, scene_checkpoint=None, parser_checkpoint=None, nsm_checkpoint=None,
                  reasoner: str = "asp", device: str = "cpu", threads: int | None = 1, backend: str = "auto",
-                 top_k: int = 3):
+                 top_k: int = 3, certain: float | None = 0.95):
         if reasoner not in REASONERS:
             raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
         if backend not in BACKENDS:
             raise VQAError(f"unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")
         self.reasoner, self.device, self.threads, self.backend, self.top_k = reasoner, device, threads, backend, top_k
+        self.certain = certain  # reasoners answer on `gqa_core.reasoning_view(scene, certain)` (None: the raw graph)
         self._paths = {"scene": scene_checkpoint, "parser": parser_checkpoint, "nsm": nsm_checkpoint}
         self._parts: dict[str, object] = {}
         self._scenes: dict[object, SceneGraph] = {}
@@ -77,9 +82,18 @@ class GQAPipeline:
             return path
         if npz.is_file():
             if path.is_file():
+                from .errors import DataError
                 from .runtime.checkpoints import check_export
 
-                check_export(npz, path)
+                try:
+                    check_export(npz, path)
+                except DataError as e:
+                    if self.backend == "numpy":
+                        raise
+                    import warnings  # auto: the .pt file is the model; its export only starts faster
+
+                    warnings.warn(f"{e}; running {path.name} on torch", stacklevel=3)
+                    return path
             return npz
         if self.backend == "numpy":
             raise VQAError(f"{npz}: no numpy export of {path.name} (make it with `vqa export-numpy {path}`)")
@@ -171,6 +185,10 @@ class GQAPipeline:
         with compute_threads(self.threads):
             parsed = self.question_parser.parse_batch(questions)
         t2 = time.perf_counter()
+        if self.certain is not None and scene.info.get("source") == "gqa_scene_parser":
+            from .vision.gqa_core import reasoning_view
+
+            scene = reasoning_view(scene, self.certain)
         results = (self._answer_asp if reasoner == "asp" else self._answer_nsm)(scene, questions, parsed)
         t3 = time.perf_counter()
         n = max(1, len(questions))

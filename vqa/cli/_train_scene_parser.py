@@ -127,7 +127,7 @@ def _run_gqa(args) -> int:
                          batch_size=args.batch_size or 16, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, resume=args.resume, device=args.device,
                          amp=not args.no_amp, threads=args.threads, max_minutes=args.max_minutes,
-                         model={"backbone": backbone})
+                         tune=not args.no_tune, model={"backbone": backbone})
     try:
         summary = train_gqa_scene_parser(cfg, progress=progress, log=lambda line: print(line, file=sys.stderr))
     except ValueError as e:  # a bad model setting (attention heads, sizes)

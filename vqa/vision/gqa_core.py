@@ -217,3 +217,21 @@ def parse_gqa_images(images: list, cfg: GQASceneParserConfig, features, heads, *
         out.append(to_gqa_graph(det, logits, cfg, scale=s, image_size=im.size, image_id=ids[k]))
     return out
 
+
+
+def reasoning_view(scene: SceneGraph, certain: float = 0.95) -> SceneGraph:
+    """The graph the reasoners answer on: every detected object exists (its `score` is the
+    detector's peak height, a ranking, not a probability; detection already kept or dropped
+    it), attributes and relations with probability >= `certain` become facts (1.0) and those
+    below 1 - `certain` are left out; the rest stay uncertain, for the ASP theory to weigh.
+    Without this, ASP optimises over every fact of the graph (a hundred or more choices per
+    image) and takes minutes per image; the raw graph is what the metrics score."""
+    objects = []
+    for o in scene.objects:
+        attrs = {cat: {v: (1.0 if p >= certain else p) for v, p in dist.items() if p >= 1 - certain}
+                 for cat, dist in o.attributes.items()}
+        objects.append(SceneObject(o.id, o.name, list(o.bbox), attrs, 1.0, o.position))
+    relations = [Relation(r.subject, r.predicate, r.object, 1.0 if r.probability >= certain else r.probability)
+                 for r in scene.relations if r.probability >= 1 - certain]
+    return SceneGraph(scene.image_id, scene.width, scene.height, objects, relations, scene.directions,
+                      {**scene.info, "reasoning_view": certain})

@@ -16,6 +16,8 @@ object of highest IoU when that IoU is >= `iou` (0.5). Then:
   a fixed K it can reach 100 % on images with more than K gold triples (the GQA-format
   world has every pair of objects related left/right and most front/behind: ~2 triples per
   ordered pair, ~90 per image of 7 objects, so recall@50 is capped near 55 % there).
+  `relation_recall_matched` separates the relation head from detection: of the gold triples
+  whose two objects are both matched, the share predicted with probability >= 0.5.
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ def gqa_scene_scores(predicted: list[SceneGraph], gold: list[SceneGraph], *, iou
     tp = n_pred = n_gold = names_ok = 0
     a_tp = a_pred = a_gold = 0
     rel_found = {k: 0 for k in ks}
-    rel_found_gold = 0
+    rel_found_gold = rel_between = rel_between_found = 0
     rel_gold = 0
     for pg, gg in zip(predicted, gold):
         m = match(pg, gg, iou_threshold)
@@ -86,9 +88,17 @@ def gqa_scene_scores(predicted: list[SceneGraph], gold: list[SceneGraph], *, iou
         rel_gold += len(gold_triples)
         ranked = sorted(pg.relations, key=lambda r: -r.probability)
         mapped = [(m.get(r.subject), r.predicate, m.get(r.object)) for r in ranked]
+        pg_prob = {}
+        for t, r in zip(mapped, ranked):
+            pg_prob[t] = max(pg_prob.get(t, 0.0), r.probability)
         for k in ks:
             rel_found[k] += len(gold_triples & set(mapped[:k]))
         rel_found_gold += len(gold_triples & set(mapped[:len(gold_triples)]))
+        matched_gold = set(m.values())
+        between = {t for t in gold_triples if t[0] in matched_gold and t[2] in matched_gold}
+        rel_between += len(between)
+        rel_between_found += len(between & {t for t in mapped if t[0] is not None and t[2] is not None
+                                           and pg_prob.get(t, 0) >= 0.5})
     _, _, f1 = _prf(tp, n_pred, n_gold)
     precision, recall, _ = _prf(tp, n_pred, n_gold)
     ap, ar, af = _prf(a_tp, a_pred, a_gold)
@@ -104,6 +114,8 @@ def gqa_scene_scores(predicted: list[SceneGraph], gold: list[SceneGraph], *, iou
     for k in ks:
         out[f"relation_recall@{k}"] = pct(rel_found[k] / rel_gold if rel_gold else None)
     out["relation_recall@gold"] = pct(rel_found_gold / rel_gold if rel_gold else None)
+    # relations alone: gold triples between two matched objects predicted with probability >= 0.5
+    out["relation_recall_matched"] = pct(rel_between_found / rel_between if rel_between else None)
     return out
 
 

@@ -64,9 +64,11 @@ def _read_cache(path: Path, settings: dict) -> dict[str, SceneGraph]:
 
 
 def predicted_scene_graphs(images_dir, image_ids, *, checkpoint=None, gold=None, cache=None, backend: str = "auto",
-                           device: str = "cpu", progress=None) -> tuple[dict[str, SceneGraph], dict]:
-    """{image id: predicted SceneGraph} for `image_ids`, and stats (images parsed, resumed,
-    seconds, and with `gold` the scene-graph scores)."""
+                           device: str = "cpu", progress=None, certain: float | None = 0.95
+                           ) -> tuple[dict[str, SceneGraph], dict]:
+    """{image id: predicted SceneGraph} for `image_ids` as the reasoners read them
+    (`gqa_core.reasoning_view` with `certain`; None: the raw graphs), and stats (images
+    parsed, resumed, seconds, and with `gold` the raw graphs' scores)."""
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise DataError("no such images folder", file=images_dir)
@@ -115,4 +117,9 @@ def predicted_scene_graphs(images_dir, image_ids, *, checkpoint=None, gold=None,
         have = [i for i in ids if i in gold_graphs]
         if have:
             stats["scene_scores"] = gqa_scene_scores([graphs[i] for i in have], [gold_graphs[i] for i in have])
+    if certain is not None:
+        from .gqa_core import reasoning_view
+
+        graphs = {i: reasoning_view(g, certain) for i, g in graphs.items()}
+        stats["reasoning_view"] = certain
     return graphs, stats

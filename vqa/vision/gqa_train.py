@@ -11,7 +11,10 @@
   gold boxes, jittered by up to `box_jitter` of their size (inference reads detected boxes).
 - Checkpoints, resume, `max_minutes`, logs and DDP as the CLEVR parser (`vqa.vision.train`,
   whose helpers this reuses): `out/last.pt` (with the optimiser), `out/gqa_scene_parser.pt`
-  at the end; `out/log.jsonl`. Held-out scores (`gqa_metrics`) on `val_scenes` after each epoch.
+  at the end; `out/log.jsonl`. Held-out scores (`gqa_metrics`) on `val_scenes` after each epoch,
+  and at the end (`tune`) the objectness threshold and NMS IoU with the best detection F1 there
+  (`tune_decoding`), stored in the checkpoint's config. A finished run resumed (`resume`, with
+  `epochs` at most those done) only tunes and writes `gqa_scene_parser.pt` again.
   The order of examples is a function of (seed, epoch): a resumed run sees the same batches.
 """
 from __future__ import annotations
@@ -58,6 +61,7 @@ class GQATrainConfig:
     amp: bool = True
     threads: int | None = None
     max_minutes: float | None = None
+    tune: bool = True                   # choose the objectness threshold / NMS IoU on val_scenes at the end
     model: dict = field(default_factory=dict)   # GQASceneParserConfig overrides ("backbone": {...} for the ViT)
 
 
@@ -115,6 +119,59 @@ def evaluate_gqa_parser(model, images_dir, scenes_file, *, limit=None, progress=
     for k in it:
         predicted += model.parse_images(paths[k:k + 16], image_ids=ids[k:k + 16])
     return gqa_scene_scores(predicted, [graphs[i] for i in ids])
+
+
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+NMS_IOUS = (0.5, 0.7)
+
+
+def tune_decoding(model, images_dir, scenes_file, *, limit=None, thresholds=THRESHOLDS, ious=NMS_IOUS) -> dict:
+    """The objectness threshold and NMS IoU with the best detection F1 on a held-out
+    scene-graph file (ties: the first in grid order); the network runs once per image and
+    only the decoding is repeated. Sets them in `model.cfg.backbone`; returns the grid."""
+    from ..datasets.gqa import SceneGraphs
+    from .gqa_core import parse_gqa_images
+    from .gqa_metrics import gqa_scene_scores
+
+    graphs = SceneGraphs(scenes_file)
+    ids = list(graphs)[:limit] if limit else list(graphs)
+    paths = [find_image(Path(images_dir), i) for i in ids]
+    gold = [graphs[i] for i in ids]
+    model.eval()
+    outputs = []
+
+    def features(batch):
+        with torch.no_grad():
+            maps, fused = model(torch.from_numpy(batch).to(model.device))
+        out = ({k: m.float().cpu().numpy() for k, m in maps.items()}, fused.float().permute(0, 2, 3, 1).cpu().numpy())
+        outputs.append(out)
+        return out
+
+    def heads(fused, boxes, content):
+        with torch.no_grad():
+            out = model.heads(torch.from_numpy(np.ascontiguousarray(fused.transpose(2, 0, 1))).to(model.device),
+                              torch.from_numpy(np.asarray(boxes, np.float32)).to(model.device),
+                              torch.tensor(content, dtype=torch.float32, device=model.device))
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+    chunks = [(k, k + 16) for k in range(0, len(ids), 16)]
+    for a, b in chunks:  # the network's outputs, once
+        parse_gqa_images(paths[a:b], model.cfg, features, heads, image_ids=ids[a:b])
+    grid, best = [], None
+    saved = dict(model.cfg.backbone)
+    for t in thresholds:
+        for nms_iou in ious:
+            model.cfg.backbone.update(score_threshold=t, nms_iou=nms_iou)
+            pred = []
+            for (a, b), out in zip(chunks, outputs):
+                pred += parse_gqa_images(paths[a:b], model.cfg, lambda batch, out=out: out, heads, image_ids=ids[a:b])
+            f1 = gqa_scene_scores(pred, gold)["detection_f1"] or 0.0
+            grid.append({"score_threshold": t, "nms_iou": nms_iou, "f1": f1})
+            if best is None or f1 > best["f1"]:
+                best = grid[-1]
+    model.cfg.backbone.clear()
+    model.cfg.backbone.update(saved, score_threshold=best["score_threshold"], nms_iou=best["nms_iou"])
+    return {**best, "grid": grid, "images": len(ids)}
 
 
 def train_gqa_scene_parser(cfg: GQATrainConfig, *, progress=None, log=print) -> dict:
@@ -236,7 +293,13 @@ def train_gqa_scene_parser(cfg: GQATrainConfig, *, progress=None, log=print) -> 
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t_start
+    tuned = None
     if rank == 0:
+        if cfg.val_scenes and cfg.tune:
+            tuned = tune_decoding(model, cfg.val_images or cfg.images, cfg.val_scenes, limit=cfg.val_limit)
+            logf.write(json.dumps({"tuned": tuned}) + "\n")
+            log(f"decoding chosen on {cfg.val_scenes}: score threshold {tuned['score_threshold']}, "
+                f"NMS IoU {tuned['nms_iou']} (detection F1 {tuned['f1']:.2f})")
         checkpoint(out / "gqa_scene_parser.pt", full=False)
         logf.close()
     if world > 1:
@@ -247,4 +310,5 @@ def train_gqa_scene_parser(cfg: GQATrainConfig, *, progress=None, log=print) -> 
             "images_per_s": round(seen / seconds, 2) if seconds > 0 else None,
             "vocabulary": {"names": len(mcfg.names), "attributes": len(mcfg.attributes),
                            "relations": len(mcfg.relations)},
-            "checkpoint": str(out / "gqa_scene_parser.pt"), "eval": report}
+            "checkpoint": str(out / "gqa_scene_parser.pt"), "eval": report,
+            "decoding": None if tuned is None else {k: v for k, v in tuned.items() if k != "grid"}}
