@@ -244,19 +244,24 @@ def _kb(field):
             return int(line.split()[1])
 
 
-def test_gqa_unknown_operation_is_named_and_counted(tmp_path, capsys):
-    """GQA files with operations outside GQA's are answered (those questions fail, as the
-    reasoner's unsupported steps do) with one warning line naming the first."""
+def test_gqa_unknown_operation_is_refused_in_one_line(tmp_path, capsys):
+    """An operation outside GQA's (not one of its operation families) is bad input: `vqa
+    evaluate` refuses the file before answering anything, and `vqa data check` names it too,
+    with the file, record and field. (GQA's own forms the theory lacks are not errors: they
+    are counted as unsupported steps; tests/test_gqa_eval.py.)"""
     g = json.loads(GQA_Q.read_text())
     next(iter(g.values()))["semantic"][1]["operation"] = "frobnicate"
     (tmp_path / "g.json").write_text(json.dumps(g))
+    pred = tmp_path / "pred.json"
     assert main(["evaluate", "--dataset", "gqa", "--questions", str(tmp_path / "g.json"), "--scenes", str(GQA_S),
-                 "--no-progress", "--json"]) == 0
+                 "--no-progress", "--json", "--predictions", str(pred)]) == 2
     out, err = capsys.readouterr()
     err = err.strip().splitlines()
-    assert len(err) == 1 and "warning" in err[0], err
-    for piece in (str(tmp_path / "g.json"), "record 05515938", "semantic[1].operation", "unknown operation 'frobnicate'",
-                  "1 question(s)"):
+    assert out == "" and len(err) == 1 and "error" in err[0], err
+    for piece in (str(tmp_path / "g.json"), "record 05515938", "semantic[1].operation", "unknown operation 'frobnicate'"):
         assert piece in err[0], err[0]
-    report = json.loads(out)
-    assert report["unknown_operations"]["questions"] == 1
+    assert not pred.exists() and not Path(str(pred) + ".journal").exists()  # nothing answered, nothing written
+    assert main(["data", "check", "--dataset", "gqa", "--questions", str(tmp_path / "g.json"),
+                 "--scenes", str(GQA_S)]) != 0
+    out, err = capsys.readouterr()
+    assert "record 05515938" in out + err and "semantic[1].operation" in out + err and "frobnicate" in out + err

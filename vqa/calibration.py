@@ -167,7 +167,7 @@ def confidence_records(questions: str | Path, images: str | Path, *, models: str
     (predicted scenes, parsed programs, ASP), image by image."""
     from .datasets import clevr
     try:
-        from .evaluate import final_function, template_group
+        from .eval.clevr import final_function, template_group
     except ImportError:  # where the evaluation modules live in vqa/eval/
         from .eval.evaluate import final_function, template_group
     from .pipeline import Pipeline

@@ -42,8 +42,8 @@ def register(sub) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--max-batches", type=int, help="stop after this many training batches")
-    p.add_argument("--check-seconds", type=float, help="wall-clock limit of one solver check "
-                                                       "(default: 30 for clevr, 60 for gqa)")
+    p.add_argument("--check-seconds", type=float, help="CPU-time limit of one solver check (default: 30 for "
+                   "clevr, 60 for gqa; the wall clock stops it at 3x + 10 s)")
     p.add_argument("--check-memory-mb", type=int, default=2048, help="memory limit of one solver check")
     p.add_argument("--replay", metavar="TRANSCRIPT", help="run from a recorded transcript.jsonl instead of an endpoint; "
                                                          "'demo': the shipped demo (its theory, questions, scenes and "

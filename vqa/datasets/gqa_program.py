@@ -183,3 +183,20 @@ def steps_number(semantic: list[dict]) -> int:
     none of "exist", "query: name", "choose name"."""
     return len([c for c in semantic
                 if not any(o in f"{c['operation']}: {c['argument']}" for o in ("exist", "query: name", "choose name"))])
+
+
+def check_operations(records: dict, file=None) -> None:
+    """Bad input: a step whose operation is none of GQA's (`FAMILIES`, whatever its typed
+    suffix) raises DataError naming the file, the record and the field. (GQA's own forms
+    that a reasoner does not cover, e.g. an argument `parse_step` does not recognise, are
+    not errors: reasoners count those as unsupported steps.) Malformed records are left to
+    the readers' own checks."""
+    from ..errors import DataError
+
+    for qid, rec in records.items():
+        sem = rec.get("semantic") if isinstance(rec, dict) else None
+        for i, s in enumerate(sem if isinstance(sem, list) else ()):
+            op = s.get("operation") if isinstance(s, dict) else None
+            if isinstance(op, str) and op.split(" ")[0] not in FAMILIES:
+                raise DataError(f"unknown operation {op!r} (GQA's are {', '.join(FAMILIES)})", file=file,
+                                record=qid, field=f"semantic[{i}].operation")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..datasets.gqa import SceneGraphIndex, SceneGraphs, iter_question_records  # noqa: F401
 from ..datasets.gqa_ontology import GQAOntology
-from ..datasets.gqa_program import parse_step, steps_number
+from ..datasets.gqa_program import check_operations, parse_step, steps_number
 from ..errors import DataError, VQAError
 
 # workers: images per task, and tasks before a worker process is renewed (clingo keeps every
@@ -378,6 +378,8 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
     done = _read_predictions(jpath, settings, keys=JOURNAL_KEYS) if jpath else {}
     info: dict = {}
     records, scored = load_questions(questions, all_questions=all_questions, limit=limit, info=info)
+    if program_source == "gold" and reasoner != "nsm":  # an operation outside GQA's: bad input (one line)
+        check_operations(records, questions)
     parse_stats = {}
     answer_records = records
     if program_source == "parsed":

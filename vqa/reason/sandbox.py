@@ -33,8 +33,11 @@ statement must come from the text itself),
 
 Grounding cannot be interrupted from Python, so `run_rules` grounds and solves in a
 fresh interpreter (`python -I this_file.py`): the child limits its address space
-(RLIMIT_AS) and CPU time before it imports clingo, and the parent kills it after
-`time_s` seconds of wall-clock time.
+(RLIMIT_AS) and CPU time (`time_s`, RLIMIT_CPU) before it imports clingo, and the parent
+kills it after `wall_s` seconds of wall-clock time (default 3 * time_s + 10), a backstop.
+The limit is CPU time so that a verdict does not depend on how busy the machine is: on a
+shared machine a child may get a fraction of a core, and a wall-clock limit then could
+refuse a cheap reply as a time bomb.
 """
 from __future__ import annotations
 
@@ -60,8 +63,11 @@ class RulePolicy:
 
 @dataclass
 class SandboxLimits:
-    time_s: float = 5.0  # wall clock for the child, start-up included
+    time_s: float = 5.0  # CPU seconds of the child, start-up included (RLIMIT_CPU)
     memory_mb: int = 1024  # address space of the child
+    # wall-clock backstop (None: 3 * time_s + 10 s): what a child may take on a busy machine,
+    # where its CPU seconds come slowly; the verdict should not depend on the machine's load
+    wall_s: float | None = None
     max_answers: int = 100  # values of the answer predicate per question (run_rules' answer_predicate)
     reply_bytes: int = 2_000_000  # what the child may send back (the parent reads no more)
 
@@ -345,13 +351,14 @@ def run_rules(rules: str, *, background: str = "", facts: str = "", limits: Sand
         inp.seek(0)
         proc = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__)], stdin=inp, stdout=out,
                                 stderr=err, preexec_fn=_limiter(limits))
+        wall = limits.wall_s if limits.wall_s is not None else 3 * limits.time_s + 10
         try:
-            proc.wait(timeout=limits.time_s)
+            proc.wait(timeout=wall)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            return SandboxResult("limit", f"grounding or solving did not end within {limits.time_s:g} s (killed)",
-                                 seconds=time.monotonic() - start, kind="time_limit")
+            return SandboxResult("limit", f"grounding or solving did not end within {wall:g} s of wall-clock time "
+                                 "(killed)", seconds=time.monotonic() - start, kind="time_limit")
         seconds = time.monotonic() - start
         size = out.seek(0, os.SEEK_END)
         if size > limits.reply_bytes:
@@ -380,8 +387,9 @@ def _no_result(returncode: int, stderr: str, limits: SandboxLimits, seconds: flo
         return SandboxResult("limit", f"memory limit of {limits.memory_mb} MB hit while grounding or solving",
                              seconds=seconds, kind="memory_limit")
     if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
-        return SandboxResult("limit", f"the solver process was stopped by its CPU time or memory limit "
-                             f"({limits.time_s:g} s, {limits.memory_mb} MB)", seconds=seconds, kind="time_limit")
+        return SandboxResult("limit", f"grounding or solving did not end within {_cpu_seconds(limits)} s of CPU "
+                             f"time (stopped; memory limit {limits.memory_mb} MB)", seconds=seconds,
+                             kind="time_limit")
     if returncode == -signal.SIGXFSZ:
         return SandboxResult("limit", f"the solver's result is larger than {limits.reply_bytes:,} bytes "
                              "(the rules derive too many atoms)", seconds=seconds, kind="result_too_large")
@@ -392,13 +400,19 @@ def _no_result(returncode: int, stderr: str, limits: SandboxLimits, seconds: flo
                          "too large", seconds=seconds, kind="crashed")
 
 
+def _cpu_seconds(limits: SandboxLimits) -> int:
+    import math
+
+    return max(1, math.ceil(limits.time_s))
+
+
 def _limiter(limits: SandboxLimits):
     def apply():
         import resource
 
         mem = int(limits.memory_mb) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        cpu = int(limits.time_s) + 1
+        cpu = _cpu_seconds(limits)  # SIGXCPU at the soft limit, SIGKILL a second later
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         out = int(limits.reply_bytes) + 65536  # stdout and stderr are files: writing past this stops the child
         resource.setrlimit(resource.RLIMIT_FSIZE, (out, out))
