@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--nsm-checkpoint", help="NSM checkpoint (default: the shipped one)")
     p.add_argument("--limit", type=int, help="only the first N questions")
     p.add_argument("--workers", type=int, default=1, help="processes answering in parallel (GQA: forked, renewed every "
-                                                                 "150 tasks of --scenes-per-call images)")
+                                                                 "40 tasks of --scenes-per-call images)")
     p.add_argument("--shard", help="i/n: answer one n-th of the images (CLEVR: every n-th image starting at i; GQA: "
                                    "the images whose crc32 of the id is i modulo n; the predictions file then lists "
                                    "the shard's questions only); merge the shards with `vqa report`")
@@ -41,11 +41,11 @@ def register(sub) -> None:
                    help="GQA: score this predictions file (official format, any model's) instead of answering; "
                         "no --scenes needed")
     p.add_argument("--theory", help="CLEVR: a folder of .lp files instead of rules/clevr")
-    p.add_argument("--scenes-per-call", type=int, default=32,
+    p.add_argument("--scenes-per-call", type=int, default=None,
                    help="CLEVR: images whose questions are answered together (one clingo call for gold scenes; "
                         "larger is faster, a kill loses at most one such chunk per worker; default 32). "
-                        "GQA: images per task (one clingo call for gold graphs; a kill loses at most the tasks in "
-                        "flight)")
+                        "GQA: images per task (one clingo call for gold graphs; default 128; a kill loses at most "
+                        "the tasks in flight)")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="CLEVR, ASP: seconds of search per question on an uncertain (predicted) scene (default 2.0; "
                         "0: no limit); the report counts the answers not proven within it")
@@ -81,6 +81,7 @@ def run(args) -> int:
 
         if args.workers < 1:
             raise VQAError(f"--workers must be >= 1, got {args.workers}")
+        args.scenes_per_call = 32 if args.scenes_per_call is None else args.scenes_per_call
         if args.scenes_per_call < 1:
             raise VQAError(f"--scenes-per-call must be >= 1, got {args.scenes_per_call}")
         from ..pipeline import CHECKPOINT_DIR, MODEL_SETS
@@ -109,6 +110,9 @@ def run(args) -> int:
         kwargs = {"ontology": args.ontology} if args.ontology else {}
         if args.workers < 1:
             raise VQAError(f"--workers must be >= 1, got {args.workers}")
+        from ..eval.gqa import IMAGES_PER_TASK
+
+        args.scenes_per_call = IMAGES_PER_TASK if args.scenes_per_call is None else args.scenes_per_call
         if args.scenes_per_call < 1:
             raise VQAError(f"--scenes-per-call must be >= 1, got {args.scenes_per_call}")
         shard = parse_shard(args.shard)

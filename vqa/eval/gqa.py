@@ -35,10 +35,11 @@ from ..scene import SceneGraph
 from .gqa_store import QuestionStore, inspect_program, program_steps, write_predictions_file
 from .journal import iter_journal, lock_predictions
 
-# workers: images per task, and tasks before a worker process is renewed (clingo keeps every
-# symbol it has seen for the life of a process: ~21 KB per distinct question, FACTS.md)
-IMAGES_PER_TASK = 32
-TASKS_PER_WORKER = 150
+# images per task (one clingo call for gold graphs: its fixed cost spread over them), and tasks
+# before a worker process is renewed (clingo keeps every symbol it has seen for the life of a
+# process: ~21 KB per distinct question, FACTS.md)
+IMAGES_PER_TASK = 128
+TASKS_PER_WORKER = 40
 FAILED_LISTED = 100  # failed questions named in the report (the count covers all)
 KEEP = ("imageId", "question", "answer", "isBalanced", "types", "entailed", "groups", "semantic")
 
