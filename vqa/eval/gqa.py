@@ -33,7 +33,7 @@ from ..datasets.jsonstream import read_span
 from ..errors import DataError, VQAError
 from ..scene import SceneGraph
 from .gqa_store import QuestionStore, inspect_program, program_steps, write_predictions_file
-from .journal import iter_journal, lock_predictions
+from .loop import Journal, drain, iter_journal, lock_predictions
 
 # images per task (one clingo call for gold graphs: its fixed cost spread over them), and tasks
 # before a worker process is renewed (clingo keeps every symbol it has seen for the life of a
@@ -261,7 +261,7 @@ def _pooled(tasks, scenes, reasoner, ontology, workers: int, tasks_per_worker: i
 
 def answer_store(store: QuestionStore, scenes, *, reasoner: str = "asp", ontology=None, workers: int = 1,
                  images_per_task: int = IMAGES_PER_TASK, tasks_per_worker: int | None = TASKS_PER_WORKER,
-                 journal=None, progress=None) -> dict:
+                 journal: Journal | None = None, progress=None) -> dict:
     """Answer the store's questions still to answer, `images_per_task` images per task (one
     clingo call each for gold graphs); each task's answers recorded in the store and
     appended to `journal` (JSON lines, flushed) as it finishes. `workers` > 1: forked
@@ -278,16 +278,8 @@ def answer_store(store: QuestionStore, scenes, *, reasoner: str = "asp", ontolog
     else:
         answer, _ = _reasoner(reasoner, ontology)
         batches = (answer_task(answer, scenes, task) for task in tasks)
-    now = 0
-    for batch in batches:
-        store.record(batch)
-        if journal is not None:
-            journal.write("".join(json.dumps({"qid": qid, "prediction": answer, "operation": op}) + "\n"
-                                  for qid, answer, op in batch))
-            journal.flush()
-        now += len(batch)
-        if bar is not None:
-            bar.update(len(batch))
+    now = drain(batches, take=store.record, journal=journal, bar=bar,
+                line=lambda a: {"qid": a[0], "prediction": a[1], "operation": a[2]})
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -333,16 +325,19 @@ def parse_programs(store: QuestionStore, parser_checkpoint=None, *, progress=Non
 
 
 @contextmanager
-def open_store(near=None):
-    """A fresh QuestionStore in a work folder beside `near` (the predictions file; the
-    system's temporary folder without one), deleted afterwards."""
+def open_store(predictions=None):
+    """A fresh QuestionStore in a work folder, deleted afterwards: `PREDICTIONS.work` beside
+    the predictions file (a run killed before cleaning up leaves it; the next run on that
+    file, which holds its lock, replaces it), or a folder in the system's temporary folder."""
     import shutil
     import tempfile
 
-    parent = Path(near).resolve().parent if near else None
-    if parent is not None:
-        parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".vqa-gqa-work-", dir=parent))
+    if predictions is not None:
+        work = Path(str(predictions) + ".work")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="vqa-gqa-work-"))
     store = QuestionStore(work / "store.sqlite")
     try:
         yield store
@@ -411,20 +406,13 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
                 raise DataError(f"no scene graph for image {missing[1]!r}", file=scenes, record=missing[0],
                                 field="imageId")
         resumed = store.resume(iter_journal(jpath, settings, JOURNAL_KEYS)) if jpath else 0
-        journal = open(jpath, "a", encoding="utf-8") if jpath else None
-        try:
-            if journal is not None and journal.tell() == 0:
-                journal.write(json.dumps({"settings": settings}) + "\n")
-                journal.flush()
+        with Journal(jpath, settings) as journal:
             if reasoner == "nsm":  # answered in one pass (not journaled)
                 stats = _answer_nsm(store, scenes, nsm_checkpoint, progress)
             else:
                 stats = answer_store(store, scenes, reasoner=reasoner, ontology=ontology, workers=workers,
                                      images_per_task=images_per_task, tasks_per_worker=tasks_per_worker,
                                      journal=journal, progress=progress)
-        finally:
-            if journal is not None:
-                journal.close()
         stats = {**store.answer_stats(FAILED_LISTED), **stats}
         if (stats.get("unknown_operations") or {}).get("first"):
             stats["unknown_operations"]["first"]["file"] = str(questions)

@@ -1,9 +1,13 @@
-"""What CLEVR and GQA evaluation share: the lock on a predictions file, and the journal of
-answers (JSON lines after a settings line) read back, streamed, by a rerun to resume.
+"""The loop CLEVR and GQA evaluation share: a lock on the predictions file, the journal of
+answers (JSON lines after a settings line) read back, streamed, by a rerun to resume, and
+the drain that takes each batch of answers as it comes (journaled and flushed, counted on
+the progress bar).
 
     held = lock_predictions("pred.jsonl")          # one run per file (released when closed)
     for rec in iter_journal(path, settings, keys):  # the records an earlier run wrote
         ...
+    with Journal(path, settings) as journal:
+        n = drain(batches, take=store, journal=journal, line=to_json, bar=bar)
 """
 from __future__ import annotations
 
@@ -89,3 +93,45 @@ def iter_journal(path: Path, settings: dict, keys: tuple[str, ...]) -> Iterator[
                                    "use another --predictions file")
                 continue
             yield rec
+
+
+class Journal:
+    """Appends to a journal (the settings line first when the file is new); each batch of
+    lines is flushed as written, so that a kill loses at most the batches in flight. A
+    context manager; `path` None: writes nothing."""
+
+    def __init__(self, path, settings: dict):
+        self.path, self.settings, self.f = path, settings, None
+
+    def __enter__(self) -> "Journal":
+        if self.path is not None:
+            self.f = open(self.path, "a", encoding="utf-8")
+            if self.f.tell() == 0:
+                self.f.write(json.dumps({"settings": self.settings}) + "\n")
+                self.f.flush()
+        return self
+
+    def write(self, records) -> None:
+        if self.f is not None:
+            self.f.write("".join(json.dumps(r) + "\n" for r in records))
+            self.f.flush()
+
+    def __exit__(self, *exc) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+def drain(batches, *, take, journal: Journal | None = None, line=lambda r: r, bar=None) -> int:
+    """Takes each batch of answers as it arrives: `take(batch)` (into the caller's records or
+    store), then the journal (`line(r)`: a record's journal object) and the progress bar.
+    Returns how many answers were taken."""
+    n = 0
+    for batch in batches:
+        take(batch)
+        if journal is not None:
+            journal.write(line(r) for r in batch)
+        n += len(batch)
+        if bar is not None:
+            bar.update(len(batch))
+    return n
