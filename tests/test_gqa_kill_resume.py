@@ -111,8 +111,6 @@ def test_journal_of_other_settings_is_refused(tmp_path):
 
 
 def test_workers_give_the_same_report(tmp_path):
-    from vqa.eval.gqa import answer_questions, load_questions
-
     q, s, n = replicate(tmp_path, 40)
     one = evaluate_gqa(q, s, predictions=tmp_path / "one.json")
     two = evaluate_gqa(q, s, predictions=tmp_path / "two.json", workers=2)
@@ -120,10 +118,11 @@ def test_workers_give_the_same_report(tmp_path):
         assert one[k] == two[k], k
     assert json.loads((tmp_path / "one.json").read_text()) == json.loads((tmp_path / "two.json").read_text())
     # workers renewed after every task of 3 images: the same answers
-    records, _ = load_questions(q, all_questions=True)
-    a1, _ = answer_questions(records, s, reasoner="reference")
-    a2, _ = answer_questions(records, s, reasoner="reference", workers=2, images_per_task=3, tasks_per_worker=1)
-    assert a1 == a2 and len(a1) == n
+    ref = evaluate_gqa(q, s, predictions=tmp_path / "ref.json", reasoner="reference")
+    renewed = evaluate_gqa(q, s, predictions=tmp_path / "ref2.json", reasoner="reference", workers=2,
+                           images_per_task=3, tasks_per_worker=1)
+    assert renewed["answered"] == n and renewed["accuracy"] == ref["accuracy"] == one["accuracy"]
+    assert json.loads((tmp_path / "ref.json").read_text()) == json.loads((tmp_path / "ref2.json").read_text())
 
 
 def test_pooled_answering_errors_and_renewal_for_long_asp_runs(tmp_path, monkeypatch):
@@ -133,12 +132,12 @@ def test_pooled_answering_errors_and_renewal_for_long_asp_runs(tmp_path, monkeyp
         evaluate_gqa(FIX / "val_balanced_questions.json", FIX / "val_sceneGraphs.json", reasoner="magic", workers=2)
     # an ASP run longer than one worker's life is answered in renewed workers, even with workers=1
     q, s, n = replicate(tmp_path, 6)
-    records, _ = eg.load_questions(q, all_questions=True)
     used = []
     real = eg._pooled
     monkeypatch.setattr(eg, "_pooled", lambda *a: used.append(a) or real(*a))
-    small, _ = eg.answer_questions(records, s)
+    small = evaluate_gqa(q, s, all_questions=True, predictions=tmp_path / "a.json")
     assert not used
-    monkeypatch.setattr(eg, "TASKS_PER_WORKER", 1)
-    renewed, _ = eg.answer_questions(records, s, images_per_task=2, tasks_per_worker=1)
-    assert len(used) == 1 and renewed == small
+    renewed = evaluate_gqa(q, s, all_questions=True, predictions=tmp_path / "b.json", images_per_task=2,
+                           tasks_per_worker=1)
+    assert len(used) == 1 and renewed["answered"] == small["answered"] == n
+    assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()

@@ -127,7 +127,7 @@ def test_second_run_on_the_same_predictions_file_is_refused(dataset, tmp_path, c
 
 
 def test_gqa_predictions_are_locked_too(tmp_path, capsys):
-    from vqa.eval.clevr import lock_predictions
+    from vqa.eval.loop import lock_predictions
     from conftest import FIXTURES
 
     pred = tmp_path / "gqa_pred.json"

@@ -28,8 +28,10 @@ def register(sub) -> None:
     p.add_argument("--nsm-checkpoint", help="NSM checkpoint (default: the shipped one)")
     p.add_argument("--limit", type=int, help="only the first N questions")
     p.add_argument("--workers", type=int, default=1, help="processes answering in parallel (GQA: forked, renewed every "
-                                                                 "150 tasks of 32 images)")
-    p.add_argument("--shard", help="CLEVR: i/n, answer every n-th image starting at i (merge with `vqa report`)")
+                                                                 "40 tasks of --scenes-per-call images)")
+    p.add_argument("--shard", help="i/n: answer one n-th of the images (CLEVR: every n-th image starting at i; GQA: "
+                                   "the images whose crc32 of the id is i modulo n; the predictions file then lists "
+                                   "the shard's questions only); merge the shards with `vqa report`")
     p.add_argument("--out", help="write the report here (JSON, with .md and .png beside it)")
     p.add_argument("--predictions", help="write the predictions here (an output; rerun the same command to resume). "
                                          "CLEVR: JSONL, appended as answered. GQA: the official format "
@@ -39,10 +41,11 @@ def register(sub) -> None:
                    help="GQA: score this predictions file (official format, any model's) instead of answering; "
                         "no --scenes needed")
     p.add_argument("--theory", help="CLEVR: a folder of .lp files instead of rules/clevr")
-    p.add_argument("--scenes-per-call", type=int, default=32,
+    p.add_argument("--scenes-per-call", type=int, default=None,
                    help="CLEVR: images whose questions are answered together (one clingo call for gold scenes; "
                         "larger is faster, a kill loses at most one such chunk per worker; default 32). "
-                        "GQA with --workers: images per task sent to a worker")
+                        "GQA: images per task (one clingo call for gold graphs; default 128; a kill loses at most "
+                        "the tasks in flight)")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="CLEVR, ASP: seconds of search per question on an uncertain (predicted) scene (default 2.0; "
                         "0: no limit); the report counts the answers not proven within it")
@@ -82,6 +85,7 @@ def run(args) -> int:
 
         if args.workers < 1:
             raise VQAError(f"--workers must be >= 1, got {args.workers}")
+        args.scenes_per_call = 32 if args.scenes_per_call is None else args.scenes_per_call
         if args.scenes_per_call < 1:
             raise VQAError(f"--scenes-per-call must be >= 1, got {args.scenes_per_call}")
         from ..pipeline import CHECKPOINT_DIR, MODEL_SETS
@@ -98,7 +102,7 @@ def run(args) -> int:
                                 checkpoints=checkpoints, scenes_per_call=args.scenes_per_call, budget=args.budget,
                                 min_reading=args.min_reading, confidence=args.confidence)
     else:
-        clevr_only = [f for f, v in (("--theory", args.theory), ("--shard", args.shard), ("--budget", args.budget is not None),
+        clevr_only = [f for f, v in (("--theory", args.theory), ("--budget", args.budget is not None),
                                       ("--min-reading", args.min_reading is not None),
                                       ("--confidence", args.confidence), ("--models", args.models != "synth")) if v]
         if clevr_only:
@@ -109,23 +113,25 @@ def run(args) -> int:
         kwargs = {"ontology": args.ontology} if args.ontology else {}
         if args.workers < 1:
             raise VQAError(f"--workers must be >= 1, got {args.workers}")
+        from ..eval.gqa import IMAGES_PER_TASK
+
+        args.scenes_per_call = IMAGES_PER_TASK if args.scenes_per_call is None else args.scenes_per_call
         if args.scenes_per_call < 1:
             raise VQAError(f"--scenes-per-call must be >= 1, got {args.scenes_per_call}")
-        if args.workers != 1:
-            kwargs.update(workers=args.workers, images_per_task=args.scenes_per_call)
         if args.scene_source == "predicted" or args.images:  # the GQA scene parser (vqa.vision.gqa_predicted)
             kwargs.update(scene_source=args.scene_source, images=args.images, scene_checkpoint=args.scene_checkpoint)
+        shard = parse_shard(args.shard)
         if args.from_predictions:
             if args.predictions or args.ontology:
                 raise VQAError("--from-predictions scores a file: --predictions and --ontology do not apply")
             report = score_predictions(args.questions, args.from_predictions, choices=args.choices,
-                                       all_questions=args.all, limit=args.limit, out=args.out)
+                                       all_questions=args.all, limit=args.limit, out=args.out, shard=shard)
         else:
             report = evaluate_gqa(args.questions, args.scenes, choices=args.choices, all_questions=args.all,
                                   out=args.out, predictions=args.predictions, limit=args.limit, reasoner=reasoner,
                                   progress=bar, program_source=args.program_source,
                                   parser_checkpoint=args.parser_checkpoint, nsm_checkpoint=args.nsm_checkpoint,
-                                  **kwargs)
+                                  workers=args.workers, images_per_task=args.scenes_per_call, shard=shard, **kwargs)
         import sys
 
         for w in report.get("warnings") or []:  # one line each, on stderr

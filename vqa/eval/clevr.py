@@ -35,6 +35,7 @@ from ..errors import DataError, VQAError
 from ..program import Program
 from ..question import Question
 from ..scene import SceneGraph, clevr_image_id
+from .loop import Journal, drain, iter_journal, lock_predictions
 from .report import FINAL_FUNCTION_GROUPS, format_report, score_records, write_reports  # noqa: F401 (re-exported)
 
 REASONERS = ("asp", "reference")  # "executor" is accepted for "reference"
@@ -238,70 +239,11 @@ def _settings(reasoner, scene_source, program_source, questions, scenes, images,
             **({"confidence": True} if confidence else {})}
 
 
-def lock_predictions(path):
-    """An exclusive lock on a predictions file for one run (`PATH.lock` beside it, holding
-    the pid; kept open by the caller, released when closed or when the process ends, even
-    by kill -9). A second run on the same file gets a VQAError at once instead of
-    interleaving its lines with the first's. None when `path` is None."""
-    if path is None:
-        return None
-    import fcntl
-    import os
-
-    lock_path = Path(str(path) + ".lock")
-    try:
-        f = open(lock_path, "a+", encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"cannot create the lock file {lock_path}: {e.strerror}", file=path) from None
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        who = f.read().strip()
-        f.close()
-        raise VQAError(f"{path} is being written by another run ({who or 'another process'}, lock {lock_path}); "
-                       "wait for it to end, or choose another --predictions file") from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()}\n")
-    f.flush()
-    # forked workers must not keep the lock alive (after a kill -9 of this process, say)
-    import weakref
-
-    ref = weakref.ref(f)  # (a strong reference here would hold the lock for the life of the process)
-    os.register_at_fork(after_in_child=lambda: ref() is not None and ref().close())
-    return f
-
-
 def _read_predictions(path: Path, settings: dict, keys: tuple[str, ...] | None = None) -> dict[str, dict]:
     """Records already in a predictions file made with the same settings (`keys`: the
-    settings that must match; CLEVR's by default)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return {}
-    done: dict[str, dict] = {}
-    raw = path.read_bytes()
-    complete = raw.rfind(b"\n") + 1
-    if complete < len(raw):  # the last line, cut short by a kill: drop it before appending
-        with open(path, "r+b") as f:
-            f.truncate(complete)
-    meta = None
-    for i, line in enumerate(raw[:complete].decode("utf-8").split("\n")):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise DataError(f"line {i + 1} is not JSON", file=path) from None
-        if "settings" in rec and meta is None:
-            meta = rec["settings"]
-            continue
-        done[rec["qid"]] = rec
+    settings that must match; CLEVR's by default), by qid (`journal.iter_journal`)."""
     keys = keys or ("reasoner", "scene_source", "program_source", "questions", "scenes", "theory_dir")
-    if meta is not None and any(meta.get(k) != settings.get(k) for k in keys):
-        diff = [k for k in keys if meta.get(k) != settings.get(k)]
-        raise VQAError(f"{path} holds predictions made with other settings ({', '.join(diff)}); "
-                       "use another --predictions file")
-    return done
+    return {rec["qid"]: rec for rec in iter_journal(path, settings, keys)}
 
 
 def evaluate_clevr(questions: str | Path, scenes: str | Path, *, reasoner: str = "asp", scene_source: str = "gold",
@@ -363,20 +305,8 @@ def _evaluate_clevr(questions, scenes, *, reasoner, scene_source, program_source
                         scene_records)
     start = time.perf_counter()
     records = dict(done)
-    sink = open(pred_path, "a", encoding="utf-8") if pred_path else None
-    try:
-        if sink is not None and not done:
-            sink.write(json.dumps({"settings": settings}) + "\n")
-        for result in run:
-            for rec in result:
-                records[rec["qid"]] = rec
-                if sink is not None:
-                    sink.write(json.dumps(rec) + "\n")
-            if sink is not None:
-                sink.flush()
-    finally:
-        if sink is not None:
-            sink.close()
+    with Journal(pred_path, settings) as journal:
+        drain(run, take=lambda result: records.update((rec["qid"], rec) for rec in result), journal=journal)
     seconds = time.perf_counter() - start
     if run.error is not None:  # bad input met while streaming: the chunks before it are saved
         raise run.error

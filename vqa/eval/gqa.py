@@ -19,19 +19,27 @@ detailed type, program length (steps, counted as eval.py does) and question leng
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from ..datasets.gqa import SceneGraphIndex, SceneGraphs, iter_question_records  # noqa: F401
+from ..datasets.gqa import iter_question_records
 from ..datasets.gqa_ontology import GQAOntology
-from ..datasets.gqa_program import check_operations, parse_step, steps_number
+from ..datasets.gqa_program import steps_number
+from ..datasets.jsonstream import read_span
 from ..errors import DataError, VQAError
+from ..scene import SceneGraph
+from .gqa_store import QuestionStore, inspect_program, program_steps, write_predictions_file
+from .loop import Journal, drain, iter_journal, lock_predictions
 
-# workers: images per task, and tasks before a worker process is renewed (clingo keeps every
-# symbol it has seen for the life of a process: ~21 KB per distinct question, FACTS.md)
-IMAGES_PER_TASK = 32
-TASKS_PER_WORKER = 150
+# images per task (one clingo call for gold graphs: its fixed cost spread over them), and tasks
+# before a worker process is renewed (clingo keeps every symbol it has seen for the life of a
+# process: ~21 KB per distinct question, FACTS.md)
+IMAGES_PER_TASK = 128
+TASKS_PER_WORKER = 40
 FAILED_LISTED = 100  # failed questions named in the report (the count covers all)
 KEEP = ("imageId", "question", "answer", "isBalanced", "types", "entailed", "groups", "semantic")
 
@@ -139,11 +147,12 @@ def load_questions(path, *, all_questions: bool = False, limit: int | None = Non
 
 
 def _reasoner(name: str, ontology):
+    """(answer, ontology): `answer([(scene, {qid: steps})])` -> [{qid: GQAAnswer}] per image."""
     if name == "asp":
         from ..reason.gqa_asp import GQAReasoner, GQAReasonerConfig
 
         r = GQAReasoner(GQAReasonerConfig(ontology=ontology))
-        return r.answer_image, r.ontology
+        return (lambda batch: r.answer_images(batch, trace=False)), r.ontology
     if name == "reference":
         from ..datasets.gqa_ontology import default_ontology
         from ..reason.gqa_asp import GQAAnswer
@@ -151,209 +160,214 @@ def _reasoner(name: str, ontology):
 
         onto = ontology or default_ontology()
 
-        def answer(scene, programs):
-            out = {}
-            for qid, steps in programs.items():
-                a, failed = run_gqa(scene, steps, onto)
-                out[qid] = GQAAnswer(qid, a, failed, None if failed is None else steps[failed].operation)
+        def answer(batch):
+            out = []
+            for scene, programs in batch:
+                res = {}
+                for qid, steps in programs.items():
+                    a, failed = run_gqa(scene, steps, onto)
+                    res[qid] = GQAAnswer(qid, a, failed, None if failed is None else steps[failed].operation)
+                out.append(res)
             return out
         return answer, onto
-    raise VQAError(f"unknown GQA reasoner {name!r} (expected asp or reference)")
+    raise VQAError(f"unknown GQA reasoner {name!r} (expected asp, reference or nsm)")
 
 
-def answer_questions(records: dict, scenes, *, reasoner: str = "asp", ontology: GQAOntology | None = None,
-                     progress=None, done: dict | None = None, journal=None, workers: int = 1,
-                     images_per_task: int = IMAGES_PER_TASK,
-                     tasks_per_worker: int | None = TASKS_PER_WORKER) -> tuple[dict[str, str | None], dict]:
-    """qid -> answer (None when the question failed) for every record, solved per image;
-    and stats: failures and unsupported steps per operation, time.
+# ---- answering: tasks of images, in this process or in forked workers ---------------------
+_SCENES_FILE: tuple | None = None  # (pid, path, open scene-graph file): each process reads through its own
 
-    `done`: journal records ({qid, prediction, operation}) of questions answered by an
-    earlier run, taken as they are; `journal`: a text file each image's answers are
-    appended to (one JSON line per question) and flushed as the image is done.
-    `workers` > 1: forked processes answer `images_per_task` images per task, each renewed
-    after `tasks_per_worker` tasks (clingo's symbol table, which only grows, starts afresh)."""
-    from ..program import GQA_OPERATIONS
-    from ..reason.gqa_asp import step_kind
 
-    answer_image = None  # (built on first use: forked workers build their own)
-    by_image: dict[str, dict] = defaultdict(dict)
-    unsupported = Counter()
-    unknown: dict = {"questions": 0}
-    for qid, rec in records.items():
-        sem = rec.get("semantic")
-        if not isinstance(sem, list):
-            raise DataError("missing program (expected a 'semantic' list)", record=qid, field="semantic")
-        try:
-            steps = [parse_step(r["operation"], r["argument"], r["dependencies"]) for r in sem]
-        except (KeyError, TypeError, AttributeError):
-            raise DataError("expected operation/argument/dependencies steps", record=qid, field="semantic") from None
-        for i, s in enumerate(steps):
-            if not all(isinstance(k, int) and 0 <= k < i for k in s.inputs):
-                raise DataError(f"dependencies {list(s.inputs)} must refer to earlier steps (0..{i - 1})",
-                                record=qid, field=f"semantic[{i}].dependencies")
-        for i, s in enumerate(steps):  # not a GQA operation at all: answered as a failure, and named
-            if str(s.operation).split(" ")[0] not in GQA_OPERATIONS:
-                unknown["questions"] += 1
-                unknown.setdefault("first", {"record": qid, "field": f"semantic[{i}].operation",
-                                             "message": f"unknown operation {s.operation!r} (GQA's are "
-                                                        f"{', '.join(GQA_OPERATIONS)})"})
-                break
-        for s in steps:
-            if step_kind(s).startswith("unsupported"):
-                unsupported[s.operation] += 1
-        by_image[str(rec.get("imageId"))][qid] = steps
-    done = done or {}
-    answers, failures, failed_ops = {}, Counter(), {}
+def _graph(path, image_id: str, start: int, end: int) -> SceneGraph:
+    global _SCENES_FILE
+    if _SCENES_FILE is None or _SCENES_FILE[:2] != (os.getpid(), str(path)):
+        if _SCENES_FILE is not None and _SCENES_FILE[0] == os.getpid():
+            _SCENES_FILE[2].close()
+        _SCENES_FILE = (os.getpid(), str(path), open(path, "rb"))
+    if isinstance(path, dict):  # predicted graphs, in memory
+        return path[image_id]
+    return SceneGraph.from_gqa(image_id, read_span(_SCENES_FILE[2], start, end, path), file=path)
 
-    def took(qid, answer, operation):
-        answers[qid] = answer
-        if answer is None:
-            failures[operation or "?"] += 1
-            failed_ops[qid] = operation or "?"
 
-    resumed = 0
-    todo_images = {}
-    for image_id, programs in by_image.items():
-        left = {}
-        for qid, steps in programs.items():
-            if qid in done:
-                took(qid, done[qid].get("prediction"), done[qid].get("operation"))
-                resumed += 1
+def answer_task(answer, scenes, task) -> list[tuple[str, str | None, str | None]]:
+    """[(qid, answer or None, failed operation or None)] for a task [(image id, span start,
+    span end, [(qid, program JSON)])]: the scene graphs read from `scenes` by span, every
+    image of the task answered in one call of `answer` (one clingo call for gold graphs)."""
+    batch = [(_graph(scenes, img, start, end), {qid: program_steps(p) for qid, p in qs}) for img, start, end, qs in task]
+    out = []
+    for res, (_, programs) in zip(answer(batch), batch):
+        for qid in programs:
+            a = res.get(qid)
+            if a is None:  # (an empty program: nothing to carry out)
+                out.append((qid, None, "?"))
             else:
-                left[qid] = steps
-        if left:
-            todo_images[image_id] = left
-    # scene graphs read per image from the file (an index of where each lies: flat memory)
-    graphs = scenes if not isinstance(scenes, (str, Path)) else SceneGraphIndex(scenes, keep=todo_images)
-    t0 = time.perf_counter()
-    items = sorted(todo_images.items())
-    for image_id, programs in items:  # every scene graph there before anything is answered
-        if image_id not in graphs:
-            raise DataError(f"no scene graph for image {image_id!r}", file=getattr(graphs, "path", None),
-                            record=next(iter(programs)), field="imageId")
-    bar = None if progress is None else progress(desc="questions", total=sum(len(p) for _, p in items))
-    # ASP in this process would keep every symbol of every question answered (FACTS.md): a run
-    # longer than one worker's life goes to a renewed worker even with workers=1
-    renew = reasoner == "asp" and tasks_per_worker and len(items) > images_per_task * tasks_per_worker
-    if workers > 1 or renew:
-        batches = _pooled(items, graphs, reasoner, ontology, workers, images_per_task, tasks_per_worker)
-    else:
-        answer_image, _ = _reasoner(reasoner, ontology)
-        batches = ([(qid, a.answer, None if a.answer is not None else (a.failed_operation or "?"))
-                    for qid, a in answer_image(graphs[image_id], programs).items()] for image_id, programs in items)
-    for batch in batches:
-        for qid, answer, op in batch:
-            took(qid, answer, op)
-        if journal is not None:
-            journal.write("".join(json.dumps({"qid": qid, "prediction": answer, "operation": op}) + "\n"
-                                  for qid, answer, op in batch))
-            journal.flush()
-        if bar is not None:
-            bar.update(len(batch))
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - t0
-    now = len(records) - resumed
-    failed_first = []  # in answering order (images sorted), whether resumed or not
-    for image_id in sorted(by_image):
-        for qid in by_image[image_id]:
-            if qid in failed_ops and len(failed_first) < FAILED_LISTED:
-                failed_first.append({"questionId": qid, "imageId": image_id, "operation": failed_ops[qid]})
-    return answers, {"failed": sum(failures.values()), "failures_by_operation": dict(failures.most_common()),
-                     "failed_questions": failed_first,
-                     "unsupported_by_operation": dict(unsupported.most_common()), "images": len(by_image),
-                     "unknown_operations": unknown, "resumed": resumed, "answered_now": now,
-                     "seconds": round(seconds, 3),
-                     "questions_per_second": round(now / seconds, 1) if seconds > 0 and now else None}
+                out.append((qid, a.answer, None if a.answer is not None else (a.failed_operation or "?")))
+    return out
 
 
-_POOL_JOB: tuple | None = None  # (todo images, scene graphs, reasoner, ontology), inherited by forked workers
+_POOL_JOB: tuple | None = None  # (scene-graph file, reasoner, ontology), inherited by forked workers
 _POOL_ANSWER = None
 
 
 def _pool_init() -> None:
     global _POOL_ANSWER
     try:
-        _POOL_ANSWER = _reasoner(_POOL_JOB[2], _POOL_JOB[3])[0]
+        _POOL_ANSWER = _reasoner(_POOL_JOB[1], _POOL_JOB[2])[0]
     except Exception as e:  # noqa: BLE001 (a failing initializer would be restarted for ever: told per task)
         _POOL_ANSWER = e
 
 
-def _pool_task(image_ids: list[str]):
-    """Answers of a worker's task as plain data: [(qid, answer, failed operation)], or
-    ("error", message) (exceptions with keyword-only arguments do not survive pickling)."""
-    todo, graphs = _POOL_JOB[0], _POOL_JOB[1]
+def _pool_task(task):
+    """A worker's answers as plain data, or ("error", message) (exceptions with keyword-only
+    arguments do not survive pickling)."""
     try:
         if isinstance(_POOL_ANSWER, Exception):
             raise _POOL_ANSWER
-        return [(qid, a.answer, None if a.answer is not None else (a.failed_operation or "?"))
-                for image_id in image_ids
-                for qid, a in _POOL_ANSWER(graphs[image_id], todo[image_id]).items()]
+        return answer_task(_POOL_ANSWER, _POOL_JOB[0], task)
     except Exception as e:  # noqa: BLE001 (raised in the main process)
         return ("error", f"{type(e).__name__}: {e}" if not isinstance(e, VQAError) else str(e))
 
 
-def _pooled(items, graphs, reasoner, ontology, workers, images_per_task, tasks_per_worker):
-    """Batches of answers from a pool of forked workers (unordered; one batch per task)."""
+def _pooled(tasks, scenes, reasoner, ontology, workers: int, tasks_per_worker: int | None):
+    """Answers of each task (in task order) from a pool of forked workers, each renewed after
+    `tasks_per_worker` tasks; at most a few tasks in flight per worker (memory stays flat)."""
     import gc
     import multiprocessing as mp
+    from collections import deque
 
     global _POOL_JOB
     if "fork" not in mp.get_all_start_methods():
         raise VQAError("--workers for GQA needs the fork start method (Linux, macOS)")
-    _POOL_JOB = (dict(items), graphs, reasoner, ontology)
-    ids = [image_id for image_id, _ in items]
-    tasks = [ids[i:i + images_per_task] for i in range(0, len(ids), images_per_task)]
+    _POOL_JOB = (scenes if isinstance(scenes, dict) else str(scenes), reasoner, ontology)
     frozen = gc.get_freeze_count() == 0
     if frozen:  # what the workers inherit leaves the collector's care (no page copied by a collection)
         gc.freeze()
+
+    def result(res):
+        if isinstance(res, tuple):
+            raise VQAError(res[1])
+        return res
     try:
         with mp.get_context("fork").Pool(workers, initializer=_pool_init, maxtasksperchild=tasks_per_worker) as pool:
-            for res in pool.imap_unordered(_pool_task, tasks):
-                if isinstance(res, tuple):
-                    raise VQAError(res[1])
-                yield res
+            pending: deque = deque()
+            for task in tasks:
+                pending.append(pool.apply_async(_pool_task, (task,)))
+                if len(pending) > 2 * workers:
+                    yield result(pending.popleft().get())
+            while pending:
+                yield result(pending.popleft().get())
     finally:
         _POOL_JOB = None
         if frozen:
             gc.unfreeze()
 
 
-def parse_records(records: dict, parser_checkpoint=None, *, scored=None, progress=None) -> tuple[dict, dict]:
-    """Records with `semantic` replaced by the program the GQA question parser reads from
-    each question's text, and the exact-match stats (id-free form, over `scored`)."""
+def answer_store(store: QuestionStore, scenes, *, reasoner: str = "asp", ontology=None, workers: int = 1,
+                 images_per_task: int = IMAGES_PER_TASK, tasks_per_worker: int | None = TASKS_PER_WORKER,
+                 journal: Journal | None = None, progress=None) -> dict:
+    """Answer the store's questions still to answer, `images_per_task` images per task (one
+    clingo call each for gold graphs); each task's answers recorded in the store and
+    appended to `journal` (JSON lines, flushed) as it finishes. `workers` > 1: forked
+    processes, each renewed after `tasks_per_worker` tasks (clingo's symbol table, which
+    only grows, starts afresh); an ASP run longer than one worker's life goes to a renewed
+    worker even with workers=1. Returns {answered_now, seconds, questions_per_second}."""
+    todo = store.count("todo = 1 AND done = 0")
+    bar = None if progress is None else progress(desc="questions", total=todo)
+    t0 = time.perf_counter()
+    tasks = store.tasks(images_per_task)
+    renew = reasoner == "asp" and tasks_per_worker and store.todo_images() > images_per_task * tasks_per_worker
+    if workers > 1 or renew:
+        batches = _pooled(tasks, scenes, reasoner, ontology, workers, tasks_per_worker)
+    else:
+        answer, _ = _reasoner(reasoner, ontology)
+        batches = (answer_task(answer, scenes, task) for task in tasks)
+    now = drain(batches, take=store.record, journal=journal, bar=bar,
+                line=lambda a: {"qid": a[0], "prediction": a[1], "operation": a[2]})
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    return {"answered_now": now, "seconds": round(seconds, 3),
+            "questions_per_second": round(now / seconds, 1) if seconds > 0 and now else None}
+
+
+def parse_programs(store: QuestionStore, parser_checkpoint=None, *, progress=None, chunk: int = 2048) -> dict:
+    """The programs of the questions to answer replaced by what the GQA question parser
+    reads from their text, and the exact-match stats over the scored ones (id-free form)."""
     from ..language.gqa_parser import load_gqa_question_parser, normalised_semantic
 
     parser = load_gqa_question_parser(parser_checkpoint)
-    qids = list(records)
-    results = parser.parse_batch([records[q].get("question", "") for q in qids], progress=progress)
-    out, exact, n = {}, 0, 0
-    for qid, r in zip(qids, results):
-        gold = records[qid].get("semantic")
-        if scored is None or qid in scored:
-            n += 1
-            exact += isinstance(gold, list) and r.semantic == normalised_semantic(gold)
-        out[qid] = {**records[qid], "semantic": r.semantic}
-    return out, {"program_exact_match": _avg([1] * exact + [0] * (n - exact)), "programs_parsed": n,
-                 "parser_checkpoint": str(parser_checkpoint) if parser_checkpoint else "default"}
+    total = store.count("todo = 1")
+    bar = None if progress is None else progress(desc="parsing", total=total)
+    exact = n = 0
+    last = -1
+    db = store.db
+    while True:
+        rows = db.execute("SELECT pos, program, text, scored FROM q WHERE todo = 1 AND pos > ? ORDER BY pos LIMIT ?",
+                          (last, chunk)).fetchall()
+        if not rows:
+            break
+        last = rows[-1][0]
+        results = parser.parse_batch([r[2] or "" for r in rows])
+        updates = []
+        for (pos, gold, _, scored), r in zip(rows, results):
+            if scored:
+                n += 1
+                if gold is not None:
+                    sem = [{"operation": o, "argument": a, "dependencies": d} for o, a, d in json.loads(gold)]
+                    exact += r.semantic == normalised_semantic(sem)
+            updates.append((*inspect_program(r.semantic), pos))
+        db.execute("BEGIN")
+        db.executemany("UPDATE q SET program = ?, unsup = ?, unknown = ?, bad = ? WHERE pos = ?", updates)
+        db.execute("COMMIT")
+        if bar is not None:
+            bar.update(len(rows))
+    if bar is not None:
+        bar.close()
+    return {"program_exact_match": 100.0 * exact / n if n else None, "programs_parsed": n,
+            "parser_checkpoint": str(parser_checkpoint) if parser_checkpoint else "default"}
+
+
+@contextmanager
+def open_store(predictions=None):
+    """A fresh QuestionStore in a work folder, deleted afterwards: `PREDICTIONS.work` beside
+    the predictions file (a run killed before cleaning up leaves it; the next run on that
+    file, which holds its lock, replaces it), or a folder in the system's temporary folder."""
+    import shutil
+    import tempfile
+
+    if predictions is not None:
+        work = Path(str(predictions) + ".work")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="vqa-gqa-work-"))
+    store = QuestionStore(work / "store.sqlite")
+    try:
+        yield store
+    finally:
+        store.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=None, predictions=None,
                  limit=None, reasoner="asp", progress=None, ontology=None, workers: int = 1,
-                 images_per_task: int = IMAGES_PER_TASK, program_source="gold",
+                 images_per_task: int = IMAGES_PER_TASK, tasks_per_worker: int | None = TASKS_PER_WORKER,
+                 shard: tuple[int, int] | None = None, program_source="gold",
                  parser_checkpoint=None, nsm_checkpoint=None, scene_source="gold", images=None,
                  scene_checkpoint=None) -> dict:
     """Answer a GQA split on scene graphs and score it; writes report.json (`out`), a `.md`
     and a plot next to it, and the official predictions file (`predictions`). Returns the report.
 
-    `reasoner`: "asp" (rules/gqa) or "reference" (the Python executor); `ontology`: a
-    GQAOntology, or the path of one learned by `vqa gqa ontology` (merged onto the shipped
+    `reasoner`: "asp" (rules/gqa), "reference" (the Python executor) or "nsm"; `ontology`:
+    a GQAOntology, or the path of one learned by `vqa gqa ontology` (merged onto the shipped
     default); `limit`: score only the first N questions; failed questions predict "".
+    `shard=(i, n)`: only the questions of the images whose crc32 of the id is i modulo n
+    (the predictions file then lists those only; `vqa report --dataset gqa` merges shards).
 
+    Memory stays flat however large the files: the questions are streamed into a work file
+    (`QuestionStore`), scene graphs are read per image, answers are recorded as they come.
     The predictions file lists every question of the questions file (`""` for those not
     answered, e.g. beyond `limit`), so GQA's official `eval.py` runs on it. While answering,
-    each image's answers are appended to a journal beside it (`PREDICTIONS.journal`, JSON
+    each task's answers are appended to a journal beside it (`PREDICTIONS.journal`, JSON
     lines after a settings line): rerunning the same command after a kill takes the
     questions already there (`resumed` in the report) and answers the rest.
     """
@@ -362,76 +376,99 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
         from ..datasets.gqa_ontology import default_ontology
 
         ontology = default_ontology().merge(GQAOntology.load(ontology))
-    from .clevr import _read_predictions, lock_predictions
-
-    held = lock_predictions(predictions)  # noqa: F841 (held for the run: released when this returns)
+    if reasoner not in ("asp", "reference", "nsm"):
+        raise VQAError(f"unknown GQA reasoner {reasoner!r} (expected asp, reference or nsm)")
     if program_source not in ("gold", "parsed"):
         raise VQAError(f"unknown program source {program_source!r} (expected gold or parsed)")
     if scene_source not in ("gold", "predicted") or (scene_source == "predicted") != (images is not None):
         raise VQAError("--scene-source predicted goes with --images DIR (and gold without it)")
+    if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise VQAError(f"--shard i/n needs 0 <= i < n, got {shard[0]}/{shard[1]}")
+    held = lock_predictions(predictions)  # noqa: F841 (held for the run: released when this returns)
     scene_key = str(scenes) if scene_source == "gold" else f"predicted from {images} by {scene_checkpoint or 'default'}"
     settings = {"dataset": "gqa", "reasoner": reasoner, "questions": str(questions), "scenes": scene_key,
                 "ontology": ontology_file, "program_source": program_source,
                 "parser_checkpoint": str(parser_checkpoint) if parser_checkpoint else None,
                 "nsm_checkpoint": str(nsm_checkpoint) if nsm_checkpoint else None}
     jpath = journal_path(predictions) if predictions else None
-    done = _read_predictions(jpath, settings, keys=JOURNAL_KEYS) if jpath else {}
-    info: dict = {}
-    records, scored = load_questions(questions, all_questions=all_questions, limit=limit, info=info)
-    if program_source == "gold" and reasoner != "nsm":  # an operation outside GQA's: bad input (one line)
-        check_operations(records, questions)
-    parse_stats = {}
-    answer_records = records
-    if program_source == "parsed":
-        answer_records, parse_stats = parse_records(records, parser_checkpoint, scored=scored, progress=progress)
-    scene_stats, answer_scenes = {}, scenes
-    if scene_source == "predicted":  # the GQA scene parser over --images (vqa.vision.gqa_predicted)
-        from .vision.gqa_predicted import predicted_scene_graphs
+    scenes_file = scenes
+    with open_store(predictions) as store:
+        try:
+            store.load_questions(questions, all_questions=all_questions, limit=limit, shard=shard,
+                                 texts=program_source == "parsed" or reasoner == "nsm")
+        except DataError as e:  # a record's defect: name the questions file it is in
+            raise (e.located(file=questions) if Path(questions).is_file() else e) from None
+        parse_stats = {}
+        if program_source == "parsed":
+            parse_stats = parse_programs(store, parser_checkpoint, progress=progress)
+        if reasoner != "nsm":
+            defect = store.first_defect()
+            if defect is None and program_source == "gold":  # an operation outside GQA's: bad input (one line)
+                defect = store.first_unknown()
+            if defect is not None:
+                qid, d = defect
+                raise DataError(d["message"], file=questions if Path(questions).is_file() else None, record=qid,
+                                field=d["field"])
+        scene_stats = {}
+        if scene_source == "predicted":  # the GQA scene parser over --images (vqa.vision.gqa_predicted)
+            from ..vision.gqa_predicted import predicted_scene_graphs
 
-        answer_scenes, scene_stats = predicted_scene_graphs(
-            images, {str(r.get("imageId")) for r in records.values()}, checkpoint=scene_checkpoint, gold=scenes,
-            cache=str(predictions) + ".scenes.jsonl" if predictions else None, progress=progress)
-    journal = open(jpath, "a", encoding="utf-8") if jpath else None
-    try:
-        if journal is not None and not done:
-            journal.write(json.dumps({"settings": settings}) + "\n")
-            journal.flush()
-        if reasoner == "nsm":  # answered in one pass (not journaled)
-            try:
-                from ..reason.nsm_gqa import answer_questions_nsm
-            except ModuleNotFoundError as e:
-                if e.name != f"{__package__}.reason.nsm_gqa":
-                    raise
-                raise VQAError("the NSM reasoner is not available for GQA in this version") from None
-
-            answers, stats = answer_questions_nsm(answer_records, answer_scenes, checkpoint=nsm_checkpoint,
-                                                  progress=progress)
-        else:
-            answers, stats = answer_questions(answer_records, answer_scenes, reasoner=reasoner, ontology=ontology,
-                                              progress=progress, done=done, journal=journal, workers=workers,
-                                              images_per_task=images_per_task)
-    except DataError as e:  # a record's defect: name the questions file it is in
-        raise (e.located(file=questions) if Path(questions).is_file() else e) from None
-    finally:
-        if journal is not None:
-            journal.close()
-    if (stats.get("unknown_operations") or {}).get("first"):
-        stats["unknown_operations"]["first"]["file"] = str(questions)
-    preds = {qid: a if a is not None else "" for qid, a in answers.items()}
-    choice_data = _load_json(choices) if choices else None
-    # entailed questions outside the scored set are answered for consistency only
-    metrics = gqa_metrics(records, preds, choices=choice_data, all_questions=all_questions, only=scored)
-    report = {"dataset": "gqa", "reasoner": reasoner, "program_source": program_source, **parse_stats,
-              "questions_file": str(questions), "scenes_file": str(scenes),
-              "choices_file": None if choices is None else str(choices), "all_questions": bool(all_questions),
-              "answered": len(answers), "workers": workers, **metrics, **stats, **info, **scene_stats,
-              "failed_scored": sum(1 for k in scored if answers.get(k) is None)}
-    report["warnings"] = warnings(report)
-    if predictions:
-        report["predictions_written"] = write_predictions(predictions, questions, preds)
+            scenes, scene_stats = predicted_scene_graphs(
+                images, store.image_ids(), checkpoint=scene_checkpoint, gold=scenes_file,
+                cache=str(predictions) + ".scenes.jsonl" if predictions else None, progress=progress)
+            store.set_scene_ids(scenes)
+        elif reasoner != "nsm":
+            store.load_scene_spans(scenes)
+        if reasoner != "nsm":
+            missing = store.missing_scene()
+            if missing is not None:
+                where = scenes if scene_source == "gold" else images
+                raise DataError(f"no scene graph for image {missing[1]!r}", file=where, record=missing[0],
+                                field="imageId")
+        resumed = store.resume(iter_journal(jpath, settings, JOURNAL_KEYS)) if jpath else 0
+        with Journal(jpath, settings) as journal:
+            if reasoner == "nsm":  # answered in one pass (not journaled)
+                stats = _answer_nsm(store, scenes, nsm_checkpoint, progress)
+            else:
+                stats = answer_store(store, scenes, reasoner=reasoner, ontology=ontology, workers=workers,
+                                     images_per_task=images_per_task, tasks_per_worker=tasks_per_worker,
+                                     journal=journal, progress=progress)
+        stats = {**store.answer_stats(FAILED_LISTED), **stats}
+        if (stats.get("unknown_operations") or {}).get("first"):
+            stats["unknown_operations"]["first"]["file"] = str(questions)
+        metrics = store.metrics(choices)
+        report = {"dataset": "gqa", "reasoner": reasoner, "program_source": program_source, **parse_stats,
+                  "questions_file": str(questions),
+                  "scenes_file": None if scenes_file is None else str(scenes_file), "scene_source": scene_source,
+                  "choices_file": None if choices is None else str(choices), "all_questions": bool(all_questions),
+                  "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+                  "answered": store.count("todo = 1 AND done = 1"), "workers": workers, **metrics, **stats,
+                  "resumed": resumed, **store.info, **scene_stats,
+                  "failed_scored": store.count("scored = 1 AND (done = 0 OR op IS NOT NULL)")}
+        report["warnings"] = warnings(report)
+        if predictions:
+            report["predictions_written"] = write_predictions_file(predictions,
+                                                                   store.predictions(only_todo=shard is not None))
     if out:
         write_report(report, out)
     return report
+
+
+def _answer_nsm(store: QuestionStore, scenes, checkpoint, progress) -> dict:
+    """The NSM answers every question to answer in one pass (its records held in memory)."""
+    try:
+        from ..reason.nsm_gqa import answer_questions_nsm
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__.rsplit('.', 1)[0]}.reason.nsm_gqa":
+            raise
+        raise VQAError("the NSM reasoner is not available for GQA in this version") from None
+    records = {qid: {"imageId": img, "question": text or ""} for qid, img, text in
+               store.db.execute("SELECT qid, img, text FROM q WHERE todo = 1 AND done = 0 ORDER BY pos")}
+    answers, stats = answer_questions_nsm(records, scenes, checkpoint=checkpoint, progress=progress)
+    store.db.execute("BEGIN")
+    store.record([(qid, a, None if a is not None else "?") for qid, a in answers.items()])
+    store.db.execute("COMMIT")
+    return {k: v for k, v in stats.items() if k in ("seconds", "questions_per_second")} | {"answered_now": len(answers)}
 
 
 JOURNAL_KEYS = ("dataset", "reasoner", "questions", "scenes", "ontology", "program_source", "parser_checkpoint",
@@ -443,70 +480,99 @@ def journal_path(predictions) -> Path:
     return Path(str(predictions) + ".journal")
 
 
-def write_predictions(path, questions, preds: dict) -> int:
-    """The official predictions file: `[{"questionId", "prediction"}]` for every question of
-    the questions file (file order; `""` where `preds` has none), written to a temporary
-    file beside `path` and renamed over it. Returns how many were written."""
-    import os
+def iter_predictions(path) -> Iterator[tuple[str, str]]:
+    """(questionId, prediction) of a predictions file in the official format (a JSON list of
+    `{"questionId", "prediction"}`), streamed; a bad entry is a DataError naming its index
+    and field."""
+    import ijson
 
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("[")
-        for _, qid, _ in iter_question_records(questions):
-            f.write(("," if n else "") + json.dumps({"questionId": qid, "prediction": preds.get(qid) or ""}))
-            n += 1
-        f.write("]\n")
-    os.replace(tmp, path)
-    return n
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise DataError(f"cannot read: {e.strerror}", file=path) from None
+    with f:
+        try:
+            events = ijson.parse(f)
+            first = next(events, None)
+            if first is None or first[1] != "start_array":
+                kind = "an empty file" if first is None else first[1].replace("start_", "").replace("map", "dict")
+                raise DataError(f"expected a list of {{\"questionId\", \"prediction\"}} objects, got {kind}", file=path)
+            f.seek(0)
+            for i, p in enumerate(ijson.items(f, "item", use_float=True)):
+                if not isinstance(p, dict):
+                    raise DataError(f"expected an object, got {type(p).__name__}", file=path, record=f"[{i}]")
+                for key in ("questionId", "prediction"):
+                    if key not in p:
+                        raise DataError("missing", file=path, record=f"[{i}]", field=key)
+                qid, pred = p["questionId"], p["prediction"]
+                if isinstance(qid, bool) or not isinstance(qid, (str, int)):
+                    raise DataError(f"expected a string, got {type(qid).__name__}", file=path, record=f"[{i}]",
+                                    field="questionId")
+                if not isinstance(pred, str):
+                    raise DataError(f"expected a string, got {type(pred).__name__}", file=path, record=f"[{i}]",
+                                    field="prediction")
+                yield str(qid), pred
+        except ijson.JSONError as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(f"malformed JSON: {msg}", file=path) from None
 
 
 def read_predictions(path) -> dict[str, str]:
-    """questionId -> prediction from a predictions file in the official format (a JSON list
-    of `{"questionId", "prediction"}`); a bad entry is a DataError naming its index and field."""
-    data = _load_json(path)
-    if not isinstance(data, list):
-        raise DataError(f"expected a list of {{\"questionId\", \"prediction\"}} objects, got {type(data).__name__}",
-                        file=path)
-    out: dict[str, str] = {}
-    for i, p in enumerate(data):
-        if not isinstance(p, dict):
-            raise DataError(f"expected an object, got {type(p).__name__}", file=path, record=f"[{i}]")
-        for key in ("questionId", "prediction"):
-            if key not in p:
-                raise DataError("missing", file=path, record=f"[{i}]", field=key)
-        qid, pred = p["questionId"], p["prediction"]
-        if isinstance(qid, bool) or not isinstance(qid, (str, int)):
-            raise DataError(f"expected a string, got {type(qid).__name__}", file=path, record=f"[{i}]",
-                            field="questionId")
-        if not isinstance(pred, str):
-            raise DataError(f"expected a string, got {type(pred).__name__}", file=path, record=f"[{i}]",
-                            field="prediction")
-        out[str(qid)] = pred
-    return out
+    """questionId -> prediction of a predictions file in the official format (in memory; see
+    `iter_predictions`)."""
+    return dict(iter_predictions(path))
 
 
-def score_predictions(questions, predictions, *, choices=None, all_questions=False, limit=None, out=None) -> dict:
-    """Score a predictions file in the official format (any model's) against a questions
-    file with the same metrics as `evaluate_gqa`; nothing is answered and no scene graphs
-    are read. A scored question without a prediction counts as wrong (`missing_predictions`;
-    the official eval.py stops on it)."""
-    info: dict = {}
-    records, scored = load_questions(questions, all_questions=all_questions, limit=limit, info=info)
-    given = read_predictions(predictions)
-    preds = {qid: given[qid] for qid in records if qid in given}
-    choice_data = _load_json(choices) if choices else None
-    metrics = gqa_metrics(records, preds, choices=choice_data, all_questions=all_questions, only=scored)
-    report = {"dataset": "gqa", "reasoner": None, "predictions_file": str(predictions),
-              "questions_file": str(questions), "choices_file": None if choices is None else str(choices),
-              "all_questions": bool(all_questions), "answered": len(preds), **metrics, **info,
-              "missing_predictions": sum(1 for k in scored if k not in given),
-              "failed_scored": sum(1 for k in scored if not preds.get(k))}
+def score_predictions(questions, predictions, *, choices=None, all_questions=False, limit=None, out=None,
+                      shard: tuple[int, int] | None = None) -> dict:
+    """Score predictions files in the official format (any model's; several: shards of one
+    run, merged) against a questions file with the same metrics as `evaluate_gqa`; nothing is
+    answered and no scene graphs are read. A scored question without a prediction counts as
+    wrong (`missing_predictions`; the official eval.py stops on it); a question predicted
+    differently by two files is a DataError."""
+    files = [predictions] if isinstance(predictions, (str, Path)) else list(predictions)
+    with open_store(None) as store:
+        try:
+            store.load_questions(questions, all_questions=all_questions, limit=limit, shard=shard)
+        except DataError as e:
+            raise (e.located(file=questions) if Path(questions).is_file() else e) from None
+        for f in files:
+            if len(files) > 1:
+                _check_agreement(store, f)
+            store.set_predictions(iter_predictions(f))
+        metrics = store.metrics(choices)
+        report = {"dataset": "gqa", "reasoner": None,
+                  "predictions_file": str(files[0]) if len(files) == 1 else ", ".join(map(str, files)),
+                  "questions_file": str(questions), "choices_file": None if choices is None else str(choices),
+                  "all_questions": bool(all_questions), "answered": store.count("todo = 1 AND done = 1"),
+                  **metrics, **store.info,
+                  "missing_predictions": store.count("scored = 1 AND done = 0"),
+                  "failed_scored": store.count("scored = 1 AND (done = 0 OR pred = '')")}
     report["warnings"] = warnings(report)
     if out:
         write_report(report, out)
     return report
+
+
+def _check_agreement(store: QuestionStore, path) -> None:
+    """A DataError when `path` predicts a question differently from a file taken before."""
+    batch = []
+
+    def check():
+        marks = ",".join("?" * len(batch))
+        given = dict(batch)
+        for qid, pred in store.db.execute(f"SELECT qid, pred FROM q WHERE done = 1 AND qid IN ({marks})", list(given)):
+            if pred != given[qid]:
+                raise DataError(f"predicted {given[qid]!r} here and {pred!r} in an earlier file", file=path,
+                                record=qid, field="prediction")
+        batch.clear()
+    for item in iter_predictions(path):
+        batch.append(item)
+        if len(batch) >= 500:
+            check()
+    if batch:
+        check()
 
 
 def warnings(report: dict) -> list[str]:
@@ -538,15 +604,6 @@ def write_report(report: dict, out) -> None:
         plot_report(report, out.with_suffix(".png"))
     except ImportError:
         pass
-
-
-def _load_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except OSError as e:
-        raise DataError(f"cannot read: {e.strerror}", file=path) from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"malformed JSON at line {e.lineno}: {e.msg}", file=path) from None
 
 
 def _fmt(x) -> str:

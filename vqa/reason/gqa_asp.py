@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import clingo
+import clingo.ast
 
 from ..datasets.gqa_ontology import GQAOntology, default_ontology
 from ..datasets.gqa_program import GQAStep
 from ..scene import SceneGraph
-from .solver import SolverError, load_theory
+from .solver import SolverError, ground, load_theory, make_control, solve_control
 from .solver import solve as _solve
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules" / "gqa"
@@ -211,6 +212,7 @@ class GQAReasoner:
         self.config = config or GQAReasonerConfig()
         self.ontology = self.config.ontology or default_ontology()
         self.theory = theory_text(self.config.rules_dir)
+        self._scoped: dict[bool, list] = {}  # the theory scoped per image (`answer_images`), per trace flag
 
     def program_text(self, scene: SceneGraph, programs: dict[str, list[GQAStep]]) -> tuple[str, dict]:
         facts, unc = encode_scene(scene, self.ontology, self.config.weight_cap)
@@ -240,7 +242,55 @@ class GQAReasoner:
                         a.top.append((b.answer, b.cost))
         return answers
 
-    def _read(self, symbols, programs, unc) -> dict[str, GQAAnswer]:
+    def answer_images(self, batch: list[tuple[SceneGraph, dict[str, list[GQAStep]]]], *,
+                      trace: bool = True) -> list[dict[str, GQAAnswer]]:
+        """Several images with their questions; {qid: GQAAnswer} per image, the same as
+        `answer_image` gives for each (`trace=False`: answers and failures only, no trace). Gold graphs (every object, attribute and relation
+        certain) go into one ground+solve for the whole batch (the theory scoped per image,
+        `scoped_theory`), which spreads clingo's cost per call over many images; uncertain
+        graphs, or top_k > 1, are answered one image per call."""
+        out: list[dict[str, GQAAnswer] | None] = [None] * len(batch)
+        facts: list[str] = []
+        names: set[str] = set()
+        gold: dict[str, tuple[int, list[GQAStep]]] = {}
+        for i, (scene, programs) in enumerate(batch):
+            programs = {str(k): v for k, v in programs.items() if v}
+            if not programs:
+                out[i] = {}
+                continue
+            scene_facts, unc = encode_scene(scene, self.ontology, self.config.weight_cap)
+            if unc or self.config.top_k > 1 or any(qid in gold for qid in programs):
+                out[i] = self.answer_image(scene, programs)
+                continue
+            names.update(o.name for o in scene.objects)
+            facts += [scope_fact(f, i) for f in scene_facts]
+            for qid, steps in programs.items():
+                facts += [scope_fact(f, i) for f in encode_question(qid, steps)]
+                gold[qid] = (i, steps)
+        if gold:
+            facts += encode_ontology(self.ontology, names)
+            if trace not in self._scoped:
+                self._scoped[trace] = scoped_theory(self.theory, trace=trace)
+            ctl = make_control(["--opt-mode=opt", f"-cfail_weight={self.config.fail_weight}"])
+            with clingo.ast.ProgramBuilder(ctl) as builder:
+                for stm in self._scoped[trace]:
+                    builder.add(stm)
+            ground(ctl, "\n".join(dict.fromkeys(facts)) + "\n")
+            res = solve_control(ctl)
+            if not res.satisfiable:
+                raise SolverError("the GQA theory has no model (it should always have one)", res.messages)
+            per_image: dict[int, list] = {}
+            for s in res.atoms:  # the scope dropped: the atoms `answer_image` reads
+                args = s.arguments
+                per_image.setdefault(args[0].number, []).append(clingo.Function(s.name, args[1:]))
+            programs_of: dict[int, dict] = {}
+            for qid, (i, steps) in gold.items():
+                programs_of.setdefault(i, {})[qid] = steps
+            for i, progs in programs_of.items():
+                out[i] = self._read(per_image.get(i, []), progs, {}, trace=trace)
+        return out
+
+    def _read(self, symbols, programs, unc, *, trace: bool = True) -> dict[str, GQAAnswer]:
         per: dict[str, dict] = {qid: {"ans": None, "fail": [], "out": {}, "val": {}, "on": set()} for qid in programs}
         for s in symbols:
             a = [x.string if x.type == clingo.SymbolType.String else str(x) for x in s.arguments]
@@ -260,8 +310,8 @@ class GQAReasoner:
         out = {}
         for qid, rec in per.items():
             steps = programs[qid]
-            trace = []
-            for i, st in enumerate(steps):
+            steps_trace = []
+            for i, st in enumerate(steps if trace else ()):
                 t = {"step": i, "operation": st.operation, "argument": st.argument()}
                 if i in rec["out"] or step_kind(st) in ("select", "relate", "filter"):
                     t["objects"] = sorted(rec["out"].get(i, []))
@@ -269,10 +319,92 @@ class GQAReasoner:
                     t["value"] = rec["val"][i]
                 if i in rec["fail"]:
                     t["failed"] = True
-                trace.append(t)
+                steps_trace.append(t)
             cost = sum(unc[k][0] for k in rec["on"]) + sum(w[1] for k, w in unc.items() if k not in rec["on"])
             first = min(rec["fail"]) if rec["fail"] else None
             out[qid] = GQAAnswer(qid, rec["ans"], first, None if first is None else steps[first].operation,
-                                 trace, [(rec["ans"], cost)] if rec["ans"] is not None else [], cost,
+                                 steps_trace, [(rec["ans"], cost)] if rec["ans"] is not None else [], cost,
                                  [unc[k][2] for k in sorted(rec["on"])])
         return out
+
+
+# ---- many gold images per clingo call ------------------------------------------------------
+# Predicates that are the same in every image: the ontology's and the theory's constants.
+GLOBAL_PREDICATES = frozenset({"hyper", "plural", "comparative", "common_type", "same_relation", "rel_answer",
+                               "kind", "valued", "relational", "testing"})
+SCOPE_VARIABLE = "Scope__"  # the image's index in a call, added to every other atom of the theory
+_FACT_HEAD = re.compile(r"([a-z_]\w*)\(")
+
+
+# The world of a question (world.lp): every atom carries the question, so that each question
+# gets its own reading of an uncertain scene; on a gold graph every question's world is the
+# same, and the batched call grounds it once per image (the question argument dropped).
+WORLD_PREDICATES = frozenset({"obj", "has", "r", "is"})
+UNCERTAIN_PREDICATES = frozenset({"unc", "unc_object", "unc_attr", "unc_rel", "group"})  # input only
+
+
+class _Scoper(clingo.ast.Transformer):
+    """For a batch of gold graphs: every atom whose predicate is not in GLOBAL_PREDICATES gets
+    the image's index as a new first argument, the same variable throughout a rule, so that
+    the rules of one call join only facts of one image (images never meet); the atoms of a
+    question's world lose their question argument (one world per image). Each image's answers
+    are those of a call of its own (a differential test checks it)."""
+
+    def visit_SymbolicAtom(self, node):
+        sym = node.symbol
+        if sym.ast_type == clingo.ast.ASTType.Function and sym.name not in GLOBAL_PREDICATES:
+            args = list(sym.arguments[1:] if sym.name in WORLD_PREDICATES else sym.arguments)
+            node = node.update(symbol=sym.update(arguments=[clingo.ast.Variable(sym.location, SCOPE_VARIABLE),
+                                                             *args]))
+        return node
+
+    def visit_Minimize(self, node):  # the scope among a weak constraint's terms (distinct tuples per image)
+        node = node.update(**self.visit_children(node))
+        return node.update(terms=[clingo.ast.Variable(node.location, SCOPE_VARIABLE), *node.terms])
+
+    def visit_ShowSignature(self, node):
+        if node.name in GLOBAL_PREDICATES:
+            return node
+        return node.update(arity=node.arity + 1 - (node.name in WORLD_PREDICATES))
+
+    def visit_Defined(self, node):
+        return self.visit_ShowSignature(node)
+
+
+def _positive_names(body) -> set[str]:
+    """Predicate names of a body's positive atoms (top-level literals only: an aggregate or a
+    condition may hold with no atoms)."""
+    names = set()
+    for lit in body:
+        if (lit.ast_type == clingo.ast.ASTType.Literal and lit.sign == clingo.ast.Sign.NoSign
+                and lit.atom.ast_type == clingo.ast.ASTType.SymbolicAtom
+                and lit.atom.symbol.ast_type == clingo.ast.ASTType.Function):
+            names.add(lit.atom.symbol.name)
+    return names
+
+
+def scoped_theory(theory: str, *, trace: bool = True) -> list:
+    """The theory's statements (parsed) for a batch of gold graphs (see `_Scoper`); the rules
+    of uncertain facts (a positive body atom of an input predicate that gold graphs never
+    state) are left out. `trace=False`: only answers and failures are shown."""
+    out: list = []
+    scoper = _Scoper()
+
+    def keep(stm):
+        body = getattr(stm, "body", None)
+        if body is not None and _positive_names(body) & UNCERTAIN_PREDICATES:
+            return
+        if not trace and stm.ast_type == clingo.ast.ASTType.ShowSignature and stm.name not in ("ans", "fail"):
+            return
+        out.append(scoper(stm))
+
+    clingo.ast.parse_string(theory, keep)
+    return out
+
+
+def scope_fact(fact: str, scope: int) -> str:
+    """`name(args).` -> `name(scope,args).` unless `name` is a global predicate."""
+    m = _FACT_HEAD.match(fact)
+    if m is None or m.group(1) in GLOBAL_PREDICATES:
+        return fact
+    return f"{m.group(1)}({scope}," + fact[m.end():]
