@@ -148,3 +148,20 @@ def test_limit_still_writes_every_question(tmp_path):
     assert [p["questionId"] for p in written] == list(data)
     answered = [p for p in written if p["prediction"]]
     assert report["answered"] == 5 and len(answered) == 5 and all(p["prediction"] == "" for p in written[5:])
+
+
+def test_printed_summary_names_failed_questions(tmp_path, capsys):
+    """The summary `vqa evaluate --dataset gqa` prints names the failed questions (not only
+    their number), as the .md does."""
+    qfile, cfile, _, _ = make_split(tmp_path, drop_entailed=True)
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--dataset", "gqa", "--questions", str(qfile), "--no-progress",
+                 "--scenes", str(FIX / "families_sceneGraphs.json"), "--predictions", str(tmp_path / "p.json"),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    run = json.loads(out.read_text())
+    assert run["failed"] >= 1
+    line = next(x for x in printed.splitlines() if x.startswith("failed questions"))
+    first = run["failed_questions"][0]
+    assert f"{first['questionId']} (image {first['imageId']}, at {first['operation']})" in line
+    assert line.count("(image ") == min(run["failed"], 5)

@@ -41,6 +41,7 @@ from .loop import Journal, drain, iter_journal, lock_predictions
 IMAGES_PER_TASK = 128
 TASKS_PER_WORKER = 40
 FAILED_LISTED = 100  # failed questions named in the report (the count covers all)
+FAILED_PRINTED = 5  # of those, named in the printed summary
 KEEP = ("imageId", "question", "answer", "isBalanced", "types", "entailed", "groups", "semantic")
 
 
@@ -628,6 +629,12 @@ def format_report(report: dict) -> str:
             lines += [f"  {k:<24} {_fmt(v['accuracy'])}  (n={v['n']})" for k, v in rows.items()]
     if report.get("failures_by_operation"):
         lines.append("failures by operation: " + ", ".join(f"{k} {v}" for k, v in report["failures_by_operation"].items()))
+    failed = report.get("failed_questions") or []
+    if failed:
+        shown = failed[:FAILED_PRINTED]
+        total = report.get("failed", len(failed))
+        lines.append(("failed questions: " if total <= len(shown) else f"failed questions (first {len(shown)} of {total}; the .md names up to {FAILED_LISTED}): ")
+                     + ", ".join(f"{f['questionId']} (image {f['imageId']}, at {f['operation']})" for f in shown))
     if report.get("unsupported_by_operation"):
         lines.append("unsupported steps: " + ", ".join(f"{k} {v}" for k, v in report["unsupported_by_operation"].items()))
     if report.get("questions_per_second"):
