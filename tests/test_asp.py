@@ -254,8 +254,11 @@ def test_a_theory_that_does_not_parse_is_reported(tmp_path):
     (tmp_path / "bad.lp").write_text("p(X :- q.")
     with pytest.raises(VQAError, match="unexpected"):
         ASPReasoner(tmp_path)
-    with pytest.raises(VQAError, match="no .lp files"):
+    with pytest.raises(VQAError, match="no such folder of ASP rule files$"):
         ASPReasoner(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VQAError, match="no .lp files"):
+        ASPReasoner(tmp_path / "empty")
 
 
 def test_solver_helpers_optimum_and_messages():

@@ -4,6 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+# why a default rule folder or shipped checkpoint can be missing: they live in the source
+# tree (rules/, data/checkpoints/), which a non-editable install does not carry
+SOURCE_TREE_HINT = ("the shipped rules and models are read from the source checkout (rules/, data/checkpoints/) "
+                    "and are not part of a non-editable install: install with `pip install -e .` from a clone")
+
+
 class VQAError(Exception):
     """Base class of the errors the CLI reports without a traceback."""
 

@@ -54,7 +54,7 @@ from pathlib import Path
 
 from .datasets import clevr
 from .datasets.jsonstream import top_level_keys
-from .errors import DataError, VQAError
+from .errors import SOURCE_TREE_HINT, DataError, VQAError
 from .executor import TraceStep
 from .program import Program
 from .scene import SceneGraph
@@ -296,6 +296,8 @@ class Pipeline:
             return path
         if path.suffix == ".npz" or (self.backend == "auto" and given is not None and not npz.is_file()):
             return path  # auto: a .pt file without its export runs on torch
+        if not npz.is_file() and not path.is_file() and path.parent == CHECKPOINT_DIR:
+            raise VQAError(f"{path}: no shipped checkpoint ({SOURCE_TREE_HINT})")
         if not npz.is_file():
             raise VQAError(f"{npz}: no numpy export of {path.name} (make it with `vqa export-numpy {path}`, "
                            f"or use backend='torch')")

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 import clingo
 
-from ..errors import DataError, VQAError
+from ..errors import SOURCE_TREE_HINT, DataError, VQAError
 
 # Arguments every Control gets: one thread, no printing of warnings we do not need.
 DEFAULT_ARGUMENTS: tuple[str, ...] = ("--warn=none",)
@@ -78,6 +78,9 @@ def _silent(code, message) -> None:
     return None
 
 
+_RULES_ROOT = Path(__file__).resolve().parents[2] / "rules"  # the shipped theories' folder (source tree)
+
+
 @lru_cache(maxsize=32)
 def _read_theory(directory: str, names: tuple[str, ...], mtimes: tuple[float, ...]) -> str:
     parts = []
@@ -93,6 +96,9 @@ def load_theory(directory: str | Path, exclude: Iterable[str] = ("example_facts.
     skip = set(exclude)
     files = sorted(p for p in d.glob("*.lp") if p.name not in skip)
     if not files:
+        if not d.exists():
+            raise DataError("no such folder of ASP rule files"
+                            + (f" ({SOURCE_TREE_HINT})" if d.resolve().parent == _RULES_ROOT else ""), file=d)
         raise DataError("no .lp files (expected a folder of ASP rule files)", file=d)
     return _read_theory(str(d), tuple(p.name for p in files), tuple(p.stat().st_mtime for p in files))
 
