@@ -132,8 +132,14 @@ def test_workers_shards_and_merge_agree(tmp_path, capsys):
     totals = [evaluate_clevr(q, s, shard=(i, 3), predictions=shards[i])["total"] for i in range(3)]
     assert sum(totals) == 60 and all(t > 0 for t in totals)
     assert main(["report", "--predictions", *map(str, shards), "--out", str(tmp_path / "merged.json"), "--json"]) == 0
-    merged = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    merged = json.loads(captured.out)
     assert merged["total"] == 60 and merged["by_function"] == one["by_function"]
+    # progress: one line per step on stderr, numbered, the last one writing the report
+    steps = [x for x in captured.err.splitlines() if x.startswith("vqa report: [")]
+    assert [x.split("]")[0] for x in steps] == ["vqa report: [1/2", "vqa report: [2/2"] and "merged.json" in steps[-1]
+    assert main(["report", "--predictions", str(shards[0]), "--out", str(tmp_path / "m2.json"), "--no-progress"]) == 0
+    assert "vqa report: [" not in capsys.readouterr().err
     assert (tmp_path / "merged.png").exists()
 
 

@@ -90,9 +90,13 @@ def test_shards_merge_to_the_whole_run(tmp_path, capsys):
     assert preds == {p["questionId"]: p["prediction"] for p in json.loads((tmp_path / "whole.json").read_text())}
     assert main(["report", "--dataset", "gqa", "--questions", str(q), "--choices", str(c), "--predictions", *shards,
                  "--out", str(tmp_path / "merged.json"), "--json"]) == 0
-    merged = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    merged = json.loads(captured.out)
     for k in METRICS:
         assert merged[k] == whole[k], k
+    steps = [x for x in captured.err.splitlines() if x.startswith("vqa report: [")]  # progress, one line a step
+    assert len(steps) == 2 + len(shards) + 1 and all(f"/{len(steps)}]" in x for x in steps)
+    assert sum("reading the predictions" in x for x in steps) == len(shards)
     assert merged["missing_predictions"] == 0 and (tmp_path / "merged.md").exists()
     # one shard alone: the others' questions are missing, and said so
     alone = score_predictions(q, shards[0])

@@ -526,22 +526,27 @@ def read_predictions(path) -> dict[str, str]:
 
 
 def score_predictions(questions, predictions, *, choices=None, all_questions=False, limit=None, out=None,
-                      shard: tuple[int, int] | None = None) -> dict:
+                      shard: tuple[int, int] | None = None, stage=None) -> dict:
     """Score predictions files in the official format (any model's; several: shards of one
     run, merged) against a questions file with the same metrics as `evaluate_gqa`; nothing is
     answered and no scene graphs are read. A scored question without a prediction counts as
     wrong (`missing_predictions`; the official eval.py stops on it); a question predicted
-    differently by two files is a DataError."""
+    differently by two files is a DataError. `stage(what)`, when given, is called before each
+    long step (progress: `vqa.cli._util.Stages`): 2 + len(files) of them, one more with `out`."""
     files = [predictions] if isinstance(predictions, (str, Path)) else list(predictions)
+    stage = stage or (lambda what: None)
     with open_store(None) as store:
+        stage(f"reading the questions ({questions})")
         try:
             store.load_questions(questions, all_questions=all_questions, limit=limit, shard=shard)
         except DataError as e:
             raise (e.located(file=questions) if Path(questions).is_file() else e) from None
         for f in files:
+            stage(f"reading the predictions ({f})")
             if len(files) > 1:
                 _check_agreement(store, f)
             store.set_predictions(iter_predictions(f))
+        stage("scoring")
         metrics = store.metrics(choices)
         report = {"dataset": "gqa", "reasoner": None,
                   "predictions_file": str(files[0]) if len(files) == 1 else ", ".join(map(str, files)),
@@ -552,6 +557,7 @@ def score_predictions(questions, predictions, *, choices=None, all_questions=Fal
                   "failed_scored": store.count("scored = 1 AND (done = 0 OR pred = '')")}
     report["warnings"] = warnings(report)
     if out:
+        stage(f"writing the report ({out}, .md, .png)")
         write_report(report, out)
     return report
 
