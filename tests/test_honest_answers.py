@@ -192,3 +192,23 @@ def test_out_of_domain_rates_on_the_fixtures():
     # the measured figures of rules/README.md ("Honest answers"), with the shipped parser
     assert limited["out_of_domain_not_understood"] >= 40 and limited["hand_written_not_understood"] <= 3
     assert limited["hand_written_right"] <= none["hand_written_right"]
+
+
+def test_answer_many_gives_no_answer_about_a_missing_cylinder():
+    """The issue's case: 'What color is the small cylinder?' on an image without one was
+    answered (brown) by reading a sphere as a cylinder; now the presupposition fails, as
+    with the gold scene (`unique` over 0 objects), and the question beside it is answered."""
+    from vqa.pipeline import Pipeline
+
+    def ball(i, color):
+        return SceneObject(str(i), "sphere", [10 * i, 0, 8, 8],
+                           {"color": {color: 0.9, "brown": 0.1}, "shape": {"sphere": 0.97, "cylinder": 0.03},
+                            "size": {"small": 1.0}, "material": {"rubber": 1.0}}, score=0.98)
+
+    scene = SceneGraph("nocyl", 480, 320, [ball(0, "brown"), ball(1, "red")])
+    questions = ["What color is the small cylinder?", "How many small spheres are there?"]
+    before = Pipeline(min_reading=0).answer_many(scene, questions)
+    assert before[0].answer in ("brown", "red")  # an invented reading: a sphere read as a cylinder
+    cyl, count = Pipeline().answer_many(scene, questions)
+    assert cyl.answer is None and cyl.presupposition and "got 0" in cyl.error and cyl.confidence == 0.0
+    assert count.answer == "2"
