@@ -198,3 +198,29 @@ def test_folder_of_other_cubes_is_refused(tiny_render, tmp_path):
     with pytest.raises(VQAError, match="cubes 'synth' \\(now 'clevr'\\)"):
         driver.render_dataset(old, num_scenes=1, questions_per_scene=0, seed=4, split="val",
                               image_size=(96, 64), samples=2, timeout=60)
+
+
+def test_bench_render_prints_a_progress_line_per_image(monkeypatch, capsys):
+    """`vqa bench render` runs for minutes: one stderr line per image, numbered over the run
+    (a stand-in Blender process; no Blender needed)."""
+    from vqa.cli import main
+
+    class FakeProcess:
+        def __init__(self, command, **kw):
+            self.info = {}
+
+        def start(self):
+            return {"device": "CPU", "blender": "fake"}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(driver, "blender_command", lambda blender=None: ["fake"])
+    monkeypatch.setattr(driver, "BlenderProcess", FakeProcess)
+    monkeypatch.setattr(driver, "render_one", lambda proc, i, **kw: {"blender": {"render_seconds": 0.01}})
+    assert main(["bench", "render", "--images", "2", "--samples", "1,4"]) == 0
+    steps = [x for x in capsys.readouterr().err.splitlines() if x.startswith("vqa bench render: [")]
+    assert len(steps) == 2 * 3 and steps[0].startswith("vqa bench render: [1/6] own scene model, 1 samples, cpu: warm-up")
+    assert "[6/6] own scene model, 4 samples, cpu: image 2/2" in steps[-1]
+    assert main(["bench", "render", "--images", "0"]) == 2
+    assert "--images: at least 1" in capsys.readouterr().err

@@ -23,17 +23,22 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..datasets.blender.bench import bench_render
     from ..errors import VQAError
+    from ._util import Stages
 
     try:
         samples = [int(s) for s in args.samples.split(",")]
     except ValueError:
         raise VQAError(f"--samples: expected comma-separated integers, got {args.samples!r}") from None
+    if args.images < 1:
+        raise VQAError(f"--images: at least 1 (got {args.images})")
     models = ("own", "official") if args.blender_assets else ("own",)
     print(f"Blender renderer, {args.image_size[0]}x{args.image_size[1]}, median of {args.images} images per variant "
           f"(times on a shared machine vary: compare rows of one run)")
+    devices = args.devices.split(",")
+    stage = Stages("vqa bench render", len(devices) * len(models) * len(samples) * (args.images + 1))
     rows = bench_render(images=args.images, image_size=args.image_size, samples=samples, models=models,
-                        assets=args.blender_assets, devices=args.devices.split(","), threads=args.threads,
-                        blender=args.blender)
+                        assets=args.blender_assets, devices=devices, threads=args.threads,
+                        blender=args.blender, stage=stage)
     if args.json:
         print(json.dumps(rows, indent=1))
     return 0

@@ -16,7 +16,9 @@ from pathlib import Path
 
 def bench_render(*, images: int = 3, image_size=(480, 320), samples=(64,), models=("own",), assets=None,
                  devices=("cpu",), threads: int | None = None, blender: str | None = None, seed: int = 0,
-                 timeout: float = 900.0, log=print) -> list[dict]:
+                 timeout: float = 900.0, log=print, stage=None) -> list[dict]:
+    """`stage(what)`, when given, is called before each image (progress: `vqa.cli._util.Stages`),
+    len(devices) * len(models) * len(samples) * (images + 1) times."""
     from .driver import BlenderProcess, blender_command, render_one
 
     command = blender_command(blender)
@@ -37,6 +39,9 @@ def bench_render(*, images: int = 3, image_size=(480, 320), samples=(64,), model
                     whole, cycles = [], []
                     try:
                         for i in range(images + 1):
+                            if stage:
+                                stage(f"{model} scene model, {s} samples, {device}: "
+                                      + ("warm-up image" if i == 0 else f"image {i}/{images}"))
                             t = time.perf_counter()
                             rec = render_one(proc, i, seed=seed, split="bench", image_size=tuple(image_size),
                                              image_path=tmp / f"{model}_{s}_{i}.png", tmp_dir=tmp / "tmp")
