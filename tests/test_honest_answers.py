@@ -144,6 +144,14 @@ def test_report_counts_answered_refused_wrong():
     assert (r["answered"], r["refused"], r["wrong"], r["failed"]) == (2, 1, 1, 2)
     assert "answered 2; refused" in format_report({**r, "reasoner": "asp"})
     assert "Answered: 2; refused" in markdown_report({**r, "reasoner": "asp"})
+    # questions without a gold answer (ill-posed): the share given no answer is stated
+    ill = score_records([{"prediction": None, "answer": None, "refused": True}, {"prediction": None, "answer": None},
+                         {"prediction": None, "answer": None}, {"prediction": "red", "answer": None}])
+    assert (ill["unscored"], ill["unscored_no_answer"], ill["answered"]) == (4, 3, 1)
+    line = "questions without a gold answer (e.g. ill-posed): 4; no answer 3 (75.00%), answered 1"
+    assert line in format_report({**ill, "reasoner": "asp"})
+    assert "Questions without a gold answer (e.g. ill-posed): 4; no answer 3 (75.00%)" in markdown_report(
+        {**ill, "reasoner": "asp"})
 
 
 # ---- item 2: out-of-domain questions -----------------------------------------------------

@@ -23,7 +23,7 @@ FUNCTIONS = ("exist", "count", "compare_integer", "query_attribute", "compare_at
 
 
 def score_records(records: list[dict]) -> dict:
-    total = correct = failed = unscored = not_proven = refused = wrong = 0
+    total = correct = failed = unscored = not_proven = refused = wrong = unscored_no_answer = 0
     matched = parsed = 0
     by_template: dict[str, list[int]] = {}
     by_function: dict[str, list[int]] = {}
@@ -42,8 +42,9 @@ def score_records(records: list[dict]) -> dict:
             cell = match_by_template.setdefault(r.get("template", "unknown"), [0, 0])
             cell[0] += 1
             cell[1] += bool(r["program_match"])
-        if r.get("answer") is None:
+        if r.get("answer") is None:  # no gold answer (e.g. generated ill-posed questions)
             unscored += 1
+            unscored_no_answer += r.get("prediction") is None
             continue
         ok = int(r.get("prediction") == r["answer"])
         wrong += r.get("prediction") is not None and not ok
@@ -58,7 +59,8 @@ def score_records(records: list[dict]) -> dict:
             cell[1] += ok
     report = {"accuracy": correct / total if total else None, "total": total, "correct": correct, "failed": failed,
               "unscored": unscored, "not_proven": not_proven, "answered": len(records) - failed,
-              "refused": refused, "wrong": wrong, "by_template": _table(by_template, TEMPLATE_GROUPS),
+              "refused": refused, "wrong": wrong, "unscored_no_answer": unscored_no_answer,
+              "by_template": _table(by_template, TEMPLATE_GROUPS),
               "by_function": _table(by_function, FUNCTIONS)}
     if by_family:
         report["by_family"] = _table(by_family, tuple(sorted(by_family, key=_family_order)))
@@ -88,6 +90,16 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
+def _unscored_line(report: dict) -> str:
+    """What happened to the questions without a gold answer (a file of ill-posed questions:
+    the share without an answer is the share refused or failed, as it should be)."""
+    n, none = report["unscored"], report.get("unscored_no_answer")
+    if none is None:
+        return f"questions without a gold answer: {n}"
+    return (f"questions without a gold answer (e.g. ill-posed): {n}; no answer {none} ({100 * none / n:.2f}%), "
+            f"answered {n - none}")
+
+
 def format_report(report: dict) -> str:
     """A few readable lines: overall accuracy, then each breakdown."""
     lines = [f"CLEVR ({report.get('reasoner')}, {report.get('scene_source', 'gold')} scenes, "
@@ -97,6 +109,8 @@ def format_report(report: dict) -> str:
     if "answered" in report:
         lines.append(f"answered {report['answered']}; refused (presupposition fails on the most probable reading) "
                      f"{report.get('refused', 0)}; wrong {report.get('wrong', 0)}")
+    if report.get("unscored"):
+        lines.append(_unscored_line(report))
     if "program_exact_match" in report:
         lines.append(f"program exact match: {_pct(report['program_exact_match'])}")
     if report.get("calibration"):
@@ -130,7 +144,9 @@ def markdown_report(report: dict, compare: dict | None = None) -> str:
              f"not proven within the search budget: {report.get('not_proven', 0)}."
              + (f" Answered: {report['answered']}; refused (the question's presupposition fails on the scene's "
                 f"most probable reading): {report.get('refused', 0)}; wrong: {report.get('wrong', 0)}."
-                if "answered" in report else ""), ""]
+                if "answered" in report else "")
+             + (f" {_unscored_line(report)[0].upper()}{_unscored_line(report)[1:]}." if report.get("unscored") else ""),
+             ""]
     for title, key in (("By template group", "by_template"), ("By final function", "by_function"),
                        ("By template and family", "by_family")):
         if key not in report:
