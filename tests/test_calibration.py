@@ -8,7 +8,7 @@ import pytest
 from vqa.calibration import Calibration, apply, calibration_summary, expected_calibration_error, reliability
 from vqa.errors import DataError
 from vqa.plots import run_labels
-from vqa.report import format_report, markdown_report, score_records, write_reports
+from vqa.eval.report import format_report, markdown_report, score_records, write_reports
 
 
 def _rec(c, ok, i=0):

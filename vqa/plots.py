@@ -1,7 +1,7 @@
 """Report plots a researcher can keep (matplotlib, Agg backend; issue 25).
 
     from vqa.plots import plot_clevr_report, plot_reliability, run_labels
-    plot_clevr_report(report, "report.png", compare=other)   # report dicts of vqa.report.score_records
+    plot_clevr_report(report, "report.png", compare=other)   # report dicts of vqa.eval.report.score_records
 
 - accuracy bars on a zoomed y axis (from a little below the lowest bar to 100 %, stated in
   the axis label when it does not start at 0), each bar labelled with its number of
