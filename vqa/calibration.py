@@ -166,10 +166,7 @@ def confidence_records(questions: str | Path, images: str | Path, *, models: str
     of the questions of a CLEVR questions file, answered from its images by the pipeline
     (predicted scenes, parsed programs, ASP), image by image."""
     from .datasets import clevr
-    try:
-        from .eval.clevr import final_function, template_group
-    except ImportError:  # where the evaluation modules live in vqa/eval/
-        from .eval.evaluate import final_function, template_group
+    from .eval.clevr import final_function, template_group
     from .pipeline import Pipeline
 
     pipe = pipeline or Pipeline.from_pretrained(models=models, **pipeline_kw)

@@ -146,7 +146,7 @@ class _Answerer:
                 if len(flags) > 2 and flags[2]:  # ASP: the cost of the (needed) reading above the scene's best
                     rec["cost"] = flags[2]
                 if len(flags) > 3 and self.s.get("confidence"):  # the pipeline's confidence
-                    from .pipeline import asp_confidence
+                    from ..pipeline import asp_confidence
 
                     rec["confidence"] = round(asp_confidence(flags[3], q.get("parse_confidence", 1.0)), 6)
                 if "program_match" in q:
