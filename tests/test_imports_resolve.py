@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vqa"
 def _relative_imports():
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        package = ".".join(parts[:-1]) if path.name != "__init__.py" else ".".join(parts[:-1])
+        package = ".".join(parts[:-1])  # a module's package; for __init__.py, the package itself
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.level:
                 yield path, node.lineno, importlib.util.resolve_name("." * node.level + (node.module or ""), package)
