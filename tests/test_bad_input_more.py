@@ -52,8 +52,8 @@ def _gs(fn):
 def _png(mode: str) -> bytes:
     buf = io.BytesIO()
     rgb = (np.random.RandomState(1).rand(60, 80, 3) * 255).astype(np.uint8)
-    if mode == "bomb_header":  # a PNG whose header claims 40000 x 40000 pixels (6.4 GB as RGB)
-        Image.new("1", (40000, 40000)).save(buf, format="PNG")  # 1-bit: a small file
+    if mode == "bomb_header":  # a PNG whose header claims 40000 x 40000 pixels (4.8 GB as RGB)
+        return _hand_png(40000, 40000)
     elif mode == "truncated_jpeg":
         Image.fromarray(rgb).save(buf, format="JPEG")
         return buf.getvalue()[:300]
@@ -63,14 +63,21 @@ def _png(mode: str) -> bytes:
         return b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
     elif mode == "png_signature_only":
         return b"\x89PNG\r\n\x1a\n"
-    elif mode == "zero_height":  # a PNG header with height 0 (no decoder writes one: made by hand)
-        import struct
-        import zlib
-
-        ihdr = struct.pack(">IIBBBBB", 16, 0, 8, 2, 0, 0, 0)
-        chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
-        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+    elif mode == "zero_height":  # a PNG header with height 0 (no encoder writes one)
+        return _hand_png(16, 0)
     return buf.getvalue()
+
+
+def _hand_png(width: int, height: int) -> bytes:
+    """A PNG made by hand: a header claiming width x height (8-bit RGB), no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 # name -> (files {name: text or bytes}, argv with {name}/{DIR} placeholders, pieces of the one line)
@@ -208,8 +215,26 @@ def check(res: dict, pieces: list[str], d: Path) -> list[str]:
     return bad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_more_bad_input_gives_one_clear_line(name, tmp_path):
     res = run_case(name, tmp_path)
     problems = check(res, CASES[name][2], tmp_path)
     assert not problems, (problems, res["stderr"][-1500:])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_more_bad_input_in_process(name, tmp_path, capsys):
+    """The same cases through `vqa.cli.main` in this process (fast; the separate-process
+    run above, marked slow, also shows that nothing hangs, crashes or blows up memory)."""
+    from vqa.cli import main
+
+    argv = write_case(name, tmp_path)
+    t = time.perf_counter()
+    rc = main(argv)
+    seconds = time.perf_counter() - t
+    out, err = capsys.readouterr()
+    res = {"rc": rc, "stderr": err, "stdout": out}
+    problems = check(res, CASES[name][2], tmp_path)
+    assert not problems, (problems, err[-1500:])
+    assert seconds < 60, f"{name}: {seconds:.1f} s"
