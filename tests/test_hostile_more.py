@@ -161,14 +161,129 @@ SLOW = {"interval_bomb", "term_explosion", "cross_product"}
 def test_new_hostile_reply_gets_its_verdict(judge, name):
     dataset, (d, batch) = judge
     _, text, kinds = BY_NAME[name]
+    r = measure(d, batch, text)  # an exception here fails the test
+    kind, message, mend = r["verdict"], r["message"], r["mend"]
+    assert kind in kinds, (dataset, name, kind, message[:300])
+    assert message and mend and "```asp" in mend
+    mend.encode("utf-8")
+    if r["parent_peak_mb"] is not None:
+        assert r["parent_peak_mb"] <= 50, f"{dataset} {name}: the parent's peak grew by {r['parent_peak_mb']:.1f} MB"
+    # CPU time, not wall-clock: the machine may be busy; the solver's work is the child's
+    assert r["parent_cpu_s"] <= 2, f"{dataset} {name}: {r['parent_cpu_s']:.2f} s of the parent's CPU time"
+
+
+def measure(d, batch, text: str) -> dict:
+    """One reply judged in this process: its verdict, the parent's peak memory above the
+    resident size before it (MB; None where the peak cannot be reset), the parent's CPU
+    seconds, the sandbox child's CPU seconds and the wall-clock seconds."""
+    import resource
+    import time
+
     measurable = os.access("/proc/self/clear_refs", os.W_OK)
     if measurable:
         Path("/proc/self/clear_refs").write_text("5")
     base_kb = _status_kb("VmRSS")
-    rules, kind, message, mend = d._judge(text, batch)  # an exception here fails the test
-    peak_mb = (_status_kb("VmHWM") - base_kb) / 1024
-    assert rules is None and kind in kinds, (dataset, name, kind, message[:300])
-    assert message and mend and "```asp" in mend
-    mend.encode("utf-8")
-    if measurable:
-        assert peak_mb <= 50, f"{dataset} {name}: the parent's peak grew by {peak_mb:.1f} MB"
+    me, kids, t = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), \
+        time.perf_counter()
+    rules, kind, message, mend = d._judge(text, batch)
+    wall = time.perf_counter() - t
+    me2, kids2 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"verdict": "accepted" if rules is not None else kind, "message": message, "mend": mend,
+            "parent_peak_mb": (_status_kb("VmHWM") - base_kb) / 1024 if measurable else None,
+            "parent_cpu_s": me2.ru_utime + me2.ru_stime - me.ru_utime - me.ru_stime,
+            "child_cpu_s": max(0.0, kids2.ru_utime + kids2.ru_stime - kids.ru_utime - kids.ru_stime), "wall_s": wall}
+
+
+def bench(datasets=("clevr", "gqa")) -> None:
+    """`PYTHONPATH=. python tests/test_hostile_more.py [clevr|gqa ...]`: every hostile reply
+    of this file and of test_hostile_proposals.py judged once, with what it cost."""
+    import tempfile
+
+    from test_hostile_proposals import HOSTILE, _reply
+
+    replies = [(f"p:{n}", _reply(t)) for n, t, *_ in HOSTILE] + [(f"m:{n}", t) for n, t, _ in NEW_HOSTILE]
+    for dataset in datasets:
+        with tempfile.TemporaryDirectory() as tmp:
+            d, batch = make_distiller(dataset, Path(tmp))
+            print(f"{dataset}: parent RSS after warm-up {_status_kb('VmRSS') / 1024:.1f} MB; "
+                  f"CPU limit {d.checker.limits.time_s} s, memory limit {d.checker.limits.memory_mb} MB")
+            print(f"{'reply':34} {'verdict':18} {'peak+MB':>8} {'parentCPU':>9} {'childCPU':>8} {'wall':>6}")
+            rows = []
+            for name, text in replies:
+                r = measure(d, batch, text)
+                rows.append(r)
+                peak = "n/a" if r["parent_peak_mb"] is None else f"{r['parent_peak_mb']:.1f}"
+                print(f"{name:34} {r['verdict']:18} {peak:>8} {r['parent_cpu_s']:9.2f} {r['child_cpu_s']:8.2f} "
+                      f"{r['wall_s']:6.2f}", flush=True)
+            peaks = [r["parent_peak_mb"] for r in rows if r["parent_peak_mb"] is not None]
+            print(f"{dataset}: {len(rows)} replies; max parent peak +{max(peaks, default=float('nan')):.1f} MB, "
+                  f"max parent CPU {max(r['parent_cpu_s'] for r in rows):.2f} s, "
+                  f"max wall {max(r['wall_s'] for r in rows):.2f} s\n")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    bench(tuple(sys.argv[1:]) or ("clevr", "gqa"))
+
+
+@pytest.mark.slow  # ~1 min on a busy machine: a GQA check per reply
+def test_gqa_distill_meets_the_new_replies_goes_on_and_resumes_after_kill(tmp_path):
+    """`vqa distill --dataset gqa` itself (the fake endpoint) meets every reply of this file but
+    the bombs, as mends of one candidate, then the relate rules the light theory lacks; it is
+    killed -9 halfway and the same command finishes the run: every reply asked for once, each
+    verdict of its kind in the transcript, the model told each refusal, the rules accepted."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import FIXTURES
+    from fake_openai import FakeOpenAI
+    from vqa.distill.theory import statements
+    from vqa.reason.solver import load_theory
+
+    root = Path(__file__).parents[1]
+    complete = load_theory(root / "rules/gqa", exclude=["example_facts.lp"])
+    good = _b("\n".join(s.text for s in statements(complete) if s.kind == "Rule" and "related" in s.predicates))
+    hostile = [h for h in NEW_HOSTILE if h[0] not in SLOW]
+    replies = [h[1] for h in hostile] + [good]
+    cmd = [sys.executable, "-m", "vqa", "distill", "--dataset", "gqa",
+           "--theory", str(root / "rules/gqa/incomplete/light.lp"),
+           "--questions", str(FIXTURES / "gqa/families_questions.json"),
+           "--scenes", str(FIXTURES / "gqa/families_sceneGraphs.json"), "--out", str(tmp_path / "run"),
+           "--model", "fake", "--timeout", "10", "--llm-retries", "0", "--batch", "4", "--retries", "1",
+           "--mends", str(len(hostile) + 1), "--test-fraction", "0", "--val-fraction", "0", "--order", "relevance",
+           "--max-batches", "1", "--check-seconds", "4", "--check-memory-mb", "1024"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(Path(__file__).parent)]))
+    half = len(hostile) // 2
+    with FakeOpenAI(replies, hold_after=half) as server:
+        cmd += ["--base-url", server.url]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert server.held.wait(300), "the run never got halfway"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert len(server.requests) == half
+        server.release()
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    events = [json.loads(x) for x in (tmp_path / "run/transcript.jsonl").read_text().splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert not [e for e in events if e["kind"] == "checker_error"]
+    assert len(server.requests) == len([e for e in events if e["kind"] == "llm"]) == len(replies)
+    verdicts = [e for e in events if e["kind"] == "verdict"]
+    assert len(verdicts) == len(replies)
+    for (name, _, kinds), v in zip(hostile, verdicts):
+        assert v["verdict"] in kinds, (name, v)
+        assert v["message"], name
+    assert verdicts[-1]["verdict"] == "accepted"
+    for (name, _, _), v, req in zip(hostile, verdicts, server.requests[1:]):
+        told = req["messages"][-1]["content"]
+        assert "```asp" in told, name
+        if v["verdict"] != "wrong_answer":  # a wrong answer is told as the questions and answers
+            assert v["message"][:60] in told, (name, v["message"][:200], told[:300])
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["accepted_rules"] == 1 and sum(summary["verdicts"].values()) == len(replies)
+    theory = (tmp_path / "run/theory.lp").read_text()
+    assert "#include" not in theory and "4242" not in theory and "123456" not in theory
