@@ -287,3 +287,27 @@ def test_gqa_distill_meets_the_new_replies_goes_on_and_resumes_after_kill(tmp_pa
     assert summary["accepted_rules"] == 1 and sum(summary["verdicts"].values()) == len(replies)
     theory = (tmp_path / "run/theory.lp").read_text()
     assert "#include" not in theory and "4242" not in theory and "123456" not in theory
+
+
+def test_gqa_prompt_facts_are_the_same_in_every_process():
+    """A distill run resumed after kill -9 replays its transcript only if each prompt is the
+    same text as before; the GQA facts once listed hypernyms in set order, which changes with
+    the process's string-hash seed (found by the test above: "the prompt of LLM call at event
+    5 differs from the recorded one")."""
+    import subprocess
+    import sys
+
+    from conftest import FIXTURES
+
+    code = ("import sys; from vqa.distill.gqa_checker import GQAChecker, load_examples\n"
+            "exs = load_examples(sys.argv[1], sys.argv[2])\n"
+            "sys.stdout.write(GQAChecker().prompt_facts(exs))")
+    outs = []
+    for seed in ("1", "2", "3"):
+        r = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "gqa/families_questions.json"),
+                            str(FIXTURES / "gqa/families_sceneGraphs.json")], capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), PYTHONHASHSEED=seed),
+                           timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs.append(r.stdout)
+    assert "hyper(" in outs[0] and outs[0] == outs[1] == outs[2]
