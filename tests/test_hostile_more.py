@@ -254,7 +254,7 @@ def test_gqa_distill_meets_the_new_replies_goes_on_and_resumes_after_kill(tmp_pa
            "--questions", str(FIXTURES / "gqa/families_questions.json"),
            "--scenes", str(FIXTURES / "gqa/families_sceneGraphs.json"), "--out", str(tmp_path / "run"),
            "--model", "fake", "--timeout", "10", "--llm-retries", "0", "--batch", "4", "--retries", "1",
-           "--mends", str(len(hostile) + 1), "--test-fraction", "0", "--val-fraction", "0", "--order", "relevance",
+           "--mends", str(len(hostile) + 1), "--test-fraction", "0", "--val-fraction", "0", "--order", "length",
            "--max-batches", "1", "--check-seconds", "4", "--check-memory-mb", "1024"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(Path(__file__).parent)]))
     half = len(hostile) // 2
@@ -275,6 +275,8 @@ def test_gqa_distill_meets_the_new_replies_goes_on_and_resumes_after_kill(tmp_pa
     verdicts = [e for e in events if e["kind"] == "verdict"]
     assert len(verdicts) == len(replies)
     for (name, _, kinds), v in zip(hostile, verdicts):
+        if name == "surrogate_pair_halves":  # sent as JSON, the two halves arrive as one character (U+10FFFF)
+            kinds = kinds | {"wrong_answer"}
         assert v["verdict"] in kinds, (name, v)
         assert v["message"], name
     assert verdicts[-1]["verdict"] == "accepted"
