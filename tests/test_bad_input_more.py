@@ -252,14 +252,14 @@ def test_more_bad_input_in_process(name, tmp_path, capsys):
     from vqa.cli import main
 
     argv = write_case(name, tmp_path)
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: how busy the machine is does not decide
     rc = main(argv)
-    seconds = time.perf_counter() - t
+    seconds = time.process_time() - t
     out, err = capsys.readouterr()
     res = {"rc": rc, "stderr": err, "stdout": out}
     problems = check(res, CASES[name][2], tmp_path)
     assert not problems, (problems, err[-1500:])
-    assert seconds < 60, f"{name}: {seconds:.1f} s"
+    assert seconds < 30, f"{name}: {seconds:.1f} s of CPU time"
 
 
 if __name__ == "__main__":  # `PYTHONPATH=. python tests/test_bad_input_more.py`: each case's cost, one process each
