@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,8 +126,11 @@ def test_each_hostile_reply_gets_a_verdict_and_costs_the_parent_little(distiller
     if measurable:
         Path("/proc/self/clear_refs").write_text("5")  # resets the peak resident size (VmHWM)
     base_kb = _status_kb("VmRSS")
+    cpu = time.process_time()
     rules, kind, message, mend = d._judge(_reply(text), batch)  # an exception here fails the test
+    cpu = time.process_time() - cpu  # the parent's CPU time (the solver's is the child's)
     peak_mb = (_status_kb("VmHWM") - base_kb) / 1024
+    assert cpu <= 2, f"{name}: {cpu:.2f} s of the parent's CPU time"
     assert rules is None and kind in kinds, (kind, message)
     pieces = piece if isinstance(piece, tuple) else (piece,)
     assert any(p in message or p in mend for p in pieces), (message, mend[:500])

@@ -204,19 +204,22 @@ class SceneGraph:
                         raise DataError(f"unknown {cat} {v!r} (expected one of {', '.join(values)})", field=cat)
                     attrs[cat] = {v: 1.0}
                 position = od.get("3d_coords")
-                try:  # numbers that are not numbers: a DataError naming the field
+                try:  # numbers that are not numbers (or NaN, or too few): a DataError naming the field
                     key = "3d_coords"
-                    position = None if position is None else [float(v) for v in position]
+                    position = None if position is None else _finite_numbers(position, 3)
                     key = "bbox"
                     if "bbox" in od:
-                        bbox = [float(v) for v in od["bbox"]]
+                        bbox = _finite_numbers(od["bbox"], 4)
                     else:
                         key = "pixel_coords"
-                        bbox = _estimate_clevr_box(require(od, "pixel_coords", list), attrs["size"], width)
+                        pixel = require(od, "pixel_coords", list)
+                        _finite_numbers(pixel[:3], min(len(pixel), 3))
+                        bbox = _estimate_clevr_box(pixel, attrs["size"], width)
                 except (TypeError, ValueError) as e:
                     if isinstance(e, DataError):
                         raise
-                    raise DataError(f"expected a list of numbers, got {od.get(key)!r:.60}", field=key) from None
+                    raise DataError(f"expected a list of numbers ({_COUNTS.get(key, 'finite')}), got "
+                                    f"{od.get(key)!r:.60}", field=key) from None
             except DataError as e:
                 raise e.located(file=file, record=rid, field=f"objects[{i}]") from None
             objects.append(SceneObject(id=str(i), name=od["shape"], bbox=bbox, attributes=attrs, position=position))
@@ -309,6 +312,17 @@ def _relations_from_clevr(rels, n: int, *, file, record, key) -> list[Relation]:
                     raise DataError(f"refers to unknown object {j!r} (scene has {n})",
                                     file=file, record=record, field=f"{key}.{r}[{i}]")
                 out.append(Relation(str(j), r, str(i)))
+    return out
+
+
+_COUNTS = {"3d_coords": "3, finite", "bbox": "4, finite"}
+
+
+def _finite_numbers(values, n: int) -> list[float]:
+    """`values` as n finite floats; ValueError (or TypeError) otherwise."""
+    out = [float(v) for v in values]
+    if len(out) != n or not all(math.isfinite(v) for v in out):
+        raise ValueError(values)
     return out
 
 

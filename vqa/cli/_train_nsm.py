@@ -65,8 +65,6 @@ def register(tsub) -> None:
 
 def run(args) -> int:
     from ..errors import VQAError
-    from ..reason.nsm import NSMConfig
-    from ..reason.nsm_train import TrainConfig, strip_checkpoint, train_nsm
     from ._util import progress
 
     for name in ("epochs", "batch_size", "dim", "steps", "threads"):
@@ -76,6 +74,12 @@ def run(args) -> int:
         return run_gqa(args)
     if not args.data:
         raise VQAError("--data is required for --dataset clevr")
+    from ..datasets.clevr import CLEVRDataset
+
+    CLEVRDataset(args.data)  # a file or a missing folder: one line now, not after torch is imported (~10 s)
+    from ..reason.nsm import NSMConfig
+    from ..reason.nsm_train import TrainConfig, strip_checkpoint, train_nsm
+
     if args.eval_only:
         from ..reason.nsm_train import evaluate_checkpoint
 

@@ -170,9 +170,10 @@ class _Answerer:
 
 
 def _check_functions(program: Program, file, qid) -> None:
-    """A DataError naming the step of a gold program whose function is unknown or whose
-    input count is wrong (argument values are left to the reasoner, which answers them)."""
-    from ..ontology import CLEVR_FUNCTIONS
+    """A DataError naming the step of a gold program whose function is unknown, whose
+    input count is wrong, or whose value is not one of its category's (a 'dodecahedron'
+    filter would silently select nothing: bad input, as `vqa data check` reports it)."""
+    from ..ontology import CLEVR_FUNCTIONS, arg_vocabulary
 
     if not program.steps:
         raise DataError("program is empty", file=file, record=qid, field="program")
@@ -183,6 +184,10 @@ def _check_functions(program: Program, file, qid) -> None:
         if len(s.inputs) != spec.arity:
             raise DataError(f"{s.op} takes {spec.arity} input(s), got {len(s.inputs)}", file=file, record=qid,
                             field=f"program[{i}].inputs")
+        if spec.arg and (len(s.args) != 1 or s.args[0] not in arg_vocabulary(spec.arg)):
+            got = repr(s.args[0]) if len(s.args) == 1 else f"{len(s.args)} values {list(s.args)!r:.60}"
+            raise DataError(f"{got} is not a {spec.arg} (expected one of {', '.join(arg_vocabulary(spec.arg))})",
+                            file=file, record=qid, field=f"program[{i}].value_inputs")
 
 
 _WORKER: _Answerer | None = None

@@ -144,7 +144,7 @@ def encode_ontology(ontology: GQAOntology, names: set[str]) -> list[str]:
     for h, below in ontology.hypernyms.items():
         for n in below:
             up.setdefault(n, set()).add(h)
-    facts, seen, todo = [], set(), list(names)
+    facts, seen, todo = [], set(), sorted(names, reverse=True)  # sorted: the same text in every process
     while todo:
         n = todo.pop()
         for h in sorted(up.get(n, ())):

@@ -11,6 +11,7 @@ height (from its predicted shape and size); relations then follow CLEVR's rule
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,10 +132,34 @@ def load_image(path: str | Path):
         raise
     except FileNotFoundError:
         raise DataError("no such file", file=path) from None
-    except Image.DecompressionBombError as e:
-        raise DataError(f"refused: {e}", file=path) from None
+    except Image.DecompressionBombError as e:  # PIL refuses to open it at all: the size from its header
+        size = _header_size(path)
+        what = f"image is {size[0]}x{size[1]} pixels" if size else f"refused: {e}"
+        raise DataError(f"{what} ({PIL_BOMB_WORDS}); at most {MAX_IMAGE_PIXELS / 1e6:.1f} megapixels are read: "
+                        "downscale it first", file=path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"not a readable image ({type(e).__name__}: {e}); expected PNG/JPEG/...", file=path) from None
+
+
+PIL_BOMB_WORDS = "a decompression bomb by PIL's limit"
+_HEADER_LOCK = threading.Lock()
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the header of an image PIL refuses to open for its size (the
+    limit is lifted only to identify the file, under a lock; nothing is decoded)."""
+    from PIL import Image
+
+    with _HEADER_LOCK:
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with Image.open(path) as im:
+                return im.size
+        except Exception:
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
 
 
 def to_rgb(im):
