@@ -133,3 +133,20 @@ def test_evaluate_confidence_is_the_pipelines(synth, tmp_path, capsys):
     assert main(["evaluate", "--dataset", "clevr", "--questions", str(q), "--scenes",
                  str(synth / "scenes" / "CLEVR_val_scenes.json"), "--reasoner", "reference", "--confidence"]) == 2
     assert "--confidence applies to the asp reasoner" in capsys.readouterr().err
+
+
+def test_cross_fit_holds_out_whole_images():
+    from vqa.calibration import cross_fit
+
+    rng = random.Random(4)
+    recs = []
+    for i in range(400):  # underconfident: confidence 0.3 questions are right 90 % of the time
+        c = rng.choice([0.3, 0.95])
+        recs.append({**_rec(c, rng.random() < (0.9 if c == 0.3 else 0.95), i), "image": f"im{i // 10}"})
+    out = cross_fit(recs, folds=2)
+    assert len(out["folds"]) == 2 and sum(f["n"] for f in out["folds"]) == 400
+    assert out["ece_before"] == pytest.approx(expected_calibration_error(recs), abs=0.03)
+    assert out["ece_after"] < 0.05 < out["ece_before"]
+    # fewer images than folds: refused
+    with pytest.raises(ValueError, match="folds"):
+        cross_fit(recs[:10], folds=2)
