@@ -179,12 +179,12 @@ _SCENES_FILE: tuple | None = None  # (pid, path, open scene-graph file): each pr
 
 def _graph(path, image_id: str, start: int, end: int) -> SceneGraph:
     global _SCENES_FILE
+    if isinstance(path, dict):  # predicted graphs, in memory
+        return path[image_id]
     if _SCENES_FILE is None or _SCENES_FILE[:2] != (os.getpid(), str(path)):
         if _SCENES_FILE is not None and _SCENES_FILE[0] == os.getpid():
             _SCENES_FILE[2].close()
         _SCENES_FILE = (os.getpid(), str(path), open(path, "rb"))
-    if isinstance(path, dict):  # predicted graphs, in memory
-        return path[image_id]
     return SceneGraph.from_gqa(image_id, read_span(_SCENES_FILE[2], start, end, path), file=path)
 
 
