@@ -114,7 +114,8 @@ def measure(cmd: list[str], *, interval: float = 0.5, timeout: float | None = No
 def run_scale_bench(dirs, *, reasoners=("asp", "reference"), workers: int = 1, timeout: float | None = None,
                     extra: tuple[str, ...] = ()) -> list[dict]:
     """`vqa evaluate --all` on each replicated folder with each reasoner, one fresh process
-    each (measured in a fresh measuring process, so that peak RSS is that run's). Per row:
+    each (measured in a fresh measuring process, so that peak RSS is that run's), writing
+    its predictions file (`predictions_REASONER_wN.json` in the folder). Per row:
     wall seconds and questions/s of the whole command (loading included), questions/s of
     the answering alone (`answer_qps`, all workers together), peak RSS of the largest
     process (`peak_rss_mib`), of the main process and of the largest worker."""
@@ -122,9 +123,12 @@ def run_scale_bench(dirs, *, reasoners=("asp", "reference"), workers: int = 1, t
     for d in dirs:
         d = Path(d)
         for reasoner in reasoners:
+            pred = d / f"predictions_{reasoner}_w{workers}.json"  # written (journal included): measured too
+            for old in (pred, Path(str(pred) + ".journal")):
+                old.unlink(missing_ok=True)  # a fresh run, not a resumed one
             cmd = [sys.executable, "-m", "vqa", "evaluate", "--dataset", "gqa", "--questions", str(d / "q.json"),
                    "--scenes", str(d / "sg.json"), "--all", "--reasoner", reasoner, "--workers", str(workers),
-                   "--no-progress", "--json", *extra]
+                   "--predictions", str(pred), "--no-progress", "--json", *extra]
             probe = [sys.executable, "-c", "import json, sys; from vqa.eval.gqa_scale import measure; "
                      f"r = measure(sys.argv[1:], timeout={timeout!r}); print(json.dumps(r))", *cmd]
             r = subprocess.run(probe, capture_output=True, text=True, env=dict(os.environ))
