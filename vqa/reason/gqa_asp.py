@@ -424,7 +424,7 @@ def scoped_theory(theory: str, *, trace: bool = True) -> list:
 
 def scope_fact(fact: str, scope: int) -> str:
     """`name(args).` -> `name(scope,args).` unless `name` is a global predicate."""
-    m = _FACT_HEAD.match(fact)
-    if m is None or m.group(1) in GLOBAL_PREDICATES:
+    name, paren, rest = fact.partition("(")
+    if not paren or name in GLOBAL_PREDICATES or not _FACT_HEAD.match(fact):
         return fact
-    return f"{m.group(1)}({scope}," + fact[m.end():]
+    return f"{name}({scope},{rest}"
