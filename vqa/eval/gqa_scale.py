@@ -67,7 +67,8 @@ def measure(cmd: list[str], *, interval: float = 0.5, timeout: float | None = No
     and every descendant (the kernel's maxrss over the waited-for tree, so nothing between two
     samples is missed), and from sampling every `interval` s, `main_rss_mib` (the command's
     own process) and `worker_rss_mib` (the largest of its descendants: forked workers), with
-    `processes` the number of distinct processes seen. Run it in a fresh process, so that the
+    `processes` the number of distinct processes seen; `cpu_seconds` of the whole tree (the
+    kernel's) and `main_cpu_seconds` (last sample). Run it in a fresh process, so that the
     children's maxrss is that command's."""
     import resource
 
@@ -77,6 +78,7 @@ def measure(cmd: list[str], *, interval: float = 0.5, timeout: float | None = No
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     main = psutil.Process(proc.pid)
     peaks: dict[int, int] = {}
+    main_cpu = 0.0
     import threading
 
     out_err: dict = {}
@@ -90,6 +92,9 @@ def measure(cmd: list[str], *, interval: float = 0.5, timeout: float | None = No
         for p in tree:
             try:
                 peaks[p.pid] = max(peaks.get(p.pid, 0), p.memory_info().rss)
+                if p.pid == proc.pid:
+                    t = p.cpu_times()
+                    main_cpu = t.user + t.system
             except psutil.Error:
                 pass
         reader.join(interval)
@@ -100,7 +105,9 @@ def measure(cmd: list[str], *, interval: float = 0.5, timeout: float | None = No
                 except psutil.Error:
                     pass
     seconds = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rss = usage.ru_maxrss / 1024  # KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime  # the whole tree's CPU seconds (main and workers)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {out_err.get('err', b'').decode()[-2000:]}")
     mib = 1 / (1024 * 1024)
@@ -108,6 +115,7 @@ def measure(cmd: list[str], *, interval: float = 0.5, timeout: float | None = No
     return {"seconds": round(seconds, 2), "peak_rss_mib": round(rss, 1),
             "main_rss_mib": round(peaks.get(proc.pid, 0) * mib, 1),
             "worker_rss_mib": round(max(workers) * mib, 1) if workers else None, "processes": len(peaks),
+            "cpu_seconds": round(cpu, 2), "main_cpu_seconds": round(main_cpu, 2),
             "report": json.loads(out_err["out"])}
 
 
@@ -142,18 +150,23 @@ def run_scale_bench(dirs, *, reasoners=("asp", "reference"), workers: int = 1, t
                          "answer_seconds": rep.get("seconds"), "answer_qps": rep.get("questions_per_second"),
                          "peak_rss_mib": m["peak_rss_mib"], "main_rss_mib": m["main_rss_mib"],
                          "worker_rss_mib": m["worker_rss_mib"], "processes": m["processes"],
+                         "cpu_seconds": m["cpu_seconds"], "main_cpu_seconds": m["main_cpu_seconds"],
                          "accuracy": rep["accuracy"], "failed": rep.get("failed")})
+            if m["processes"] > 1:  # answered in forked workers: questions per second of their CPU time
+                worker_cpu = m["cpu_seconds"] - m["main_cpu_seconds"]
+                rows[-1]["questions_per_worker_cpu_second"] = round(rep["answered"] / worker_cpu, 1) if worker_cpu > 0 else None
     return rows
 
 
 def format_rows(rows: list[dict]) -> str:
     """Markdown table of `run_scale_bench` rows."""
     lines = ["| questions / images | reasoner | workers | seconds | questions/s | answering q/s | "
-             "peak RSS, largest process (MiB) | main / largest worker (MiB) | accuracy |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "q per worker CPU-s | peak RSS, largest process (MiB) | main / largest worker (MiB) | accuracy |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         w = "-" if r.get("worker_rss_mib") is None else r["worker_rss_mib"]
         lines.append(f"| {r['questions']:,} / {r['images']:,} | {r['reasoner']} | {r['workers']} | {r['seconds']} | "
-                     f"{r['questions_per_second']} | {r.get('answer_qps')} | {r['peak_rss_mib']} | "
+                     f"{r['questions_per_second']} | {r.get('answer_qps')} | "
+                     f"{r.get('questions_per_worker_cpu_second') or '-'} | {r['peak_rss_mib']} | "
                      f"{r.get('main_rss_mib')} / {w} | {r['accuracy']:.2f} |")
     return "\n".join(lines)
