@@ -141,10 +141,11 @@ def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
                     uncertain(p, [f"unc_attr(K,{oid},{q(t)},{q(v)})." for t in types],
                               group=f"{o.id}/{cat}" if exclusive else None)
     for r in scene.relations:
+        if r.probability >= 1.0 and relations is not None and r.predicate not in relations:
+            continue
         atom = f"{q(r.subject)},{q(r.predicate)},{q(r.object)}"
         if r.probability >= 1.0:
-            if relations is None or r.predicate in relations:
-                facts.append(f"rel({atom}).")
+            facts.append(f"rel({atom}).")
         elif r.probability > 0:
             uncertain(r.probability, [f"unc_rel(K,{atom})."])
     return facts, unc
