@@ -150,3 +150,22 @@ def test_bad_dependencies_and_learned_ontology_file(tmp_path):
     (tmp_path / "o.json").write_text(json.dumps({"types": {"color": ["brown"]}}))
     report = evaluate_gqa(FIX / "val_balanced_questions.json", FIX / "val_sceneGraphs.json", ontology=tmp_path / "o.json")
     assert report["accuracy"] == 100.0  # merged onto the default, nothing lost
+
+
+def test_predicted_scene_graphs_held_in_memory_answer_like_gold(tmp_path, monkeypatch):
+    """--scene-source predicted: the graphs come as a dict (here the gold ones, standing for
+    the scene parser's), answered in this process and in forked workers like the file's."""
+    import vqa.vision.gqa_predicted as gp
+    from vqa.datasets.gqa import SceneGraphs
+
+    q, s = FIX / "families_questions.json", FIX / "families_sceneGraphs.json"
+    graphs = SceneGraphs(s)
+
+    def fake(images, ids, **kw):
+        return {i: graphs[i] for i in ids}, {"images_parsed": len(ids)}
+    monkeypatch.setattr(gp, "predicted_scene_graphs", fake)
+    gold = evaluate_gqa(q, s, all_questions=True, reasoner="reference")
+    for workers in (1, 2):
+        pred = evaluate_gqa(q, None, all_questions=True, reasoner="reference", scene_source="predicted",
+                            images=tmp_path, workers=workers, images_per_task=1)
+        assert pred["answered"] == gold["answered"] > 0 and pred["accuracy"] == gold["accuracy"]

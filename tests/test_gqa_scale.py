@@ -32,3 +32,7 @@ def test_bench_command_prints_a_row_per_size_and_reasoner(tmp_path, capsys):
     assert "vqa bench gqa-eval: [1/4] 30/10: replicating the files" in captured.err
     assert "vqa bench gqa-eval: [4/4] 60_20: vqa evaluate --reasoner reference" in captured.err
     assert all(r["peak_rss_mib"] > 10 and r["seconds"] > 0 for r in rows)
+    # one process here: its own RSS sampled, CPU seconds from the kernel, no worker figures
+    assert all(r["main_rss_mib"] > 0 and r["cpu_seconds"] > 0 and r["processes"] == 1 and r["worker_rss_mib"] is None
+               for r in rows)
+    assert all((tmp_path / f"{q}_{i}" / "predictions_reference_w1.json").is_file() for q, i in ((30, 10), (60, 20)))

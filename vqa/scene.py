@@ -251,11 +251,14 @@ class SceneGraph:
                 objects.append(SceneObject(id=str(oid), name=require(od, "name", str), bbox=bbox,
                                            attributes={"attribute": {str(a): 1.0 for a in names}}))
                 for j, rd in enumerate(od.get("relations") or []):
-                    try:
-                        target = str(require(rd, "object", (str, int)))
-                        pred = require(rd, "name", str)
-                    except DataError as e:
-                        raise e.located(field=f"relations[{j}]") from None
+                    target, pred = (rd.get("object"), rd.get("name")) if type(rd) is dict else (None, None)
+                    if type(pred) is not str or type(target) not in (str, int):  # (the checks, quickly)
+                        try:
+                            require(rd, "object", (str, int))
+                            require(rd, "name", str)
+                        except DataError as e:
+                            raise e.located(field=f"relations[{j}]") from None
+                    target = str(target)
                     if target not in objs:
                         raise DataError(f"refers to unknown object {target!r}", field=f"relations[{j}].object")
                     relations.append(Relation(str(oid), pred, target))

@@ -14,6 +14,10 @@ def register(sub) -> None:
     p.add_argument("--work", required=True, help="folder for the replicated files (kept; reused when present)")
     p.add_argument("--reasoners", default="asp,reference")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds after which a run is killed (the bench then stops with its error)")
+    p.add_argument("--scenes-per-call", type=int, default=None,
+                   help="passed to vqa evaluate (images per task; default: its own)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -43,6 +47,8 @@ def run(args) -> int:
     for d in dirs:
         for reasoner in reasoners:
             stage(f"{d.name}: vqa evaluate --reasoner {reasoner} (a fresh process)")
-            rows += run_scale_bench([d], reasoners=(reasoner,), workers=args.workers)
+            extra = () if args.scenes_per_call is None else ("--scenes-per-call", str(args.scenes_per_call))
+            rows += run_scale_bench([d], reasoners=(reasoner,), workers=args.workers, timeout=args.timeout,
+                                    extra=extra)
     print(json.dumps(rows, indent=1) if args.json else format_rows(rows))
     return 0

@@ -28,7 +28,8 @@ def register(sub) -> None:
     p.add_argument("--nsm-checkpoint", help="NSM checkpoint (default: the shipped one)")
     p.add_argument("--limit", type=int, help="only the first N questions")
     p.add_argument("--workers", type=int, default=1, help="processes answering in parallel (GQA: forked, renewed every "
-                                                                 "40 tasks of --scenes-per-call images)")
+                                                                 "40 tasks of --scenes-per-call images or ~20,000 "
+                                                                 "questions, whichever comes first)")
     p.add_argument("--shard", help="i/n: answer one n-th of the images (CLEVR: every n-th image starting at i; GQA: "
                                    "the images whose crc32 of the id is i modulo n; the predictions file then lists "
                                    "the shard's questions only); merge the shards with `vqa report`")

@@ -40,6 +40,7 @@ from .loop import Journal, drain, iter_journal, lock_predictions
 # process: ~21 KB per distinct question, FACTS.md)
 IMAGES_PER_TASK = 128
 TASKS_PER_WORKER = 40
+QUESTIONS_PER_WORKER = 20_000  # fewer tasks per worker where images have many questions each
 FAILED_LISTED = 100  # failed questions named in the report (the count covers all)
 FAILED_PRINTED = 5  # of those, named in the printed summary
 KEEP = ("imageId", "question", "answer", "isBalanced", "types", "entailed", "groups", "semantic")
@@ -180,12 +181,12 @@ _SCENES_FILE: tuple | None = None  # (pid, path, open scene-graph file): each pr
 
 def _graph(path, image_id: str, start: int, end: int) -> SceneGraph:
     global _SCENES_FILE
+    if isinstance(path, dict):  # predicted graphs, in memory
+        return path[image_id]
     if _SCENES_FILE is None or _SCENES_FILE[:2] != (os.getpid(), str(path)):
         if _SCENES_FILE is not None and _SCENES_FILE[0] == os.getpid():
             _SCENES_FILE[2].close()
         _SCENES_FILE = (os.getpid(), str(path), open(path, "rb"))
-    if isinstance(path, dict):  # predicted graphs, in memory
-        return path[image_id]
     return SceneGraph.from_gqa(image_id, read_span(_SCENES_FILE[2], start, end, path), file=path)
 
 
@@ -264,18 +265,24 @@ def _pooled(tasks, scenes, reasoner, ontology, workers: int, tasks_per_worker: i
 
 def answer_store(store: QuestionStore, scenes, *, reasoner: str = "asp", ontology=None, workers: int = 1,
                  images_per_task: int = IMAGES_PER_TASK, tasks_per_worker: int | None = TASKS_PER_WORKER,
-                 journal: Journal | None = None, progress=None) -> dict:
+                 journal: Journal | None = None, progress=None,
+                 questions_per_worker: int | None = QUESTIONS_PER_WORKER) -> dict:
     """Answer the store's questions still to answer, `images_per_task` images per task (one
     clingo call each for gold graphs); each task's answers recorded in the store and
     appended to `journal` (JSON lines, flushed) as it finishes. `workers` > 1: forked
     processes, each renewed after `tasks_per_worker` tasks (clingo's symbol table, which
     only grows, starts afresh); an ASP run longer than one worker's life goes to a renewed
-    worker even with workers=1. Returns {answered_now, seconds, questions_per_second}."""
+    worker even with workers=1; a worker's life is also cut to about `questions_per_worker`
+    questions (tasks of images with many questions each). Returns {answered_now, seconds, questions_per_second}."""
     todo = store.count("todo = 1 AND done = 0")
     bar = None if progress is None else progress(desc="questions", total=todo)
     t0 = time.perf_counter()
     tasks = store.tasks(images_per_task)
-    renew = reasoner == "asp" and tasks_per_worker and store.todo_images() > images_per_task * tasks_per_worker
+    todo_images = store.todo_images()
+    if tasks_per_worker and questions_per_worker and todo_images:  # a worker's life in questions, not only tasks
+        per_task = images_per_task * todo / todo_images
+        tasks_per_worker = max(1, min(tasks_per_worker, int(questions_per_worker // per_task)))
+    renew = reasoner == "asp" and tasks_per_worker and todo_images > images_per_task * tasks_per_worker
     if workers > 1 or renew:
         batches = _pooled(tasks, scenes, reasoner, ontology, workers, tasks_per_worker)
     else:

@@ -61,9 +61,17 @@ class GQAAnswer:
                 "top": [list(t) for t in self.top], "cost": self.cost, "reading": self.reading}
 
 
+_Q_TERMS: dict = {}  # q()'s results (names, values and relations recur; emptied when large)
+
+
 def q(text) -> str:
     """A clingo string term."""
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+    t = _Q_TERMS.get(text) if type(text) is str else None
+    if t is None:
+        if len(_Q_TERMS) > 100_000:
+            _Q_TERMS.clear()
+        t = _Q_TERMS[text] = '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+    return t
 
 
 def weight(p: float, cap: int) -> int:
@@ -92,8 +100,11 @@ def rel_answer(relation: str) -> str:
     return m.group(1) if m else relation
 
 
-def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816) -> tuple[list[str], dict]:
-    """Scene facts; also returns the uncertain-fact table {K: (Wtrue, Wfalse, text)}."""
+def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
+                 relations: set[str] | None = None) -> tuple[list[str], dict]:
+    """Scene facts; also returns the uncertain-fact table {K: (Wtrue, Wfalse, text)}.
+    `relations`: only the certain relations with these predicates are stated (the theory
+    reads a relation fact only through a step naming its predicate: `relation_predicates`)."""
     facts = [f"image({round(scene.width)},{round(scene.height)})."]
     unc: dict[int, tuple[int, int, str]] = {}
 
@@ -130,12 +141,21 @@ def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816) -> 
                     uncertain(p, [f"unc_attr(K,{oid},{q(t)},{q(v)})." for t in types],
                               group=f"{o.id}/{cat}" if exclusive else None)
     for r in scene.relations:
+        if r.probability >= 1.0 and relations is not None and r.predicate not in relations:
+            continue
         atom = f"{q(r.subject)},{q(r.predicate)},{q(r.object)}"
         if r.probability >= 1.0:
             facts.append(f"rel({atom}).")
         elif r.probability > 0:
             uncertain(r.probability, [f"unc_rel(K,{atom})."])
     return facts, unc
+
+
+def relation_predicates(programs) -> set[str]:
+    """The relation predicates the steps of `programs` ({qid: steps}) name: the only ones
+    whose `rel` facts the theory joins (relate, verify_rel, choose_rel through arg_rel)."""
+    return {r for steps in programs.values() for st in steps if st.unparsed is None and st.is_relational
+            for r in st.values}
 
 
 def encode_ontology(ontology: GQAOntology, names: set[str]) -> list[str]:
@@ -258,7 +278,8 @@ class GQAReasoner:
             if not programs:
                 out[i] = {}
                 continue
-            scene_facts, unc = encode_scene(scene, self.ontology, self.config.weight_cap)
+            scene_facts, unc = encode_scene(scene, self.ontology, self.config.weight_cap,
+                                            relations=relation_predicates(programs))
             if unc or self.config.top_k > 1 or any(qid in gold for qid in programs):
                 out[i] = self.answer_image(scene, programs)
                 continue
@@ -404,7 +425,7 @@ def scoped_theory(theory: str, *, trace: bool = True) -> list:
 
 def scope_fact(fact: str, scope: int) -> str:
     """`name(args).` -> `name(scope,args).` unless `name` is a global predicate."""
-    m = _FACT_HEAD.match(fact)
-    if m is None or m.group(1) in GLOBAL_PREDICATES:
+    name, paren, rest = fact.partition("(")
+    if not paren or name in GLOBAL_PREDICATES or not _FACT_HEAD.match(fact):
         return fact
-    return f"{m.group(1)}({scope}," + fact[m.end():]
+    return f"{name}({scope},{rest}"
