@@ -130,7 +130,8 @@ def run_gqa(args) -> int:
         raise VQAError("--val-questions and --val-scenes go together")
     cfg = GQANSMTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trace_weight=args.trace_weight,
                             attention_weight=args.attention_weight, seed=args.seed, threads=args.threads,
-                            limit=args.limit, max_minutes=args.max_minutes)
+                            limit=args.limit, max_minutes=args.max_minutes,
+                            ckpt_every=max(0, getattr(args, "ckpt_every", 0)))
     report = train_nsm_gqa(args.questions, args.scenes, out=args.out, val_questions=args.val_questions,
                            val_scenes=args.val_scenes, config=cfg,
                            model_config=NSMConfig(dim=args.dim, steps=args.steps), resume=resume_mode(args),

@@ -368,6 +368,7 @@ class GQANSMTrainConfig:
     max_minutes: float | None = None
     max_answers: int | None = 2000  # GQA's open answers: the most frequent ones
     log_every: int = 100
+    ckpt_every: int = 0  # also save a resumable checkpoint every this many batches (0: only per epoch)
 
 
 def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, val_scenes=None,
