@@ -57,6 +57,8 @@ def register(tsub) -> None:
                    "walked either way (\"the box to the left of the can\" / \"what is the box to the left of?\"); "
                    "default: on for --dataset gqa, off for clevr (the shipped CLEVR checkpoints)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    p.add_argument("--load-workers", type=int, default=1, metavar="N",
+                   help="GQA: processes that encode the training examples before training (default: 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--ship", help="also write a copy without optimizer state here (a shippable checkpoint)")
@@ -137,7 +139,8 @@ def run_gqa(args) -> int:
     cfg = GQANSMTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trace_weight=args.trace_weight,
                             attention_weight=args.attention_weight, seed=args.seed, threads=args.threads,
                             limit=args.limit, max_minutes=args.max_minutes,
-                            ckpt_every=max(0, getattr(args, "ckpt_every", 0)))
+                            ckpt_every=max(0, getattr(args, "ckpt_every", 0)),
+                            workers=max(1, getattr(args, "load_workers", 1)))
     report = train_nsm_gqa(args.questions, args.scenes, out=args.out, val_questions=args.val_questions,
                            val_scenes=args.val_scenes, config=cfg,
                            model_config=NSMConfig(dim=args.dim, steps=args.steps,

@@ -339,8 +339,35 @@ def _steps(rec, qid):
         raise DataError("expected operation/argument/dependencies steps", record=qid, field="semantic") from None
 
 
+_LOAD_ARGS: tuple = ()
+
+
+def _load_chunk(qids: list[str]) -> bytes:
+    import pickle
+
+    records, scenes, ontology, vocab, onto, n_steps, traces = _LOAD_ARGS
+    return pickle.dumps(load_gqa_examples({q: records[q] for q in qids}, scenes, ontology, vocab, onto, n_steps,
+                                          traces))
+
+
 def load_gqa_examples(records: dict, scenes: SceneGraphs, ontology: NSMOntology, vocab: Vocab, onto: GQAOntology,
-                      n_steps: int, traces: bool = True) -> list[dict]:
+                      n_steps: int, traces: bool = True, workers: int = 1) -> list[dict]:
+    """Encoded examples of question records over their scene graphs, in the records' order.
+    `workers` > 1: in that many forked processes (contiguous chunks; the same examples)."""
+    if workers > 1 and len(records) >= 2 * workers:
+        import multiprocessing
+        import pickle
+
+        global _LOAD_ARGS
+        qids = list(records)
+        size = -(-len(qids) // (4 * workers))
+        chunks = [qids[i:i + size] for i in range(0, len(qids), size)]
+        _LOAD_ARGS = (records, scenes, ontology, vocab, onto, n_steps, traces)
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                return [e for blob in pool.imap(_load_chunk, chunks) for e in pickle.loads(blob)]
+        finally:
+            _LOAD_ARGS = ()
     cache, typed, out = {}, {}, []
     for qid, rec in records.items():
         image_id = str(rec.get("imageId"))
@@ -376,6 +403,7 @@ class GQANSMTrainConfig:
     limit: int | None = None
     max_minutes: float | None = None
     max_answers: int | None = 2000  # GQA's open answers: the most frequent ones
+    workers: int = 1  # processes that encode the examples (loading only; the same examples)
     log_every: int = 100
     ckpt_every: int = 0  # also save a resumable checkpoint every this many batches (0: only per epoch)
 
@@ -419,12 +447,12 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
         model = NSM(model_config or NSMConfig(), nont, len(vocab)).to(device)
         init_gqa_word_embeddings(model, vocab)
     mcfg = model.config
-    train = load_gqa_examples(records, graphs, nont, vocab, onto, mcfg.steps)
+    train = load_gqa_examples(records, graphs, nont, vocab, onto, mcfg.steps, workers=cfg.workers)
     val = []
     if val_questions:
         vr = _records(val_questions)
         val = load_gqa_examples(vr, SceneGraphs(val_scenes, keep={str(r.get("imageId")) for r in vr.values()}),
-                                nont, vocab, onto, mcfg.steps, traces=False)
+                                nont, vocab, onto, mcfg.steps, traces=False, workers=cfg.workers)
     log(f"loaded {len(train):,} training ({sum('trace' in e for e in train):,} with a trace) and {len(val):,} "
         f"held-out questions in {time.time() - t0:.1f} s; {len(nont.answers)} answers, "
         f"{sum(len(v) for v in nont.properties.values())} concepts in {len(nont.properties)} property types, "
