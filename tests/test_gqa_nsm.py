@@ -178,3 +178,67 @@ def test_function_words_keep_their_identity(world):
     assert collapsed(m) == [] and counts["other"] >= len(function)
     tags = concept_tags(m, vocab, ["red", "box", "front"])
     assert tags["red"][0] == "color:red" and tags["box"][0] == "name:box" and tags["front"][0] == "rel:in front of"
+
+
+def _same(x, y) -> bool:
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return isinstance(y, torch.Tensor) and x.dtype == y.dtype and x.shape == y.shape and bool((x == y).all())
+    if isinstance(x, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    if isinstance(x, (list, tuple)):
+        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y))
+    return x == y
+
+
+def test_examples_are_the_same_with_load_workers(world):
+    """--load-workers encodes in forked processes: the same examples, in the same order, and
+    the per-scene tables / typed graph passed down change nothing against computing them afresh."""
+    from vqa.reason.nsm_data import Vocab
+    from vqa.reason.nsm_gqa import _records, _steps, encode_gqa_example, load_gqa_examples
+
+    tr, _ = world
+    recs = _records(tr["questions_file"])
+    graphs = SceneGraphs(tr["scenes_file"])
+    onto = default_ontology()
+    ont = gqa_nsm_ontology([graphs[i] for i in graphs], Counter(r["answer"] for r in recs.values()), onto)
+    vocab = Vocab.build([r["question"] for r in recs.values()], ont)
+    one = load_gqa_examples(recs, graphs, ont, vocab, onto, 8)
+    three = load_gqa_examples(recs, graphs, ont, vocab, onto, 8, workers=3)
+    assert len(one) == len(recs) and sum("trace" in e for e in one) > len(recs) // 2
+    assert _same(one, three)
+    qid, rec = next(iter(recs.items()))
+    raw = graphs[str(rec["imageId"])]
+    fresh = encode_gqa_example(ont, vocab, typed_scene(raw, onto), rec["question"], _steps(rec, qid), rec["answer"],
+                               8, one[0]["family"], None, onto, raw)
+    assert _same(fresh["trace"], one[0]["trace"])
+
+
+def test_edge_control_starts_as_the_instruction_only_machine(world):
+    """edge_control adds the control state to the edge relevance through a zero-initialised
+    layer: at the start it is the plain machine; a checkpoint without it loads unchanged."""
+    import torch
+
+    from vqa.reason.nsm import NSM, NSMConfig
+    from vqa.reason.nsm_data import Vocab, collate
+    from vqa.reason.nsm_gqa import _records, load_gqa_examples
+
+    tr, _ = world
+    recs = _records(tr["questions_file"])
+    graphs = SceneGraphs(tr["scenes_file"])
+    onto = default_ontology()
+    ont = gqa_nsm_ontology([graphs[i] for i in graphs], Counter(r["answer"] for r in recs.values()), onto)
+    vocab = Vocab.build([r["question"] for r in recs.values()], ont)
+    batch = collate(load_gqa_examples(recs, graphs, ont, vocab, onto, 8)[:16])
+    torch.manual_seed(0)
+    plain = NSM(NSMConfig(), ont, len(vocab)).eval()
+    ctl = NSM(NSMConfig(edge_control=True), ont, len(vocab)).eval()
+    missing, unexpected = ctl.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["edge_ctl.bias", "edge_ctl.weight"] and not unexpected
+    with torch.no_grad():
+        a, b = plain(batch), ctl(batch)
+        assert torch.allclose(a["logits"], b["logits"]) and torch.allclose(a["states"], b["states"])
+        ctl.edge_ctl.weight.normal_()  # the control state now moves the relation shifts
+        c = ctl(batch)
+    assert not torch.allclose(a["states"], c["states"])

@@ -27,7 +27,7 @@ from .errors import DataError
 
 # settings that do not change the weights a run ends with (or only its pace)
 NOT_COMPARED = frozenset({"threads", "device", "max_minutes", "resume", "log_every", "ckpt_every",
-                          "checkpoint_every", "out", "progress"})
+                          "checkpoint_every", "out", "progress", "workers"})
 LENGTHS = frozenset({"steps", "epochs"})
 
 

@@ -52,7 +52,13 @@ def register(tsub) -> None:
                    help="objectness calibration: an object scored s starts with mass "
                    "sigmoid((s - threshold) / temperature) (default: the raw score)")
     p.add_argument("--score-temperature", type=float, default=0.05)
+    p.add_argument("--edge-control", choices=("on", "off"),
+                   help="relation shifts also read the step's control state, so that one relation word can be "
+                   "walked either way (\"the box to the left of the can\" / \"what is the box to the left of?\"); "
+                   "default: on for --dataset gqa, off for clevr (the shipped CLEVR checkpoints)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    p.add_argument("--load-workers", type=int, default=1, metavar="N",
+                   help="GQA: processes that encode the training examples before training (default: 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--ship", help="also write a copy without optimizer state here (a shippable checkpoint)")
@@ -104,7 +110,9 @@ def run(args) -> int:
                       scene_checkpoint=args.scene_checkpoint, ckpt_every=max(0, getattr(args, "ckpt_every", 0)))
     report = train_nsm(args.data, split=args.split, val_split=args.val_split or None, out=args.out, config=cfg,
                        model_config=NSMConfig(dim=args.dim, steps=args.steps, score_threshold=args.score_threshold,
-                                              score_temperature=args.score_temperature), resume=resume_mode(args),
+                                              score_temperature=args.score_temperature,
+                                              edge_control=getattr(args, "edge_control", None) == "on"),
+                       resume=resume_mode(args),
                        progress=progress, device=args.device)
     if args.ship:
         strip_checkpoint(args.out, args.ship)
@@ -134,10 +142,14 @@ def run_gqa(args) -> int:
         raise VQAError("--val-questions and --val-scenes go together")
     cfg = GQANSMTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trace_weight=args.trace_weight,
                             attention_weight=args.attention_weight, seed=args.seed, threads=args.threads,
-                            limit=args.limit, max_minutes=args.max_minutes)
+                            limit=args.limit, max_minutes=args.max_minutes,
+                            ckpt_every=max(0, getattr(args, "ckpt_every", 0)),
+                            workers=max(1, getattr(args, "load_workers", 1)))
     report = train_nsm_gqa(args.questions, args.scenes, out=args.out, val_questions=args.val_questions,
                            val_scenes=args.val_scenes, config=cfg,
-                           model_config=NSMConfig(dim=args.dim, steps=args.steps), resume=resume_mode(args),
+                           model_config=NSMConfig(dim=args.dim, steps=args.steps,
+                                                  edge_control=getattr(args, "edge_control", None) != "off"),
+                           resume=resume_mode(args),
                            progress=progress, device=args.device, log=lambda m: print(m, file=sys.stderr, flush=True))
     if args.ship:
         strip_gqa_checkpoint(args.out, args.ship)

@@ -70,14 +70,21 @@ def _pick(cands: list[str]) -> str | None:
 
 
 def run_gqa(scene: SceneGraph, steps: list[GQAStep], onto: GQAOntology,
-            trace: list | None = None) -> tuple[str | None, int | None]:
+            trace: list | None = None, tables: dict | None = None) -> tuple[str | None, int | None]:
     """`trace`, when given, receives each step's result (object ids, "scene" or a value).
-    An empty program fails at step 0."""
+    An empty program fails at step 0. `tables`: a dict kept per (scene, ontology) by a
+    caller that runs many programs on one scene (the scene's value and name tables are
+    worked out once and stored in it)."""
     if not steps:
         return None, 0
     res: list = [] if trace is None else trace
-    vals = _values(scene, onto)
-    names = _names(scene, onto)
+    if tables is not None and "values" in tables:
+        vals, names = tables["values"], tables["names"]
+    else:
+        vals = _values(scene, onto)
+        names = _names(scene, onto)
+        if tables is not None:
+            tables.update(values=vals, names=names)
     ids = [o.id for o in scene.objects]
     obj_name = {o.id: o.name for o in scene.objects}
     box = {o.id: o.bbox for o in scene.objects}

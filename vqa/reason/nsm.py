@@ -76,6 +76,12 @@ class NSMConfig:
     # stay 1.
     score_threshold: float | None = None
     score_temperature: float = 0.05
+    # edge relevance also reads the step's control state (the decoder state, which knows the
+    # whole question), not only the instruction (a context-free mixture of word embeddings):
+    # "the box to the left of the can" (from the can to its left) and "what is the box to the
+    # left of?" (from the box to its right) attend to the same words but walk the edges in
+    # opposite directions. Off in the CLEVR checkpoints (files without it load as before).
+    edge_control: bool = False
 
 
 class NSM(nn.Module):
@@ -125,6 +131,10 @@ class NSM(nn.Module):
         types[torch.arange(sum(sizes)), torch.repeat_interleave(torch.arange(P + 1), torch.tensor(sizes))] = 1
         self.register_buffer("concept_types", types, persistent=False)  # (C, P+1)
         self.edge_w = nn.Parameter(torch.ones(d))
+        if config.edge_control:
+            self.edge_ctl = nn.Linear(d, d)  # starts at zero: the instruction-only relevance
+            nn.init.zeros_(self.edge_ctl.weight)
+            nn.init.zeros_(self.edge_ctl.bias)
         self.edge_b = nn.Parameter(torch.zeros(1))
         self.gates = nn.Linear(2 * d, len(OPS) + 1)  # op weights + keep gate
         # answer
@@ -253,7 +263,8 @@ class NSM(nn.Module):
         node_rel = torch.sigmoid(self.node_out(x).squeeze(-1) + self.match_scale * x.sum(-1) + self.match_bias)
         # edge relevance sigma(w . (q_i * W_e e)) with e = sum_k edges_k c_k is linear in the edge
         # weights inside the sigmoid: one score per edge concept, then (B, S, n, n) for s' -> s
-        beta = torch.einsum("kd,bid->bik", edge_proj, instr * self.edge_w)
+        e_instr = instr + self.edge_ctl(control) if self.config.edge_control else instr
+        beta = torch.einsum("kd,bid->bik", edge_proj, e_instr * self.edge_w)
         edge_rel = torch.sigmoid(torch.einsum("bsnk,bik->bisn", edges, beta) + self.edge_b)
         w_rel = r[..., -1]  # (B, S): weight of the relation property
         push = op[..., 1] * (1 - w_rel) * (1 - keep)  # a restarting property shift saves the set

@@ -185,16 +185,18 @@ def _related(scene: SceneGraph, xs, relation: str, direction: str) -> set[str]:
 
 
 def gqa_macro_steps(steps, scene: SceneGraph, onto: GQAOntology, answer: str | None = None,
-                    index: dict[str, int] | None = None) -> list[MacroStep] | None:
+                    index: dict[str, int] | None = None, typed_graph: SceneGraph | None = None,
+                    tables: dict | None = None) -> list[MacroStep] | None:
     """The machine steps a structured GQA program asks for (None when it fails or gives
-    another answer than `answer`)."""
+    another answer than `answer`). `typed_graph`: `typed_scene(scene, onto)` when the
+    caller has it; `tables`: `run_gqa`'s per-scene tables (both only save time)."""
     res: list = []
-    got, failed = run_gqa(scene, steps, onto, trace=res)
+    got, failed = run_gqa(scene, steps, onto, trace=res, tables=tables)
     if failed is not None or (answer is not None and got != answer):
         return None
     index = index or {o: k for k, o in enumerate(scene.ids)}
     ix = lambda objs: sorted(index[o] for o in objs)  # noqa: E731
-    typed = {o.id: o.attributes for o in typed_scene(scene, onto).objects}
+    typed = {o.id: o.attributes for o in (typed_graph or typed_scene(scene, onto)).objects}
     out: list[MacroStep] = []
     tested: dict[int, list[str]] = {}  # input step -> the objects still passing its verify tests
     i = 0
@@ -273,38 +275,45 @@ def answer_property(ontology: NSMOntology, steps) -> int:
 
 def encode_gqa_example(ontology: NSMOntology, vocab: Vocab, scene: SceneGraph, text: str, steps=None,
                        answer: str | None = None, n_steps: int = 8, family: str = "", scene_cache=None,
-                       onto: GQAOntology | None = None, raw_scene: SceneGraph | None = None) -> dict:
-    """`encode_example` of a typed scene, with the GQA trace when `steps` are given."""
+                       onto: GQAOntology | None = None, raw_scene: SceneGraph | None = None,
+                       tables: dict | None = None) -> dict:
+    """`encode_example` of a typed scene, with the GQA trace when `steps` are given
+    (`raw_scene`: the graph before typing, whose typed form `scene` is; `tables`: a dict
+    kept per scene for `run_gqa`)."""
     ex = encode_example(ontology, vocab, scene, text, None, answer, steps=n_steps, family=family,
                         scene_cache=scene_cache)
     if steps is None:
         return ex
     ex["anstype"], ex["cmptype"] = answer_property(ontology, steps), 0
-    macros = gqa_macro_steps(steps, raw_scene or scene, onto or default_ontology(), answer)
+    macros = gqa_macro_steps(steps, raw_scene or scene, onto or default_ontology(), answer,
+                             typed_graph=scene if raw_scene is not None else None, tables=tables)
     if macros is None or len(macros) > n_steps:
         return ex
     n = len(scene.ids)
-    tgt, register = torch.zeros(n_steps, n), torch.zeros(n_steps, n)
-    op = torch.zeros(n_steps, dtype=torch.long)
-    restart, relation = torch.full((n_steps,), -1.0), torch.full((n_steps,), -1.0)
+    # built as lists, turned into tensors once (a tensor op per entry was most of the loading time)
+    tgt, register = [[0.0] * n for _ in range(n_steps)], [[0.0] * n for _ in range(n_steps)]
+    op, restart, relation = [0] * n_steps, [-1.0] * n_steps, [-1.0] * n_steps
     last = reg = list(range(n))
     for k in range(n_steps):
         m = macros[k] if k < len(macros) else MacroStep("skip", last)
-        tgt[k, m.target] = 1.0
+        for j in m.target:
+            tgt[k][j] = 1.0
         op[k] = OPS.index(m.op)
-        restart[k], relation[k] = m.restart, m.relation
+        restart[k], relation[k] = float(m.restart), float(m.relation)
         if m.op == "shift" and m.restart == 1:
             reg = last
-        register[k, reg] = 1.0
+        for j in reg:
+            register[k][j] = 1.0
         last = m.target
     names = tokenize(text) or [""]
-    words = torch.zeros(n_steps, len(names))
+    words = [[0.0] * len(names) for _ in range(n_steps)]
     for k, m in enumerate(macros):
         cw = {w for c in m.concepts for w in tokenize(c)}
         if cw:
-            words[k] = torch.tensor([float(w in cw) for w in names])
-    ex["trace"] = {"target": tgt, "op": op, "restart": restart, "relation": relation, "register": register,
-                   "words": words}
+            words[k] = [float(w in cw) for w in names]
+    ex["trace"] = {"target": torch.tensor(tgt).reshape(n_steps, n), "op": torch.tensor(op, dtype=torch.long),
+                   "restart": torch.tensor(restart), "relation": torch.tensor(relation),
+                   "register": torch.tensor(register).reshape(n_steps, n), "words": torch.tensor(words)}
     return ex
 
 
@@ -330,8 +339,35 @@ def _steps(rec, qid):
         raise DataError("expected operation/argument/dependencies steps", record=qid, field="semantic") from None
 
 
+_LOAD_ARGS: tuple = ()
+
+
+def _load_chunk(qids: list[str]) -> bytes:
+    import pickle
+
+    records, scenes, ontology, vocab, onto, n_steps, traces = _LOAD_ARGS
+    return pickle.dumps(load_gqa_examples({q: records[q] for q in qids}, scenes, ontology, vocab, onto, n_steps,
+                                          traces))
+
+
 def load_gqa_examples(records: dict, scenes: SceneGraphs, ontology: NSMOntology, vocab: Vocab, onto: GQAOntology,
-                      n_steps: int, traces: bool = True) -> list[dict]:
+                      n_steps: int, traces: bool = True, workers: int = 1) -> list[dict]:
+    """Encoded examples of question records over their scene graphs, in the records' order.
+    `workers` > 1: in that many forked processes (contiguous chunks; the same examples)."""
+    if workers > 1 and len(records) >= 2 * workers:
+        import multiprocessing
+        import pickle
+
+        global _LOAD_ARGS
+        qids = list(records)
+        size = -(-len(qids) // (4 * workers))
+        chunks = [qids[i:i + size] for i in range(0, len(qids), size)]
+        _LOAD_ARGS = (records, scenes, ontology, vocab, onto, n_steps, traces)
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                return [e for blob in pool.imap(_load_chunk, chunks) for e in pickle.loads(blob)]
+        finally:
+            _LOAD_ARGS = ()
     cache, typed, out = {}, {}, []
     for qid, rec in records.items():
         image_id = str(rec.get("imageId"))
@@ -339,14 +375,14 @@ def load_gqa_examples(records: dict, scenes: SceneGraphs, ontology: NSMOntology,
             raise DataError(f"no scene graph for image {image_id!r}", file=scenes.path, record=qid, field="imageId")
         if image_id not in typed:
             raw = scenes[image_id]
-            typed[image_id] = (raw, typed_scene(raw, onto))
-        raw, sc = typed[image_id]
+            typed[image_id] = (raw, typed_scene(raw, onto), {})
+        raw, sc, tables = typed[image_id]
         types = rec.get("types") or {}
         out.append(encode_gqa_example(ontology, vocab, sc, rec["question"], _steps(rec, qid) if traces else None,
                                       rec.get("answer"), n_steps, {"group": types.get("structural", ""),
                                                                    "family": types.get("detailed", ""),
                                                                    "function": types.get("semantic", "")},
-                                      cache, onto, raw))
+                                      cache, onto, raw, tables))
     return out
 
 
@@ -367,7 +403,9 @@ class GQANSMTrainConfig:
     limit: int | None = None
     max_minutes: float | None = None
     max_answers: int | None = 2000  # GQA's open answers: the most frequent ones
+    workers: int = 1  # processes that encode the examples (loading only; the same examples)
     log_every: int = 100
+    ckpt_every: int = 0  # also save a resumable checkpoint every this many batches (0: only per epoch)
 
 
 def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, val_scenes=None,
@@ -409,12 +447,12 @@ def train_nsm_gqa(questions, scenes, *, out="nsm_gqa.pt", val_questions=None, va
         model = NSM(model_config or NSMConfig(), nont, len(vocab)).to(device)
         init_gqa_word_embeddings(model, vocab)
     mcfg = model.config
-    train = load_gqa_examples(records, graphs, nont, vocab, onto, mcfg.steps)
+    train = load_gqa_examples(records, graphs, nont, vocab, onto, mcfg.steps, workers=cfg.workers)
     val = []
     if val_questions:
         vr = _records(val_questions)
         val = load_gqa_examples(vr, SceneGraphs(val_scenes, keep={str(r.get("imageId")) for r in vr.values()}),
-                                nont, vocab, onto, mcfg.steps, traces=False)
+                                nont, vocab, onto, mcfg.steps, traces=False, workers=cfg.workers)
     log(f"loaded {len(train):,} training ({sum('trace' in e for e in train):,} with a trace) and {len(val):,} "
         f"held-out questions in {time.time() - t0:.1f} s; {len(nont.answers)} answers, "
         f"{sum(len(v) for v in nont.properties.values())} concepts in {len(nont.properties)} property types, "
