@@ -181,7 +181,7 @@ _SCENES_FILE: tuple | None = None  # (pid, path, open scene-graph file): each pr
 
 def _graph(path, image_id: str, start: int, end: int) -> SceneGraph:
     global _SCENES_FILE
-    if isinstance(path, dict):  # predicted graphs, in memory
+    if isinstance(path, dict):  # predicted graphs, in memory (no spans to read)
         return path[image_id]
     if _SCENES_FILE is None or _SCENES_FILE[:2] != (os.getpid(), str(path)):
         if _SCENES_FILE is not None and _SCENES_FILE[0] == os.getpid():
@@ -392,74 +392,78 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
         raise VQAError("--scene-source predicted goes with --images DIR (and gold without it)")
     if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
         raise VQAError(f"--shard i/n needs 0 <= i < n, got {shard[0]}/{shard[1]}")
-    held = lock_predictions(predictions)  # noqa: F841 (held for the run: released when this returns)
-    scene_key = str(scenes) if scene_source == "gold" else f"predicted from {images} by {scene_checkpoint or 'default'}"
-    settings = {"dataset": "gqa", "reasoner": reasoner, "questions": str(questions), "scenes": scene_key,
-                "ontology": ontology_file, "program_source": program_source,
-                "parser_checkpoint": str(parser_checkpoint) if parser_checkpoint else None,
-                "nsm_checkpoint": str(nsm_checkpoint) if nsm_checkpoint else None}
-    jpath = journal_path(predictions) if predictions else None
-    scenes_file = scenes
-    with open_store(predictions) as store:
-        try:
-            store.load_questions(questions, all_questions=all_questions, limit=limit, shard=shard,
-                                 texts=program_source == "parsed" or reasoner == "nsm")
-        except DataError as e:  # a record's defect: name the questions file it is in
-            raise (e.located(file=questions) if Path(questions).is_file() else e) from None
-        parse_stats = {}
-        if program_source == "parsed":
-            parse_stats = parse_programs(store, parser_checkpoint, progress=progress)
-        if reasoner != "nsm":
-            defect = store.first_defect()
-            if defect is None and program_source == "gold":  # an operation outside GQA's: bad input (one line)
-                defect = store.first_unknown()
-            if defect is not None:
-                qid, d = defect
-                raise DataError(d["message"], file=questions if Path(questions).is_file() else None, record=qid,
-                                field=d["field"])
-        scene_stats = {}
-        if scene_source == "predicted":  # the GQA scene parser over --images (vqa.vision.gqa_predicted)
-            from ..vision.gqa_predicted import predicted_scene_graphs
+    held = lock_predictions(predictions)  # held for the run: released when it ends, however it ends
+    try:
+        scene_key = str(scenes) if scene_source == "gold" else f"predicted from {images} by {scene_checkpoint or 'default'}"
+        settings = {"dataset": "gqa", "reasoner": reasoner, "questions": str(questions), "scenes": scene_key,
+                    "ontology": ontology_file, "program_source": program_source,
+                    "parser_checkpoint": str(parser_checkpoint) if parser_checkpoint else None,
+                    "nsm_checkpoint": str(nsm_checkpoint) if nsm_checkpoint else None}
+        jpath = journal_path(predictions) if predictions else None
+        scenes_file = scenes
+        with open_store(predictions) as store:
+            try:
+                store.load_questions(questions, all_questions=all_questions, limit=limit, shard=shard,
+                                     texts=program_source == "parsed" or reasoner == "nsm")
+            except DataError as e:  # a record's defect: name the questions file it is in
+                raise (e.located(file=questions) if Path(questions).is_file() else e) from None
+            parse_stats = {}
+            if program_source == "parsed":
+                parse_stats = parse_programs(store, parser_checkpoint, progress=progress)
+            if reasoner != "nsm":
+                defect = store.first_defect()
+                if defect is None and program_source == "gold":  # an operation outside GQA's: bad input (one line)
+                    defect = store.first_unknown()
+                if defect is not None:
+                    qid, d = defect
+                    raise DataError(d["message"], file=questions if Path(questions).is_file() else None, record=qid,
+                                    field=d["field"])
+            scene_stats = {}
+            if scene_source == "predicted":  # the GQA scene parser over --images (vqa.vision.gqa_predicted)
+                from ..vision.gqa_predicted import predicted_scene_graphs
 
-            scenes, scene_stats = predicted_scene_graphs(
-                images, store.image_ids(), checkpoint=scene_checkpoint, gold=scenes_file,
-                cache=str(predictions) + ".scenes.jsonl" if predictions else None, progress=progress)
-            store.set_scene_ids(scenes)
-        elif reasoner != "nsm":
-            store.load_scene_spans(scenes)
-        if reasoner != "nsm":
-            missing = store.missing_scene()
-            if missing is not None:
-                where = scenes if scene_source == "gold" else images
-                raise DataError(f"no scene graph for image {missing[1]!r}", file=where, record=missing[0],
-                                field="imageId")
-        resumed = store.resume(iter_journal(jpath, settings, JOURNAL_KEYS)) if jpath else 0
-        with Journal(jpath, settings) as journal:
-            if reasoner == "nsm":  # answered in one pass (not journaled)
-                stats = _answer_nsm(store, scenes, nsm_checkpoint, progress)
-            else:
-                stats = answer_store(store, scenes, reasoner=reasoner, ontology=ontology, workers=workers,
-                                     images_per_task=images_per_task, tasks_per_worker=tasks_per_worker,
-                                     journal=journal, progress=progress)
-        stats = {**store.answer_stats(FAILED_LISTED), **stats}
-        if (stats.get("unknown_operations") or {}).get("first"):
-            stats["unknown_operations"]["first"]["file"] = str(questions)
-        metrics = store.metrics(choices)
-        report = {"dataset": "gqa", "reasoner": reasoner, "program_source": program_source, **parse_stats,
-                  "questions_file": str(questions),
-                  "scenes_file": None if scenes_file is None else str(scenes_file), "scene_source": scene_source,
-                  "choices_file": None if choices is None else str(choices), "all_questions": bool(all_questions),
-                  "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
-                  "answered": store.count("todo = 1 AND done = 1"), "workers": workers, **metrics, **stats,
-                  "resumed": resumed, **store.info, **scene_stats,
-                  "failed_scored": store.count("scored = 1 AND (done = 0 OR op IS NOT NULL)")}
-        report["warnings"] = warnings(report)
-        if predictions:
-            report["predictions_written"] = write_predictions_file(predictions,
-                                                                   store.predictions(only_todo=shard is not None))
-    if out:
-        write_report(report, out)
-    return report
+                scenes, scene_stats = predicted_scene_graphs(
+                    images, store.image_ids(), checkpoint=scene_checkpoint, gold=scenes_file,
+                    cache=str(predictions) + ".scenes.jsonl" if predictions else None, progress=progress)
+                store.set_scene_ids(scenes)
+            elif reasoner != "nsm":
+                store.load_scene_spans(scenes)
+            if reasoner != "nsm":
+                missing = store.missing_scene()
+                if missing is not None:
+                    where = scenes if scene_source == "gold" else images
+                    raise DataError(f"no scene graph for image {missing[1]!r}", file=where, record=missing[0],
+                                    field="imageId")
+            resumed = store.resume(iter_journal(jpath, settings, JOURNAL_KEYS)) if jpath else 0
+            with Journal(jpath, settings) as journal:
+                if reasoner == "nsm":  # answered in one pass (not journaled)
+                    stats = _answer_nsm(store, scenes, nsm_checkpoint, progress)
+                else:
+                    stats = answer_store(store, scenes, reasoner=reasoner, ontology=ontology, workers=workers,
+                                         images_per_task=images_per_task, tasks_per_worker=tasks_per_worker,
+                                         journal=journal, progress=progress)
+            stats = {**store.answer_stats(FAILED_LISTED), **stats}
+            if (stats.get("unknown_operations") or {}).get("first"):
+                stats["unknown_operations"]["first"]["file"] = str(questions)
+            metrics = store.metrics(choices)
+            report = {"dataset": "gqa", "reasoner": reasoner, "program_source": program_source, **parse_stats,
+                      "questions_file": str(questions),
+                      "scenes_file": None if scenes_file is None else str(scenes_file), "scene_source": scene_source,
+                      "choices_file": None if choices is None else str(choices), "all_questions": bool(all_questions),
+                      "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+                      "answered": store.count("todo = 1 AND done = 1"), "workers": workers, **metrics, **stats,
+                      "resumed": resumed, **store.info, **scene_stats,
+                      "failed_scored": store.count("scored = 1 AND (done = 0 OR op IS NOT NULL)")}
+            report["warnings"] = warnings(report)
+            if predictions:
+                report["predictions_written"] = write_predictions_file(predictions,
+                                                                       store.predictions(only_todo=shard is not None))
+        if out:
+            write_report(report, out)
+        return report
+    finally:
+        if held is not None:
+            held.close()
 
 
 def _answer_nsm(store: QuestionStore, scenes, checkpoint, progress) -> dict:
