@@ -59,6 +59,10 @@ def register(sub) -> None:
                         "answers too: several times slower on predicted scenes); the report gets its calibration "
                         "(ECE) and a reliability plot (REPORT.reliability.png)")
     p.add_argument("--choices", help="GQA: {split}_choices.json for validity and plausibility")
+    p.add_argument("--attentions", metavar="FILE",
+                   help="GQA: score grounding on this attentions file (official format, any model's: "
+                        "[{questionId, attention: [[x0, y0, x1, y1, score], ...]}], boxes in pixels); needs --scenes "
+                        "(gold). With --reasoner nsm the NSM's own are scored (and written to PREDICTIONS.attentions.json)")
     p.add_argument("--all", action="store_true", help="GQA: score all questions, not only the balanced ones")
     p.add_argument("--ontology", help="GQA: an attribute ontology learned by `vqa gqa ontology`")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -80,8 +84,8 @@ def run(args) -> int:
     if not args.scenes and not args.from_predictions and not (args.dataset == "gqa" and args.scene_source == "predicted"):
         raise VQAError("--scenes is required (the scenes or scene-graph file)")
     if args.dataset == "clevr":
-        if args.choices or args.all or args.ontology:
-            raise VQAError("--choices, --all and --ontology apply to --dataset gqa only")
+        if args.choices or args.all or args.ontology or args.attentions:
+            raise VQAError("--choices, --all, --ontology and --attentions apply to --dataset gqa only")
         from ..eval.clevr import evaluate_clevr, format_report
 
         if args.workers < 1:
@@ -126,13 +130,15 @@ def run(args) -> int:
             if args.predictions or args.ontology:
                 raise VQAError("--from-predictions scores a file: --predictions and --ontology do not apply")
             report = score_predictions(args.questions, args.from_predictions, choices=args.choices,
-                                       all_questions=args.all, limit=args.limit, out=args.out, shard=shard)
+                                       all_questions=args.all, limit=args.limit, out=args.out, shard=shard,
+                                       scenes=args.scenes, attentions=args.attentions)
         else:
             report = evaluate_gqa(args.questions, args.scenes, choices=args.choices, all_questions=args.all,
                                   out=args.out, predictions=args.predictions, limit=args.limit, reasoner=reasoner,
                                   progress=bar, program_source=args.program_source,
                                   parser_checkpoint=args.parser_checkpoint, nsm_checkpoint=args.nsm_checkpoint,
-                                  workers=args.workers, images_per_task=args.scenes_per_call, shard=shard, **kwargs)
+                                  workers=args.workers, images_per_task=args.scenes_per_call, shard=shard,
+                                  attentions=args.attentions, **kwargs)
         import sys
 
         for w in report.get("warnings") or []:  # one line each, on stderr

@@ -361,7 +361,7 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
                  images_per_task: int = IMAGES_PER_TASK, tasks_per_worker: int | None = TASKS_PER_WORKER,
                  shard: tuple[int, int] | None = None, program_source="gold",
                  parser_checkpoint=None, nsm_checkpoint=None, scene_source="gold", images=None,
-                 scene_checkpoint=None) -> dict:
+                 scene_checkpoint=None, attentions=None) -> dict:
     """Answer a GQA split on scene graphs and score it; writes report.json (`out`), a `.md`
     and a plot next to it, and the official predictions file (`predictions`). Returns the report.
 
@@ -378,6 +378,11 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
     each task's answers are appended to a journal beside it (`PREDICTIONS.journal`, JSON
     lines after a settings line): rerunning the same command after a kill takes the
     questions already there (`resumed` in the report) and answers the rest.
+
+    Grounding (`vqa.eval.gqa_grounding`, needs the gold scene-graph file): `attentions`, an
+    attentions file in the official format, is scored; the NSM gives its own (its final
+    step's attention over the graph's objects), written to `PREDICTIONS.attentions.json`
+    where `predictions` is given, and scored.
     """
     ontology_file = str(ontology) if isinstance(ontology, (str, Path)) else None
     if isinstance(ontology, (str, Path)):  # a learned ontology file, on top of the shipped default
@@ -390,6 +395,11 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
         raise VQAError(f"unknown program source {program_source!r} (expected gold or parsed)")
     if scene_source not in ("gold", "predicted") or (scene_source == "predicted") != (images is not None):
         raise VQAError("--scene-source predicted goes with --images DIR (and gold without it)")
+    if attentions is not None and reasoner == "nsm":
+        raise VQAError("--attentions scores a file of another model's; the NSM gives its own attentions "
+                       "(written beside --predictions)")
+    if attentions is not None and scenes is None:
+        raise VQAError("--attentions needs the gold scene-graph file (--scenes) for the annotated regions")
     if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
         raise VQAError(f"--shard i/n needs 0 <= i < n, got {shard[0]}/{shard[1]}")
     held = lock_predictions(predictions)  # held for the run: released when it ends, however it ends
@@ -437,7 +447,8 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
             resumed = store.resume(iter_journal(jpath, settings, JOURNAL_KEYS)) if jpath else 0
             with Journal(jpath, settings) as journal:
                 if reasoner == "nsm":  # answered in one pass (not journaled)
-                    stats = _answer_nsm(store, scenes, nsm_checkpoint, progress)
+                    nsm_attentions = {} if scenes_file is not None else None
+                    stats = _answer_nsm(store, scenes, nsm_checkpoint, progress, nsm_attentions)
                 else:
                     stats = answer_store(store, scenes, reasoner=reasoner, ontology=ontology, workers=workers,
                                          images_per_task=images_per_task, tasks_per_worker=tasks_per_worker,
@@ -454,6 +465,15 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
                       "answered": store.count("todo = 1 AND done = 1"), "workers": workers, **metrics, **stats,
                       "resumed": resumed, **store.info, **scene_stats,
                       "failed_scored": store.count("scored = 1 AND (done = 0 OR op IS NOT NULL)")}
+            if reasoner == "nsm" and nsm_attentions is not None:
+                attentions = nsm_attentions
+                if predictions:
+                    from .gqa_grounding import write_attentions
+
+                    report["attentions_file"] = str(predictions) + ".attentions.json"
+                    write_attentions(report["attentions_file"], nsm_attentions)
+            if attentions is not None:
+                report.update(_grounding(store, questions, scenes_file, attentions))
             report["warnings"] = warnings(report)
             if predictions:
                 report["predictions_written"] = write_predictions_file(predictions,
@@ -466,7 +486,18 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
             held.close()
 
 
-def _answer_nsm(store: QuestionStore, scenes, checkpoint, progress) -> dict:
+def _grounding(store: QuestionStore, questions, scenes_file, attentions) -> dict:
+    """GQA's grounding over the store's scored questions (`vqa.eval.gqa_grounding`)."""
+    from .gqa_grounding import score_grounding
+
+    scored = {qid for (qid,) in store.db.execute("SELECT qid FROM q WHERE scored = 1")}
+    out = score_grounding(questions, scenes_file, attentions, scored=scored)
+    if isinstance(attentions, (str, Path)):
+        out["attentions_file"] = str(attentions)
+    return out
+
+
+def _answer_nsm(store: QuestionStore, scenes, checkpoint, progress, attentions=None) -> dict:
     """The NSM answers every question to answer in one pass (its records held in memory)."""
     try:
         from ..reason.nsm_gqa import answer_questions_nsm
@@ -476,7 +507,8 @@ def _answer_nsm(store: QuestionStore, scenes, checkpoint, progress) -> dict:
         raise VQAError("the NSM reasoner is not available for GQA in this version") from None
     records = {qid: {"imageId": img, "question": text or ""} for qid, img, text in
                store.db.execute("SELECT qid, img, text FROM q WHERE todo = 1 AND done = 0 ORDER BY pos")}
-    answers, stats = answer_questions_nsm(records, scenes, checkpoint=checkpoint, progress=progress)
+    answers, stats = answer_questions_nsm(records, scenes, checkpoint=checkpoint, progress=progress,
+                                          attentions=attentions)
     store.db.execute("BEGIN")
     store.record([(qid, a, None if a is not None else "?") for qid, a in answers.items()])
     store.db.execute("COMMIT")
@@ -537,13 +569,16 @@ def read_predictions(path) -> dict[str, str]:
 
 
 def score_predictions(questions, predictions, *, choices=None, all_questions=False, limit=None, out=None,
-                      shard: tuple[int, int] | None = None, stage=None) -> dict:
+                      shard: tuple[int, int] | None = None, stage=None, scenes=None, attentions=None) -> dict:
     """Score predictions files in the official format (any model's; several: shards of one
     run, merged) against a questions file with the same metrics as `evaluate_gqa`; nothing is
     answered and no scene graphs are read. A scored question without a prediction counts as
     wrong (`missing_predictions`; the official eval.py stops on it); a question predicted
     differently by two files is a DataError. `stage(what)`, when given, is called before each
-    long step (progress: `vqa.cli._util.Stages`): 2 + len(files) of them, one more with `out`."""
+    long step (progress: `vqa.cli._util.Stages`): 2 + len(files) of them, one more with `out`.
+    `attentions` (an attentions file) with `scenes` (the gold scene graphs): GQA's grounding too."""
+    if attentions is not None and scenes is None:
+        raise VQAError("--attentions needs the gold scene-graph file (--scenes) for the annotated regions")
     files = [predictions] if isinstance(predictions, (str, Path)) else list(predictions)
     stage = stage or (lambda what: None)
     with open_store(None) as store:
@@ -566,6 +601,9 @@ def score_predictions(questions, predictions, *, choices=None, all_questions=Fal
                   **metrics, **store.info,
                   "missing_predictions": store.count("scored = 1 AND done = 0"),
                   "failed_scored": store.count("scored = 1 AND (done = 0 OR pred = '')")}
+        if attentions is not None:
+            stage(f"grounding ({attentions})")
+            report.update(_grounding(store, questions, scenes, attentions))
     report["warnings"] = warnings(report)
     if out:
         stage(f"writing the report ({out}, .md, .png)")
@@ -606,6 +644,9 @@ def warnings(report: dict) -> list[str]:
                    f"{report['choices_file']}: validity and plausibility leave them out"
                    + (" (none has one: a choices file of another split?)"
                       if report["missing_choices"] >= report["scored"] else ""))
+    if report.get("grounding_missing"):
+        out.append(f"{report['grounding_missing']} of {report['grounding_questions']} scored question(s) have no "
+                   f"entry in the attentions file: grounding counts them 0 (the official eval.py stops on them)")
     if report.get("missing_predictions"):
         out.append(f"{report['missing_predictions']} scored question(s) have no prediction in "
                    f"{report['predictions_file']}: counted wrong (the official eval.py stops on them)")
@@ -636,8 +677,9 @@ def format_report(report: dict) -> str:
     if report.get("program_source") == "parsed":
         lines.append(f"  program exact match {_fmt(report.get('program_exact_match'))}"
                      f" ({report.get('programs_parsed')} questions parsed)")
-    for k in ("accuracy", "binary", "open", "consistency", "validity", "plausibility", "distribution"):
-        lines.append(f"  {k:<13} {_fmt(report.get(k))}")
+    for k in ("accuracy", "binary", "open", "consistency", "validity", "plausibility", "distribution", "grounding"):
+        if k != "grounding" or "grounding" in report:
+            lines.append(f"  {k:<13} {_fmt(report.get(k))}")
     for key, title in (("per_structural", "structural type"), ("per_semantic", "semantic type"),
                        ("per_detailed", "detailed type"), ("per_steps", "steps")):
         rows = report.get(key) or {}
@@ -671,8 +713,9 @@ def markdown_report(report: dict) -> str:
              f"({'all' if report.get('all_questions') else 'balanced'}), {report.get('answered')} answered"
              + (f" ({report['resumed']} resumed from an earlier run)" if report.get("resumed") else "") + ".", "",
              "| metric | score |", "|---|---:|"]
-    for k in ("accuracy", "binary", "open", "consistency", "validity", "plausibility", "distribution"):
-        lines.append(f"| {k} | {_fmt(report.get(k))} |")
+    for k in ("accuracy", "binary", "open", "consistency", "validity", "plausibility", "distribution", "grounding"):
+        if k != "grounding" or "grounding" in report:
+            lines.append(f"| {k} | {_fmt(report.get(k))} |")
     lines.append("")
     if report.get("warnings"):
         lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]

@@ -499,10 +499,13 @@ class GQANSMReasoner:
         return self.reasoner.answer_batch(ts, questions)
 
 
-def answer_questions_nsm(records: dict, scenes, *, checkpoint=None, progress=None) -> tuple[dict, dict]:
+def answer_questions_nsm(records: dict, scenes, *, checkpoint=None, progress=None,
+                         attentions: dict | None = None) -> tuple[dict, dict]:
     """qid -> answer for GQA question records (texts only) over scene graphs (a file or a
     mapping image id -> SceneGraph), and stats; what `vqa evaluate --dataset gqa
-    --reasoner nsm` uses."""
+    --reasoner nsm` uses. `attentions`, when given (a dict), gets qid -> the final step's
+    attention over the graph's objects as [x0, y0, x1, y1, score] boxes in pixels (GQA's
+    attentions format, `vqa.eval.gqa_grounding`)."""
     reasoner = GQANSMReasoner(checkpoint)
     by_image = defaultdict(list)
     for qid, rec in records.items():
@@ -522,8 +525,12 @@ def answer_questions_nsm(records: dict, scenes, *, checkpoint=None, progress=Non
     answers = {}
     chunks = range(0, len(qids), 512)
     for s in (progress(chunks, desc="answering") if progress else chunks):
-        for q, a in zip(qids[s:s + 512], reasoner.answer_batch(sc[s:s + 512], texts[s:s + 512])):
+        for q, g, a in zip(qids[s:s + 512], sc[s:s + 512], reasoner.answer_batch(sc[s:s + 512], texts[s:s + 512])):
             answers[q] = a.answer
+            if attentions is not None:
+                from ..eval.gqa_grounding import graph_attention
+
+                attentions[q] = graph_attention(g, a.step_distributions[-1] if a.step_distributions else {})
     seconds = time.perf_counter() - t0
     return answers, {"failed": 0, "failures_by_operation": {}, "unsupported_by_operation": {},
                      "images": len(by_image), "seconds": round(seconds, 3),
