@@ -679,7 +679,9 @@ def format_report(report: dict) -> str:
                      f" ({report.get('programs_parsed')} questions parsed)")
     for k in ("accuracy", "binary", "open", "consistency", "validity", "plausibility", "distribution", "grounding"):
         if k != "grounding" or "grounding" in report:
-            lines.append(f"  {k:<13} {_fmt(report.get(k))}")
+            lines.append(f"  {k:<13} {_fmt(report.get(k))}"
+                         + (f"  (each annotated object once: {_fmt(report.get('grounding_distinct'))})"
+                            if k == "grounding" else ""))
     for key, title in (("per_structural", "structural type"), ("per_semantic", "semantic type"),
                        ("per_detailed", "detailed type"), ("per_steps", "steps")):
         rows = report.get(key) or {}
@@ -716,6 +718,8 @@ def markdown_report(report: dict) -> str:
     for k in ("accuracy", "binary", "open", "consistency", "validity", "plausibility", "distribution", "grounding"):
         if k != "grounding" or "grounding" in report:
             lines.append(f"| {k} | {_fmt(report.get(k))} |")
+    if "grounding" in report:
+        lines.append(f"| grounding, each annotated object once | {_fmt(report.get('grounding_distinct'))} |")
     lines.append("")
     if report.get("warnings"):
         lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]

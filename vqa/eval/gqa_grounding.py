@@ -8,7 +8,9 @@ object named twice counts twice); every box is normalised by the image's width a
 A question's score is, summed over the gold regions and the attention boxes,
 `score * area(box & region) / area(box)`: the attention that falls on the regions. The
 grounding figure is the mean over the scored questions, in percent (as the official script
-prints it). A scored question without an entry in the file scores 0 (`grounding_missing`;
+prints it). Since an object named in both the question and the full answer counts twice,
+the figure can pass 100; `grounding_distinct` counts each annotated object once (a share of
+the attention, at most 100 for a distribution over disjoint boxes). A scored question without an entry in the file scores 0 (`grounding_missing`;
 the official script stops on it). The official script also means to add the whole image as
 a region when the question refers to the scene, but its test looks for "scene" among the
 keys of the program steps, which never holds on GQA 1.2 files; this module gives the same
@@ -30,28 +32,33 @@ def _overlap(a, b) -> float:
     return w * h if w > 0 and h > 0 else 0.0
 
 
-def gold_regions(question: dict, scene: dict) -> list[tuple[float, float, float, float]]:
+def gold_regions(question: dict, scene: dict, distinct: bool = False) -> list[tuple[float, float, float, float]]:
     """Normalised (x0, y0, x1, y1) of the objects the question's and full answer's
-    annotations point to (a DataError for an id absent from the scene graph)."""
+    annotations point to (a DataError for an id absent from the scene graph); `distinct`:
+    each object once."""
     ann = question.get("annotations") or {}
     width, height = float(scene["width"]), float(scene["height"])
-    out = []
+    out, seen = [], set()
     for part in ("question", "fullAnswer"):
         for span, oid in (ann.get(part) or {}).items():
             obj = (scene.get("objects") or {}).get(str(oid))
             if obj is None:
                 raise DataError(f"annotation {part}[{span!r}] points to object {oid!r}, absent from the scene graph",
                                 field=f"annotations.{part}")
+            if distinct and str(oid) in seen:
+                continue
+            seen.add(str(oid))
             x, y = float(obj["x"]), float(obj["y"])
             out.append((x / width, y / height, (x + float(obj["w"])) / width, (y + float(obj["h"])) / height))
     return out
 
 
-def grounding_score(question: dict, scene: dict, attention) -> float:
+def grounding_score(question: dict, scene: dict, attention, distinct: bool = False) -> float:
     """One question's grounding: attention mass on its gold regions (a fraction; can pass 1
-    where regions overlap or repeat, as in the official definition)."""
+    where regions overlap or repeat, as in the official definition; `distinct`: each
+    annotated object counted once)."""
     width, height = float(scene["width"]), float(scene["height"])
-    regions = gold_regions(question, scene)
+    regions = gold_regions(question, scene, distinct)
     total = 0.0
     for x0, y0, x1, y1, score in attention:
         box = (x0 / width, y0 / height, x1 / width, y1 / height)
@@ -121,7 +128,7 @@ def graph_attention(scene, distribution: dict[str, float]) -> list[list[float]]:
 
 
 def score_grounding(questions, scenes, attentions, *, scored: set | None = None, all_questions: bool = False) -> dict:
-    """`grounding` (percent), `grounding_questions` (scored) and `grounding_missing` (scored
+    """`grounding` (percent), `grounding_distinct` (each object once), `grounding_questions` (scored) and `grounding_missing` (scored
     questions with no attention entry, counted 0) for a questions file, its gold scene-graph
     file and `attentions` (a file or questionId -> boxes). `scored`: the question ids scored
     (default: the balanced ones, all with `all_questions`)."""
@@ -135,17 +142,21 @@ def score_grounding(questions, scenes, attentions, *, scored: set | None = None,
             continue
         picked.append((f, qid, {"imageId": str(rec.get("imageId")), "annotations": rec.get("annotations") or {}}))
     graphs = SceneGraphs(scenes, keep={q["imageId"] for _, _, q in picked})
-    scores, missing = [], 0
+    scores, once, missing = [], [], 0
     for f, qid, q in picked:
         if qid not in att:
             missing += 1
             scores.append(0.0)
+            once.append(0.0)
             continue
         if q["imageId"] not in graphs:
             raise DataError(f"no scene graph for image {q['imageId']!r}", file=scenes, record=qid, field="imageId")
         try:
-            scores.append(grounding_score(q, graphs.record(q["imageId"]), att[qid]))
+            scene = graphs.record(q["imageId"])
+            scores.append(grounding_score(q, scene, att[qid]))
+            once.append(grounding_score(q, scene, att[qid], distinct=True))
         except DataError as e:
             raise e.located(file=f, record=qid) from None
     return {"grounding": 100.0 * sum(scores) / len(scores) if scores else None,
+            "grounding_distinct": 100.0 * sum(once) / len(once) if once else None,
             "grounding_questions": len(scores), "grounding_missing": missing}
