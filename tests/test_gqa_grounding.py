@@ -93,3 +93,25 @@ def test_cli_from_predictions_with_attentions(files, tmp_path, capsys):
     assert "grounding" in capsys.readouterr().out
     assert json.loads(out.read_text())["grounding"] == pytest.approx(85.0)
     assert "| grounding | 85.00 |" in out.with_suffix(".md").read_text()
+
+
+def test_nsm_writes_and_scores_its_attentions(tmp_path):
+    """`vqa evaluate --dataset gqa --reasoner nsm` (shipped checkpoint) writes the final step's
+    attention over the graph's objects as an attentions file and reports its grounding."""
+    from vqa.datasets.gqa_synth.generate import generate_gqa_dataset
+    from vqa.eval.gqa import evaluate_gqa
+
+    va = generate_gqa_dataset(tmp_path / "w", num_scenes=3, questions_per_scene=6, seed=5, split="val", images=False)
+    pred = tmp_path / "out" / "pred.json"
+    pred.parent.mkdir()
+    r = evaluate_gqa(va["questions_file"], va["scenes_file"], reasoner="nsm", predictions=pred,
+                     out=tmp_path / "out" / "report.json")
+    att = read_attentions(r["attentions_file"])
+    assert set(att) == {p["questionId"] for p in json.loads(pred.read_text())}
+    for boxes in att.values():  # a distribution over the graph's objects, boxes in pixels
+        assert sum(b[4] for b in boxes) == pytest.approx(1.0, abs=1e-3)
+        assert all(b[2] > b[0] and b[3] > b[1] for b in boxes)
+    again = score_grounding(va["questions_file"], va["scenes_file"], r["attentions_file"])
+    assert r["grounding"] == pytest.approx(again["grounding"]) and r["grounding_questions"] == r["scored"]
+    with pytest.raises(Exception, match="NSM gives its own"):
+        evaluate_gqa(va["questions_file"], va["scenes_file"], reasoner="nsm", attentions=r["attentions_file"])
