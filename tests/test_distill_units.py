@@ -56,6 +56,8 @@ def test_distilled_section_round_trip():
 def test_extract_rules():
     assert extract_rules("Here:\n```asp\na(X) :- b(X).\n```\nThanks") == "a(X) :- b(X)."
     assert extract_rules("a(X) :- b(X).") == "a(X) :- b(X)."
+    # a fence after other text on its line (opening and closing)
+    assert extract_rules("Sure! ```asp\na(X) :- b(X).\nc(X) :- a(X).```\nDone.") == "a(X) :- b(X).\nc(X) :- a(X)."
 
 
 class FakeClient:

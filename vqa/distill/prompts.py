@@ -133,6 +133,7 @@ Reply with the missing rules, in one ```asp code block."""
 _THINK = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.S | re.I)
 _THINK_END = re.compile(r"</(think|thinking|reasoning)>", re.I)
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*$", re.M)
+_INLINE_FENCE = re.compile(r"(?<=[^\s`])[ \t]*(?=```)")  # a fence after other text on its line
 _ASP_LANGS = {"", "asp", "clingo", "gringo", "lp", "prolog", "pl", "datalog", "answer-set", "answerset", "clasp"}
 _PROSE = re.compile(r"[A-Za-z']+[,;]? [A-Za-z']+[,;]? [A-Za-z']+")
 _ASP_LINE = re.compile(r":-|^\s*[a-z_][A-Za-z0-9_]*(\(.*\))?\s*\.\s*(%.*)?$|^\s*#[a-z]")
@@ -151,6 +152,7 @@ def extract_rules(reply: str, cut: bool = False) -> str:
     """The rules of a reply, as real models write them:
 
     - reasoning blocks (`<think>...</think>`) are dropped;
+    - a fence after other text on its line (`Sure! ```asp`, `a :- b.```) starts a line;
     - with code fences: the blocks labelled as ASP (or unlabelled), all of them, in order
       (a block in another language, e.g. ```python, only when there is nothing else); a
       last block left open (the reply ended inside it) counts as a block;
@@ -160,7 +162,7 @@ def extract_rules(reply: str, cut: bool = False) -> str:
     - `cut` (the reply stopped at the token limit): the unfinished statement at the end is
       dropped, so what is left is whole statements (possibly none).
     """
-    text = strip_thinking(reply)
+    text = _INLINE_FENCE.sub("\n", strip_thinking(reply))
     marks = list(_FENCE.finditer(text))
     if marks:
         blocks, other = [], []
