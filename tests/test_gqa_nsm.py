@@ -62,7 +62,7 @@ def test_traces_follow_the_reference_executor(world):
     tr, _ = world
     graphs = SceneGraphs(tr["scenes_file"])
     onto = default_ontology()
-    n = n_compare = 0
+    n = n_compare = n_rel = n_not = 0
     for _, qid, rec in iter_question_records(tr["questions_file"]):
         sg = graphs[rec["imageId"]]
         steps = [parse_step(r["operation"], r["argument"], r["dependencies"]) for r in rec["semantic"]]
@@ -81,8 +81,18 @@ def test_traces_follow_the_reference_executor(world):
             assert [m.op for m in macros[-2:]] == ["or", "shift"] and macros[-1].concepts == (steps[-1].type,)
             assert [sg.objects[k].name for k in macros[-1].target] == [rec["answer"]]
             n_compare += 1
+        # the words each step's instruction attends to: a relation's content words (no "to",
+        # "the", "of", found all over the question), "not" with a negated filter
+        for m in macros:
+            assert not {"to", "the", "of", "in", "on"} & set(m.concepts), (rec["question"], m.concepts)
+            if m.relation == 1:
+                n_rel += 1
+                assert m.concepts and set(m.concepts) <= set(rec["question"].lower().replace("?", "").split())
+        if any(s.negated and s.family == "filter" for s in steps):
+            assert any("not" in m.concepts for m in macros), rec["question"]
+            n_not += 1
         n += 1
-    assert n == 80 and n_compare >= 1
+    assert n == 80 and n_compare >= 1 and n_rel >= 10 and n_not >= 1
     # a wrong answer gives no trace
     steps = [parse_step("select", "box"), parse_step("exist", "?", [0])]
     sg = graphs[next(iter(graphs))]
