@@ -252,3 +252,37 @@ def test_edge_control_starts_as_the_instruction_only_machine(world):
         ctl.edge_ctl.weight.normal_()  # the control state now moves the relation shifts
         c = ctl(batch)
     assert not torch.allclose(a["states"], c["states"])
+
+
+def test_shift_loss_reaches_saturated_relation_shifts(world):
+    """The shift BCE trains each traced shift on its own set: with the edge scores far
+    negative (where GQA's relation shifts got stuck) the state's BCE, which sees the shift
+    only through the op and relation gates, hardly moves them; the shift BCE does."""
+    import torch
+
+    from vqa.reason.nsm import NSM, NSMConfig
+    from vqa.reason.nsm_data import Vocab, collate
+    from vqa.reason.nsm_gqa import _records, load_gqa_examples
+    from vqa.reason.nsm_train import loss_fn
+
+    tr, _ = world
+    recs = _records(tr["questions_file"])
+    graphs = SceneGraphs(tr["scenes_file"])
+    onto = default_ontology()
+    ont = gqa_nsm_ontology([graphs[i] for i in graphs], Counter(r["answer"] for r in recs.values()), onto)
+    vocab = Vocab.build([r["question"] for r in recs.values()], ont)
+    batch = collate(load_gqa_examples(recs, graphs, ont, vocab, onto, 8))
+    assert bool((batch["relation"] == 1).any())
+    torch.manual_seed(0)
+    model = NSM(NSMConfig(edge_control=True), ont, len(vocab))
+    with torch.no_grad():
+        model.edge_b.fill_(-8.0)
+    grads = []
+    for w in (0.0, 1.0):
+        model.zero_grad()
+        out = model(batch)
+        loss, parts = loss_fn(out, batch, 1.0, 1.0, w)
+        assert ("shift" in parts) == (w > 0)
+        loss.backward()
+        grads.append(model.edge_b.grad.abs().item())
+    assert grads[1] > 10 * grads[0]

@@ -413,6 +413,7 @@ class GQANSMTrainConfig:
     weight_decay: float = 1e-4
     trace_weight: float = 1.0
     attention_weight: float = 1.0
+    shift_weight: float = 1.0  # the shift BCE (nsm_train.loss_fn): without it GQA's relation shifts did not learn
     seed: int = 0
     threads: int = 1
     limit: int | None = None
