@@ -85,6 +85,8 @@ def run(args) -> int:
         return run_gqa(args)
     if not args.data:
         raise VQAError("--data is required for --dataset clevr")
+    if getattr(args, "shift_weight", None):
+        raise VQAError("--shift-weight is a --dataset gqa setting")
     if args.eval_only:
         from ..reason.nsm_train import evaluate_checkpoint
 
