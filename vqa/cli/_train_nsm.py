@@ -27,6 +27,9 @@ def register(tsub) -> None:
     p.add_argument("--attention-weight", type=float, default=1.0,
                    help="weight of the loss that points each step's instruction attention at the words naming "
                    "its concepts (part of the trace losses; 0: off, as in the first two training stages)")
+    p.add_argument("--shift-weight", type=float,
+                   help="weight of the loss on each traced shift's own set (relation / property shift, before the "
+                   "gates mix them; part of the trace losses); default: 1 for --dataset gqa, 0 for clevr")
     p.add_argument("--dim", type=int, default=64, help="concept/hidden size")
     p.add_argument("--steps", type=int, default=8, help="reasoning steps (instructions)")
     p.add_argument("--limit", type=int, help="only the first N training questions")
@@ -80,6 +83,8 @@ def run(args) -> int:
         return run_gqa(args)
     if not args.data:
         raise VQAError("--data is required for --dataset clevr")
+    if getattr(args, "shift_weight", None):
+        raise VQAError("--shift-weight is a --dataset gqa setting")
     from ..datasets.clevr import CLEVRDataset
 
     CLEVRDataset(args.data)  # a file or a missing folder: one line now, not after torch is imported (~10 s)
@@ -144,7 +149,8 @@ def run_gqa(args) -> int:
                             attention_weight=args.attention_weight, seed=args.seed, threads=args.threads,
                             limit=args.limit, max_minutes=args.max_minutes,
                             ckpt_every=max(0, getattr(args, "ckpt_every", 0)),
-                            workers=max(1, getattr(args, "load_workers", 1)))
+                            workers=max(1, getattr(args, "load_workers", 1)),
+                            **({} if getattr(args, "shift_weight", None) is None else {"shift_weight": args.shift_weight}))
     report = train_nsm_gqa(args.questions, args.scenes, out=args.out, val_questions=args.val_questions,
                            val_scenes=args.val_scenes, config=cfg,
                            model_config=NSMConfig(dim=args.dim, steps=args.steps,

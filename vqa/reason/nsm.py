@@ -270,7 +270,7 @@ class NSM(nn.Module):
         push = op[..., 1] * (1 - w_rel) * (1 - keep)  # a restarting property shift saves the set
         per_step = [t.unbind(1) for t in (node_rel, edge_rel, keep[..., None], w_rel[..., None], push[..., None])]
         ops = [t.unbind(1) for t in op[..., None].unbind(-2)]  # 4 x S x (B, 1)
-        a, reg, states, regs = a0, a0, [], []
+        a, reg, states, regs, props, rels = a0, a0, [], [], [], []
         for i in range(self.config.steps):
             nrel, erel, kp, wr, pu = (t[i] for t in per_step)
             skip, shift, and_, or_ = (o[i] for o in ops)
@@ -282,10 +282,13 @@ class NSM(nn.Module):
             reg = reg + pu * (a - reg)
             a = new
             states.append(a)
+            props.append(a_prop)
+            rels.append(a_rel)
             regs.append(reg)
         states = torch.stack(states, 1)  # (B, S, n)
         r_ans = torch.softmax(self.ans_type(q), -1)  # (B, P): the property type the answer is about
         out = {"states": states, "dists": self.normalise(states, mask[:, None]), "op": op, "keep": keep,
+               "prop_states": torch.stack(props, 1), "rel_states": torch.stack(rels, 1),
                "rel": w_rel, "ptype": r, "registers": torch.stack(regs, 1), "anstype": r_ans, "att": att}
         m_f, c_f = self.read(a, mask, nodes, r_ans)
         m_r, c_r = self.read(reg, mask, nodes, r_ans)

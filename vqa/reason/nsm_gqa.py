@@ -216,25 +216,40 @@ def gqa_macro_steps(steps, scene: SceneGraph, onto: GQAOntology, answer: str | N
             j = i + 1
             while j < len(steps) and steps[j].family == "filter" and steps[j].inputs == (j - 1,):
                 j += 1
-            concepts = (s.name,) + tuple(v for st in steps[i + 1:j] for v in st.values)
+            concepts = (s.name,) + tuple(w for st in steps[i + 1:j] for w in _filter_words(st))
             out.append(MacroStep("shift", ix(res[j - 1]), restart=1, relation=0, concepts=concepts))
             i = j
             continue
         if s.is_comparative:
             out += _comparative_steps(s, res, res[i], typed, scene, onto, ix)
         elif s.family == "filter":
-            out.append(MacroStep("shift", ix(res[i]), restart=0, relation=0, concepts=s.values))
+            out.append(MacroStep("shift", ix(res[i]), restart=0, relation=0, concepts=_filter_words(s)))
         elif s.is_relational and s.values and isinstance(res[s.inputs[0]], list):
             rel = s.values[0]
             xs = set(res[s.inputs[0]])
             out.append(MacroStep("shift", ix(_related(scene, xs, rel, s.direction or "_")), relation=1,
-                                 concepts=tuple(rel.split())))
+                                 concepts=relation_words(rel)))
             if s.name and s.name != "_":
                 named = [o for o in scene.ids if o in _related(scene, xs, rel, s.direction or "_")
                          and (o in res[i] if s.family == "relate" else _named(scene, o, s.name, onto))]
                 out.append(MacroStep("shift", ix(named), restart=0, relation=0, concepts=(s.name,)))
         i += 1
     return out
+
+
+def relation_words(relation: str) -> tuple[str, ...]:
+    """The words a relation step's instruction should attend to: the relation name without
+    "to", "the", "of", "in", "on" ("to the left of" -> "left"). With them, the attention
+    target held every "the" and "of" of the question, the instruction settled on those, and
+    the relation shift learned nothing (5 % of relation steps right on held-out questions)."""
+    words = tuple(w for w in tokenize(relation) if w not in RELATION_STOPWORDS)
+    return words or tuple(tokenize(relation))
+
+
+def _filter_words(step) -> tuple[str, ...]:
+    """A filter's values, with "not" for a negated one ("the box that is not red"): without
+    it the instruction of "not red" was the instruction of "red"."""
+    return tuple(step.values) + (("not",) if step.negated else ())
 
 
 def _comparative_steps(s, res, winner: str, typed, scene, onto, ix) -> list[MacroStep]:
@@ -398,6 +413,7 @@ class GQANSMTrainConfig:
     weight_decay: float = 1e-4
     trace_weight: float = 1.0
     attention_weight: float = 1.0
+    shift_weight: float = 1.0  # the shift BCE (nsm_train.loss_fn): without it GQA's relation shifts did not learn
     seed: int = 0
     threads: int = 1
     limit: int | None = None

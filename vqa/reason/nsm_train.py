@@ -155,9 +155,16 @@ def load_examples(root, split: str, ontology: NSMOntology, vocab: Vocab | None, 
     return examples, vocab
 
 
-def loss_fn(out: dict, batch: dict, trace_weight: float, attention_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+def loss_fn(out: dict, batch: dict, trace_weight: float, attention_weight: float = 1.0,
+            shift_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Answer cross-entropy + trace_weight * (state BCE + register BCE + op NLL +
-    keep/relation BCE + answer-type NLL + instruction attention NLL on the step's words)."""
+    keep/relation BCE + answer-type NLL + instruction attention NLL on the step's words
+    + shift_weight * the shift BCE: at each traced shift step, the relation shift's set
+    (relation steps) or the property shift's set (the others) against the step's objects,
+    before the op and relation gates mix them in: the state's BCE reaches a relation shift
+    through those gates, and once its edge scores had gone negative (as they did on GQA,
+    while the gates were still untrained) its sigmoid's gradient vanished; on the shift's own
+    set the BCE's gradient does not)."""
     ce = F.cross_entropy(out["logits"], batch["answer"], ignore_index=-1)
     parts = {"answer": ce.item()}
     loss = ce
@@ -195,6 +202,18 @@ def loss_fn(out: dict, batch: dict, trace_weight: float, attention_weight: float
         keep_loss = gate(out["keep"][has], torch.where(restart >= 0, 1 - restart, restart))
         rel_loss = gate(out["rel"][has], batch["relation"][has])
         trace = state_loss + reg_loss + op_loss + keep_loss + rel_loss
+        if shift_weight > 0 and "rel_states" in out:
+            from .nsm_data import OPS
+
+            shift = (batch["op"][has] == OPS.index("shift")) & (batch["relation"][has] >= 0)  # (b, S)
+            if bool(shift.any()):
+                is_rel = (batch["relation"][has] == 1)[..., None]
+                own = torch.where(is_rel, out["rel_states"][has], out["prop_states"][has]).clamp(1e-6, 1 - 1e-6)
+                bce = F.binary_cross_entropy(own, batch["target"][has], reduction="none") * m
+                sm = shift[..., None].float()
+                shift_loss = (bce * sm).sum() / (m.expand_as(bce) * sm).sum().clamp(min=1)
+                trace = trace + shift_weight * shift_loss
+                parts["shift"] = shift_loss.item()
         parts.update(state=state_loss.item(), reg=reg_loss.item(), op=op_loss.item(), keep=keep_loss.item(),
                      rel=rel_loss.item())
         if attention_weight > 0 and "att" in out and "att_words" in batch:
@@ -360,7 +379,8 @@ def fit(model: NSM, vocab: Vocab, train: list[dict], val: list[dict], cfg, out, 
         model.train()
         for idx in it:
             batch = to_device(collate([train[i] for i in idx]), device)
-            loss, parts = loss_fn(model(batch), batch, cfg.trace_weight, cfg.attention_weight)
+            loss, parts = loss_fn(model(batch), batch, cfg.trace_weight, cfg.attention_weight,
+                                  getattr(cfg, "shift_weight", 0.0))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
