@@ -176,6 +176,44 @@ def test_predicted_scenes_and_parsed_programs_with_forked_workers(tmp_path):
     assert one["correct"] >= 6  # the shipped models on easy generated scenes
 
 
+def test_program_match_ignores_the_order_of_independent_steps(tmp_path):
+    """Released programs order the steps of two branches in other ways (CLEVR's comparison
+    templates put both `query_*` steps after both objects); the parsed program matches when
+    it is the same tree."""
+    q, s = _generated(tmp_path, scenes=3, per_scene=5)
+    data = load_json(q)
+
+    def branches_reversed(steps):  # another valid order: each node's later inputs emitted first
+        out, new_index = [], {}
+
+        def emit(i):
+            if i in new_index:
+                return new_index[i]
+            ins = {k: emit(k) for k in reversed(steps[i]["inputs"])}
+            out.append({**steps[i], "inputs": [ins[k] for k in steps[i]["inputs"]]})
+            new_index[i] = len(out) - 1
+            return new_index[i]
+
+        emit(len(steps) - 1)
+        return out
+
+    changed = 0
+    for rec in data["questions"]:
+        new = branches_reversed(rec["program"])
+        changed += new != rec["program"]
+        rec["program"] = new
+    assert changed >= 1
+    dump_json(data, tmp_path / "reordered.json")
+    a = evaluate_clevr(q, s, program_source="parsed", predictions=tmp_path / "a.jsonl")
+    b = evaluate_clevr(tmp_path / "reordered.json", s, program_source="parsed", predictions=tmp_path / "b.jsonl")
+
+    def matches(p):
+        return [r["program_match"] for r in map(json.loads, p.read_text().splitlines()[1:])]
+
+    assert matches(tmp_path / "a.jsonl") == matches(tmp_path / "b.jsonl")
+    assert a["program_exact_match"] == b["program_exact_match"] >= 0.9
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_missing_scene_is_named_and_earlier_predictions_are_kept(tmp_path, workers):
     from vqa.errors import DataError

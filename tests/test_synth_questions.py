@@ -200,3 +200,66 @@ def test_family_indices_are_stable_and_grouped():
     assert all(groups.count(g) == len(groups) - groups[::-1].index(g) - groups.index(g) for g in GROUPS)
     assert (FAMILIES[0].name, FAMILIES[2].name, FAMILIES[58].name) == (
         "zero_hop/count", "zero_hop/query_size", "compare_integer/greater_than_relate")
+
+
+_RELATION_WORD = {"left": r"\bleft\b", "right": r"\bright\b", "front": r"\bfront\b", "behind": r"\bbehind\b"}
+
+
+def _branch_order(record: dict) -> list[tuple[str, bool, bool]]:
+    """For each intersect/union of two `relate` branches with different relations, each
+    relation word occurring once in the text: (op, is the first input's relation named
+    first in the text, do the first input's steps come first in the program)."""
+    import re
+
+    prog, text, out = record["program"], record["question"].lower(), []
+
+    def steps(i):
+        return {i}.union(*(steps(k) for k in prog[i]["inputs"]))
+
+    for s in prog:
+        op = s.get("function", s.get("type"))
+        if op not in ("intersect", "union"):
+            continue
+        a, b = (prog[i] for i in s["inputs"])
+        if {a.get("function", a.get("type")), b.get("function", b.get("type"))} != {"relate"}:
+            continue
+        ra, rb = a["value_inputs"][0], b["value_inputs"][0]
+        if ra == rb or len(re.findall(_RELATION_WORD[ra], text)) != 1 or len(re.findall(_RELATION_WORD[rb], text)) != 1:
+            continue
+        named = re.search(_RELATION_WORD[ra], text).start() < re.search(_RELATION_WORD[rb], text).start()
+        out.append((op, named, min(steps(s["inputs"][0])) < min(steps(s["inputs"][1]))))
+    return out
+
+
+def test_and_or_branch_order_follows_the_release(moderate):
+    """As in CLEVR's released programs: "... A and B" is intersect(B, A) with B's steps first,
+    "... A or B" is union(A, B) with A's steps first."""
+    _, _, per_scene = moderate
+    seen = Counter()
+    for qs in per_scene:
+        for q in qs:
+            for op, named_first, steps_first in _branch_order(q):
+                assert named_first == (op == "union") and steps_first, (q["question"], q["program"])
+                seen[op] += 1
+    assert seen["intersect"] >= 20 and seen["union"] >= 10, seen
+
+
+def test_branch_order_matches_the_official_files(clevr_official):
+    """The same check on the official-generator train file (release format) and on questions
+    of the official and/or templates made by the project's template engine."""
+    import json
+
+    from vqa.datasets.clevr_templates import TemplateQuestionGenerator, TemplateSet
+
+    released = json.loads((clevr_official / "questions" / "CLEVR_train_questions.json").read_text())["questions"]
+    ts = TemplateSet.load(clevr_official / "templates", files=["single_and.json", "single_or.json"])
+    gen = TemplateQuestionGenerator(ts, np.random.default_rng(0))
+    rng = np.random.default_rng(7)
+    made = [q for i in range(60) for q in gen.generate(make_scene(rng, i), 6)]
+    for source in (released, made):
+        seen = Counter()
+        for q in source:
+            for op, named_first, steps_first in _branch_order(q):
+                assert named_first == (op == "union") and steps_first, (q["question"], q["program"])
+                seen[op] += 1
+        assert seen["intersect"] >= 20, seen

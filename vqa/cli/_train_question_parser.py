@@ -20,6 +20,12 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=96)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=300, help="linear warm-up steps before the cosine decay")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="fine-tune this parser checkpoint (its vocabulary and architecture; the model flags "
+                   "below are then not used) with a fresh optimizer")
+    p.add_argument("--max-minutes", type=float,
+                   help="stop after this many minutes with the run saved; the same command continues it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a busy machine one thread is much faster)")
@@ -44,15 +50,19 @@ def run(args) -> int:
     from ..language.train import TrainConfig, train_parser
     from ._util import progress
 
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, init=args.init,
+                      seed=args.seed, threads=args.threads,
                       eval_every=args.eval_every, eval_size=args.eval_size, ckpt_every=args.ckpt_every,
                       model=dict(dim=args.dim, n_heads=args.heads, n_kv_heads=args.kv_heads, variant=args.attention,
                                  enc_layers=args.enc_layers, dec_layers=args.dec_layers, mlp_ratio=args.mlp_ratio,
                                  dropout=args.dropout))
-    summary = train_parser(args.train, args.val, args.out, cfg, resume=resume_mode(args), progress=progress,
-                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    summary = train_parser(args.train, args.val, args.out, cfg, resume=resume_mode(args), max_minutes=args.max_minutes,
+                           progress=progress, log=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(summary, indent=1))
+    elif summary.get("stopped"):
+        print(f"stopped at step {summary['steps']} of {args.steps} after --max-minutes; wrote {summary['out']}; "
+              "rerun the same command to continue")
     else:
         h = summary["held_out"]
         print(f"wrote {summary['out']} ({summary['size_bytes'] / 1e6:.1f} MB, {summary['parameters']:,} parameters) "

@@ -58,6 +58,7 @@ class TrainConfig:
     min_word_count: int = 2
     max_program_len: int = 40
     model: dict = field(default_factory=dict)  # Seq2SeqConfig overrides (dim, layers, heads, ...)
+    init: str | None = None  # fine-tune: start from this parser checkpoint (its weights, vocabulary, architecture)
 
 
 def load_pairs(paths) -> list[tuple[str, list[str]]]:
@@ -160,8 +161,13 @@ def save_state(obj: dict, path: Path) -> None:
 
 
 def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, resume: bool = False,
-                 progress=None, log=print) -> dict:
-    """Train, checkpoint to `out`, evaluate on `val_path`; returns a summary dict."""
+                 max_minutes: float | None = None, progress=None, log=print) -> dict:
+    """Train, checkpoint to `out`, evaluate on `val_path`; returns a summary dict.
+
+    `cfg.init`: fine-tune the parser saved there (its question vocabulary and architecture;
+    `cfg.model` is then not used) with a fresh optimizer and the schedule of `cfg`.
+    `max_minutes`: stop after this much wall time with the run saved (summary "stopped":
+    True, no final evaluation); the same call continues it."""
     cfg = cfg or TrainConfig()
     out = Path(out)
     if cfg.threads:
@@ -182,6 +188,15 @@ def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, 
         parser = QuestionParser.from_dict(state["checkpoint"], file=sp)
         tokenizer, vocab, model = parser.tokenizer, parser.vocab, parser.model
         cfg = TrainConfig(**{**state["train_config"], "steps": cfg.steps, "threads": cfg.threads})
+    elif cfg.init:
+        state = None
+        if not Path(cfg.init).is_file():
+            raise DataError("no such parser checkpoint to fine-tune", file=cfg.init)
+        torch.manual_seed(cfg.seed)
+        parser = QuestionParser.from_checkpoint(cfg.init)
+        tokenizer, vocab, model = parser.tokenizer, parser.vocab, parser.model
+        known = sum(all(w in tokenizer.index for w in tokenizer.words(t)) for t, _ in pairs)
+        log(f"fine-tuning {cfg.init}; {known:,} of {len(pairs):,} training texts have no word outside its vocabulary")
     else:
         state = None
         tokenizer = QuestionTokenizer.build([t for t, _ in pairs], min_count=cfg.min_word_count)
@@ -226,8 +241,16 @@ def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, 
         model.train()
         return res
 
+    deadline = None if max_minutes is None else t0 + 60 * max_minutes
     running = run_steps(model, opt, batcher, pad_id=vocab.pad_id, cfg=cfg, sched=cfg, start=step,
-                        history=history, held_out=held_out, save=save_all, t0=t0, progress=progress, log=log)
+                        history=history, held_out=held_out, save=save_all, t0=t0, progress=progress, log=log,
+                        deadline=deadline)
+    if isinstance(running, tuple):  # stopped at the deadline, the run saved
+        done = running[1]
+        log(f"stopped after {max_minutes:g} minutes at step {done} of {cfg.steps} (saved; the same command continues)")
+        return {"out": str(out), "steps": done, "stopped": True, "train_seconds": round(time.time() - t0, 1),
+                "parameters": model.num_parameters(), "train_pairs": len(pairs), "held_out": None,
+                "size_bytes": out.stat().st_size}
     step = cfg.steps
     train_seconds = time.time() - t0
     res = held_out(None)
@@ -243,12 +266,13 @@ def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, 
 
 
 def run_steps(model, opt, batcher, *, pad_id: int, cfg, sched: "TrainConfig", start: int, history: list,
-              held_out, save, t0: float, progress=None, log=print) -> float | None:
+              held_out, save, t0: float, progress=None, log=print, deadline: float | None = None):
     """The seq2seq training loop shared by the CLEVR and GQA question parsers: steps
     `start`..`cfg.steps` (batches of `cfg.batch_size` from `batcher`, teacher forcing,
     label smoothing, clipping, `lr_at(step, sched)`), a held-out evaluation every
     `cfg.eval_every` steps appended to `history`, `save()` every `cfg.ckpt_every` steps.
-    `save(steps_done)` records the steps done. Returns the running loss."""
+    `save(steps_done)` records the steps done. Returns the running loss, or (running loss,
+    steps done) when it stopped at `deadline` (a time.time() value) after saving."""
     model.train()
     bar = progress(range(start, cfg.steps), desc="training", total=cfg.steps - start) if progress else \
         range(start, cfg.steps)
@@ -276,4 +300,7 @@ def run_steps(model, opt, batcher, *, pad_id: int, cfg, sched: "TrainConfig", st
                 f"({res['questions']} questions), {time.time() - t0:.0f} s")
         if cfg.ckpt_every and done % cfg.ckpt_every == 0:
             save(done)
+        if deadline is not None and time.time() >= deadline and done < cfg.steps:
+            save(done)
+            return running, done
     return running

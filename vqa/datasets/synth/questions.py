@@ -23,6 +23,10 @@ depth first and rejects):
   `max(floor, ratio * count of the most frequent other answer)` (BalanceConfig). Counts
   are kept over the generator's whole life, i.e. the whole dataset being written.
 
+Branch order in programs follows the release: `intersect` takes the second-named branch
+first (its steps come first as well), `union`, `equal_*` and the count comparisons take the
+first-named one first (measured on the official-generator train file: every template).
+
 Answers come from the bitmask index and (by default, `verify=True`) are re-derived by
 the reference executor (`vqa.executor`); a mismatch raises RuntimeError.
 """
@@ -266,9 +270,15 @@ def _emit(node: Filled, steps: list) -> int:
     elif kind == "same":
         i = _emit(node.children[0], steps)
         steps.append({"function": f"same_{node.arg}", "inputs": [i], "value_inputs": []})
-    else:
+    elif kind == "and":
+        # CLEVR's released programs put the second-named branch of "... A and B" first (all
+        # 5 single_and templates); the steps of the second-named branch come first too
+        j = _emit(node.children[1], steps)
+        i = _emit(node.children[0], steps)
+        steps.append({"function": "intersect", "inputs": [j, i], "value_inputs": []})
+    else:  # "or": the released programs keep the named order (single_or), as do comparisons
         i, j = _emit(node.children[0], steps), _emit(node.children[1], steps)
-        steps.append({"function": "intersect" if kind == "and" else "union", "inputs": [i, j], "value_inputs": []})
+        steps.append({"function": "union", "inputs": [i, j], "value_inputs": []})
     return len(steps) - 1
 
 
