@@ -47,6 +47,9 @@ def register(sub) -> None:
 def run(args) -> int:
     import sys
 
+    from ..language.pairs import load_training_data
+
+    data = load_training_data(args.train, args.val)  # a bad file: one line now, before torch is imported (~10 s)
     from ..language.train import TrainConfig, train_parser
     from ._util import progress
 
@@ -57,7 +60,7 @@ def run(args) -> int:
                                  enc_layers=args.enc_layers, dec_layers=args.dec_layers, mlp_ratio=args.mlp_ratio,
                                  dropout=args.dropout))
     summary = train_parser(args.train, args.val, args.out, cfg, resume=resume_mode(args), max_minutes=args.max_minutes,
-                           progress=progress, log=lambda m: print(m, file=sys.stderr, flush=True))
+                           progress=progress, log=lambda m: print(m, file=sys.stderr, flush=True), data=data)
     if args.json:
         print(json.dumps(summary, indent=1))
     elif summary.get("stopped"):

@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..datasets.clevr import iter_questions
 from ..errors import DataError
 from ..resume import continue_run, load_state
 from .parser import QuestionParser, evaluate_parser
+from .pairs import load_pairs, load_training_data  # noqa: F401 (load_pairs re-exported)
 from .seq2seq import Seq2Seq, Seq2SeqConfig
 from .tokenizer import CONTENT_WORDS, ProgramVocab, QuestionTokenizer
 
@@ -59,23 +59,6 @@ class TrainConfig:
     max_program_len: int = 40
     model: dict = field(default_factory=dict)  # Seq2SeqConfig overrides (dim, layers, heads, ...)
     init: str | None = None  # fine-tune: start from this parser checkpoint (its weights, vocabulary, architecture)
-
-
-def load_pairs(paths) -> list[tuple[str, list[str]]]:
-    """(question, prefix program) pairs of CLEVR questions files; texts deduplicated."""
-    seen, out = set(), []
-    for path in paths:
-        for q in iter_questions(path):
-            if q.program is None:
-                raise DataError("question has no program (a test split cannot train a parser)",
-                                file=path, record=q.qid, field="program")
-            key = q.text.strip().lower()
-            if key not in seen:
-                seen.add(key)
-                out.append((q.text, q.program.to_prefix()))
-    if not out:
-        raise DataError("no questions", file=", ".join(map(str, paths)), field="questions")
-    return out
 
 
 class Batcher:
@@ -161,21 +144,21 @@ def save_state(obj: dict, path: Path) -> None:
 
 
 def train_parser(train_paths, val_path, out, cfg: TrainConfig | None = None, *, resume: bool = False,
-                 max_minutes: float | None = None, progress=None, log=print) -> dict:
+                 max_minutes: float | None = None, progress=None, log=print, data=None) -> dict:
     """Train, checkpoint to `out`, evaluate on `val_path`; returns a summary dict.
 
     `cfg.init`: fine-tune the parser saved there (its question vocabulary and architecture;
     `cfg.model` is then not used) with a fresh optimizer and the schedule of `cfg`.
     `max_minutes`: stop after this much wall time with the run saved (summary "stopped":
-    True, no final evaluation); the same call continues it."""
+    True, no final evaluation); the same call continues it. `data`: the (pairs, held-out
+    questions) of `load_training_data(train_paths, val_path)` when already read."""
     cfg = cfg or TrainConfig()
     out = Path(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.time()
     train_paths = [Path(p) for p in ([train_paths] if isinstance(train_paths, (str, Path)) else train_paths)]
-    pairs = load_pairs(train_paths)
-    val_questions = list(iter_questions(val_path))
+    pairs, val_questions = data if data is not None else load_training_data(train_paths, val_path)
     train_texts = {t.strip().lower() for t, _ in pairs}
     overlap = sum(q.text.strip().lower() in train_texts for q in val_questions)
     log(f"{len(pairs):,} training pairs from {len(train_paths)} file(s); {len(val_questions):,} held-out questions "
