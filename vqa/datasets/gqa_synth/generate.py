@@ -42,7 +42,7 @@ def generate_gqa_dataset(out: str | Path, *, num_scenes: int, questions_per_scen
     `questions_per_scene` questions each. `verify` re-derives every answer with the
     reference executor. Out: a summary dict (paths, counts, seconds)."""
     _check_arguments(num_scenes, questions_per_scene, seed, split, image_size)
-    from ..synth.scenes import generate_scene, sample_scene
+    from ..synth.scenes import generate_scene, generate_scene_record
 
     p = paths(out, split)
     for d in (p["scenes"].parent, p["questions"].parent) + ((p["images"],) if images else ()):
@@ -63,7 +63,7 @@ def generate_gqa_dataset(out: str | Path, *, num_scenes: int, questions_per_scen
                 record, image = generate_scene(scene_rng, image_size=tuple(image_size), split=split, index=i)
                 image.save(p["images"] / f"{image_id}.jpg", quality=95)
             else:
-                record = sample_scene(scene_rng, image_size=tuple(image_size))
+                record = generate_scene_record(scene_rng, image_size=tuple(image_size), split=split, index=i)
             sg = scene_graph(record, i)
             t1 = time.perf_counter()
             questions = gen.generate(image_id, sg, questions_per_scene, question_rng, qid_prefix=f"{i:06d}")

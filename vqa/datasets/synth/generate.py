@@ -50,7 +50,7 @@ def generate_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: i
     Out: a summary dict (paths, counts per family and group, seconds, questions/s).
     """
     _check_arguments(num_scenes, questions_per_scene, seed, split, image_size)
-    from .scenes import generate_scene, sample_scene
+    from .scenes import generate_scene, generate_scene_record
 
     out = Path(out)
     paths = {"images": out / "images" / split, "scenes": out / "scenes" / f"CLEVR_{split}_scenes.json",
@@ -82,8 +82,7 @@ def generate_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: i
                 scene, image = generate_scene(scene_rng, image_size=tuple(image_size), split=split, index=i)
                 image.save(paths["images"] / scene["image_filename"])
             else:
-                head = {"split": split, "image_index": i, "image_filename": f"CLEVR_{split}_{i:06d}.png"}
-                scene = {**head, **sample_scene(scene_rng, image_size=tuple(image_size))}
+                scene = generate_scene_record(scene_rng, image_size=tuple(image_size), split=split, index=i)
             t1 = time.perf_counter()
             records = generator.generate(scene, questions_per_scene, rng=question_rng)
             seconds["scenes"] += t1 - t0

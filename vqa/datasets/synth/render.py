@@ -65,11 +65,9 @@ def render_layers(scene: dict, rng: np.random.Generator, *, ss: int = 2, shadows
     """
     width, height = int(scene.get("width", 480)), int(scene.get("height", 320))
     camera = Camera.at(scene.get("camera", {}).get("location", BASE_LOCATION), width=width, height=height)
-    light = Lighting.sample(rng)
     objects = scene["objects"]
+    light, albedo = _draw_look(rng, objects)
     solids = [Solid.from_object(o) for o in objects]
-    albedo = [np.asarray(COLORS[o["color"]], np.float32) / 255.0 * rng.uniform(0.96, 1.04, 3).astype(np.float32)
-              for o in objects]
     origin = np.asarray(camera.location, np.float32)
 
     # floor and its shadows at the output resolution
@@ -83,10 +81,62 @@ def render_layers(scene: dict, rng: np.random.Generator, *, ss: int = 2, shadows
         floor *= (1.0 - np.clip(dark, 0.0, 0.85))[..., None]
 
     # objects on the supersampled grid, far to near with a depth test
-    rays = camera.ray_directions(ss)
     img = np.repeat(np.repeat(floor, ss, axis=0), ss, axis=1)
-    zbuf = np.full((height * ss, width * ss), np.inf, np.float32)
     ids = np.full((height * ss, width * ss), -1, np.int16)
+    for i, flat, win, pts, d in _cast_objects(objects, solids, camera, ss, ids):
+        col = _shade(i, solids, objects, albedo, pts, -d, light)
+        imr = img[flat].reshape(-1, 3)
+        imr[win] = col
+        img[flat] = imr.reshape(flat[0].stop - flat[0].start, flat[1].stop - flat[1].start, 3)
+
+    img = _downsample(img, ss) * light.tint[None, None, :]
+    if noise:
+        img += _draw_noise(rng, height, width) * np.float32(light.noise)
+    out = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return Layers(out, _visible(ids, len(objects), ss), ids, ss)
+
+
+def visible_pixels(scene: dict, rng: np.random.Generator, *, ss: int = 2) -> list[int]:
+    """Each object's visible pixel count exactly as `render_scene(scene, rng)` gives it, and
+    `rng` left in the same state as that render leaves it, without shading an image (a
+    `--no-images` world rejects and resamples the same scenes as one with images)."""
+    width, height = int(scene.get("width", 480)), int(scene.get("height", 320))
+    camera = Camera.at(scene.get("camera", {}).get("location", BASE_LOCATION), width=width, height=height)
+    objects = scene["objects"]
+    _draw_look(rng, objects)
+    ids = np.full((height * ss, width * ss), -1, np.int16)
+    for _ in _cast_objects(objects, [Solid.from_object(o) for o in objects], camera, ss, ids):
+        pass
+    _draw_noise(rng, height, width)
+    return _visible(ids, len(objects), ss)
+
+
+# Every random draw of a render, in order: the look (lighting, colour balance) first, then
+# the pixel noise. `render_layers` and `visible_pixels` both draw through these two.
+def _draw_look(rng: np.random.Generator, objects: list[dict]) -> tuple[Lighting, list[np.ndarray]]:
+    light = Lighting.sample(rng)
+    albedo = [np.asarray(COLORS[o["color"]], np.float32) / 255.0 * rng.uniform(0.96, 1.04, 3).astype(np.float32)
+              for o in objects]
+    return light, albedo
+
+
+def _draw_noise(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    return rng.standard_normal((height, width, 3), dtype=np.float32)
+
+
+def _visible(ids: np.ndarray, n: int, ss: int) -> list[int]:
+    counts = np.bincount(ids[ids >= 0].ravel(), minlength=n)
+    return [int(c) // (ss * ss) for c in counts]
+
+
+def _cast_objects(objects, solids, camera: Camera, ss: int, ids: np.ndarray):
+    """Ray-cast the objects far to near on the supersampled grid with a depth test, writing
+    the object index of each sub-sample into `ids` (H*ss, W*ss). Yields, per object drawn,
+    (index, window slices, sub-samples won within the window, their surface points, ray directions)."""
+    height, width = camera.height, camera.width
+    origin = np.asarray(camera.location, np.float32)
+    rays = camera.ray_directions(ss)
+    zbuf = np.full((height * ss, width * ss), np.inf, np.float32)
     depth = camera.project(np.array([o["3d_coords"] for o in objects]).reshape(-1, 3))[2]
     order = sorted(range(len(objects)), key=lambda i: -depth[i])
     for i in order:
@@ -101,25 +151,13 @@ def render_layers(scene: dict, rng: np.random.Generator, *, ss: int = 2, shadows
         win = np.flatnonzero(t < zr)
         if win.size == 0:
             continue
-        pts = origin + d[win] * t[win, None]
-        col = _shade(i, solids, objects, albedo, pts, -d[win], light)
         flat = (slice(y0, y1), slice(x0, x1))
         zr[win] = t[win]
         zbuf[flat] = zr.reshape(y1 - y0, x1 - x0)
         idr = ids[flat].reshape(-1)
         idr[win] = i
         ids[flat] = idr.reshape(y1 - y0, x1 - x0)
-        imr = img[flat].reshape(-1, 3)
-        imr[win] = col
-        img[flat] = imr.reshape(y1 - y0, x1 - x0, 3)
-
-    img = _downsample(img, ss) * light.tint[None, None, :]
-    if noise:
-        img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(light.noise)
-    out = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    counts = np.bincount(ids[ids >= 0].ravel(), minlength=len(objects))
-    visible = [int(c) // (ss * ss) for c in counts]
-    return Layers(out, visible, ids, ss)
+        yield i, flat, win, origin + d[win] * t[win, None], d[win]
 
 
 def _shade(i, solids, objects, albedo, pts, view, light: Lighting) -> np.ndarray:

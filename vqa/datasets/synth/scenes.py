@@ -25,7 +25,7 @@ from ...ontology import CLEVR_ATTRIBUTES
 from ...scene import clevr_relations, clevr_relationships
 from .camera import BASE_LOCATION, Camera
 from .geometry import SIZE_RADIUS, half_extent
-from .render import object_bbox, render_scene  # noqa: F401 (render_scene re-exported: the contract names it here too)
+from .render import object_bbox, render_scene, visible_pixels  # noqa: F401 (render_scene re-exported: the contract names it here too)
 
 
 @dataclass(frozen=True)
@@ -120,10 +120,30 @@ def generate_scene(rng: np.random.Generator, *, image_size: tuple[int, int] = (3
 
     Out: the complete CLEVR record (with `split`, `image_index`, `image_filename`) and its RGB image.
     """
+    return _visible_scene(rng, True, image_size, split, index, min_visible_pixels, max_tries, min_objects, max_objects)
+
+
+def generate_scene_record(rng: np.random.Generator, *, image_size: tuple[int, int] = (320, 240),
+                          split: str = "train", index: int = 0, min_visible_pixels: int | None = None,
+                          max_tries: int = 50, min_objects: int = 3, max_objects: int = 10) -> dict:
+    """The record `generate_scene` gives for the same arguments and rng state, without the
+    image: the same scenes are rejected (visibility from the object-id buffer alone) and the
+    rng advances as the renders would advance it, so a world without images holds the same
+    scenes (and questions) as one with them."""
+    return _visible_scene(rng, False, image_size, split, index, min_visible_pixels, max_tries,
+                          min_objects, max_objects)[0]
+
+
+def _visible_scene(rng, render: bool, image_size, split, index, min_visible_pixels, max_tries, min_objects,
+                   max_objects) -> tuple[dict, Image.Image | None]:
     need = min_visible_pixels_for(image_size) if min_visible_pixels is None else min_visible_pixels
+    image = None
     for _ in range(max_tries):
         record = sample_scene(rng, image_size=image_size, min_objects=min_objects, max_objects=max_objects)
-        image, visible = render_scene(record, rng)
+        if render:
+            image, visible = render_scene(record, rng)
+        else:
+            visible = visible_pixels(record, rng)
         if min(visible) >= need:
             break
     else:
