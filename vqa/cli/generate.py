@@ -17,7 +17,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="train", type=_split, help="split name (default: train)")
     p.add_argument("--image-size", default=(320, 240), type=_image_size, metavar="WxH",
                    help="image width x height in pixels (default: 320x240; CLEVR's own: 480x320)")
-    p.add_argument("--no-images", action="store_true", help="write scenes and questions only (fast)")
+    p.add_argument("--no-images", action="store_true", help="write scenes and questions only (fast; the same scenes and questions as with images)")
     p.add_argument("--format", choices=["clevr", "gqa"], default="clevr",
                    help="clevr (CLEVR's layout) or gqa (GQA's: images/, sceneGraphs/<split>_sceneGraphs.json, "
                         "questions1.2/<split>_balanced_questions.json; names with categories, GQA relations)")
