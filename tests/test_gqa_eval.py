@@ -169,3 +169,20 @@ def test_predicted_scene_graphs_held_in_memory_answer_like_gold(tmp_path, monkey
         pred = evaluate_gqa(q, None, all_questions=True, reasoner="reference", scene_source="predicted",
                             images=tmp_path, workers=workers, images_per_task=1)
         assert pred["answered"] == gold["answered"] > 0 and pred["accuracy"] == gold["accuracy"]
+
+
+def test_a_program_ending_without_an_answer_is_a_failure_not_a_crash():
+    """A parsed program can end in `select` (a set of objects, not an answer): the question
+    counts as failed, named by its last operation, and the store takes the row."""
+    from vqa.eval.gqa import answer_task
+    from vqa.reason.gqa_asp import GQAAnswer
+
+    program = json.dumps([["select", "box", []], ["verify color", "red", [0]]])
+    ends_in_select = json.dumps([["select", "box", []]])
+
+    def answer(batch):
+        return [{"q1": GQAAnswer("q1", "yes"), "q2": GQAAnswer("q2", ["1", "2"])} for _ in batch]
+
+    out = answer_task(answer, {"img": object()}, [("img", 0, 0, [("q1", program), ("q2", ends_in_select)])])
+    assert out[0] == ("q1", "yes", None)
+    assert out[1][0] == "q2" and out[1][1] is None and out[1][2].startswith("select")

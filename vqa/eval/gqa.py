@@ -201,6 +201,8 @@ def answer_task(answer, scenes, task) -> list[tuple[str, str | None, str | None]
             a = res.get(qid)
             if a is None:  # (an empty program: nothing to carry out)
                 out.append((qid, None, "?"))
+            elif a.answer is not None and not isinstance(a.answer, str):  # e.g. a parsed program ending in `select`
+                out.append((qid, None, f"{programs[qid][-1].operation} (the program ends without an answer)"))
             else:
                 out.append((qid, a.answer, None if a.answer is not None else (a.failed_operation or "?")))
     return out
