@@ -101,11 +101,14 @@ def rel_answer(relation: str) -> str:
 
 
 def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
-                 relations: set[str] | None = None) -> tuple[list[str], dict]:
+                 relations: set[str] | None = None, scope: int | None = None) -> tuple[list[str], dict]:
     """Scene facts; also returns the uncertain-fact table {K: (Wtrue, Wfalse, text)}.
     `relations`: only the certain relations with these predicates are stated (the theory
-    reads a relation fact only through a step naming its predicate: `relation_predicates`)."""
-    facts = [f"image({round(scene.width)},{round(scene.height)})."]
+    reads a relation fact only through a step naming its predicate: `relation_predicates`).
+    `scope`: the certain facts come scoped (`scope_fact`), for `answer_images`; the
+    uncertain ones do not (an uncertain graph is answered by `answer_image`)."""
+    S = "" if scope is None else f"{scope},"  # every scene fact's first argument is scoped
+    facts = [f"image({S}{round(scene.width)},{round(scene.height)})."]
     unc: dict[int, tuple[int, int, str]] = {}
 
     def uncertain(p, atoms: list[str], group=None) -> None:
@@ -120,9 +123,9 @@ def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
 
     for key, types in SCENE_TYPES.items():
         if key in scene.info:
-            facts += [f"scene_attr({q(t)},{q(scene.info[key])})." for t in types]
+            facts += [f"scene_attr({S}{q(t)},{q(scene.info[key])})." for t in types]
     for o in scene.objects:
-        oid = q(o.id)
+        oid = S + q(o.id)
         if o.score >= 1.0:
             facts.append(f"object({oid}).")
         elif o.score > 0:
@@ -143,7 +146,7 @@ def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
     for r in scene.relations:
         if r.probability >= 1.0 and relations is not None and r.predicate not in relations:
             continue
-        atom = f"{q(r.subject)},{q(r.predicate)},{q(r.object)}"
+        atom = f"{S}{q(r.subject)},{q(r.predicate)},{q(r.object)}"
         if r.probability >= 1.0:
             facts.append(f"rel({atom}).")
         elif r.probability > 0:
@@ -180,9 +183,10 @@ def encode_ontology(ontology: GQAOntology, names: set[str]) -> list[str]:
     return facts
 
 
-def encode_question(qid: str, steps: list[GQAStep]) -> list[str]:
-    """Question facts for one structured program (every atom carries the question id)."""
-    Q = q(qid)
+def encode_question(qid: str, steps: list[GQAStep], *, scope: int | None = None) -> list[str]:
+    """Question facts for one structured program (every atom carries the question id);
+    `scope`: scoped (`scope_fact`) for `answer_images`."""
+    Q = q(qid) if scope is None else f"{scope},{q(qid)}"  # the first argument of every non-global fact
     facts = [f"question({Q}).", f"last({Q},{len(steps) - 1})."]
     for i, s in enumerate(steps):
         kind = step_kind(s)
@@ -279,14 +283,14 @@ class GQAReasoner:
                 out[i] = {}
                 continue
             scene_facts, unc = encode_scene(scene, self.ontology, self.config.weight_cap,
-                                            relations=relation_predicates(programs))
+                                            relations=relation_predicates(programs), scope=i)
             if unc or self.config.top_k > 1 or any(qid in gold for qid in programs):
                 out[i] = self.answer_image(scene, programs)
                 continue
             names.update(o.name for o in scene.objects)
-            facts += [scope_fact(f, i) for f in scene_facts]
+            facts += scene_facts  # scoped already
             for qid, steps in programs.items():
-                facts += [scope_fact(f, i) for f in encode_question(qid, steps)]
+                facts += encode_question(qid, steps, scope=i)
                 gold[qid] = (i, steps)
         if gold:
             facts += encode_ontology(self.ontology, names)
