@@ -278,3 +278,16 @@ def test_example_facts_match_the_encoder(reasoner):
     example = {line for line in (ROOT / "rules/gqa/example_facts.lp").read_text().splitlines()
                if line and not line.startswith("%")}
     assert example == facts
+
+
+def test_scoped_facts_are_scope_fact_of_the_plain_ones(families):
+    """`answer_images` writes facts scoped directly: the same text as `scope_fact` of each plain fact."""
+    scene, questions = families
+    onto = default_ontology()
+    plain, _ = gqa_asp.encode_scene(scene, onto)
+    scoped, _ = gqa_asp.encode_scene(scene, onto, scope=7)
+    assert scoped == [gqa_asp.scope_fact(f, 7) for f in plain] and scoped != plain
+    for qu in questions:
+        steps = parse_program(qu.program)
+        assert gqa_asp.encode_question(qu.qid, steps, scope=7) == [
+            gqa_asp.scope_fact(f, 7) for f in gqa_asp.encode_question(qu.qid, steps)]
