@@ -291,3 +291,25 @@ def test_scoped_facts_are_scope_fact_of_the_plain_ones(families):
         steps = parse_program(qu.program)
         assert gqa_asp.encode_question(qu.qid, steps, scope=7) == [
             gqa_asp.scope_fact(f, 7) for f in gqa_asp.encode_question(qu.qid, steps)]
+
+
+def test_differential_batched_gold_graphs():
+    """`answer_images` (gold graphs in one call, only the relations and attributes the
+    image's questions can read) = `answer_image` per image = the reference."""
+    rng = random.Random(23)
+    onto = default_ontology()
+    r = GQAReasoner()
+    batch = []
+    for k in range(30):
+        scene = random_scene(rng, k)
+        batch.append((scene, {f"q{k}_{i}": random_program(rng, scene) for i in range(8)}))
+    many = r.answer_images(batch)
+    n = 0
+    for (scene, progs), res in zip(batch, many):
+        one = r.answer_image(scene, progs)
+        for qid, steps in progs.items():
+            ref, failed = run_gqa(scene, steps, onto)
+            assert (res[qid].answer, res[qid].failed_step) == (ref, failed), (qid, [str(s) for s in steps])
+            assert res[qid].trace == one[qid].trace, qid
+            n += 1
+    assert n == 240

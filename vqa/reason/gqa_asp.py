@@ -101,10 +101,13 @@ def rel_answer(relation: str) -> str:
 
 
 def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
-                 relations: set[str] | None = None, scope: int | None = None) -> tuple[list[str], dict]:
+                 relations: set[str] | None = None, attributes: set[str] | None = None,
+                 scope: int | None = None) -> tuple[list[str], dict]:
     """Scene facts; also returns the uncertain-fact table {K: (Wtrue, Wfalse, text)}.
     `relations`: only the certain relations with these predicates are stated (the theory
     reads a relation fact only through a step naming its predicate: `relation_predicates`).
+    `attributes`: only the certain attributes whose type or value is in this set are stated
+    (`attribute_words`).
     `scope`: the certain facts come scoped (`scope_fact`), for `answer_images`; the
     uncertain ones do not (an uncertain graph is answered by `answer_image`)."""
     S = "" if scope is None else f"{scope},"  # every scene fact's first argument is scoped
@@ -139,6 +142,8 @@ def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
                     continue
                 types = (ontology.types_of(v) or ["other"]) if cat == "attribute" else [cat]
                 if p >= 1.0:
+                    if attributes is not None and v not in attributes:
+                        types = [t for t in types if t in attributes]
                     facts += [f"attr({oid},{q(t)},{q(v)})." for t in types]
                 else:
                     uncertain(p, [f"unc_attr(K,{oid},{q(t)},{q(v)})." for t in types],
@@ -159,6 +164,28 @@ def relation_predicates(programs) -> set[str]:
     whose `rel` facts the theory joins (relate, verify_rel, choose_rel through arg_rel)."""
     return {r for steps in programs.values() for st in steps if st.unparsed is None and st.is_relational
             for r in st.values}
+
+
+def attribute_words(programs, ontology: GQAOntology) -> set[str]:
+    """The attribute types and values the steps of `programs` ({qid: steps}) can read: an
+    `attr(O,T,V)` fact with neither T nor V here joins no rule of the theory (operations.lp,
+    world.lp: a tested value or comparative value, any type; a queried, compared or shared
+    type, the type of a "same T" relation, the common types of a `common` step)."""
+    words: set[str] = set()
+    for steps in programs.values():
+        for st in steps:
+            if st.unparsed is not None:
+                continue
+            if st.type:
+                words.add(st.type)
+                c = ontology.comparatives.get(st.type)
+                if c:
+                    words.update(x for x in c[:2] if x)
+            words.update(st.values)
+            words.update(r[5:] for r in st.values if r.startswith("same "))
+            if st.family == "common":
+                words.update(ontology.common_types)
+    return words
 
 
 def encode_ontology(ontology: GQAOntology, names: set[str]) -> list[str]:
@@ -283,7 +310,8 @@ class GQAReasoner:
                 out[i] = {}
                 continue
             scene_facts, unc = encode_scene(scene, self.ontology, self.config.weight_cap,
-                                            relations=relation_predicates(programs), scope=i)
+                                            relations=relation_predicates(programs),
+                                            attributes=attribute_words(programs, self.ontology), scope=i)
             if unc or self.config.top_k > 1 or any(qid in gold for qid in programs):
                 out[i] = self.answer_image(scene, programs)
                 continue
