@@ -118,3 +118,17 @@ def test_scene_graph_json_errors(tmp_path):
     p.write_text('{"image_id": ')
     with pytest.raises(DataError, match="malformed JSON"):
         SceneGraph.load(p)
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda o: o.pop("w"), "objects.1234.w"),
+    (lambda o: o.update(x=True), "objects.1234.x"),
+    (lambda o: o.update(name=3), "objects.1234.name"),
+    (lambda o: o.update(attributes="red"), "objects.1234.attributes"),
+])
+def test_malformed_gqa_object_names_field(mutate, field):
+    rec = load_json(FIXTURES / "gqa/val_sceneGraphs.json")["2354786"]
+    mutate(rec["objects"]["1234"])
+    with pytest.raises(DataError) as e:
+        SceneGraph.from_gqa("2354786", rec, file="sg.json")
+    assert e.value.problem.field == field and "sg.json" in str(e.value)
