@@ -313,3 +313,19 @@ def test_differential_batched_gold_graphs():
             assert res[qid].trace == one[qid].trace, qid
             n += 1
     assert n == 240
+
+
+@pytest.mark.parametrize("target", ["cat", "animal", "animals", "_"])
+@pytest.mark.parametrize("direction", ["s", "o", "_"])
+def test_batched_relation_reached_by_hypernym_and_plural(target, direction):
+    """A relation kept for a batched gold graph when its target is called by the step's
+    name through a hypernym or a plural (`_called`), on either side."""
+    objs = [SceneObject("1", "dog", [0, 0, 10, 10]), SceneObject("2", "cat", [50, 50, 10, 10]),
+            SceneObject("3", "table", [80, 80, 10, 10])]
+    rels = [Relation("2", "near", "1") if direction == "s" else Relation("1", "near", "2"),
+            Relation("3", "near", "2" if direction == "s" else "1")]
+    scene = SceneGraph("x", 100, 100, objs, rels)
+    progs = {"q": [S("select", "dog (1)"), S("relate", f"{target},near,{direction} (2)", 0), S("exist", "?", 1)]}
+    ref, _ = run_gqa(scene, progs["q"], default_ontology())
+    assert ref == "yes"
+    assert GQAReasoner().answer_images([(scene, progs)])[0]["q"].answer == ref
