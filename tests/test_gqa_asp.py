@@ -278,3 +278,54 @@ def test_example_facts_match_the_encoder(reasoner):
     example = {line for line in (ROOT / "rules/gqa/example_facts.lp").read_text().splitlines()
                if line and not line.startswith("%")}
     assert example == facts
+
+
+def test_scoped_facts_are_scope_fact_of_the_plain_ones(families):
+    """`answer_images` writes facts scoped directly: the same text as `scope_fact` of each plain fact."""
+    scene, questions = families
+    onto = default_ontology()
+    plain, _ = gqa_asp.encode_scene(scene, onto)
+    scoped, _ = gqa_asp.encode_scene(scene, onto, scope=7)
+    assert scoped == [gqa_asp.scope_fact(f, 7) for f in plain] and scoped != plain
+    for qu in questions:
+        steps = parse_program(qu.program)
+        assert gqa_asp.encode_question(qu.qid, steps, scope=7) == [
+            gqa_asp.scope_fact(f, 7) for f in gqa_asp.encode_question(qu.qid, steps)]
+
+
+def test_differential_batched_gold_graphs():
+    """`answer_images` (gold graphs in one call, only the relations and attributes the
+    image's questions can read) = `answer_image` per image = the reference."""
+    rng = random.Random(23)
+    onto = default_ontology()
+    r = GQAReasoner()
+    batch = []
+    for k in range(30):
+        scene = random_scene(rng, k)
+        batch.append((scene, {f"q{k}_{i}": random_program(rng, scene) for i in range(8)}))
+    many = r.answer_images(batch)
+    n = 0
+    for (scene, progs), res in zip(batch, many):
+        one = r.answer_image(scene, progs)
+        for qid, steps in progs.items():
+            ref, failed = run_gqa(scene, steps, onto)
+            assert (res[qid].answer, res[qid].failed_step) == (ref, failed), (qid, [str(s) for s in steps])
+            assert res[qid].trace == one[qid].trace, qid
+            n += 1
+    assert n == 240
+
+
+@pytest.mark.parametrize("target", ["cat", "animal", "animals", "_"])
+@pytest.mark.parametrize("direction", ["s", "o", "_"])
+def test_batched_relation_reached_by_hypernym_and_plural(target, direction):
+    """A relation kept for a batched gold graph when its target is called by the step's
+    name through a hypernym or a plural (`_called`), on either side."""
+    objs = [SceneObject("1", "dog", [0, 0, 10, 10]), SceneObject("2", "cat", [50, 50, 10, 10]),
+            SceneObject("3", "table", [80, 80, 10, 10])]
+    rels = [Relation("2", "near", "1") if direction == "s" else Relation("1", "near", "2"),
+            Relation("3", "near", "2" if direction == "s" else "1")]
+    scene = SceneGraph("x", 100, 100, objs, rels)
+    progs = {"q": [S("select", "dog (1)"), S("relate", f"{target},near,{direction} (2)", 0), S("exist", "?", 1)]}
+    ref, _ = run_gqa(scene, progs["q"], default_ontology())
+    assert ref == "yes"
+    assert GQAReasoner().answer_images([(scene, progs)])[0]["q"].answer == ref

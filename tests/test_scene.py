@@ -96,6 +96,19 @@ def test_malformed_gqa_relation_target():
     assert e.value.problem.field == "objects.1234.relations[0].object"
 
 
+def test_gqa_graph_with_only_some_predicates():
+    """`predicates`: the other relations are left out but still checked."""
+    rec = load_json(FIXTURES / "gqa/val_sceneGraphs.json")["2354786"]
+    full = SceneGraph.from_gqa("2354786", rec)
+    some = SceneGraph.from_gqa("2354786", rec, predicates={"holding"})
+    assert some.relations == [r for r in full.relations if r.predicate == "holding"] != []
+    assert len(full.relations) > len(some.relations)
+    assert some.objects == full.objects
+    rec["objects"]["1234"]["relations"][0]["object"] = "999"
+    with pytest.raises(DataError, match="unknown object '999'"):
+        SceneGraph.from_gqa("2354786", rec, predicates=set())
+
+
 def test_scene_graph_json_errors(tmp_path):
     p = tmp_path / "s.json"
     p.write_text('{"image_id": "a", "width": 10, "height": 10, "objects": [{"id": 1, "bbox": [0, 0, 1, 1]}]}')
@@ -105,3 +118,17 @@ def test_scene_graph_json_errors(tmp_path):
     p.write_text('{"image_id": ')
     with pytest.raises(DataError, match="malformed JSON"):
         SceneGraph.load(p)
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda o: o.pop("w"), "objects.1234.w"),
+    (lambda o: o.update(x=True), "objects.1234.x"),
+    (lambda o: o.update(name=3), "objects.1234.name"),
+    (lambda o: o.update(attributes="red"), "objects.1234.attributes"),
+])
+def test_malformed_gqa_object_names_field(mutate, field):
+    rec = load_json(FIXTURES / "gqa/val_sceneGraphs.json")["2354786"]
+    mutate(rec["objects"]["1234"])
+    with pytest.raises(DataError) as e:
+        SceneGraph.from_gqa("2354786", rec, file="sg.json")
+    assert e.value.problem.field == field and "sg.json" in str(e.value)

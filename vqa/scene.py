@@ -235,11 +235,12 @@ class SceneGraph:
         return cls(image_id, width, height, objects, relations, directions, info)
 
     @classmethod
-    def from_gqa(cls, image_id: str, sg: dict, *, file=None) -> "SceneGraph":
+    def from_gqa(cls, image_id: str, sg: dict, *, file=None, predicates=None) -> "SceneGraph":
         """Gold graph from one entry of a GQA `*_sceneGraphs.json` file.
 
         GQA attributes are bare strings; they are kept under the category "attribute"
-        (one value each, probability 1) until an ontology assigns types.
+        (one value each, probability 1) until an ontology assigns types. `predicates`
+        (a set): only the relations with these predicates are kept (every one is checked).
         """
         loc = dict(file=file, record_id=image_id)
         objs = require(sg, "objects", dict, **loc)
@@ -261,7 +262,8 @@ class SceneGraph:
                     target = str(target)
                     if target not in objs:
                         raise DataError(f"refers to unknown object {target!r}", field=f"relations[{j}].object")
-                    relations.append(Relation(str(oid), pred, target))
+                    if predicates is None or pred in predicates:
+                        relations.append(Relation(str(oid), pred, target))
             except DataError as e:
                 raise e.located(file=file, record=image_id, field=f"objects.{oid}") from None
         info = {k: sg[k] for k in ("location", "weather") if k in sg}

@@ -153,8 +153,14 @@ def _reasoner(name: str, ontology):
     if name == "asp":
         from ..reason.gqa_asp import GQAReasoner, GQAReasonerConfig
 
+        from ..reason.gqa_asp import relation_predicates
+
         r = GQAReasoner(GQAReasonerConfig(ontology=ontology))
-        return (lambda batch: r.answer_images(batch, trace=False)), r.ontology
+
+        def answer(batch):
+            return r.answer_images(batch, trace=False)
+        answer.relation_predicates = relation_predicates  # gold graphs read with only these relations
+        return answer, r.ontology
     if name == "reference":
         from ..datasets.gqa_ontology import default_ontology
         from ..reason.gqa_asp import GQAAnswer
@@ -179,7 +185,7 @@ def _reasoner(name: str, ontology):
 _SCENES_FILE: tuple | None = None  # (pid, path, open scene-graph file): each process reads through its own
 
 
-def _graph(path, image_id: str, start: int, end: int) -> SceneGraph:
+def _graph(path, image_id: str, start: int, end: int, predicates=None) -> SceneGraph:
     global _SCENES_FILE
     if isinstance(path, dict):  # predicted graphs, in memory (no spans to read)
         return path[image_id]
@@ -187,14 +193,19 @@ def _graph(path, image_id: str, start: int, end: int) -> SceneGraph:
         if _SCENES_FILE is not None and _SCENES_FILE[0] == os.getpid():
             _SCENES_FILE[2].close()
         _SCENES_FILE = (os.getpid(), str(path), open(path, "rb"))
-    return SceneGraph.from_gqa(image_id, read_span(_SCENES_FILE[2], start, end, path), file=path)
+    return SceneGraph.from_gqa(image_id, read_span(_SCENES_FILE[2], start, end, path), file=path,
+                               predicates=predicates)
 
 
 def answer_task(answer, scenes, task) -> list[tuple[str, str | None, str | None]]:
     """[(qid, answer or None, failed operation or None)] for a task [(image id, span start,
     span end, [(qid, program JSON)])]: the scene graphs read from `scenes` by span, every
     image of the task answered in one call of `answer` (one clingo call for gold graphs)."""
-    batch = [(_graph(scenes, img, start, end), {qid: program_steps(p) for qid, p in qs}) for img, start, end, qs in task]
+    wanted = getattr(answer, "relation_predicates", None)  # relations the reasoner reads (None: all)
+    batch = []
+    for img, start, end, qs in task:
+        programs = {qid: program_steps(p) for qid, p in qs}
+        batch.append((_graph(scenes, img, start, end, None if wanted is None else wanted(programs)), programs))
     out = []
     for res, (_, programs) in zip(answer(batch), batch):
         for qid in programs:

@@ -101,11 +101,21 @@ def rel_answer(relation: str) -> str:
 
 
 def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
-                 relations: set[str] | None = None) -> tuple[list[str], dict]:
+                 relations: set[str] | None = None, attributes: set[str] | None = None,
+                 targets: tuple | None = None, scope: int | None = None) -> tuple[list[str], dict]:
     """Scene facts; also returns the uncertain-fact table {K: (Wtrue, Wfalse, text)}.
     `relations`: only the certain relations with these predicates are stated (the theory
-    reads a relation fact only through a step naming its predicate: `relation_predicates`)."""
-    facts = [f"image({round(scene.width)},{round(scene.height)})."]
+    reads a relation fact only through a step naming its predicate: `relation_predicates`).
+    `attributes`: only the certain attributes whose type or value is in this set are stated
+    (`attribute_words`). `targets`: ({predicate: [(direction, name)]} of `relation_targets`,
+    called: name -> the names an object of that name answers to): a certain relation is
+    stated only when a step naming its predicate can reach it (its target side called by
+    the step's name, or the name "_").
+    `scope`: the certain facts come scoped (`scope_fact`), for `answer_images`; the
+    uncertain ones do not (an uncertain graph is answered by `answer_image`)."""
+    S = "" if scope is None else f"{scope},"  # every scene fact's first argument is scoped
+    facts = [f"image({S}{round(scene.width)},{round(scene.height)})."]
+    names_of = {o.id: o.name for o in scene.objects} if targets is not None else None
     unc: dict[int, tuple[int, int, str]] = {}
 
     def uncertain(p, atoms: list[str], group=None) -> None:
@@ -120,9 +130,9 @@ def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
 
     for key, types in SCENE_TYPES.items():
         if key in scene.info:
-            facts += [f"scene_attr({q(t)},{q(scene.info[key])})." for t in types]
+            facts += [f"scene_attr({S}{q(t)},{q(scene.info[key])})." for t in types]
     for o in scene.objects:
-        oid = q(o.id)
+        oid = S + q(o.id)
         if o.score >= 1.0:
             facts.append(f"object({oid}).")
         elif o.score > 0:
@@ -136,6 +146,8 @@ def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
                     continue
                 types = (ontology.types_of(v) or ["other"]) if cat == "attribute" else [cat]
                 if p >= 1.0:
+                    if attributes is not None and v not in attributes:
+                        types = [t for t in types if t in attributes]
                     facts += [f"attr({oid},{q(t)},{q(v)})." for t in types]
                 else:
                     uncertain(p, [f"unc_attr(K,{oid},{q(t)},{q(v)})." for t in types],
@@ -143,7 +155,9 @@ def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
     for r in scene.relations:
         if r.probability >= 1.0 and relations is not None and r.predicate not in relations:
             continue
-        atom = f"{q(r.subject)},{q(r.predicate)},{q(r.object)}"
+        if r.probability >= 1.0 and targets is not None and not _reachable(r, targets, names_of):
+            continue
+        atom = f"{S}{q(r.subject)},{q(r.predicate)},{q(r.object)}"
         if r.probability >= 1.0:
             facts.append(f"rel({atom}).")
         elif r.probability > 0:
@@ -156,6 +170,53 @@ def relation_predicates(programs) -> set[str]:
     whose `rel` facts the theory joins (relate, verify_rel, choose_rel through arg_rel)."""
     return {r for steps in programs.values() for st in steps if st.unparsed is None and st.is_relational
             for r in st.values}
+
+
+def relation_targets(programs) -> dict[str, list[tuple]]:
+    """{predicate: [(direction, name)]} of the relational steps of `programs` ({qid: steps}):
+    operations.lp reads `rel(S,P,O)` only through a step with `arg_rel` P whose target (S for
+    direction s, O for o, either for "_") is called by the step's name (any object for "_")."""
+    out: dict[str, list[tuple]] = {}
+    for steps in programs.values():
+        for st in steps:
+            if st.unparsed is None and st.is_relational:
+                for r in st.values:
+                    out.setdefault(r, []).append((st.direction, str(st.name)))
+    return out
+
+
+def _reachable(r, targets, names_of) -> bool:
+    by, called = targets
+    for d, n in by.get(r.predicate, ()):
+        if n == "_":
+            return True
+        if d in ("s", "_") and n in called(names_of.get(r.subject)):
+            return True
+        if d in ("o", "_") and n in called(names_of.get(r.object)):
+            return True
+    return False
+
+
+def attribute_words(programs, ontology: GQAOntology) -> set[str]:
+    """The attribute types and values the steps of `programs` ({qid: steps}) can read: an
+    `attr(O,T,V)` fact with neither T nor V here joins no rule of the theory (operations.lp,
+    world.lp: a tested value or comparative value, any type; a queried, compared or shared
+    type, the type of a "same T" relation, the common types of a `common` step)."""
+    words: set[str] = set()
+    for steps in programs.values():
+        for st in steps:
+            if st.unparsed is not None:
+                continue
+            if st.type:
+                words.add(st.type)
+                c = ontology.comparatives.get(st.type)
+                if c:
+                    words.update(x for x in c[:2] if x)
+            words.update(st.values)
+            words.update(r[5:] for r in st.values if r.startswith("same "))
+            if st.family == "common":
+                words.update(ontology.common_types)
+    return words
 
 
 def encode_ontology(ontology: GQAOntology, names: set[str]) -> list[str]:
@@ -180,9 +241,10 @@ def encode_ontology(ontology: GQAOntology, names: set[str]) -> list[str]:
     return facts
 
 
-def encode_question(qid: str, steps: list[GQAStep]) -> list[str]:
-    """Question facts for one structured program (every atom carries the question id)."""
-    Q = q(qid)
+def encode_question(qid: str, steps: list[GQAStep], *, scope: int | None = None) -> list[str]:
+    """Question facts for one structured program (every atom carries the question id);
+    `scope`: scoped (`scope_fact`) for `answer_images`."""
+    Q = q(qid) if scope is None else f"{scope},{q(qid)}"  # the first argument of every non-global fact
     facts = [f"question({Q}).", f"last({Q},{len(steps) - 1})."]
     for i, s in enumerate(steps):
         kind = step_kind(s)
@@ -233,6 +295,30 @@ class GQAReasoner:
         self.ontology = self.config.ontology or default_ontology()
         self.theory = theory_text(self.config.rules_dir)
         self._scoped: dict[bool, list] = {}  # the theory scoped per image (`answer_images`), per trace flag
+        self._names: dict[str, frozenset] = {}  # `_called`'s results
+        self._up: dict[str, set] | None = None
+        self._plural_of: dict[str, set] | None = None
+
+    def _called(self, name) -> frozenset:
+        """The names an object named `name` answers to (world.lp `is`): itself, its
+        hypernyms (transitively) and their plurals."""
+        got = self._names.get(name)
+        if got is None:
+            if self._up is None:
+                self._up, self._plural_of = {}, {}
+                for h, below in self.ontology.hypernyms.items():
+                    for n in below:
+                        self._up.setdefault(n, set()).add(h)
+                for p, sg in self.ontology.plurals.items():
+                    self._plural_of.setdefault(sg, set()).add(p)
+            seen, todo = {name}, [name]
+            while todo:
+                for h in self._up.get(todo.pop(), ()):
+                    if h not in seen:
+                        seen.add(h)
+                        todo.append(h)
+            got = self._names[name] = frozenset(seen | {p for n in seen for p in self._plural_of.get(n, ())})
+        return got
 
     def program_text(self, scene: SceneGraph, programs: dict[str, list[GQAStep]]) -> tuple[str, dict]:
         facts, unc = encode_scene(scene, self.ontology, self.config.weight_cap)
@@ -279,14 +365,16 @@ class GQAReasoner:
                 out[i] = {}
                 continue
             scene_facts, unc = encode_scene(scene, self.ontology, self.config.weight_cap,
-                                            relations=relation_predicates(programs))
+                                            relations=relation_predicates(programs),
+                                            attributes=attribute_words(programs, self.ontology),
+                                            targets=(relation_targets(programs), self._called), scope=i)
             if unc or self.config.top_k > 1 or any(qid in gold for qid in programs):
                 out[i] = self.answer_image(scene, programs)
                 continue
             names.update(o.name for o in scene.objects)
-            facts += [scope_fact(f, i) for f in scene_facts]
+            facts += scene_facts  # scoped already
             for qid, steps in programs.items():
-                facts += [scope_fact(f, i) for f in encode_question(qid, steps)]
+                facts += encode_question(qid, steps, scope=i)
                 gold[qid] = (i, steps)
         if gold:
             facts += encode_ontology(self.ontology, names)
