@@ -109,17 +109,7 @@ def run(args) -> int:
         raise VQAError("--reasoner nsm reads the question text: give --question")
     target = load_scene(args.scene, args.image_id) if args.scene else args.image
     result = pipe.answer(target, args.question or "", program=args.program)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
-    else:
-        _print(result)
-    if args.explain:
-        from ..explain import explain_image
-
-        explain_image(args.image, result).save(args.explain)
-        if not args.json:
-            print(f"explanation: {args.explain}")
-    return 0 if result.ok else 1
+    return _report(args, result)
 
 
 def _run_gqa(args) -> int:
@@ -136,17 +126,7 @@ def _run_gqa(args) -> int:
     pipe = Pipeline.from_pretrained(args.checkpoints, dataset="gqa", reasoner=args.reasoner, device=args.device,
                                     backend=args.backend)
     result = pipe.answer(args.image, args.question)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
-    else:
-        _print(result)
-    if args.explain:
-        from ..explain import explain_image
-
-        explain_image(args.image, result).save(args.explain)
-        if not args.json:
-            print(f"explanation: {args.explain}")
-    return 0 if result.ok else 1
+    return _report(args, result)
 
 
 def _print(r) -> None:
@@ -271,3 +251,18 @@ def read_question_file(path: Path, images: Path | None) -> list[tuple[str, str]]
         image = Path(rec["image"])
         out.append((str(image if image.is_absolute() else path.parent / image), rec["question"]))
     return out
+
+
+def _report(args, result) -> int:
+    """Print one answer (JSON or text), write its explanation image if asked; the exit code."""
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        _print(result)
+    if args.explain:
+        from ..explain import explain_image
+
+        explain_image(args.image, result).save(args.explain)
+        if not args.json:
+            print(f"explanation: {args.explain}")
+    return 0 if result.ok else 1

@@ -543,6 +543,8 @@ def iter_predictions(path) -> Iterator[tuple[str, str]]:
     and field."""
     import ijson
 
+    from .gqa_grounding import official_entry
+
     path = Path(path)
     try:
         f = open(path, "rb")
@@ -557,19 +559,11 @@ def iter_predictions(path) -> Iterator[tuple[str, str]]:
                 raise DataError(f"expected a list of {{\"questionId\", \"prediction\"}} objects, got {kind}", file=path)
             f.seek(0)
             for i, p in enumerate(ijson.items(f, "item", use_float=True)):
-                if not isinstance(p, dict):
-                    raise DataError(f"expected an object, got {type(p).__name__}", file=path, record=f"[{i}]")
-                for key in ("questionId", "prediction"):
-                    if key not in p:
-                        raise DataError("missing", file=path, record=f"[{i}]", field=key)
-                qid, pred = p["questionId"], p["prediction"]
-                if isinstance(qid, bool) or not isinstance(qid, (str, int)):
-                    raise DataError(f"expected a string, got {type(qid).__name__}", file=path, record=f"[{i}]",
-                                    field="questionId")
+                qid, pred = official_entry(p, i, "prediction", path)
                 if not isinstance(pred, str):
                     raise DataError(f"expected a string, got {type(pred).__name__}", file=path, record=f"[{i}]",
                                     field="prediction")
-                yield str(qid), pred
+                yield qid, pred
         except ijson.JSONError as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DataError(f"malformed JSON: {msg}", file=path) from None

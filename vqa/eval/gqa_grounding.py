@@ -69,6 +69,21 @@ def grounding_score(question: dict, scene: dict, attention, distinct: bool = Fal
     return total
 
 
+def official_entry(entry, i: int, key: str, path) -> tuple[str, object]:
+    """(question id as a string, `entry[key]`) of record `i` of a file in GQA's official
+    list-of-objects form ({"questionId", key}); a malformed record is a DataError naming it."""
+    if not isinstance(entry, dict):
+        raise DataError(f"expected an object, got {type(entry).__name__}", file=path, record=f"[{i}]")
+    for k in ("questionId", key):
+        if k not in entry:
+            raise DataError("missing", file=path, record=f"[{i}]", field=k)
+    qid = entry["questionId"]
+    if isinstance(qid, bool) or not isinstance(qid, (str, int)):
+        raise DataError(f"expected a string, got {type(qid).__name__}", file=path, record=f"[{i}]",
+                        field="questionId")
+    return str(qid), entry[key]
+
+
 def read_attentions(path) -> dict[str, list]:
     """questionId -> [[x0, y0, x1, y1, score], ...] of an attentions file (a DataError,
     one line, naming the entry and field of a malformed one)."""
@@ -84,15 +99,7 @@ def read_attentions(path) -> dict[str, list]:
                         file=path)
     out = {}
     for i, entry in enumerate(data):
-        if not isinstance(entry, dict):
-            raise DataError(f"expected an object, got {type(entry).__name__}", file=path, record=f"[{i}]")
-        for key in ("questionId", "attention"):
-            if key not in entry:
-                raise DataError("missing", file=path, record=f"[{i}]", field=key)
-        qid, att = entry["questionId"], entry["attention"]
-        if isinstance(qid, bool) or not isinstance(qid, (str, int)):
-            raise DataError(f"expected a string, got {type(qid).__name__}", file=path, record=f"[{i}]",
-                            field="questionId")
+        qid, att = official_entry(entry, i, "attention", path)
         if not isinstance(att, list):
             raise DataError(f"expected a list of [x0, y0, x1, y1, score], got {type(att).__name__}", file=path,
                             record=f"[{i}]", field="attention")
@@ -102,7 +109,7 @@ def read_attentions(path) -> dict[str, list]:
                                for v in box)):
                 raise DataError("expected [x0, y0, x1, y1, score] (five finite numbers)", file=path,
                                 record=f"[{i}]", field=f"attention[{j}]")
-        out[str(qid)] = [[float(v) for v in box] for box in att]
+        out[qid] = [[float(v) for v in box] for box in att]
     return out
 
 
