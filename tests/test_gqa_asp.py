@@ -315,6 +315,28 @@ def test_differential_batched_gold_graphs():
     assert n == 240
 
 
+def test_batched_boxes_only_where_a_question_reads_them():
+    """A batched gold image gets `box` facts only when a question reads positions or box
+    measures (`boxes_needed`); with one question per image both kinds occur, and every
+    answer is still the reference's (positions, halves and comparatives included)."""
+    rng = random.Random(5)
+    onto = default_ontology()
+    batch = []
+    for k in range(80):
+        scene = random_scene(rng, k)
+        batch.append((scene, {f"q{k}": random_program(rng, scene)}))
+    needed = [gqa_asp.boxes_needed(p, gqa_asp.attribute_words(p, onto)) for _, p in batch]
+    assert 0 < sum(needed) < len(batch)
+    many = GQAReasoner().answer_images(batch)
+    for (scene, progs), res in zip(batch, many):
+        for qid, steps in progs.items():
+            assert res[qid].answer == run_gqa(scene, steps, onto)[0], [str(s) for s in steps]
+    scene, progs = next(b for b, n in zip(batch, needed) if not n)
+    words = gqa_asp.attribute_words(progs, onto)
+    facts, _ = gqa_asp.encode_scene(scene, onto, attributes=words, boxes=False)
+    assert not any(f.startswith("box(") for f in facts)
+
+
 @pytest.mark.parametrize("target", ["cat", "animal", "animals", "_"])
 @pytest.mark.parametrize("direction", ["s", "o", "_"])
 def test_batched_relation_reached_by_hypernym_and_plural(target, direction):

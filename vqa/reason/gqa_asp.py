@@ -102,7 +102,7 @@ def rel_answer(relation: str) -> str:
 
 def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
                  relations: set[str] | None = None, attributes: set[str] | None = None,
-                 targets: tuple | None = None, scope: int | None = None) -> tuple[list[str], dict]:
+                 targets: tuple | None = None, scope: int | None = None, boxes: bool = True) -> tuple[list[str], dict]:
     """Scene facts; also returns the uncertain-fact table {K: (Wtrue, Wfalse, text)}.
     `relations`: only the certain relations with these predicates are stated (the theory
     reads a relation fact only through a step naming its predicate: `relation_predicates`).
@@ -137,8 +137,10 @@ def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
             facts.append(f"object({oid}).")
         elif o.score > 0:
             uncertain(o.score, [f"unc_object(K,{oid})."])
-        x, y, w, h = (round(v) for v in o.bbox)
-        facts += [f"name({oid},{q(o.name)}).", f"box({oid},{x},{y},{w},{h})."]
+        facts.append(f"name({oid},{q(o.name)}).")
+        if boxes:
+            x, y, w, h = (round(v) for v in o.bbox)
+            facts.append(f"box({oid},{x},{y},{w},{h}).")
         for cat, dist in o.attributes.items():
             exclusive = cat != "attribute" and len(dist) > 1
             for v, p in dist.items():
@@ -195,6 +197,16 @@ def _reachable(r, targets, names_of) -> bool:
         if d in ("o", "_") and n in called(names_of.get(r.object)):
             return True
     return False
+
+
+POSITION_WORDS = frozenset({"hposition", "vposition", "left", "right", "middle", "top", "bottom"})
+
+
+def boxes_needed(programs, words: set[str]) -> bool:
+    """Whether a step of `programs` ({qid: steps}) can read a `box` fact (world.lp): a
+    position (type or value, among `words` of `attribute_words`) or a comparative (box measures)."""
+    return bool(words & POSITION_WORDS) or any(st.unparsed is None and st.is_comparative
+                                               for steps in programs.values() for st in steps)
 
 
 def attribute_words(programs, ontology: GQAOntology) -> set[str]:
@@ -336,12 +348,12 @@ class GQAReasoner:
         text, unc = self.program_text(scene, programs)
         consts = {"fail_weight": self.config.fail_weight}
         symbols, _ = solve(text, consts=consts)
-        answers = self._read(symbols, programs, unc)
+        answers = self._read(_plain(symbols), programs, unc)
         if self.config.top_k > 1 and unc:
             bans: list[str] = []
             for _ in range(self.config.top_k - 1):
                 bans += [f"ban({q(a.qid)},{q(t[0])})." for a in answers.values() for t in a.top[-1:]]
-                more = self._read(solve(text + "\n" + "\n".join(bans), consts=consts)[0], programs, unc)
+                more = self._read(_plain(solve(text + "\n" + "\n".join(bans), consts=consts)[0]), programs, unc)
                 for qid, a in answers.items():
                     b = more[qid]
                     if b.answer is not None and b.answer not in [t[0] for t in a.top]:
@@ -364,10 +376,11 @@ class GQAReasoner:
             if not programs:
                 out[i] = {}
                 continue
+            words = attribute_words(programs, self.ontology)
             scene_facts, unc = encode_scene(scene, self.ontology, self.config.weight_cap,
-                                            relations=relation_predicates(programs),
-                                            attributes=attribute_words(programs, self.ontology),
-                                            targets=(relation_targets(programs), self._called), scope=i)
+                                            relations=relation_predicates(programs), attributes=words,
+                                            targets=(relation_targets(programs), self._called), scope=i,
+                                            boxes=boxes_needed(programs, words))
             if unc or self.config.top_k > 1 or any(qid in gold for qid in programs):
                 out[i] = self.answer_image(scene, programs)
                 continue
@@ -389,9 +402,8 @@ class GQAReasoner:
             if not res.satisfiable:
                 raise SolverError("the GQA theory has no model (it should always have one)", res.messages)
             per_image: dict[int, list] = {}
-            for s in res.atoms:  # the scope dropped: the atoms `answer_image` reads
-                args = s.arguments
-                per_image.setdefault(args[0].number, []).append(clingo.Function(s.name, args[1:]))
+            for name, args in _plain(res.atoms):  # the scope dropped: the atoms `answer_image` reads
+                per_image.setdefault(int(args[0]), []).append((name, args[1:]))
             programs_of: dict[int, dict] = {}
             for qid, (i, steps) in gold.items():
                 programs_of.setdefault(i, {})[qid] = steps
@@ -399,22 +411,22 @@ class GQAReasoner:
                 out[i] = self._read(per_image.get(i, []), progs, {}, trace=trace)
         return out
 
-    def _read(self, symbols, programs, unc, *, trace: bool = True) -> dict[str, GQAAnswer]:
+    def _read(self, atoms, programs, unc, *, trace: bool = True) -> dict[str, GQAAnswer]:
+        """Answers from the shown atoms as (name, [argument values]) pairs (`_plain`)."""
         per: dict[str, dict] = {qid: {"ans": None, "fail": [], "out": {}, "val": {}, "on": set()} for qid in programs}
-        for s in symbols:
-            a = [x.string if x.type == clingo.SymbolType.String else str(x) for x in s.arguments]
+        for name, a in atoms:
             rec = per.get(a[0])
             if rec is None:
                 continue
-            if s.name == "ans":
+            if name == "ans":
                 rec["ans"] = a[1]
-            elif s.name == "fail":
+            elif name == "fail":
                 rec["fail"].append(int(a[1]))
-            elif s.name == "out":
+            elif name == "out":
                 rec["out"].setdefault(int(a[1]), []).append(a[2])
-            elif s.name == "val":
+            elif name == "val":
                 rec["val"][int(a[1])] = a[2]
-            elif s.name == "on":
+            elif name == "on":
                 rec["on"].add(int(a[1]))
         out = {}
         for qid, rec in per.items():
@@ -435,6 +447,12 @@ class GQAReasoner:
                                  steps_trace, [(rec["ans"], cost)] if rec["ans"] is not None else [], cost,
                                  [unc[k][2] for k in sorted(rec["on"])])
         return out
+
+
+def _plain(symbols) -> list[tuple[str, list]]:
+    """Shown atoms as (name, arguments): a string's text, anything else as written."""
+    string = clingo.SymbolType.String
+    return [(sym.name, [x.string if x.type == string else str(x) for x in sym.arguments]) for sym in symbols]
 
 
 # ---- many gold images per clingo call ------------------------------------------------------
