@@ -315,6 +315,27 @@ def test_differential_batched_gold_graphs():
     assert n == 240
 
 
+def test_name_readings_are_one_choice_and_a_failing_question_takes_the_other():
+    """An object read as a cup (0.6) or a bowl (0.4): questions that work either way read the
+    cup; one that needs a bowl reads the bowl, at that reading's cost; a certain object's
+    name is no choice. The readings are one exclusive group (never both names)."""
+    objs = [SceneObject("0", "cup", [0, 0, 20, 20], {"color": {"red": 1.0}}),
+            SceneObject("1", "table", [40, 40, 50, 30], {"color": {"brown": 1.0}})]
+    scene = SceneGraph("n", 100, 100, objs, [], info={"name_readings": {"0": {"cup": 0.6, "bowl": 0.4}}})
+    facts, unc = gqa_asp.encode_scene(scene, default_ontology())
+    assert not any(f.startswith('name("0"') for f in facts) and 'name("1","table").' in facts
+    assert sorted(t for _, _, t in unc.values()) == ['name("0","bowl").', 'name("0","cup").']
+    progs = {"cup": [S("select", "cup (0)"), S("query", "color", 0)],
+             "bowl": [S("select", "bowl (0)"), S("query", "color", 0)],
+             "both": [S("select", "cup (0)"), S("exist", "?", 0), S("select", "bowl (0)"), S("exist", "?", 2),
+                      S("and", "", 1, 3)],
+             "name": [S("select", "table (1)"), S("query", "name", 0)]}
+    got = GQAReasoner().answer_image(scene, progs)
+    assert {q: a.answer for q, a in got.items()} == {"cup": "red", "bowl": "red", "both": "no", "name": "table"}
+    assert got["cup"].cost < got["bowl"].cost
+    assert got["bowl"].cost == weight(0.4, 13816) and got["cup"].cost == weight(0.6, 13816)
+
+
 def test_batched_boxes_only_where_a_question_reads_them():
     """A batched gold image gets `box` facts only when a question reads positions or box
     measures (`boxes_needed`); with one question per image both kinds occur, and every

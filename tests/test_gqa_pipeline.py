@@ -2,6 +2,7 @@
 `vqa answer --dataset gqa`, and `vqa evaluate --dataset gqa --scene-source predicted`."""
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -37,23 +38,34 @@ def test_shipped_models_answer_the_sample_like_the_reference_executor_on_the_sam
     assert scene.info.get("reasoning_view") == pipe.certain
     parsed = pipe.question_parser.parse_batch(texts)
     onto = default_ontology()
+    readings = scene.info.get("name_readings") or {}
+    named = [dict(zip(readings, names)) for names in itertools.product(*(sorted(d) for d in readings.values()))]
+    other = 0
     for a, p in zip(answers, parsed):  # ASP on the predicted graph = the Python executor on its most probable reading
         steps = [parse_step(s["operation"], s["argument"], s["dependencies"]) for s in p.semantic]
         ref, _ = run_gqa(_most_probable(scene), steps, onto)
-        assert a.answer == ref, a.question
+        if ref is None and a.answer is not None:  # failing there, the ASP took another name reading, where it works
+            assert a.answer in {run_gqa(_most_probable(scene, n), steps, onto)[0] for n in named}, a.question
+            other += 1
+        else:
+            assert a.answer == ref, a.question
         assert a.trace and a.reasoner == "asp" and a.program is not None
+    assert other <= 2
     gold = [r["answer"] for r in QUESTIONS.values()]
-    # the shipped parser names the sample's orange a stool (names 4/5): 7 of the 10 answers are right
-    assert sum(a.answer == g for a, g in zip(answers, gold)) >= 7, [(a.question, a.answer, g)
+    # the shipped parser reads the sample's orange as a stool (0.53) or an orange (0.46): 8 of the 10 answers are right
+    assert sum(a.answer == g for a, g in zip(answers, gold)) >= 8, [(a.question, a.answer, g)
                                                                      for a, g in zip(answers, gold)]
 
 
-def _most_probable(scene):
-    """The graph with the facts the ASP theory takes on its most probable reading (p >= 0.5)."""
+def _most_probable(scene, names=None):
+    """The graph with the facts the ASP theory takes on its most probable reading (p >= 0.5);
+    `names` ({object id: name}): these objects named so instead."""
     from vqa.scene import SceneGraph, SceneObject
 
-    objs = [SceneObject(o.id, o.name, o.bbox, {"attribute": {v: 1.0 for v, p in o.attributes["attribute"].items()
-                                                             if p >= 0.5}}) for o in scene.objects]
+    names = names or {}
+    objs = [SceneObject(o.id, names.get(o.id, o.name), o.bbox,
+                        {"attribute": {v: 1.0 for v, p in o.attributes["attribute"].items() if p >= 0.5}})
+            for o in scene.objects]
     keep = {o.id for o in objs}
     rels = [r for r in scene.relations if r.probability >= 0.5 and r.subject in keep and r.object in keep]
     for r in rels:

@@ -250,3 +250,15 @@ def test_reasoning_view_keeps_only_the_unsure_facts_uncertain():
     assert [(r.predicate, r.subject, r.probability) for r in v.relations] == [("to the left of", "0", 1.0),
                                                                              ("next to", "0", 0.5)]
     assert g.objects[0].score == 0.4 and g.relations[0].probability == 0.999  # the raw graph is untouched
+    assert "name_readings" not in v.info  # no name distributions given
+
+
+def test_reasoning_view_names_below_certain_become_readings():
+    from vqa.vision.gqa_core import reasoning_view
+
+    objs = [SceneObject(str(k), n, [10 * k, 0, 10, 10], {"attribute": {}}) for k, n in enumerate(["cup", "box", "leaf"])]
+    names = [{"cup": 0.6, "bowl": 0.38, "mug": 0.02}, {"box": 0.97, "crate": 0.03}, {"leaf": 0.5, "box": 0.01}]
+    v = reasoning_view(SceneGraph("1", 100, 100, objs, [], info={"names": names}), 0.95)
+    # object 0: two readings (mug is below 1 - certain); object 1: sure; object 2: one reading only: its name
+    assert v.info["name_readings"] == {"0": {"cup": 0.6, "bowl": 0.38}}
+    assert [o.name for o in v.objects] == ["cup", "box", "leaf"]

@@ -112,10 +112,14 @@ def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
     stated only when a step naming its predicate can reach it (its target side called by
     the step's name, or the name "_").
     `scope`: the certain facts come scoped (`scope_fact`), for `answer_images`; the
-    uncertain ones do not (an uncertain graph is answered by `answer_image`)."""
+    uncertain ones do not (an uncertain graph is answered by `answer_image`).
+    An object with several name readings (`scene.info["name_readings"]`, {object id: {name:
+    p}}, as `gqa_core.reasoning_view` writes them) gets one exclusive group of `unc_name`
+    choices instead of its `name` fact."""
     S = "" if scope is None else f"{scope},"  # every scene fact's first argument is scoped
     facts = [f"image({S}{round(scene.width)},{round(scene.height)})."]
     names_of = {o.id: o.name for o in scene.objects} if targets is not None else None
+    names = scene.info.get("name_readings") or {}  # {object id: {name: p}} (`gqa_core.reasoning_view`)
     unc: dict[int, tuple[int, int, str]] = {}
 
     def uncertain(p, atoms: list[str], group=None) -> None:
@@ -137,7 +141,12 @@ def encode_scene(scene: SceneGraph, ontology: GQAOntology, cap: int = 13816, *,
             facts.append(f"object({oid}).")
         elif o.score > 0:
             uncertain(o.score, [f"unc_object(K,{oid})."])
-        facts.append(f"name({oid},{q(o.name)}).")
+        dist = names.get(o.id)
+        if dist and len(dist) > 1:
+            for n, p in dist.items():
+                uncertain(p, [f"unc_name(K,{oid},{q(n)})."], group=f"{o.id}/name")
+        else:
+            facts.append(f"name({oid},{q(o.name)}).")
         if boxes:
             x, y, w, h = (round(v) for v in o.bbox)
             facts.append(f"box({oid},{x},{y},{w},{h}).")
@@ -293,7 +302,7 @@ def theory_text(rules_dir: Path = RULES_DIR) -> str:
 def solve(program: str, *, consts: dict[str, int] | None = None) -> tuple[list[clingo.Symbol], list[int]]:
     """Ground and solve `program` (vqa.reason.solver); the shown atoms of an optimal model
     and its cost."""
-    res = _solve(program, arguments=["--opt-mode=opt"] + [f"-c{k}={v}" for k, v in (consts or {}).items()])
+    res = _solve(program, arguments=["--opt-mode=opt", "--opt-strategy=usc"] + [f"-c{k}={v}" for k, v in (consts or {}).items()])
     if not res.satisfiable:
         raise SolverError("the GQA theory has no model (it should always have one)", res.messages)
     return res.atoms, res.cost
@@ -334,7 +343,8 @@ class GQAReasoner:
 
     def program_text(self, scene: SceneGraph, programs: dict[str, list[GQAStep]]) -> tuple[str, dict]:
         facts, unc = encode_scene(scene, self.ontology, self.config.weight_cap)
-        names = {o.name for o in scene.objects}
+        names = {o.name for o in scene.objects} | {n for d in (scene.info.get("name_readings") or {}).values()
+                                                   for n in d}
         facts += encode_ontology(self.ontology, names)
         for qid, steps in programs.items():
             facts += encode_question(qid, steps)
@@ -466,8 +476,11 @@ _FACT_HEAD = re.compile(r"([a-z_]\w*)\(")
 # The world of a question (world.lp): every atom carries the question, so that each question
 # gets its own reading of an uncertain scene; on a gold graph every question's world is the
 # same, and the batched call grounds it once per image (the question argument dropped).
-WORLD_PREDICATES = frozenset({"obj", "has", "r", "is"})
-UNCERTAIN_PREDICATES = frozenset({"unc", "unc_object", "unc_attr", "unc_rel", "group"})  # input only
+WORLD_PREDICATES = frozenset({"obj", "has", "r", "is", "nm"})
+UNCERTAIN_PREDICATES = frozenset({"unc", "unc_object", "unc_attr", "unc_rel", "unc_name", "group"})  # input only
+# A question's reading of an object's name (world.lp `nm`) is, on a gold graph, its one name:
+# the batched theory reads `name` there and leaves out the rule that copies it.
+GOLD_RENAMED = {"nm": "name"}
 
 
 class _Scoper(clingo.ast.Transformer):
@@ -481,8 +494,8 @@ class _Scoper(clingo.ast.Transformer):
         sym = node.symbol
         if sym.ast_type == clingo.ast.ASTType.Function and sym.name not in GLOBAL_PREDICATES:
             args = list(sym.arguments[1:] if sym.name in WORLD_PREDICATES else sym.arguments)
-            node = node.update(symbol=sym.update(arguments=[clingo.ast.Variable(sym.location, SCOPE_VARIABLE),
-                                                             *args]))
+            node = node.update(symbol=sym.update(name=GOLD_RENAMED.get(sym.name, sym.name),
+                                                 arguments=[clingo.ast.Variable(sym.location, SCOPE_VARIABLE), *args]))
         return node
 
     def visit_Minimize(self, node):  # the scope among a weak constraint's terms (distinct tuples per image)
@@ -510,6 +523,16 @@ def _positive_names(body) -> set[str]:
     return names
 
 
+def _head_name(stm) -> str | None:
+    """The predicate of a rule's head atom (None for other heads)."""
+    head = getattr(stm, "head", None)
+    atom = getattr(head, "atom", None) if head is not None and head.ast_type == clingo.ast.ASTType.Literal else None
+    if atom is None or atom.ast_type != clingo.ast.ASTType.SymbolicAtom:
+        return None
+    sym = atom.symbol
+    return sym.name if sym.ast_type == clingo.ast.ASTType.Function else None
+
+
 def scoped_theory(theory: str, *, trace: bool = True) -> list:
     """The theory's statements (parsed) for a batch of gold graphs (see `_Scoper`); the rules
     of uncertain facts (a positive body atom of an input predicate that gold graphs never
@@ -521,6 +544,8 @@ def scoped_theory(theory: str, *, trace: bool = True) -> list:
         body = getattr(stm, "body", None)
         if body is not None and _positive_names(body) & UNCERTAIN_PREDICATES:
             return
+        if body is not None and _head_name(stm) in GOLD_RENAMED and GOLD_RENAMED[_head_name(stm)] in _positive_names(body):
+            return  # (the copy rule: after renaming, the head is one of its own body atoms)
         if not trace and stm.ast_type == clingo.ast.ASTType.ShowSignature and stm.name not in ("ans", "fail"):
             return
         out.append(scoper(stm))

@@ -225,7 +225,17 @@ def reasoning_view(scene: SceneGraph, certain: float = 0.95) -> SceneGraph:
     it), attributes and relations with probability >= `certain` become facts (1.0) and those
     below 1 - `certain` are left out; the rest stay uncertain, for the ASP theory to weigh.
     Without this, ASP optimises over every fact of the graph (a hundred or more choices per
-    image) and takes minutes per image; the raw graph is what the metrics score."""
+    image) and takes minutes per image; the raw graph is what the metrics score.
+    Names likewise: an object whose top name (`info["names"]`, the parser's three best)
+    has probability < `certain` gets its names with probability >= 1 - `certain` as
+    readings (`info["name_readings"]`, {object id: {name: p}}), one of which the ASP
+    theory chooses per question (`unc_name`)."""
+    readings = {}
+    for o, top in zip(scene.objects, scene.info.get("names") or ()):
+        if top and max(top.values()) < certain:
+            kept = {n: p for n, p in top.items() if p >= 1 - certain}
+            if len(kept) > 1:
+                readings[o.id] = kept
     objects = []
     for o in scene.objects:
         attrs = {cat: {v: (1.0 if p >= certain else p) for v, p in dist.items() if p >= 1 - certain}
@@ -233,5 +243,7 @@ def reasoning_view(scene: SceneGraph, certain: float = 0.95) -> SceneGraph:
         objects.append(SceneObject(o.id, o.name, list(o.bbox), attrs, 1.0, o.position))
     relations = [Relation(r.subject, r.predicate, r.object, 1.0 if r.probability >= certain else r.probability)
                  for r in scene.relations if r.probability >= 1 - certain]
-    return SceneGraph(scene.image_id, scene.width, scene.height, objects, relations, scene.directions,
-                      {**scene.info, "reasoning_view": certain})
+    info = {**scene.info, "reasoning_view": certain}
+    if readings:
+        info["name_readings"] = readings
+    return SceneGraph(scene.image_id, scene.width, scene.height, objects, relations, scene.directions, info)
