@@ -37,6 +37,16 @@ def test_typed_scene_spreads_bare_attributes_over_types():
     assert "container" in a.attributes["category"] and a.attributes["hposition"] == {"left": 1.0}
 
 
+def test_typed_scene_reads_name_readings_as_the_name_distribution():
+    p = SceneGraph("p", 100, 100, [SceneObject("a", "apple", [0, 0, 10, 10], {}),
+                                   SceneObject("b", "stool", [50, 0, 10, 10], {})], [],
+                   info={"name_readings": {"a": {"apple": 0.6, "cup": 0.3}}})
+    a, b = typed_scene(p, default_ontology()).objects
+    assert a.attributes["name"] == {"apple": 0.6, "cup": 0.3}
+    assert a.attributes["category"] == {"fruit": 0.6, "food": 0.6, "container": 0.3}
+    assert b.attributes["name"] == {"stool": 1.0} and b.attributes["category"] == {"furniture": 1.0}
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("gqa_nsm")

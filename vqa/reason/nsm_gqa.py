@@ -15,7 +15,9 @@ The machine is `vqa.reason.nsm.NSM`, unchanged; this module supplies GQA's side:
   training questions (GQA's answer vocabulary, most frequent first).
 - nodes and edges from a `SceneGraph` (`typed_scene`): GQA's bare attribute strings are
   spread over their types, typed categories of a predicted graph keep their category, and
-  probabilities stay probabilities, so gold and predicted graphs are read the same way.
+  probabilities stay probabilities, so gold and predicted graphs are read the same way
+  (an object with name readings, `info["name_readings"]`, has them as its name
+  distribution, and each category at its most probable name's probability).
 - training traces from the `semantic` programs, run by the reference executor
   (`gqa_macro_steps`): a select with its filters is one restarting property shift, a
   relate one relation shift (followed by a property shift on its name when it names
@@ -82,11 +84,16 @@ def _third(pos: float, extent: float, size: float, names) -> str:
 def typed_scene(scene: SceneGraph, onto: GQAOntology) -> SceneGraph:
     """The graph with attributes grouped by property type (see the module docstring)."""
     objs = []
+    readings = scene.info.get("name_readings") or {}
     for o in scene.objects:
-        attrs: dict[str, dict[str, float]] = {"name": {o.name: 1.0}}
-        cats = categories(o.name, onto)
+        names = readings.get(o.id) or {o.name: 1.0}  # an unsure name: its readings (`gqa_core.reasoning_view`)
+        attrs: dict[str, dict[str, float]] = {"name": dict(names)}
+        cats: dict[str, float] = {}
+        for n, p in names.items():
+            for c in categories(n, onto):
+                cats[c] = max(cats.get(c, 0.0), p)
         if cats:
-            attrs["category"] = {c: 1.0 for c in cats}
+            attrs["category"] = cats
         for cat, dist in o.attributes.items():
             for v, p in dist.items():
                 for t in ((onto.types_of(v) or ["other"]) if cat == "attribute" else [cat]):
