@@ -302,7 +302,9 @@ def theory_text(rules_dir: Path = RULES_DIR) -> str:
 def solve(program: str, *, consts: dict[str, int] | None = None) -> tuple[list[clingo.Symbol], list[int]]:
     """Ground and solve `program` (vqa.reason.solver); the shown atoms of an optimal model
     and its cost."""
-    res = _solve(program, arguments=["--opt-mode=opt", "--opt-strategy=usc"] + [f"-c{k}={v}" for k, v in (consts or {}).items()])
+    # core-guided optimisation: branch-and-bound took minutes on an image with several unsure names
+    res = _solve(program, arguments=["--opt-mode=opt", "--opt-strategy=usc"]
+                 + [f"-c{k}={v}" for k, v in (consts or {}).items()])
     if not res.satisfiable:
         raise SolverError("the GQA theory has no model (it should always have one)", res.messages)
     return res.atoms, res.cost
@@ -487,7 +489,8 @@ class _Scoper(clingo.ast.Transformer):
     """For a batch of gold graphs: every atom whose predicate is not in GLOBAL_PREDICATES gets
     the image's index as a new first argument, the same variable throughout a rule, so that
     the rules of one call join only facts of one image (images never meet); the atoms of a
-    question's world lose their question argument (one world per image). Each image's answers
+    question's world lose their question argument (one world per image), and those of
+    GOLD_RENAMED read the gold graph's own predicate. Each image's answers
     are those of a call of its own (a differential test checks it)."""
 
     def visit_SymbolicAtom(self, node):
@@ -544,7 +547,8 @@ def scoped_theory(theory: str, *, trace: bool = True) -> list:
         body = getattr(stm, "body", None)
         if body is not None and _positive_names(body) & UNCERTAIN_PREDICATES:
             return
-        if body is not None and _head_name(stm) in GOLD_RENAMED and GOLD_RENAMED[_head_name(stm)] in _positive_names(body):
+        head = _head_name(stm)
+        if body is not None and head in GOLD_RENAMED and GOLD_RENAMED[head] in _positive_names(body):
             return  # (the copy rule: after renaming, the head is one of its own body atoms)
         if not trace and stm.ast_type == clingo.ast.ASTType.ShowSignature and stm.name not in ("ans", "fail"):
             return
