@@ -167,6 +167,18 @@ def test_training_on_the_official_layout_resumes_exports_and_runs_on_numpy(tmp_p
     assert ckpt["config"]["backbone"]["score_threshold"] == second["decoding"]["score_threshold"]
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["eval_epoch"] for r in log if "eval_epoch" in r] == [1, 2]
+    # fine-tuning (--init): a new run from the trained checkpoint, its architecture and vocabulary
+    tuned = tmp_path / "tuned"
+    init = ["train", "scene-parser", "--dataset", "gqa", "--images", str(images), "--scenes", str(scenes),
+            "--out", str(tuned), "--batch-size", "2", "--threads", "1", "--epochs", "1", "--lr", "1e-9",
+            "--no-tune", "--init", str(out / "gqa_scene_parser.pt"), "--json"]
+    assert main(init) == 0
+    third = json.loads(capsys.readouterr().out)
+    assert third["steps"] == 3 and third["vocabulary"] == first["vocabulary"]
+    a, b = (torch.load(f, weights_only=True)["state_dict"] for f in (out / "gqa_scene_parser.pt",
+                                                                      tuned / "gqa_scene_parser.pt"))
+    weights = [k for k in a if "running_" not in k and "num_batches" not in k]  # (batch-norm statistics move)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in weights)
     assert main(["export-numpy", str(out / "gqa_scene_parser.pt")]) == 0
     capsys.readouterr()
     model = load_gqa_scene_parser(out / "gqa_scene_parser.pt")

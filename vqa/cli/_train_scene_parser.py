@@ -113,8 +113,8 @@ def _run_gqa(args) -> int:
 
     if not args.images or not args.scenes:
         raise VQAError("--dataset gqa needs --images DIR and --scenes FILE (e.g. sceneGraphs/train_sceneGraphs.json)")
-    if args.data or args.init or args.extra_data:
-        raise VQAError("--data, --init and --extra-data are for --dataset clevr")
+    if args.data or args.extra_data:
+        raise VQAError("--data and --extra-data are for --dataset clevr")
     backbone = {"attn_variant": args.attention}
     for key, value in (("n_kv_heads", args.kv_heads), ("n_q_heads", args.q_heads), ("dim", args.dim),
                        ("depth", args.depth), ("n_heads", args.heads), ("image_size", args.image_size),
@@ -127,7 +127,7 @@ def _run_gqa(args) -> int:
                          batch_size=args.batch_size or 16, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, resume=args.resume, device=args.device,
                          amp=not args.no_amp, threads=args.threads, max_minutes=args.max_minutes,
-                         tune=not args.no_tune, model={"backbone": backbone})
+                         tune=not args.no_tune, model={} if args.init else {"backbone": backbone}, init=args.init)
     try:
         summary = train_gqa_scene_parser(cfg, progress=progress, log=lambda line: print(line, file=sys.stderr))
     except ValueError as e:  # a bad model setting (attention heads, sizes)

@@ -63,6 +63,7 @@ class GQATrainConfig:
     max_minutes: float | None = None
     tune: bool = True                   # choose the objectness threshold / NMS IoU on val_scenes at the end
     model: dict = field(default_factory=dict)   # GQASceneParserConfig overrides ("backbone": {...} for the ViT)
+    init: str | None = None             # fine-tune: start from this checkpoint (its architecture and vocabulary)
 
 
 def pair_targets(gold, n_rel: int, device) -> torch.Tensor:
@@ -197,6 +198,11 @@ def train_gqa_scene_parser(cfg: GQATrainConfig, *, progress=None, log=print) -> 
     if cfg.resume and last.is_file():
         state = torch.load(last, map_location="cpu", weights_only=True)
         model = model_from_checkpoint(state, file=last)
+    elif cfg.init:
+        from .gqa_scene_parser import load_gqa_scene_parser
+
+        torch.manual_seed(cfg.seed)
+        model = load_gqa_scene_parser(cfg.init)  # its vocabulary: names, attributes, relations unseen there are no targets
     else:
         vocab = scan_vocabulary(cfg.scenes, limit=cfg.limit, min_count=cfg.min_count)
         torch.manual_seed(cfg.seed)
