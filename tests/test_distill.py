@@ -32,26 +32,33 @@ SCRIPT = [
 ]
 
 
-@pytest.fixture
-def task(tmp_path):
-    """An incomplete theory (no rules for `exist`) and exist/count questions on the fixture scenes."""
+def write_exist_task(tmp: Path, colours=("red", "blue"), functions=("exist",)) -> Path:
+    """The CLEVR theory without its `exist` rules (`tmp/incomplete.lp`) and one question per
+    fixture scene, colour and function, `fn(filter_color[c](scene))` (`tmp/questions.json`,
+    answers by the reference executor); returns the scenes file."""
     theory = load_theory(Path(__file__).parents[1] / "rules" / "clevr")
     for rule in EXIST_RULES:
         assert rule in theory
         theory = theory.replace(rule, "")
-    (tmp_path / "incomplete.lp").write_text(theory)
+    (tmp / "incomplete.lp").write_text(theory)
     scenes_path = FIXTURES / "clevr/scenes/CLEVR_val_scenes.json"
-    scenes = load_scenes(scenes_path)
     questions = []
-    for sg in scenes.values():
-        for c in ("red", "blue", "green", "yellow", "gray", "purple"):
-            for fn in ("exist", "count"):
+    for sg in load_scenes(scenes_path).values():
+        for c in colours:
+            for fn in functions:
                 p = Program.parse(f"{fn}(filter_color[{c}](scene))")
                 questions.append({"question_index": len(questions), "image_filename": sg.image_id + ".png",
                                   "question": f"{fn} {c}?", "answer": execute(p, sg).answer,
                                   "program": p.to_clevr("function")})
-    dump_json({"questions": questions}, tmp_path / "questions.json")
-    return tmp_path, scenes_path
+    dump_json({"questions": questions}, tmp / "questions.json")
+    return scenes_path
+
+
+@pytest.fixture
+def task(tmp_path):
+    """An incomplete theory (no rules for `exist`) and exist/count questions on the fixture scenes."""
+    return tmp_path, write_exist_task(tmp_path, ("red", "blue", "green", "yellow", "gray", "purple"),
+                                      ("exist", "count"))
 
 
 def argv(tmp_path, scenes, url, out="run"):

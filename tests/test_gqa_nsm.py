@@ -212,18 +212,25 @@ def _same(x, y) -> bool:
     return x == y
 
 
-def test_examples_are_the_same_with_load_workers(world):
-    """--load-workers encodes in forked processes: the same examples, in the same order, and
-    the per-scene tables / typed graph passed down change nothing against computing them afresh."""
+def _training_side(world):
+    """The world's training records, graphs, GQA ontology, NSM ontology and vocabulary."""
     from vqa.reason.nsm_data import Vocab
-    from vqa.reason.nsm_gqa import _records, _steps, encode_gqa_example, load_gqa_examples
+    from vqa.reason.nsm_gqa import _records
 
     tr, _ = world
     recs = _records(tr["questions_file"])
     graphs = SceneGraphs(tr["scenes_file"])
     onto = default_ontology()
     ont = gqa_nsm_ontology([graphs[i] for i in graphs], Counter(r["answer"] for r in recs.values()), onto)
-    vocab = Vocab.build([r["question"] for r in recs.values()], ont)
+    return recs, graphs, onto, ont, Vocab.build([r["question"] for r in recs.values()], ont)
+
+
+def test_examples_are_the_same_with_load_workers(world):
+    """--load-workers encodes in forked processes: the same examples, in the same order, and
+    the per-scene tables / typed graph passed down change nothing against computing them afresh."""
+    from vqa.reason.nsm_gqa import _steps, encode_gqa_example, load_gqa_examples
+
+    recs, graphs, onto, ont, vocab = _training_side(world)
     one = load_gqa_examples(recs, graphs, ont, vocab, onto, 8)
     three = load_gqa_examples(recs, graphs, ont, vocab, onto, 8, workers=3)
     assert len(one) == len(recs) and sum("trace" in e for e in one) > len(recs) // 2
@@ -241,15 +248,10 @@ def test_edge_control_starts_as_the_instruction_only_machine(world):
     import torch
 
     from vqa.reason.nsm import NSM, NSMConfig
-    from vqa.reason.nsm_data import Vocab, collate
-    from vqa.reason.nsm_gqa import _records, load_gqa_examples
+    from vqa.reason.nsm_data import collate
+    from vqa.reason.nsm_gqa import load_gqa_examples
 
-    tr, _ = world
-    recs = _records(tr["questions_file"])
-    graphs = SceneGraphs(tr["scenes_file"])
-    onto = default_ontology()
-    ont = gqa_nsm_ontology([graphs[i] for i in graphs], Counter(r["answer"] for r in recs.values()), onto)
-    vocab = Vocab.build([r["question"] for r in recs.values()], ont)
+    recs, graphs, onto, ont, vocab = _training_side(world)
     batch = collate(load_gqa_examples(recs, graphs, ont, vocab, onto, 8)[:16])
     torch.manual_seed(0)
     plain = NSM(NSMConfig(), ont, len(vocab)).eval()
@@ -271,16 +273,11 @@ def test_shift_loss_reaches_saturated_relation_shifts(world):
     import torch
 
     from vqa.reason.nsm import NSM, NSMConfig
-    from vqa.reason.nsm_data import Vocab, collate
-    from vqa.reason.nsm_gqa import _records, load_gqa_examples
+    from vqa.reason.nsm_data import collate
+    from vqa.reason.nsm_gqa import load_gqa_examples
     from vqa.reason.nsm_train import loss_fn
 
-    tr, _ = world
-    recs = _records(tr["questions_file"])
-    graphs = SceneGraphs(tr["scenes_file"])
-    onto = default_ontology()
-    ont = gqa_nsm_ontology([graphs[i] for i in graphs], Counter(r["answer"] for r in recs.values()), onto)
-    vocab = Vocab.build([r["question"] for r in recs.values()], ont)
+    recs, graphs, onto, ont, vocab = _training_side(world)
     batch = collate(load_gqa_examples(recs, graphs, ont, vocab, onto, 8))
     assert bool((batch["relation"] == 1).any())
     torch.manual_seed(0)

@@ -96,27 +96,10 @@ def make_distiller(dataset: str, tmp: Path):
 
     limits = SandboxLimits(time_s=5, memory_mb=1024)
     if dataset == "clevr":
-        from test_distill import EXIST_RULES
-        from vqa import Program
-        from vqa.datasets.clevr import load_scenes
+        from test_distill import write_exist_task
         from vqa.distill.clevr_checker import ENCODING_DOC, CLEVRChecker
-        from vqa.executor import execute
-        from vqa.reason.solver import load_theory
-        from conftest import dump_json
 
-        theory = load_theory(Path(__file__).parents[1] / "rules" / "clevr")
-        for rule in EXIST_RULES:
-            theory = theory.replace(rule, "")
-        (tmp / "incomplete.lp").write_text(theory)
-        scenes = FIXTURES / "clevr/scenes/CLEVR_val_scenes.json"
-        questions = []
-        for sg in load_scenes(scenes).values():
-            for c in ("red", "blue"):
-                p = Program.parse(f"exist(filter_color[{c}](scene))")
-                questions.append({"question_index": len(questions), "image_filename": sg.image_id + ".png",
-                                  "question": f"exist {c}?", "answer": execute(p, sg).answer,
-                                  "program": p.to_clevr("function")})
-        dump_json({"questions": questions}, tmp / "questions.json")
+        scenes = write_exist_task(tmp)
         run = DistillRun("clevr", str(tmp / "questions.json"), str(scenes), str(tmp / "run"),
                          theory=str(tmp / "incomplete.lp"), test_fraction=0, val_fraction=0)
         checker = CLEVRChecker(limits=limits)

@@ -87,26 +87,9 @@ def distiller(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("hostile")
     # the task fixture, by hand (module scope)
-    from test_distill import EXIST_RULES
-    from vqa import Program
-    from vqa.datasets.clevr import load_scenes
-    from vqa.executor import execute
-    from vqa.reason.solver import load_theory
-    from conftest import FIXTURES, dump_json
+    from test_distill import write_exist_task
 
-    theory = load_theory(Path(__file__).parents[1] / "rules" / "clevr")
-    for rule in EXIST_RULES:
-        theory = theory.replace(rule, "")
-    (tmp / "incomplete.lp").write_text(theory)
-    scenes_path = FIXTURES / "clevr/scenes/CLEVR_val_scenes.json"
-    questions = []
-    for sg in load_scenes(scenes_path).values():
-        for c in ("red", "blue"):
-            p = Program.parse(f"exist(filter_color[{c}](scene))")
-            questions.append({"question_index": len(questions), "image_filename": sg.image_id + ".png",
-                              "question": f"exist {c}?", "answer": execute(p, sg).answer,
-                              "program": p.to_clevr("function")})
-    dump_json({"questions": questions}, tmp / "questions.json")
+    scenes_path = write_exist_task(tmp)
     run = DistillRun("clevr", str(tmp / "questions.json"), str(scenes_path), str(tmp / "run"),
                      theory=str(tmp / "incomplete.lp"), test_fraction=0, val_fraction=0)
     base, _, split = prepare(run)
