@@ -3,6 +3,7 @@ check against the plain-Python reference executor."""
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,61 @@ def test_weighted_reading_rescues_a_failing_step():
     # ... unless failing is made dearer
     r2 = GQAReasoner(GQAReasonerConfig(fail_weight=20000))
     assert r2.answer_image(predicted_scene(0.0005), progs)["red_name"].answer == "ball"
+
+
+PIGEONS = """pigeon(1..12). hole(1..11).
+{ in(P,H) : hole(H) } 1 :- pigeon(P).
+:- in(P,H), in(Q,H), P<Q.
+placed(P) :- in(P,_).
+:~ pigeon(P), not placed(P). [1@0,P]
+#show placed/1."""
+
+
+def test_solve_stops_at_its_deadline_with_the_best_model_so_far():
+    # proving that 12 pigeons do not fit 11 holes takes CDCL exponential time: core-guided
+    # search finds no model before it, branch-and-bound finds cost 1 at once
+    start = time.perf_counter()
+    atoms, cost, proven = gqa_asp.solve(PIGEONS, deadline=start + 0.4)
+    assert time.perf_counter() - start < 3.0
+    assert not proven and atoms is not None and cost and cost[0] >= 1
+    assert len(atoms) == 12 - cost[0]
+    # an easy program is proven within the same budget, by usc alone
+    atoms, cost, proven = gqa_asp.solve("{a;b}. :~ not a. [3@0] :~ not b. [2@0] #show a/0. #show b/0.",
+                                        deadline=time.perf_counter() + 5)
+    assert proven and cost == [0] and sorted(str(x) for x in atoms) == ["a", "b"]
+
+
+def test_budget_on_uncertain_graphs(monkeypatch):
+    progs = {"color": [S("select", "ball"), S("query", "color", 0)],
+             "verify": [S("select", "ball"), S("verify color", "red", 0)]}
+    scene = predicted_scene(0.4)
+    want = GQAReasoner(GQAReasonerConfig(budget=None)).answer_image(scene, progs)
+    assert all(a.proven for a in want.values())
+    # usc runs out of time without a model: branch-and-bound takes over and finds the same optimum
+    real = gqa_asp._solve_until
+    strategies = []
+
+    def usc_times_out(ctl, until):
+        strategies.append(str(ctl.configuration.solver.opt_strategy))
+        if len(strategies) == 1:
+            return None, [], False
+        return real(ctl, until)
+
+    monkeypatch.setattr(gqa_asp, "_solve_until", usc_times_out)
+    got = GQAReasoner(GQAReasonerConfig(budget=5.0)).answer_image(scene, progs)
+    assert strategies[0].startswith("usc") and strategies[1].startswith("bb")
+    assert {q: (a.answer, a.cost, a.proven) for q, a in got.items()} == \
+        {q: (a.answer, a.cost, True) for q, a in want.items()}
+    # neither search finds a model within the budget: no answer, said why
+    monkeypatch.setattr(gqa_asp, "_solve_until", lambda ctl, until: (None, [], False))
+    got = GQAReasoner(GQAReasonerConfig(budget=0.01)).answer_image(scene, progs)
+    assert all(a.answer is None and a.failed_operation == "budget" and not a.proven for a in got.values())
+    # gold graphs (nothing uncertain) are never given a deadline
+    gold = SceneGraph("img", 400, 300, [SceneObject("a", "ball", [10, 10, 50, 50], {"color": {"red": 1.0}})])
+    res = GQAReasoner(GQAReasonerConfig(budget=0.01)).answer_image(gold, progs)
+    assert res["color"].answer == "red" and res["verify"].answer == "yes"
+    with pytest.raises(ValueError, match="budget"):
+        GQAReasonerConfig(budget=0)
 
 
 def test_uncertain_relations_objects_and_top_answers():

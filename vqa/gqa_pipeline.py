@@ -18,7 +18,9 @@ default 0.95): detected objects exist, facts of probability >= 0.95 are facts, t
 - "asp" (default): the GQA theory (`rules/gqa/`, `vqa.reason.gqa_asp`) answers on the
   most probable reading of the scene; `trace` holds each step's objects or value,
   `confidence` = parse probability x the answer's share among the top answers' readings
-  (exp(-cost / 1000) each);
+  (exp(-cost / 1000) each). The search has a budget (`budget` seconds per question, the
+  image's questions together): an answer whose reading is not proven the most probable
+  within it has `proven` False and its confidence halved, as in `vqa.pipeline`;
 - "nsm": the GQA Neural State Machine (`vqa.reason.nsm_gqa`) answers from the graph and the
   question text; `trace` holds the attention over objects per reasoning step.
 
@@ -33,7 +35,7 @@ from pathlib import Path
 
 from .errors import VQAError
 from .executor import TraceStep
-from .pipeline import BACKENDS, CHECKPOINT_DIR, Answer, compute_threads
+from .pipeline import BACKENDS, CHECKPOINT_DIR, UNPROVEN_FACTOR, Answer, compute_threads
 from .program import Program
 from .scene import SceneGraph
 
@@ -48,12 +50,15 @@ class GQAPipeline:
 
     def __init__(self, *, scene_checkpoint=None, parser_checkpoint=None, nsm_checkpoint=None,
                  reasoner: str = "asp", device: str = "cpu", threads: int | None = 1, backend: str = "auto",
-                 top_k: int = 3, certain: float | None = 0.95):
+                 top_k: int = 3, certain: float | None = 0.95, budget: float | None = 2.0):
         if reasoner not in REASONERS:
             raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
         if backend not in BACKENDS:
             raise VQAError(f"unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")
         self.reasoner, self.device, self.threads, self.backend, self.top_k = reasoner, device, threads, backend, top_k
+        if budget is not None and not budget > 0:
+            raise VQAError(f"budget must be positive seconds (or None: no limit), got {budget}")
+        self.budget = budget  # ASP: seconds of search per question on an uncertain graph (GQAReasonerConfig.budget)
         self.certain = certain  # reasoners answer on `gqa_core.reasoning_view(scene, certain)` (None: the raw graph)
         self._paths = {"scene": scene_checkpoint, "parser": parser_checkpoint, "nsm": nsm_checkpoint}
         self._parts: dict[str, object] = {}
@@ -129,7 +134,7 @@ class GQAPipeline:
         if "asp" not in self._parts:
             from .reason.gqa_asp import GQAReasoner, GQAReasonerConfig
 
-            self._parts["asp"] = GQAReasoner(GQAReasonerConfig(top_k=self.top_k))
+            self._parts["asp"] = GQAReasoner(GQAReasonerConfig(top_k=self.top_k, budget=self.budget))
         return self._parts["asp"]
 
     @property
@@ -215,12 +220,16 @@ class GQAPipeline:
             weights = [(ans, math.exp(-(c - best) / 1000)) for ans, c in a.top]
             total = sum(w for _, w in weights) or 1.0
             top = [(ans, w / total) for ans, w in weights]
-            share = top[0][1] if top else 0.0
-            error = None if a.answer is not None else \
-                f"step {a.failed_step} ({a.failed_operation}) found nothing in the scene"
+            share = (top[0][1] if top else 0.0) * (1.0 if a.proven else UNPROVEN_FACTOR)
+            if a.answer is not None:
+                error = None
+            elif a.failed_operation == "budget":
+                error = f"no reading of the scene found within the budget of {self.budget} s per question"
+            else:
+                error = f"step {a.failed_step} ({a.failed_operation}) found nothing in the scene"
             out.append(Answer(q, a.answer, float(r.confidence) * share if a.answer is not None else 0.0, prog, trace,
                               scene, "asp", error=error, top=top, parse_confidence=float(r.confidence),
-                              reading_probability=math.exp(-a.cost / 1000)))
+                              reading_probability=math.exp(-a.cost / 1000), proven=a.proven))
         return out
 
     def _answer_nsm(self, scene, questions, parsed) -> list[Answer]:

@@ -72,10 +72,10 @@ def run(args) -> int:
     from ..errors import VQAError
     from ..pipeline import Pipeline, load_scene
 
-    if args.dataset == "gqa":
-        return _run_gqa(args)
     if args.budget < 0:
         raise VQAError(f"--budget must be >= 0 seconds (0: no limit), got {args.budget}")
+    if args.dataset == "gqa":
+        return _run_gqa(args)
     for flag, v in (("--min-reading", args.min_reading), ("--max-unknown", args.max_unknown),
                     ("--min-parse", args.min_parse)):
         if v is not None and not 0 <= v <= 1:
@@ -124,7 +124,7 @@ def _run_gqa(args) -> int:
     if not args.question:
         raise VQAError("give --question")
     pipe = Pipeline.from_pretrained(args.checkpoints, dataset="gqa", reasoner=args.reasoner, device=args.device,
-                                    backend=args.backend)
+                                    backend=args.backend, budget=args.budget or None)
     result = pipe.answer(args.image, args.question)
     return _report(args, result)
 

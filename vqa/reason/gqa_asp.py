@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +26,7 @@ import clingo.ast
 from ..datasets.gqa_ontology import GQAOntology, default_ontology
 from ..datasets.gqa_program import GQAStep
 from ..scene import SceneGraph
-from .solver import SolverError, ground, load_theory, make_control, solve_control
-from .solver import solve as _solve
+from .solver import LogCapture, SolverError, ground, load_theory, make_control, solve_control
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules" / "gqa"
 SCENE_TYPES = {"location": ("place", "location", "room"), "weather": ("weather",)}
@@ -39,6 +39,13 @@ class GQAReasonerConfig:
     weight_cap: int = 13816  # = -1000 ln(1e-6)
     fail_weight: int = 6908  # cost of a failed question (= a fact of probability 0.001)
     top_k: int = 1  # answers listed per question (extra solves only for uncertain scenes)
+    # seconds of search per question about an uncertain graph (one image's questions are one
+    # search: it gets budget x their number; None: no limit). See `solve`.
+    budget: float | None = 2.0
+
+    def __post_init__(self):
+        if self.budget is not None and not self.budget > 0:
+            raise ValueError(f"budget must be positive seconds (or None: no limit), got {self.budget}")
 
 
 @dataclass
@@ -54,11 +61,16 @@ class GQAAnswer:
     top: list[tuple[str, int]] = field(default_factory=list)
     cost: int = 0  # cost of the reading used: sum of weights of the uncertain facts
     reading: list[str] = field(default_factory=list)  # uncertain facts taken as true in that reading
+    # whether that reading is proven the most probable one (False: the search stopped at its
+    # budget with the best reading found so far; with no reading found at all the answer is
+    # None and `failed_operation` is "budget")
+    proven: bool = True
 
     def to_dict(self) -> dict:
         return {"qid": self.qid, "answer": self.answer, "failed_step": self.failed_step,
                 "failed_operation": self.failed_operation, "trace": self.trace,
-                "top": [list(t) for t in self.top], "cost": self.cost, "reading": self.reading}
+                "top": [list(t) for t in self.top], "cost": self.cost, "reading": self.reading,
+                "proven": self.proven}
 
 
 _Q_TERMS: dict = {}  # q()'s results (names, values and relations recur; emptied when large)
@@ -299,15 +311,47 @@ def theory_text(rules_dir: Path = RULES_DIR) -> str:
     return load_theory(rules_dir, exclude=[p.name for p in Path(rules_dir).glob("example*.lp")])
 
 
-def solve(program: str, *, consts: dict[str, int] | None = None) -> tuple[list[clingo.Symbol], list[int]]:
-    """Ground and solve `program` (vqa.reason.solver); the shown atoms of an optimal model
-    and its cost."""
-    # core-guided optimisation: branch-and-bound took minutes on an image with several unsure names
-    res = _solve(program, arguments=["--opt-mode=opt", "--opt-strategy=usc"]
-                 + [f"-c{k}={v}" for k, v in (consts or {}).items()])
-    if not res.satisfiable:
-        raise SolverError("the GQA theory has no model (it should always have one)", res.messages)
-    return res.atoms, res.cost
+def solve(program: str, *, consts: dict[str, int] | None = None,
+          deadline: float | None = None) -> tuple[list[clingo.Symbol] | None, list[int], bool]:
+    """Ground and solve `program`: the shown atoms of the best model found, its cost, and
+    whether it is proven optimal. The search is core-guided (`--opt-strategy=usc`: with the
+    default branch-and-bound an image with six unsure names took minutes; usc, 0.1 s).
+    `deadline` (time.perf_counter() seconds) bounds the search, not the grounding: usc gets
+    the first half of the time left; usc reports no model before its optimum, so if it found
+    none, branch-and-bound (which finds models early and improves them) gets the rest. Then
+    the best model so far, not proven; (None, [], False) when neither found one."""
+    args = ["--opt-mode=opt", "--opt-strategy=usc"] + [f"-c{k}={v}" for k, v in (consts or {}).items()]
+    log = LogCapture()
+    ctl = make_control(args, log)
+    ground(ctl, program, log)
+    if deadline is None:
+        res = solve_control(ctl)
+        if not res.satisfiable:
+            raise SolverError("the GQA theory has no model (it should always have one)", log.messages)
+        return res.atoms, res.cost, True
+    atoms, cost, proven = _solve_until(ctl, time.perf_counter() + max(0.0, deadline - time.perf_counter()) / 2)
+    if atoms is None and not proven:
+        ctl.configuration.solver.opt_strategy = "bb"
+        atoms, cost, proven = _solve_until(ctl, deadline)
+    if atoms is None and proven:
+        raise SolverError("the GQA theory has no model (it should always have one)", log.messages)
+    return atoms, cost, proven
+
+
+def _solve_until(ctl: clingo.Control, until: float) -> tuple[list[clingo.Symbol] | None, list[int], bool]:
+    """One asynchronous search of a grounded Control, cancelled at `until`: the last model's
+    shown atoms and cost (None, [] without one) and whether the search ran to its end."""
+    found: list = []
+
+    def on_model(m) -> None:
+        found.append((m.symbols(shown=True), list(m.cost)))
+
+    with ctl.solve(on_model=on_model, async_=True) as handle:
+        if not handle.wait(max(0.0, until - time.perf_counter())):
+            handle.cancel()
+        exhausted = handle.get().exhausted
+    atoms, cost = found[-1] if found else (None, [])
+    return atoms, cost, exhausted
 
 
 class GQAReasoner:
@@ -353,19 +397,29 @@ class GQAReasoner:
         return "\n".join(dict.fromkeys(facts)) + "\n" + self.theory, unc
 
     def answer_image(self, scene: SceneGraph, programs: dict[str, list[GQAStep]]) -> dict[str, GQAAnswer]:
-        """{qid: GQAAnswer} for structured programs about `scene`."""
+        """{qid: GQAAnswer} for structured programs about `scene`. About an uncertain graph
+        the search stops at `config.budget` x the number of questions (see `solve`)."""
         programs = {str(k): v for k, v in programs.items() if v}
         if not programs:
             return {}
         text, unc = self.program_text(scene, programs)
         consts = {"fail_weight": self.config.fail_weight}
-        symbols, _ = solve(text, consts=consts)
+        budget = self.config.budget
+        deadline = None if budget is None or not unc else time.perf_counter() + budget * len(programs)
+        symbols, _, proven = solve(text, consts=consts, deadline=deadline)
+        if symbols is None:  # no reading found within the budget
+            return {qid: GQAAnswer(qid, None, None, "budget", proven=False) for qid in programs}
         answers = self._read(_plain(symbols), programs, unc)
-        if self.config.top_k > 1 and unc:
+        for a in answers.values():
+            a.proven = proven
+        if self.config.top_k > 1 and unc and proven:
             bans: list[str] = []
             for _ in range(self.config.top_k - 1):
                 bans += [f"ban({q(a.qid)},{q(t[0])})." for a in answers.values() for t in a.top[-1:]]
-                more = self._read(_plain(solve(text + "\n" + "\n".join(bans), consts=consts)[0]), programs, unc)
+                symbols, _, proven = solve(text + "\n" + "\n".join(bans), consts=consts, deadline=deadline)
+                if symbols is None or not proven:
+                    break  # the list of alternatives ends where one is not proven within the budget
+                more = self._read(_plain(symbols), programs, unc)
                 for qid, a in answers.items():
                     b = more[qid]
                     if b.answer is not None and b.answer not in [t[0] for t in a.top]:
