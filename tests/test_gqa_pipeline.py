@@ -145,3 +145,22 @@ def test_evaluate_predicted_needs_the_images_of_the_questions(tmp_path, capsys):
                  "--scene-source", "predicted", "--images", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "no image file for image 'gqa_sample'" in err[0]
+
+
+def test_evaluate_predicted_with_a_budget(tmp_path, capsys, monkeypatch):
+    import vqa.eval.gqa as eval_gqa
+    import vqa.reason.gqa_asp as gqa_asp
+
+    assert eval_gqa.DEFAULT_BUDGET == gqa_asp.DEFAULT_BUDGET == GQAPipeline().budget
+    args = ["evaluate", "--dataset", "gqa", "--questions", str(SAMPLES / "gqa_sample_questions.json"),
+            "--scenes", str(SAMPLES / "gqa_sample_sceneGraphs.json"), "--scene-source", "predicted",
+            "--images", str(SAMPLES), "--out", str(tmp_path / "report.json"), "--no-progress"]
+    # a search that never finds a reading in time: every question of the image fails at its budget
+    monkeypatch.setattr(gqa_asp, "_solve_until", lambda ctl, until: (None, [], False))
+    assert main(args + ["--budget", "0.5"]) == 0
+    r = json.loads((tmp_path / "report.json").read_text())
+    assert r["accuracy"] == 0 and r["failed"] == len(QUESTIONS)
+    assert {f["operation"] for f in r["failed_questions"]} == {"budget"}
+    capsys.readouterr()
+    assert main(args + ["--budget", "1", "--reasoner", "nsm"]) != 0
+    assert "--budget bounds the ASP" in capsys.readouterr().err

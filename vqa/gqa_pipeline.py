@@ -50,7 +50,7 @@ class GQAPipeline:
 
     def __init__(self, *, scene_checkpoint=None, parser_checkpoint=None, nsm_checkpoint=None,
                  reasoner: str = "asp", device: str = "cpu", threads: int | None = 1, backend: str = "auto",
-                 top_k: int = 3, certain: float | None = 0.95, budget: float | None = 2.0):
+                 top_k: int = 3, certain: float | None = 0.95, budget: float | None = 2.0):  # = vqa.reason.gqa_asp.DEFAULT_BUDGET
         if reasoner not in REASONERS:
             raise VQAError(f"unknown reasoner {reasoner!r} (expected one of {', '.join(REASONERS)})")
         if backend not in BACKENDS:

@@ -48,8 +48,10 @@ def register(sub) -> None:
                         "GQA: images per task (one clingo call for gold graphs; default 128; a kill loses at most "
                         "the tasks in flight)")
     p.add_argument("--budget", type=float, metavar="SECONDS",
-                   help="CLEVR, ASP: seconds of search per question on an uncertain (predicted) scene (default 2.0; "
-                        "0: no limit); the report counts the answers not proven within it")
+                   help="ASP: seconds of search per question on an uncertain (predicted) scene (default 2.0; "
+                        "0: no limit); CLEVR's report counts the answers not proven within it; for GQA one image's "
+                        "questions share budget x their number, and a question whose image found no reading within "
+                        "it fails at 'budget'")
     p.add_argument("--min-reading", type=float, metavar="P",
                    help="CLEVR, ASP: a question about a predicted scene that can be carried out only on a reading less "
                         "probable than P times the scene's most probable reading is refused (its presupposition "
@@ -107,7 +109,7 @@ def run(args) -> int:
                                 checkpoints=checkpoints, scenes_per_call=args.scenes_per_call, budget=args.budget,
                                 min_reading=args.min_reading, confidence=args.confidence)
     else:
-        clevr_only = [f for f, v in (("--theory", args.theory), ("--budget", args.budget is not None),
+        clevr_only = [f for f, v in (("--theory", args.theory),
                                       ("--min-reading", args.min_reading is not None),
                                       ("--confidence", args.confidence), ("--models", args.models != "synth")) if v]
         if clevr_only:
@@ -125,10 +127,16 @@ def run(args) -> int:
             raise VQAError(f"--scenes-per-call must be >= 1, got {args.scenes_per_call}")
         if args.scene_source == "predicted" or args.images:  # the GQA scene parser (vqa.vision.gqa_predicted)
             kwargs.update(scene_source=args.scene_source, images=args.images, scene_checkpoint=args.scene_checkpoint)
+        if args.budget is not None:
+            if args.budget < 0:
+                raise VQAError(f"--budget must be >= 0 seconds (0: no limit), got {args.budget}")
+            if reasoner != "asp":
+                raise VQAError("--budget bounds the ASP reasoner's search: it applies to --reasoner asp")
+            kwargs["budget"] = args.budget or None
         shard = parse_shard(args.shard)
         if args.from_predictions:
-            if args.predictions or args.ontology:
-                raise VQAError("--from-predictions scores a file: --predictions and --ontology do not apply")
+            if args.predictions or args.ontology or args.budget is not None:
+                raise VQAError("--from-predictions scores a file: --predictions, --ontology and --budget do not apply")
             report = score_predictions(args.questions, args.from_predictions, choices=args.choices,
                                        all_questions=args.all, limit=args.limit, out=args.out, shard=shard,
                                        scenes=args.scenes, attentions=args.attentions)

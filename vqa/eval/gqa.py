@@ -38,6 +38,7 @@ from .loop import Journal, drain, iter_journal, lock_predictions
 # images per task (one clingo call for gold graphs: its fixed cost spread over them), and tasks
 # before a worker process is renewed (clingo keeps every symbol it has seen for the life of a
 # process: ~21 KB per distinct question, FACTS.md)
+DEFAULT_BUDGET = 2.0  # vqa.reason.gqa_asp.DEFAULT_BUDGET (not imported here: it loads clingo; a test checks them equal)
 IMAGES_PER_TASK = 128
 TASKS_PER_WORKER = 40
 QUESTIONS_PER_WORKER = 20_000  # fewer tasks per worker where images have many questions each
@@ -148,14 +149,15 @@ def load_questions(path, *, all_questions: bool = False, limit: int | None = Non
     return records, scored
 
 
-def _reasoner(name: str, ontology):
-    """(answer, ontology): `answer([(scene, {qid: steps})])` -> [{qid: GQAAnswer}] per image."""
+def _reasoner(name: str, ontology, budget=DEFAULT_BUDGET):
+    """(answer, ontology): `answer([(scene, {qid: steps})])` -> [{qid: GQAAnswer}] per image.
+    `budget`: the ASP's seconds of search per question on an uncertain (predicted) graph."""
     if name == "asp":
         from ..reason.gqa_asp import GQAReasoner, GQAReasonerConfig
 
         from ..reason.gqa_asp import relation_predicates
 
-        r = GQAReasoner(GQAReasonerConfig(ontology=ontology))
+        r = GQAReasoner(GQAReasonerConfig(ontology=ontology, budget=budget))
 
         def answer(batch):
             return r.answer_images(batch, trace=False)
@@ -219,14 +221,14 @@ def answer_task(answer, scenes, task) -> list[tuple[str, str | None, str | None]
     return out
 
 
-_POOL_JOB: tuple | None = None  # (scene-graph file, reasoner, ontology), inherited by forked workers
+_POOL_JOB: tuple | None = None  # (scene-graph file, reasoner, ontology, budget), inherited by forked workers
 _POOL_ANSWER = None
 
 
 def _pool_init() -> None:
     global _POOL_ANSWER
     try:
-        _POOL_ANSWER = _reasoner(_POOL_JOB[1], _POOL_JOB[2])[0]
+        _POOL_ANSWER = _reasoner(*_POOL_JOB[1:])[0]
     except Exception as e:  # noqa: BLE001 (a failing initializer would be restarted for ever: told per task)
         _POOL_ANSWER = e
 
@@ -242,7 +244,7 @@ def _pool_task(task):
         return ("error", f"{type(e).__name__}: {e}" if not isinstance(e, VQAError) else str(e))
 
 
-def _pooled(tasks, scenes, reasoner, ontology, workers: int, tasks_per_worker: int | None):
+def _pooled(tasks, scenes, reasoner, ontology, workers: int, tasks_per_worker: int | None, budget=DEFAULT_BUDGET):
     """Answers of each task (in task order) from a pool of forked workers, each renewed after
     `tasks_per_worker` tasks; at most a few tasks in flight per worker (memory stays flat)."""
     import gc
@@ -252,7 +254,7 @@ def _pooled(tasks, scenes, reasoner, ontology, workers: int, tasks_per_worker: i
     global _POOL_JOB
     if "fork" not in mp.get_all_start_methods():
         raise VQAError("--workers for GQA needs the fork start method (Linux, macOS)")
-    _POOL_JOB = (scenes if isinstance(scenes, dict) else str(scenes), reasoner, ontology)
+    _POOL_JOB = (scenes if isinstance(scenes, dict) else str(scenes), reasoner, ontology, budget)
     frozen = gc.get_freeze_count() == 0
     if frozen:  # what the workers inherit leaves the collector's care (no page copied by a collection)
         gc.freeze()
@@ -279,7 +281,7 @@ def _pooled(tasks, scenes, reasoner, ontology, workers: int, tasks_per_worker: i
 def answer_store(store: QuestionStore, scenes, *, reasoner: str = "asp", ontology=None, workers: int = 1,
                  images_per_task: int = IMAGES_PER_TASK, tasks_per_worker: int | None = TASKS_PER_WORKER,
                  journal: Journal | None = None, progress=None,
-                 questions_per_worker: int | None = QUESTIONS_PER_WORKER) -> dict:
+                 questions_per_worker: int | None = QUESTIONS_PER_WORKER, budget=DEFAULT_BUDGET) -> dict:
     """Answer the store's questions still to answer, `images_per_task` images per task (one
     clingo call each for gold graphs); each task's answers recorded in the store and
     appended to `journal` (JSON lines, flushed) as it finishes. `workers` > 1: forked
@@ -297,9 +299,9 @@ def answer_store(store: QuestionStore, scenes, *, reasoner: str = "asp", ontolog
         tasks_per_worker = max(1, min(tasks_per_worker, int(questions_per_worker // per_task)))
     renew = reasoner == "asp" and tasks_per_worker and todo_images > images_per_task * tasks_per_worker
     if workers > 1 or renew:
-        batches = _pooled(tasks, scenes, reasoner, ontology, workers, tasks_per_worker)
+        batches = _pooled(tasks, scenes, reasoner, ontology, workers, tasks_per_worker, budget)
     else:
-        answer, _ = _reasoner(reasoner, ontology)
+        answer, _ = _reasoner(reasoner, ontology, budget)
         batches = (answer_task(answer, scenes, task) for task in tasks)
     now = drain(batches, take=store.record, journal=journal, bar=bar,
                 line=lambda a: {"qid": a[0], "prediction": a[1], "operation": a[2]})
@@ -374,7 +376,7 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
                  images_per_task: int = IMAGES_PER_TASK, tasks_per_worker: int | None = TASKS_PER_WORKER,
                  shard: tuple[int, int] | None = None, program_source="gold",
                  parser_checkpoint=None, nsm_checkpoint=None, scene_source="gold", images=None,
-                 scene_checkpoint=None, attentions=None) -> dict:
+                 scene_checkpoint=None, attentions=None, budget=DEFAULT_BUDGET) -> dict:
     """Answer a GQA split on scene graphs and score it; writes report.json (`out`), a `.md`
     and a plot next to it, and the official predictions file (`predictions`). Returns the report.
 
@@ -391,6 +393,10 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
     each task's answers are appended to a journal beside it (`PREDICTIONS.journal`, JSON
     lines after a settings line): rerunning the same command after a kill takes the
     questions already there (`resumed` in the report) and answers the rest.
+
+    `budget`: the ASP's seconds of search per question on a predicted (uncertain) graph
+    (None: no limit; `vqa.reason.gqa_asp.solve`); a question whose image found no reading
+    within it fails at "budget". Gold graphs are solved without one.
 
     Grounding (`vqa.eval.gqa_grounding`, needs the gold scene-graph file): `attentions`, an
     attentions file in the official format, is scored; the NSM gives its own (its final
@@ -415,6 +421,8 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
         raise VQAError("--attentions needs the gold scene-graph file (--scenes) for the annotated regions")
     if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
         raise VQAError(f"--shard i/n needs 0 <= i < n, got {shard[0]}/{shard[1]}")
+    if budget is not None and not budget > 0:
+        raise VQAError(f"--budget must be positive seconds (or none: no limit), got {budget}")
     held = lock_predictions(predictions)  # held for the run: released when it ends, however it ends
     try:
         scene_key = str(scenes) if scene_source == "gold" else f"predicted from {images} by {scene_checkpoint or 'default'}"
@@ -422,6 +430,8 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
                     "ontology": ontology_file, "program_source": program_source,
                     "parser_checkpoint": str(parser_checkpoint) if parser_checkpoint else None,
                     "nsm_checkpoint": str(nsm_checkpoint) if nsm_checkpoint else None}
+        if reasoner == "asp" and scene_source == "predicted" and budget != DEFAULT_BUDGET:
+            settings["budget"] = budget  # answers on uncertain graphs depend on it (journals of the default stay valid)
         jpath = journal_path(predictions) if predictions else None
         scenes_file = scenes
         with open_store(predictions) as store:
@@ -465,7 +475,7 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
                 else:
                     stats = answer_store(store, scenes, reasoner=reasoner, ontology=ontology, workers=workers,
                                          images_per_task=images_per_task, tasks_per_worker=tasks_per_worker,
-                                         journal=journal, progress=progress)
+                                         journal=journal, progress=progress, budget=budget)
             stats = {**store.answer_stats(FAILED_LISTED), **stats}
             if (stats.get("unknown_operations") or {}).get("first"):
                 stats["unknown_operations"]["first"]["file"] = str(questions)

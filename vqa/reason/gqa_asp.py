@@ -29,6 +29,7 @@ from ..scene import SceneGraph
 from .solver import LogCapture, SolverError, ground, load_theory, make_control, solve_control
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules" / "gqa"
+DEFAULT_BUDGET = 2.0  # seconds of search per question about an uncertain graph (GQAReasonerConfig.budget)
 SCENE_TYPES = {"location": ("place", "location", "room"), "weather": ("weather",)}
 
 
@@ -41,7 +42,7 @@ class GQAReasonerConfig:
     top_k: int = 1  # answers listed per question (extra solves only for uncertain scenes)
     # seconds of search per question about an uncertain graph (one image's questions are one
     # search: it gets budget x their number; None: no limit). See `solve`.
-    budget: float | None = 2.0
+    budget: float | None = DEFAULT_BUDGET
 
     def __post_init__(self):
         if self.budget is not None and not self.budget > 0:
