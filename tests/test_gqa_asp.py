@@ -369,6 +369,22 @@ def test_differential_batched_gold_graphs():
             assert res[qid].trace == one[qid].trace, qid
             n += 1
     assert n == 240
+    # the facts as statements instead of terms (`ground_terms`): the same answers and traces
+    text = GQAReasoner(GQAReasonerConfig(fact_terms=False)).answer_images(batch)
+    assert [{q: (a.answer, a.trace) for q, a in res.items()} for res in text] == \
+        [{q: (a.answer, a.trace) for q, a in res.items()} for res in many]
+
+
+def test_fact_terms_keep_odd_strings():
+    """Values with quotes, backslashes, commas and parentheses reach the theory intact as terms."""
+    odd = 'say "hi", (then) \\ go'
+    objs = [SceneObject("a (1)", 'it\'s "x"', [0, 0, 10, 10], {"attribute": {odd: 1.0}})]
+    scene = SceneGraph("odd", 50, 50, objs)
+    progs = {"q": [S("select", 'it\'s "x"'), S("query", "other", 0)],
+             "n": [S("select", 'it\'s "x"'), S("query", "name", 0)]}
+    for ft in (True, False):
+        res = GQAReasoner(GQAReasonerConfig(fact_terms=ft)).answer_images([(scene, progs)])[0]
+        assert res["q"].answer == odd and res["n"].answer == 'it\'s "x"', ft
 
 
 def test_name_readings_are_one_choice_and_a_failing_question_takes_the_other():

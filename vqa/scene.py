@@ -26,6 +26,7 @@ from .ontology import CLEVR_ATTRIBUTES, CLEVR_RELATION_EPS, CLEVR_RELATIONS
 # CLEVR's camera: 35 mm lens on a 32 mm sensor, 480 px wide renders.
 _CLEVR_FOCAL_PX = 480 * 35 / 32
 _CLEVR_SIZE_RADIUS = {"large": 0.7, "small": 0.35}
+_NUMBER = (int, float)  # the types a GQA box coordinate may have (bool is not one)
 
 
 @dataclass
@@ -247,9 +248,16 @@ class SceneGraph:
         objects, relations = [], []
         for oid, od in objs.items():
             try:
-                bbox = [float(require(od, k, (int, float))) for k in ("x", "y", "w", "h")]
-                names = require(od, "attributes", list) if "attributes" in od else []
-                objects.append(SceneObject(id=str(oid), name=require(od, "name", str), bbox=bbox,
+                if (type(od) is dict and type(od.get("name")) is str and type(od.get("x")) in _NUMBER
+                        and type(od.get("y")) in _NUMBER and type(od.get("w")) in _NUMBER
+                        and type(od.get("h")) in _NUMBER and type(od.get("attributes", [])) is list):
+                    bbox, name, names = [float(od["x"]), float(od["y"]), float(od["w"]), float(od["h"])], od["name"], \
+                        od.get("attributes", ())  # (the checks below, quickly)
+                else:
+                    bbox = [float(require(od, k, (int, float))) for k in ("x", "y", "w", "h")]
+                    names = require(od, "attributes", list) if "attributes" in od else []
+                    name = require(od, "name", str)
+                objects.append(SceneObject(id=str(oid), name=name, bbox=bbox,
                                            attributes={"attribute": {str(a): 1.0 for a in names}}))
                 for j, rd in enumerate(od.get("relations") or []):
                     target, pred = (rd.get("object"), rd.get("name")) if type(rd) is dict else (None, None)
