@@ -224,3 +224,41 @@ def test_bench_render_prints_a_progress_line_per_image(monkeypatch, capsys):
     assert "[6/6] own scene model, 4 samples, cpu: image 2/2" in steps[-1]
     assert main(["bench", "render", "--images", "0"]) == 2
     assert "--images: at least 1" in capsys.readouterr().err
+
+
+def test_object_count_is_drawn_once_per_image(monkeypatch, tmp_path):
+    """CLEVR's generator keeps an image's number of objects through its retries; drawing it
+    afresh per try skews the data to sparse scenes (crowded ones fail the visibility check
+    more often). A stand-in Blender whose pre-render never shows every object: each try of an
+    image samples the same count (no Blender needed)."""
+    import vqa.datasets.synth.scenes as scenes
+    from vqa.datasets.synth.camera import BASE_LOCATION
+
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def fake_sample(rng, image_size, min_objects, max_objects):
+        calls.append((min_objects, max_objects))
+        if len(calls) % 4 == 0:
+            raise Stop
+        obj = {"shape": "cube", "size": "small", "color": "red", "material": "rubber",
+               "3d_coords": [0.0, 0.0, 0.35], "rotation": 0.0}
+        return {"camera": {"location": list(BASE_LOCATION)}, "objects": [dict(obj) for _ in range(min_objects)]}
+
+    class Hidden:  # every object hidden in the pre-render: the try fails
+        def request(self, msg):
+            return {"mask_codes": [], "pixel_coords": [[1, 1, 1.0]] * len(msg["objects"])}
+
+    monkeypatch.setattr(scenes, "sample_scene", fake_sample)
+    monkeypatch.setattr(driver, "count_mask_pixels", lambda mask, codes, n: [0] * n)
+    counts = []
+    for index in range(16):
+        del calls[:]
+        with pytest.raises(Stop):
+            driver.render_one(Hidden(), index, seed=5, split="train", image_size=(96, 64),
+                              image_path=tmp_path / "x.png", tmp_dir=tmp_path / "tmp")
+        assert len(set(calls)) == 1 and calls[0][0] == calls[0][1], calls  # one count, kept through the tries
+        counts.append(calls[0][0])
+    assert min(counts) >= 3 and max(counts) <= 10 and len(set(counts)) >= 4, counts
