@@ -141,3 +141,33 @@ def test_pooled_answering_errors_and_renewal_for_long_asp_runs(tmp_path, monkeyp
                            tasks_per_worker=1)
     assert len(used) == 1 and renewed["answered"] == small["answered"] == n
     assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()
+
+
+def test_tasks_end_at_images_or_questions(tmp_path, monkeypatch):
+    """A task ends at `images_per_task` images or once its questions reach `questions_per_task`;
+    every question comes exactly once, in image order, and the answers do not depend on it."""
+    import vqa.eval.gqa as eg
+    from vqa.eval.gqa_store import QuestionStore
+
+    q, s, n = replicate(tmp_path, 9)
+    per_image = n // 9
+    store = QuestionStore(tmp_path / "s.sqlite")
+    store.load_questions(q, all_questions=True)
+    store.load_scene_spans(s)
+    whole = [qid for t in store.tasks(100) for _, _, _, qs in t for qid, _ in qs]
+    assert len(whole) == len(set(whole)) == n
+    for images, questions, sizes in ((4, None, [4, 4, 1]), (100, 2 * per_image, [2, 2, 2, 2, 1]),
+                                     (100, 1, [1] * 9), (2, 3 * per_image, [2, 2, 2, 2, 1])):
+        tasks = list(store.tasks(images, questions))
+        assert [len(t) for t in tasks] == sizes, (images, questions)
+        assert [qid for t in tasks for _, _, _, qs in t for qid, _ in qs] == whole
+    store.close()
+    calls = []
+    real = eg.answer_task
+    monkeypatch.setattr(eg, "answer_task", lambda a, sc, task: calls.append(len(task)) or real(a, sc, task))
+    one = evaluate_gqa(q, s, all_questions=True, predictions=tmp_path / "a.json")
+    assert calls == [9]
+    calls.clear()
+    cut = evaluate_gqa(q, s, all_questions=True, predictions=tmp_path / "b.json", questions_per_task=per_image + 1)
+    assert calls == [2, 2, 2, 2, 1] and cut["answered"] == one["answered"] == n
+    assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()

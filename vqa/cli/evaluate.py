@@ -45,8 +45,8 @@ def register(sub) -> None:
     p.add_argument("--scenes-per-call", type=int, default=None,
                    help="CLEVR: images whose questions are answered together (one clingo call for gold scenes; "
                         "larger is faster, a kill loses at most one such chunk per worker; default 32). "
-                        "GQA: images per task (one clingo call for gold graphs; default 128; a kill loses at most "
-                        "the tasks in flight)")
+                        "GQA: images per task (one clingo call for gold graphs; default 512 images or 1,536 questions, "
+                        "whichever comes first; given, images only; a kill loses at most the tasks in flight)")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="ASP: seconds of search per question on an uncertain (predicted) scene (default 2.0; "
                         "0: no limit); CLEVR's report counts the answers not proven within it; for GQA one image's "
@@ -120,8 +120,9 @@ def run(args) -> int:
         kwargs = {"ontology": args.ontology} if args.ontology else {}
         if args.workers < 1:
             raise VQAError(f"--workers must be >= 1, got {args.workers}")
-        from ..eval.gqa import IMAGES_PER_TASK
+        from ..eval.gqa import IMAGES_PER_TASK, QUESTIONS_PER_TASK
 
+        per_task = QUESTIONS_PER_TASK if args.scenes_per_call is None else None  # given: images only
         args.scenes_per_call = IMAGES_PER_TASK if args.scenes_per_call is None else args.scenes_per_call
         if args.scenes_per_call < 1:
             raise VQAError(f"--scenes-per-call must be >= 1, got {args.scenes_per_call}")
@@ -145,7 +146,8 @@ def run(args) -> int:
                                   out=args.out, predictions=args.predictions, limit=args.limit, reasoner=reasoner,
                                   progress=bar, program_source=args.program_source,
                                   parser_checkpoint=args.parser_checkpoint, nsm_checkpoint=args.nsm_checkpoint,
-                                  workers=args.workers, images_per_task=args.scenes_per_call, shard=shard,
+                                  workers=args.workers, images_per_task=args.scenes_per_call,
+                                  questions_per_task=per_task, shard=shard,
                                   attentions=args.attentions, **kwargs)
         import sys
 

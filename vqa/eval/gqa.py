@@ -39,7 +39,11 @@ from .loop import Journal, drain, iter_journal, lock_predictions
 # before a worker process is renewed (clingo keeps every symbol it has seen for the life of a
 # process: ~21 KB per distinct question, FACTS.md)
 DEFAULT_BUDGET = 2.0  # vqa.reason.gqa_asp.DEFAULT_BUDGET (not imported here: it loads clingo; a test checks them equal)
-IMAGES_PER_TASK = 128
+# A task ends at IMAGES_PER_TASK images or QUESTIONS_PER_TASK questions, whichever comes first:
+# a call's fixed cost (~6 ms of clingo for the theory alone) is spread over ~1,500 questions at
+# 2-3 questions per image as at 13 (README, issue 28's measurements). --scenes-per-call: images only.
+IMAGES_PER_TASK = 512
+QUESTIONS_PER_TASK = 1_536
 TASKS_PER_WORKER = 40
 QUESTIONS_PER_WORKER = 20_000  # fewer tasks per worker where images have many questions each
 FAILED_LISTED = 100  # failed questions named in the report (the count covers all)
@@ -279,11 +283,12 @@ def _pooled(tasks, scenes, reasoner, ontology, workers: int, tasks_per_worker: i
 
 
 def answer_store(store: QuestionStore, scenes, *, reasoner: str = "asp", ontology=None, workers: int = 1,
-                 images_per_task: int = IMAGES_PER_TASK, tasks_per_worker: int | None = TASKS_PER_WORKER,
-                 journal: Journal | None = None, progress=None,
+                 images_per_task: int = IMAGES_PER_TASK, questions_per_task: int | None = QUESTIONS_PER_TASK,
+                 tasks_per_worker: int | None = TASKS_PER_WORKER, journal: Journal | None = None, progress=None,
                  questions_per_worker: int | None = QUESTIONS_PER_WORKER, budget=DEFAULT_BUDGET) -> dict:
-    """Answer the store's questions still to answer, `images_per_task` images per task (one
-    clingo call each for gold graphs); each task's answers recorded in the store and
+    """Answer the store's questions still to answer, `images_per_task` images per task, or
+    fewer where their questions reach `questions_per_task` first (one clingo call each for
+    gold graphs); each task's answers recorded in the store and
     appended to `journal` (JSON lines, flushed) as it finishes. `workers` > 1: forked
     processes, each renewed after `tasks_per_worker` tasks (clingo's symbol table, which
     only grows, starts afresh); an ASP run longer than one worker's life goes to a renewed
@@ -292,12 +297,14 @@ def answer_store(store: QuestionStore, scenes, *, reasoner: str = "asp", ontolog
     todo = store.count("todo = 1 AND done = 0")
     bar = None if progress is None else progress(desc="questions", total=todo)
     t0 = time.perf_counter()
-    tasks = store.tasks(images_per_task)
+    tasks = store.tasks(images_per_task, questions_per_task)
     todo_images = store.todo_images()
-    if tasks_per_worker and questions_per_worker and todo_images:  # a worker's life in questions, not only tasks
-        per_task = images_per_task * todo / todo_images
+    per_task = 0.0  # questions per task, about
+    if todo_images:
+        per_task = min(images_per_task * todo / todo_images, questions_per_task or float("inf"))
+    if tasks_per_worker and questions_per_worker and per_task:  # a worker's life in questions, not only tasks
         tasks_per_worker = max(1, min(tasks_per_worker, int(questions_per_worker // per_task)))
-    renew = reasoner == "asp" and tasks_per_worker and todo_images > images_per_task * tasks_per_worker
+    renew = reasoner == "asp" and tasks_per_worker and todo > per_task * tasks_per_worker
     if workers > 1 or renew:
         batches = _pooled(tasks, scenes, reasoner, ontology, workers, tasks_per_worker, budget)
     else:
@@ -373,7 +380,8 @@ def open_store(predictions=None):
 
 def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=None, predictions=None,
                  limit=None, reasoner="asp", progress=None, ontology=None, workers: int = 1,
-                 images_per_task: int = IMAGES_PER_TASK, tasks_per_worker: int | None = TASKS_PER_WORKER,
+                 images_per_task: int = IMAGES_PER_TASK, questions_per_task: int | None = QUESTIONS_PER_TASK,
+                 tasks_per_worker: int | None = TASKS_PER_WORKER,
                  shard: tuple[int, int] | None = None, program_source="gold",
                  parser_checkpoint=None, nsm_checkpoint=None, scene_source="gold", images=None,
                  scene_checkpoint=None, attentions=None, budget=DEFAULT_BUDGET) -> dict:
@@ -474,7 +482,8 @@ def evaluate_gqa(questions, scenes, *, choices=None, all_questions=False, out=No
                     stats = _answer_nsm(store, scenes, nsm_checkpoint, progress, nsm_attentions)
                 else:
                     stats = answer_store(store, scenes, reasoner=reasoner, ontology=ontology, workers=workers,
-                                         images_per_task=images_per_task, tasks_per_worker=tasks_per_worker,
+                                         images_per_task=images_per_task, questions_per_task=questions_per_task,
+                                         tasks_per_worker=tasks_per_worker,
                                          journal=journal, progress=progress, budget=budget)
             stats = {**store.answer_stats(FAILED_LISTED), **stats}
             if (stats.get("unknown_operations") or {}).get("first"):

@@ -236,23 +236,26 @@ class QuestionStore:
     def todo_images(self) -> int:
         return self.db.execute("SELECT COUNT(DISTINCT img) FROM q WHERE todo = 1 AND done = 0").fetchone()[0]
 
-    def tasks(self, images_per_task: int) -> Iterator[list[tuple[str, int, int, list[tuple[str, str]]]]]:
+    def tasks(self, images_per_task: int, questions_per_task: int | None = None
+              ) -> Iterator[list[tuple[str, int, int, list[tuple[str, str]]]]]:
         """The questions still to answer, image by image (images in sorted order, questions in
-        file order), in tasks of `images_per_task` images: [(image id, span start, span end,
-        [(qid, program JSON)])]. Read through a connection of its own (a snapshot: answers
-        recorded meanwhile do not disturb it)."""
+        file order), in tasks of `images_per_task` images, or fewer where their questions reach
+        `questions_per_task` first: [(image id, span start, span end, [(qid, program JSON)])].
+        Read through a connection of its own (a snapshot: answers recorded meanwhile do not
+        disturb it)."""
         reader = sqlite3.connect(self.path)
         try:
             cur = reader.execute("SELECT q.img, sg.start, sg.end, q.qid, q.program FROM q JOIN sg ON sg.img = q.img "
                                  "WHERE q.todo = 1 AND q.done = 0 ORDER BY q.img, q.pos")
-            task, image = [], None
+            task, image, asked = [], None, 0
             for img, start, end, qid, program in cur:
                 if image is None or img != image[0]:
                     if image is not None:
                         task.append(image)
-                        if len(task) >= images_per_task:
+                        asked += len(image[3])
+                        if len(task) >= images_per_task or (questions_per_task and asked >= questions_per_task):
                             yield task
-                            task = []
+                            task, asked = [], 0
                     image = (img, start, end, [])
                 image[3].append((qid, program))
             if image is not None:
