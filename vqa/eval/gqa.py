@@ -35,13 +35,13 @@ from ..scene import SceneGraph
 from .gqa_store import QuestionStore, inspect_program, program_steps, write_predictions_file
 from .loop import Journal, drain, iter_journal, lock_predictions
 
-# images per task (one clingo call for gold graphs: its fixed cost spread over them), and tasks
-# before a worker process is renewed (clingo keeps every symbol it has seen for the life of a
-# process: ~21 KB per distinct question, FACTS.md)
 DEFAULT_BUDGET = 2.0  # vqa.reason.gqa_asp.DEFAULT_BUDGET (not imported here: it loads clingo; a test checks them equal)
-# A task ends at IMAGES_PER_TASK images or QUESTIONS_PER_TASK questions, whichever comes first:
-# a call's fixed cost (~6 ms of clingo for the theory alone) is spread over ~1,500 questions at
-# 2-3 questions per image as at 13 (README, issue 28's measurements). --scenes-per-call: images only.
+# A task (one clingo call for gold graphs) ends at IMAGES_PER_TASK images or QUESTIONS_PER_TASK
+# questions, whichever comes first: a call's fixed cost (~6 ms of clingo for the theory alone) is
+# spread over ~1,500 questions at 2-3 questions per image as at 13 (README, issue 28's
+# measurements); --scenes-per-call: images only. A worker process is renewed after
+# TASKS_PER_WORKER tasks (clingo keeps every symbol it has seen for the life of a process: ~21 KB
+# per distinct question, FACTS.md).
 IMAGES_PER_TASK = 512
 QUESTIONS_PER_TASK = 1_536
 TASKS_PER_WORKER = 40
