@@ -293,3 +293,47 @@ def test_positions_use_the_configured_cube_size():
                           attributes={"shape": {"cube": 1.0}, "size": {"large": 1.0}})
         return with_positions(SceneGraph("x", 480, 320, [obj]), cubes=cubes).objects[0].position[2]
     assert abs(cube_z("clevr") - 0.7) < 1e-3 and abs(cube_z("synth") - 0.7 / 2 ** 0.5) < 1e-3
+
+
+def test_cube_convention_is_read_from_the_scenes_and_given_to_the_parser(tmp_path):
+    """Released CLEVR and the Blender renders stand cubes at the radius, the synthetic world at
+    the radius / sqrt(2): the trainers set the parser's 3-D positions to what the training
+    scenes show (a parser placing CLEVR's large cubes 0.2 too low puts them ~0.5 too far back,
+    flipping front/behind), and an explicit setting wins with a note."""
+    from vqa.datasets.synth.generate import generate_dataset
+    from vqa.vision.data import SceneParserData, cube_convention
+    from vqa.vision.refine import RefineConfig, train_refiner
+    data = tmp_path / "synth"
+    generate_dataset(data, num_scenes=4, questions_per_scene=0, seed=5, image_size=(192, 128))
+    scenes = data / "scenes" / "CLEVR_train_scenes.json"
+    doc = json.loads(scenes.read_text())
+    assert cube_convention(doc["scenes"]) == "synth"
+    radius = {"large": 0.7, "small": 0.35}
+    cubes = 0
+    for sc in doc["scenes"]:
+        sc["objects"][0]["shape"] = "cube"
+        for o in sc["objects"]:
+            if o["shape"] == "cube":
+                o["3d_coords"][2] = radius[o["size"]]
+                cubes += 1
+    assert cube_convention(doc["scenes"]) == "clevr"
+    mixed = json.loads(json.dumps(doc["scenes"]))
+    mixed[0]["objects"][0]["3d_coords"][2] = radius[mixed[0]["objects"][0]["size"]] / 2 ** 0.5
+    assert cube_convention(mixed) is None
+    assert cube_convention([{"objects": [{"shape": "sphere", "size": "large", "3d_coords": [0, 0, 0.7]}]}]) is None
+    scenes.write_text(json.dumps(doc))
+    d = SceneParserData(data, "train", image_size=(128, 192), attributes=SceneParserConfig().attributes)
+    assert d.cubes == "clevr"
+    logs = []
+    cfg = RefineConfig(data=str(data), out=str(tmp_path / "rf"), epochs=1, batch_size=8, size=16,
+                       channels=(8, 8, 8), warmup_steps=1, weights=(1.0,))
+    assert load_scene_parser().cfg.cubes == "synth"  # the shipped synthetic-world parser the stage is added to
+    train_refiner(cfg, log=logs.append)
+    assert load_scene_parser(tmp_path / "rf" / "scene_parser.pt").cfg.cubes == "clevr"
+    assert any("place cubes as 'clevr'" in str(m) for m in logs)
+    logs.clear()
+    cfg = RefineConfig(data=str(data), out=str(tmp_path / "rf2"), epochs=1, batch_size=8, size=16,
+                       channels=(8, 8, 8), warmup_steps=1, weights=(1.0,), cubes="synth")
+    train_refiner(cfg, log=logs.append)
+    assert load_scene_parser(tmp_path / "rf2" / "scene_parser.pt").cfg.cubes == "synth"
+    assert any("note: cubes 'synth' as given" in str(m) for m in logs)

@@ -17,6 +17,11 @@ all images of the folder one size), for the second stage's full-resolution crops
 A Blender render made before the renderer drew cubes at CLEVR's size (a record with
 `blender` whose objects carry no `half_extent`) has cubes sqrt(2) smaller than released
 CLEVR's: their size is no target there (value -1), the rest of the object is.
+
+`data.cubes` is the cube convention the folder's `3d_coords` show ("clevr": a cube's centre
+at the size's radius, 0.7 / 0.35, as in released CLEVR and the Blender renders; "synth": the
+radius / sqrt(2), the synthetic world's; None: no cube with 3-D coordinates, or both): the
+trainers give it to a parser that would otherwise place cubes by another (`cube_convention`).
 """
 from __future__ import annotations
 
@@ -51,6 +56,7 @@ class SceneParserData:
             records.append(rec)
         if not records:
             raise DataError("no scenes", file=scenes_file)
+        self.cubes = cube_convention(records)
         H, W = self.image_size
         self.images = torch.empty(len(records), 3, H, W, dtype=torch.uint8)
         self.objects: list[list[GoldObject]] = []
@@ -107,6 +113,48 @@ class SceneParserData:
         if fl.any():
             imgs[fl] = imgs[fl].flip(-1)
         return normalise(imgs), collate([self.targets(i, f) for i, f in zip(indices, flip)])
+
+
+def cube_convention(records) -> str | None:
+    """How the scene records place cubes: "clevr" when every cube's `3d_coords` height is its
+    size's radius (0.7 / 0.35), "synth" when it is the radius / sqrt(2), None when no record has
+    a cube with 3-D coordinates or the records mix the two (a height that is neither counts as
+    neither)."""
+    import math
+
+    from ..datasets.synth.geometry import SIZE_RADIUS
+
+    seen = set()
+    for rec in records:
+        for od in rec.get("objects", ()) if isinstance(rec, dict) else ():
+            if not isinstance(od, dict) or od.get("shape") != "cube" or od.get("size") not in SIZE_RADIUS:
+                continue
+            xyz = od.get("3d_coords")
+            if not isinstance(xyz, (list, tuple)) or len(xyz) < 3 or not isinstance(xyz[2], (int, float)):
+                continue
+            r = SIZE_RADIUS[od["size"]]
+            if abs(xyz[2] - r) < 0.02:
+                seen.add("clevr")
+            elif abs(xyz[2] - r / math.sqrt(2)) < 0.02:
+                seen.add("synth")
+            else:
+                seen.add(None)
+            if len(seen) > 1:
+                return None
+    return next(iter(seen)) if seen else None
+
+
+def adopt_cubes(mcfg, data: "SceneParserData", given: str | None, log=print) -> None:
+    """Set the parser config's `cubes` from the training data's convention (`data.cubes`)
+    unless `given` (an explicit setting, which wins: a disagreement is logged)."""
+    if given is not None:
+        if data.cubes is not None and data.cubes != given:
+            log(f"note: cubes {given!r} as given, but the training scenes place cubes as {data.cubes!r}")
+        return
+    if data.cubes is not None and data.cubes != mcfg.cubes:
+        log(f"cubes: the training scenes place cubes as {data.cubes!r} (3-D coordinates); "
+            f"the parser's 3-D positions follow them (was {mcfg.cubes!r})")
+        mcfg.cubes = data.cubes
 
 
 class _Cfg:
@@ -177,6 +225,8 @@ class MixedData(SceneParserData):
         self.images = torch.cat([p.images for p, r in zip(parts, repeats) for _ in range(r)])
         self.objects = [objs for p, r in zip(parts, repeats) for _ in range(r) for objs in p.objects]
         self.graphs = [g for p, r in zip(parts, repeats) for _ in range(r) for g in p.graphs]
+        seen = {p.cubes for p in parts} - {None}
+        self.cubes = seen.pop() if len(seen) == 1 else None
 
 
 def load_training_data(root, split: str, *, image_size, attributes, limit=None, repeat: int = 1,

@@ -39,7 +39,7 @@ from ..errors import VQAError
 from ..resume import check_size
 from .core import (MEAN, STD, crop_boxes, crop_geometry, detect, mirror_geometry, n_attribute_logits, pyramid,
                    sample_pyramid_crops, source_crops, to_graph)
-from .data import SceneParserData, load_training_data
+from .data import SceneParserData, adopt_cubes, load_training_data
 from .metrics import match_objects
 from .scene_parser import checkpoint_dict, load_scene_parser
 from .train import _save, open_run
@@ -324,6 +324,8 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
     data = load_training_data(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
                               limit=cfg.limit, repeat=cfg.repeat, extra=tuple(cfg.extra_data),
                               extra_limit=cfg.extra_limit, progress=progress, full=full)
+    if state is None:
+        adopt_cubes(mcfg, data, cfg.cubes, log=log)
     crops = GoldCrops(data, mcfg.refine_source)
     if state is not None:
         check_size(state.get("examples"), len(crops), file=last, what="training crops")

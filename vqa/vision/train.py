@@ -33,7 +33,7 @@ import torch
 from ..errors import VQAError
 from ..resume import check_size, continue_run, load_state, not_a_run
 from ..nn.vit import autocast
-from .data import load_training_data
+from .data import adopt_cubes, load_training_data
 from .scene_parser import SceneParser, SceneParserConfig, checkpoint_dict, model_from_checkpoint
 from .targets import scene_parser_loss
 
@@ -144,6 +144,8 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
     data = load_training_data(cfg.data, cfg.split, image_size=mcfg.image_size, attributes=mcfg.attributes,
                               limit=cfg.limit, repeat=cfg.repeat, extra=tuple(cfg.extra_data),
                               extra_limit=cfg.extra_limit, progress=progress if rank == 0 else None)
+    if state is None:
+        adopt_cubes(mcfg, data, (cfg.model or {}).get("cubes"), log=log if rank == 0 else (lambda *a: None))
     if state is not None:
         check_size(state.get("examples"), len(data), file=last, what="training images")
     val_root = Path(cfg.val_data or cfg.data)
