@@ -58,6 +58,28 @@ def test_mixed_data_repeats_the_first_folder_and_fine_tuning_starts_from_a_check
         if p.dtype.is_floating_point and "running" not in n:
             assert torch.equal(p, q), n
 
+    # another input size: only the position embedding changes (resampled to the new token grid),
+    # and the resized parser sees what the original sees through its on-the-fly resampling
+    logs = []
+    big = TrainConfig(data=str(a), out=str(tmp_path / "big"), epochs=1, batch_size=2, warmup_steps=1, lr=0.0,
+                      init=str(tmp_path / "base" / "scene_parser.pt"), model={"image_size": (96, 144)},
+                      tune=False, val_limit=2)
+    train_scene_parser(big, log=logs.append)
+    resized = load_scene_parser(tmp_path / "big" / "scene_parser.pt")
+    assert resized.cfg.image_size == (96, 144) and any("position embedding resampled" in str(m) for m in logs)
+    assert resized.vit.pos_embed.shape[1] == start.vit.pos_embed.shape[1] // 4 * 9  # (4x6 -> 6x9 tokens)
+    for (n, p), q in zip(start.state_dict().items(), resized.state_dict().values()):
+        if p.dtype.is_floating_point and "running" not in n and n != "vit.pos_embed":
+            assert torch.equal(p, q), n
+    # (batch-norm statistics moved during the lr-0 epoch: give the original the same ones)
+    start.load_state_dict({k: v for k, v in resized.state_dict().items() if k != "vit.pos_embed"}, strict=False)
+    x = torch.randn(1, 3, 96, 144)
+    assert torch.allclose(start.eval()(x)["heat"], resized.eval()(x)["heat"], atol=1e-5)
+    with pytest.raises(Exception, match="only the input size may change"):
+        train_scene_parser(TrainConfig(data=str(a), out=str(tmp_path / "bad"), epochs=1, batch_size=2,
+                                       init=str(tmp_path / "base" / "scene_parser.pt"), model={"dim": 64},
+                                       tune=False), log=lambda *_: None)
+
 
 def test_bench_parsing_reports_both_modes(tmp_path):
     from pathlib import Path

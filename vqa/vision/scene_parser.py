@@ -116,6 +116,26 @@ class SceneParser(nn.Module):
         self.refine = CropNet(cfg) if cfg.refine_size else None
         self.to(memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN)
 
+    def resize_input(self, image_size: tuple[int, int]) -> "SceneParser":
+        """Change the network input to `image_size` (height, width; multiples of `cfg.block`) in
+        place: the convolutions and the head are size-free, the ViT's position embedding is
+        resampled (bicubic, as `ViT.position_embedding` does on the fly) and stored at the new
+        grid. For fine-tuning at another resolution (`vqa train scene-parser --init CKPT
+        --image-size WxH`)."""
+        h, w = (int(v) for v in image_size)
+        if h % self.cfg.block or w % self.cfg.block:
+            raise ValueError(f"image_size={(h, w)} must be a multiple of {self.cfg.block}")
+        if (h, w) == tuple(self.cfg.image_size):
+            return self
+        vit = self.vit
+        p = self.cfg.patch_size
+        with torch.no_grad():
+            pos = vit.position_embedding(h // STRIDE // p, w // STRIDE // p).detach().clone()
+        self.cfg.image_size = (h, w)
+        vit.cfg = self.cfg.vit_config()
+        vit.pos_embed = nn.Parameter(pos)
+        return self
+
     def add_refine(self) -> "SceneParser":
         """Attach a fresh second stage (`cfg.refine_size` must be set)."""
         if not self.cfg.refine_size:

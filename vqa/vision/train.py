@@ -134,8 +134,15 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
         from .scene_parser import load_scene_parser
         torch.manual_seed(cfg.seed)
         model = load_scene_parser(cfg.init)
-        if cfg.model:
-            raise VQAError("fine-tuning (init) keeps the checkpoint's architecture: leave out model settings")
+        settings = dict(cfg.model or {})
+        size = settings.pop("image_size", None)
+        if settings:
+            raise VQAError("fine-tuning (init) keeps the checkpoint's architecture: leave out model settings "
+                           f"({', '.join(sorted(settings))}); only the input size may change")
+        if size is not None and tuple(size) != tuple(model.cfg.image_size):
+            log(f"input size {size[1]}x{size[0]} (the checkpoint's {model.cfg.image_size[1]}x"
+                f"{model.cfg.image_size[0]}): position embedding resampled")
+            model.resize_input(tuple(size))
     if model is None:
         torch.manual_seed(cfg.seed)
         model = SceneParser(SceneParserConfig(**cfg.model))
