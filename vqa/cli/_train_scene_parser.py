@@ -37,7 +37,7 @@ def register(tsub) -> None:
     p.add_argument("--heads", type=_positive, default=None, help="baseline heads (default 4)")
     p.add_argument("--stem-extra", type=_nonnegative, default=None,
                    help="extra residual 3x3 convolutions at stride 4 before the ViT (default 1)")
-    p.add_argument("--image-size", default=None, metavar="WxH", type=_size, help="network input (default 192x128)")
+    p.add_argument("--image-size", default=None, metavar="WxH", type=_size, help="network input (default 192x128; with --init, fine-tune at this size: the position embedding is resampled)")
     p.add_argument("--epochs", type=_positive, default=None, help="default 12 (clevr), 20 (gqa)")
     p.add_argument("--batch-size", type=_positive, default=None, help="default 32 (clevr), 16 (gqa)")
     p.add_argument("--lr", type=float, default=2e-3)

@@ -51,7 +51,8 @@ def register(tsub) -> None:
                         "geometry (size and place in the image: a crop alone does not show how big its object is)")
     p.add_argument("--cubes", choices=("synth", "clevr"), default=None,
                    help="cube half-extent the parser assumes for 3-D positions: synth (radius / sqrt(2), the "
-                        "synthetic world's) or clevr (the radius, released CLEVR's); default: the checkpoint's")
+                        "synthetic world's) or clevr (the radius, released CLEVR's); default: what the training "
+                        "scenes' 3d_coords show, else the checkpoint's")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run, output_paths=("out",))  # output folders made by `vqa`
 

@@ -83,7 +83,8 @@ class RefineConfig:
     geometry: bool | None = None      # the attribute head reads the crop's geometry (default: as `centre`)
     centre_loss: float = 10.0         # weight of the centre's L1 loss (offsets as fractions of the crop side)
     centre_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-    cubes: str | None = None          # the parser's cube half-extent for 3-D positions (default: the checkpoint's)
+    cubes: str | None = None          # the parser's cube half-extent for 3-D positions (default: the training
+                                      # scenes' convention, `vqa.vision.data.cube_convention`, else the checkpoint's)
 
 
 class GoldCrops:
