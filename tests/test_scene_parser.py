@@ -243,6 +243,28 @@ def test_metrics_on_hand_made_graphs():
     assert m2.summary()["relation_accuracy"] == 0.0
 
 
+def test_centres_are_measured_against_pixel_coords_when_a_record_also_has_a_tight_box():
+    """The project's Blender renders record a tight `bbox` and CLEVR's `pixel_coords` (the
+    projected 3-D centre, which a parser predicts as its box centre); they differ by pixels
+    for a large cube seen from above. The gold point is `pixel_coords`, as on released CLEVR."""
+    rec = {"image_filename": "CLEVR_val_000000.png", "objects": [
+        {"shape": "cube", "size": "large", "material": "metal", "color": "red", "3d_coords": [0.0, 0.0, 0.7],
+         "pixel_coords": [200, 150, 10.0], "bbox": [170.0, 110.0, 60.0, 70.0]}]}  # box centre (200, 145)
+    gold = SceneGraph.from_clevr(rec)
+    assert gold.objects[0].centre == (200.0, 145.0) and gold.objects[0].anchor == (200.0, 150.0)
+    assert SceneGraph.from_dict(json.loads(json.dumps(gold.to_dict()))).objects[0].point == [200.0, 150.0]
+    pred = SceneGraph.from_dict(json.loads(json.dumps(gold.to_dict())))
+    pred.objects[0].point, pred.objects[0].bbox = None, [170.0, 115.0, 60.0, 70.0]  # centred on pixel_coords
+    m = SceneMetrics()
+    m.add(pred, gold)
+    assert m.centre_errors == [0.0] and m.summary()["centre_within_5px"] == 1.0
+    no_box = SceneGraph.from_clevr({**rec, "objects": [{k: v for k, v in rec["objects"][0].items() if k != "bbox"}]})
+    assert no_box.objects[0].point is None and no_box.objects[0].anchor == (200.0, 150.0)
+    bad = {**rec, "objects": [{**rec["objects"][0], "pixel_coords": ["x", 1]}]}
+    with pytest.raises(DataError, match="pixel_coords"):
+        SceneGraph.from_clevr(bad)
+
+
 def test_training_runs_and_resumes(tmp_path):
     from vqa.datasets.synth.generate import generate_dataset
     from vqa.vision.train import TrainConfig, train_scene_parser

@@ -4,7 +4,8 @@ A scene graph is JSON-serialisable:
 
     {"image_id": str, "width": int, "height": int,
      "objects": [{"id": str, "name": str, "bbox": [x, y, w, h], "score": float,
-                  "position": [..] | null, "attributes": {category: {value: p}}}],
+                  "position": [..] | null, "attributes": {category: {value: p}},
+                  "point": [x, y] (optional: CLEVR's pixel_coords next to a tight bbox)}],
      "relations": [{"subject": id, "predicate": str, "object": id, "probability": p}],
      "directions": {name: [x, y, z]} | null, "info": {...}}
 
@@ -37,6 +38,9 @@ class SceneObject:
     attributes: dict[str, dict[str, float]] = field(default_factory=dict)
     score: float = 1.0
     position: list[float] | None = None
+    # The pixel where the record puts the object itself (CLEVR's `pixel_coords`: its 3-D centre
+    # projected), which is not the centre of a tight box when the record also has one.
+    point: list[float] | None = None
 
     def value(self, category: str) -> str | None:
         """Most likely value of an attribute category (None if the object has none)."""
@@ -53,10 +57,19 @@ class SceneObject:
         x, y, w, h = self.bbox
         return (x + w / 2, y + h / 2)
 
+    @property
+    def anchor(self) -> tuple[float, float]:
+        """The object's pixel: `point` where the record gives one, else the box centre. Parsers
+        predict CLEVR's `pixel_coords` as their box centre, so metrics compare against this."""
+        return self.centre if self.point is None else (self.point[0], self.point[1])
+
     def to_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "bbox": list(self.bbox), "score": self.score,
-                "position": None if self.position is None else list(self.position),
-                "attributes": {c: dict(d) for c, d in self.attributes.items()}}
+        d = {"id": self.id, "name": self.name, "bbox": list(self.bbox), "score": self.score,
+             "position": None if self.position is None else list(self.position),
+             "attributes": {c: dict(d) for c, d in self.attributes.items()}}
+        if self.point is not None:
+            d["point"] = list(self.point)
+        return d
 
 
 @dataclass
@@ -142,6 +155,7 @@ class SceneGraph:
                     attributes={c: {str(v): float(p) for v, p in dist.items()} for c, dist in attrs.items()},
                     score=float(od.get("score", 1.0)),
                     position=None if od.get("position") is None else [float(v) for v in od["position"]],
+                    point=_point(od.get("point")),
                 ))
             except DataError as e:
                 raise e.located(file=file, record=image_id, field=f) from None
@@ -209,8 +223,13 @@ class SceneGraph:
                     key = "3d_coords"
                     position = None if position is None else _finite_numbers(position, 3)
                     key = "bbox"
+                    point = None
                     if "bbox" in od:
                         bbox = _finite_numbers(od["bbox"], 4)
+                        pixel = od.get("pixel_coords")
+                        if pixel is not None:  # a tight box and the projected centre: keep both
+                            key = "pixel_coords"
+                            point = _finite_numbers(list(pixel)[:2], 2)
                     else:
                         key = "pixel_coords"
                         pixel = require(od, "pixel_coords", list)
@@ -223,7 +242,8 @@ class SceneGraph:
                                     f"{od.get(key)!r:.60}", field=key) from None
             except DataError as e:
                 raise e.located(file=file, record=rid, field=f"objects[{i}]") from None
-            objects.append(SceneObject(id=str(i), name=od["shape"], bbox=bbox, attributes=attrs, position=position))
+            objects.append(SceneObject(id=str(i), name=od["shape"], bbox=bbox, attributes=attrs, position=position,
+                                       point=point))
         directions = scene.get("directions")
         rel_key = "relationships" if "relationships" in scene else "relations" if "relations" in scene else None
         if rel_key is not None:
@@ -329,6 +349,16 @@ def _relations_from_clevr(rels, n: int, *, file, record, key) -> list[Relation]:
 
 
 _COUNTS = {"3d_coords": "3, finite", "bbox": "4, finite"}
+
+
+def _point(value) -> list[float] | None:
+    """A graph file's optional object `point` ([x, y] pixels) or None; DataError if malformed."""
+    if value is None:
+        return None
+    try:
+        return _finite_numbers(value, 2)
+    except (TypeError, ValueError):
+        raise DataError(f"expected [x, y] finite numbers, got {value!r:.60}", field="point") from None
 
 
 def _finite_numbers(values, n: int) -> list[float]:

@@ -6,14 +6,16 @@
     m.summary()   # {"precision", "recall", "f1", "attribute_accuracy", "attribute_accuracy_by_category",
                   #  "count_accuracy", "relation_accuracy", "scenes", ...}
 
-Matching: greedy by centre distance (box centres, in pixels), closest pairs first; a pair
+Matching: greedy by centre distance, closest pairs first: a predicted box's centre against
+the gold object's `anchor` (CLEVR's `pixel_coords`, the projected 3-D centre, where the record
+also has a tight `bbox`, as the project's Blender renders do; otherwise the box centre); a pair
 matches when the distance is at most `distance` times the gold image's width (default
 5%). Attribute accuracy: the predicted most likely value equals the gold value, over
 matched objects and categories. Count accuracy: scenes whose number of predicted
 objects equals the gold number. Relation accuracy: over ordered pairs of matched gold
 objects and the relations left/right/front/behind, whether the prediction holds the
 relation between the matched predicted objects exactly when the gold graph does.
-Centre error: distance between a matched pair's centres (`centre_within_5px`: the share of
+Centre error: the same distance for a matched pair (`centre_within_5px`: the share of
 matched objects within 5 pixels of the gold image; `centre_error_median`).
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ def match_objects(pred: SceneGraph, gold: SceneGraph, distance: float = 0.05) ->
     for i, p in enumerate(pred.objects):
         pc = p.centre
         for j, g in enumerate(gold.objects):
-            d = math.dist(pc, g.centre)
+            d = math.dist(pc, g.anchor)
             if d <= limit:
                 pairs.append((d, i, j))
     pairs.sort()
@@ -67,7 +69,7 @@ class SceneMetrics:
         self.count_right += len(pred.objects) == len(gold.objects)
         attr_wrong = 0
         for i, j in pairs:
-            self.centre_errors.append(math.dist(pred.objects[i].centre, gold.objects[j].centre))
+            self.centre_errors.append(math.dist(pred.objects[i].centre, gold.objects[j].anchor))
             for c in self.categories:
                 gv = gold.objects[j].value(c)
                 if gv is None:

@@ -222,7 +222,7 @@ def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, 
                 crop_c = centres + sides[:, None] * logits[:, K:K + 2].numpy()
                 for n, (_, j) in enumerate(pairs):
                     centre_rows.append((det["boxes"][p_idx[n], :2] * scale, crop_c[n] * scale,
-                                        np.asarray(g.objects[j].centre, float)))
+                                        np.asarray(g.objects[j].anchor, float)))
     table = {}
     if cfg.refine_centre and centre_rows:
         d0 = np.array([r[0] for r in centre_rows])
