@@ -179,6 +179,16 @@ def test_training_on_the_official_layout_resumes_exports_and_runs_on_numpy(tmp_p
                                                                       tuned / "gqa_scene_parser.pt"))
     weights = [k for k in a if "running_" not in k and "num_batches" not in k]  # (batch-norm statistics move)
     assert a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in weights)
+    # fine-tuning at another input size: the position embedding resampled, the size recorded
+    resized = tmp_path / "resized"
+    assert main(init[:init.index("--out") + 1] + [str(resized)] + init[init.index("--out") + 2:]
+                + ["--image-size", "128x96"]) == 0
+    capsys.readouterr()
+    r = torch.load(resized / "gqa_scene_parser.pt", weights_only=True)
+    assert tuple(r["config"]["backbone"]["image_size"]) == (96, 128)
+    assert r["state_dict"]["backbone.vit.pos_embed"].shape[1] == (96 // 16) * (128 // 16) != \
+        a["backbone.vit.pos_embed"].shape[1]
+    assert load_gqa_scene_parser(resized / "gqa_scene_parser.pt").cfg.image_size == (96, 128)
     assert main(["export-numpy", str(out / "gqa_scene_parser.pt")]) == 0
     capsys.readouterr()
     model = load_gqa_scene_parser(out / "gqa_scene_parser.pt")

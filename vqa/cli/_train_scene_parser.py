@@ -127,7 +127,9 @@ def _run_gqa(args) -> int:
                          batch_size=args.batch_size or 16, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, resume=args.resume, device=args.device,
                          amp=not args.no_amp, threads=args.threads, max_minutes=args.max_minutes,
-                         tune=not args.no_tune, model={} if args.init else {"backbone": backbone}, init=args.init)
+                         tune=not args.no_tune, init=args.init,
+                         model=({"backbone": {"image_size": args.image_size}} if args.image_size else {}) if args.init
+                         else {"backbone": backbone})
     try:
         summary = train_gqa_scene_parser(cfg, progress=progress, log=lambda line: print(line, file=sys.stderr))
     except ValueError as e:  # a bad model setting (attention heads, sizes)

@@ -114,6 +114,12 @@ class GQASceneParser(nn.Module):
         return maps, {"names": self.head.names(e), "attributes": self.head.attributes(e),
                       "relations": self.head.relations(torch.cat(pairs))}
 
+    def resize_input(self, image_size: tuple[int, int]) -> "GQASceneParser":
+        """The backbone's `SceneParser.resize_input` (height, width), recorded in the config."""
+        self.backbone.resize_input(image_size)
+        self.cfg.backbone["image_size"] = tuple(self.backbone.cfg.image_size)
+        return self
+
     def heads(self, fused: torch.Tensor, boxes: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.head(object_inputs_t(fused, boxes, content))
 

@@ -203,6 +203,16 @@ def train_gqa_scene_parser(cfg: GQATrainConfig, *, progress=None, log=print) -> 
 
         torch.manual_seed(cfg.seed)
         model = load_gqa_scene_parser(cfg.init)  # its vocabulary: names, attributes, relations unseen there are no targets
+        settings = dict((cfg.model or {}).get("backbone") or {})
+        size = settings.pop("image_size", None)
+        if settings or set(cfg.model or {}) - {"backbone"}:
+            raise VQAError("fine-tuning (init) keeps the checkpoint's architecture: leave out model settings; "
+                           "only the input size may change")
+        if size is not None and tuple(size) != tuple(model.cfg.image_size):
+            if log is not None:
+                log(f"input size {size[1]}x{size[0]} (the checkpoint's {model.cfg.image_size[1]}x"
+                    f"{model.cfg.image_size[0]}): position embedding resampled")
+            model.resize_input(tuple(size))
     else:
         vocab = scan_vocabulary(cfg.scenes, limit=cfg.limit, min_count=cfg.min_count)
         torch.manual_seed(cfg.seed)
