@@ -40,31 +40,36 @@ def _phi_table() -> np.ndarray:
     return _PHI_TABLE
 
 
+_HALF_ERF_A = [np.float32(0.5 * a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)]
+_ERF_P_HALF = np.float32(0.3275911 * 0.7071067811865476)
+
+
 def gelu(x: np.ndarray) -> np.ndarray:
     """The exact (erf) GELU of `torch.nn.GELU()`: x * Phi(x).
 
     Small arrays (decoding steps): Phi by linear interpolation on a 1e-3 grid over [-10, 10]
     (error < 4e-8; beyond the grid Phi is 0 or 1 to float precision): one numpy call.
-    Large arrays: erf as in `erf` (absolute error < 1.5e-7), written as h = x/2 * (1 - erf(|x|/sqrt 2)),
-    gelu(x) = x - h for x >= 0 and h for x < 0, with few temporaries."""
+    Large arrays: with q = (1 - erf(|x|/sqrt 2)) / 2 (erf as in `erf`, absolute error < 1.5e-7),
+    Phi(x) = 1 - q for x >= 0 and q for x < 0, so gelu(x) = max(x, 0) - |x| q: 20 passes over
+    the array, the constants folded in (measured 25 % faster than the form with a select)."""
     if x.size <= _SMALL:
         return x * np.interp(x, _PHI_GRID, _phi_table()).astype(np.float32)
     a = np.abs(x)
-    a *= _SQRT_HALF
-    t = a * _ERF_P
+    t = a * _ERF_P_HALF
     t += 1
     np.reciprocal(t, out=t)
-    poly = t * _ERF_A[4]
-    for c in (_ERF_A[3], _ERF_A[2], _ERF_A[1], _ERF_A[0]):
-        poly += c
-        poly *= t
-    np.square(a, out=a)
-    np.negative(a, out=a)
-    np.exp(a, out=a)
-    poly *= a
-    poly *= x
-    poly *= np.float32(0.5)                                           # h
-    return np.where(x >= 0, x - poly, poly)
+    q = t * _HALF_ERF_A[4]
+    for c in (_HALF_ERF_A[3], _HALF_ERF_A[2], _HALF_ERF_A[1], _HALF_ERF_A[0]):
+        q += c
+        q *= t
+    e = np.square(x)
+    e *= np.float32(-0.5)
+    np.exp(e, out=e)
+    q *= e
+    q *= a
+    out = np.maximum(x, np.float32(0))
+    out -= q
+    return out
 
 
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -135,19 +140,22 @@ def fold_batch_norm(w: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean: np
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, padding: int = 0) -> np.ndarray:
-    """Channels-last convolution: x (B, H, W, Cin), torch weight (Cout, Cin, kh, kw) -> (B, Ho, Wo, Cout)."""
+    """Channels-last convolution: x (B, H, W, Cin), torch weight (Cout, Cin, kh, kw) -> (B, Ho, Wo, Cout).
+    im2col as one strided view copied once by the matmul's reshape, channels innermost."""
     cout, cin, kh, kw = w.shape
-    if padding:
-        x = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    if padding:  # into a zero buffer (np.pad is several times slower)
+        B, H, W, _ = x.shape
+        xp = np.zeros((B, H + 2 * padding, W + 2 * padding, cin), x.dtype)
+        xp[:, padding:padding + H, padding:padding + W] = x
+        x = xp
     B, H, W, _ = x.shape
     Ho, Wo = (H - kh) // stride + 1, (W - kw) // stride + 1
     if kh == kw == 1 and stride == 1:
         cols = x
-    elif kh == kw == stride and H % stride == 0 and W % stride == 0:  # non-overlapping patches: a reshape
-        cols = x.reshape(B, Ho, kh, Wo, kw, cin).transpose(0, 1, 3, 2, 4, 5)
-    else:  # im2col with the channels innermost (contiguous copies): (B, Ho, Wo, kh*kw, Cin)
-        cols = np.stack([x[:, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride]
-                         for i in range(kh) for j in range(kw)], axis=3)
+    else:  # (B, Ho, Wo, kh, kw, Cin): a view of x
+        sb, sh, sw, sc = x.strides
+        cols = np.lib.stride_tricks.as_strided(x, (B, Ho, Wo, kh, kw, cin),
+                                               (sb, sh * stride, sw * stride, sh, sw, sc), writeable=False)
     y = cols.reshape(B * Ho * Wo, kh * kw * cin) @ w.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout)
     if b is not None:
         y += b
