@@ -255,6 +255,28 @@ def test_refiner_full_resolution_crops_and_centres(tmp_path):
     assert model.cfg.refine_source == "image" and model.cfg.refine_centre and model.cfg.cubes == "clevr"
     assert s["weights"]["centre"]["chosen"] == model.cfg.refine_centre_weight
     assert model.parse_image(data / "images" / "val" / "CLEVR_val_000000.png").objects
+    # continued (keep) at another crop side: the centre head resampled to the new grid; on feature
+    # maps constant per channel it gives what it gave (weights constant over the grid)
+    from vqa.vision.refine import _resize_crops
+    with torch.no_grad():
+        C = model.refine.centre.in_features // 16  # 16-pixel crops: a 4x4 grid
+        w = torch.randn(2, C, 1, 1).expand(2, C, 4, 4).reshape(2, -1).clone()
+        model.refine.centre.weight.copy_(w)
+        f = torch.randn(C)
+        before = model.refine.centre(f[:, None, None].expand(C, 4, 4).reshape(1, -1))
+        _resize_crops(model, 24)
+        after = model.refine.centre(f[:, None, None].expand(C, 6, 6).reshape(1, -1))
+    assert model.cfg.refine_size == 24 and model.refine.centre.in_features == C * 36
+    assert torch.allclose(before, after, atol=1e-4)
+    kept = RefineConfig(data=str(data), out=str(tmp_path / "rf24"), epochs=1, batch_size=8, size=24, keep=True,
+                        checkpoint=str(tmp_path / "rf" / "scene_parser.pt"), warmup_steps=1, weights=(0.0, 1.0))
+    notes = []
+    train_refiner(kept, log=notes.append)
+    k = load_scene_parser(tmp_path / "rf24" / "scene_parser.pt")
+    assert k.cfg.refine_size == 24 and k.cfg.refine_centre and k.cfg.refine_channels == (8, 8, 8)
+    assert any("crop side 24 (the checkpoint's 16)" in n for n in notes)
+    assert k.parse_image(data / "images" / "val" / "CLEVR_val_000000.png").objects
+    model = load_scene_parser(tmp_path / "rf" / "scene_parser.pt")
     # gold crops: centred crops have zero offsets; crops at full resolution see the image's pixels
     d = SceneParserData(data, "val", image_size=(128, 192), attributes=model.cfg.attributes, full=True)
     assert d.full.shape[-2:] == (192, 288)

@@ -25,7 +25,8 @@ def register(tsub) -> None:
     p.add_argument("--epochs", type=_positive, default=4)
     p.add_argument("--batch-size", type=_positive, default=128, help="crops per step")
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--crop-size", type=_positive, default=24, help="crop side in pixels (default 24)")
+    p.add_argument("--crop-size", type=_positive, default=None,
+                   help="crop side in pixels (default 24; with --keep, the checkpoint's, or continue at this side)")
     p.add_argument("--context", type=float, default=1.5, help="crop side / the box's longer side (default 1.5)")
     p.add_argument("--channels", default="24,48,96", help="the CNN's three widths (default 24,48,96)")
     p.add_argument("--seed", type=int, default=0)

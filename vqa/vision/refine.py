@@ -59,7 +59,7 @@ class RefineConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 100
-    size: int = 24                    # crop side in pixels
+    size: int | None = None           # crop side in pixels (default 24; with `keep`, the checkpoint's)
     channels: tuple[int, int, int] = (24, 48, 96)
     context: float = 1.5              # crop side / the box's longer side
     jitter: float = 0.06              # centre jitter, std as a fraction of the crop side
@@ -182,6 +182,28 @@ def gold_crop_accuracy(model, crops: GoldCrops, batch_size: int = 512) -> dict[s
 
 
 @torch.no_grad()
+def _resize_crops(model, size: int, log=None) -> None:
+    """Continue a second stage at another crop side: its convolutions and attribute head read
+    any size (mean-pooled); the centre head's weights over the final (g x g) grid are resampled
+    bilinearly to the new grid and scaled by the cell-count ratio, so it starts where it was."""
+    from .core import refine_grid
+    old_g, new_g = refine_grid(model.cfg.refine_size), refine_grid(size)
+    if log is not None:
+        log(f"crop side {size} (the checkpoint's {model.cfg.refine_size})"
+            + (": the centre head resampled to the new grid" if model.cfg.refine_centre else ""))
+    if model.cfg.refine_centre and new_g != old_g:
+        old = model.refine.centre
+        C = old.in_features // (old_g * old_g)
+        w = old.weight.reshape(2 * C, 1, old_g, old_g)
+        w = torch.nn.functional.interpolate(w, size=(new_g, new_g), mode="bilinear", align_corners=True)
+        new = torch.nn.Linear(C * new_g * new_g, 2).to(old.weight.device)
+        new.weight.copy_(w.reshape(2, C * new_g * new_g) * (old_g * old_g) / (new_g * new_g))
+        new.bias.copy_(old.bias)
+        model.refine.centre = new
+    model.cfg.refine_size = size
+
+
+@torch.no_grad()
 def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, centre_weights=(0.0,)) -> dict:
     """The mixing weight per category with the best accuracy on the detected val objects
     (ties: the lower NLL), set in `model.cfg.refine_weight`; with `cfg.refine_centre`, the
@@ -286,6 +308,8 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
                 raise VQAError(f"{cfg.checkpoint}: has no second stage to continue training")
             if cfg.source is not None:
                 model.cfg.refine_source = cfg.source
+            if cfg.size is not None and cfg.size != model.cfg.refine_size:
+                _resize_crops(model, cfg.size, log)
             if cfg.centre and not model.cfg.refine_centre:  # a centre head, starting at 0
                 from .core import refine_grid
                 model.refine.centre = torch.nn.Linear(model.refine.head.in_features * refine_grid(model.cfg.refine_size) ** 2, 2)
@@ -303,7 +327,7 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
                 model.refine.head, model.refine.geometry = new, True
                 model.cfg.refine_geometry = True
         else:
-            model.cfg.refine_size, model.cfg.refine_channels = cfg.size, tuple(cfg.channels)
+            model.cfg.refine_size, model.cfg.refine_channels = cfg.size or 24, tuple(cfg.channels)
             model.cfg.refine_context, model.cfg.refine_weight = cfg.context, {}
             model.cfg.refine_source = cfg.source or "input"
             model.cfg.refine_centre, model.cfg.refine_centre_weight = bool(cfg.centre), 0.0
