@@ -14,7 +14,9 @@ FIXED_GROUPS = ("mha", "mqa", "gqa", "sqa", "ssqa", "xsqa", "pgqa")
 
 _ERF_P = np.float32(0.3275911)
 _ERF_A = [np.float32(a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)]
-_SQRT_HALF = np.float32(0.7071067811865476)
+# GELU's large-array form: erf(|x| / sqrt 2) with p / sqrt 2 folded in, the coefficients halved
+_ERF_P_HALF = np.float32(0.3275911 * 0.7071067811865476)
+_HALF_ERF_A = [np.float32(0.5) * a for a in _ERF_A]  # exact: a power-of-two scale
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -38,10 +40,6 @@ def _phi_table() -> np.ndarray:
 
         _PHI_TABLE = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) for v in _PHI_GRID.tolist()])
     return _PHI_TABLE
-
-
-_HALF_ERF_A = [np.float32(0.5 * a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)]
-_ERF_P_HALF = np.float32(0.3275911 * 0.7071067811865476)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:

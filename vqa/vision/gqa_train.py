@@ -200,6 +200,7 @@ def train_gqa_scene_parser(cfg: GQATrainConfig, *, progress=None, log=print) -> 
         model = model_from_checkpoint(state, file=last)
     elif cfg.init:
         from .gqa_scene_parser import load_gqa_scene_parser
+        from .scene_parser import resize_for_fine_tuning
 
         torch.manual_seed(cfg.seed)
         model = load_gqa_scene_parser(cfg.init)  # its vocabulary: names, attributes, relations unseen there are no targets
@@ -208,11 +209,7 @@ def train_gqa_scene_parser(cfg: GQATrainConfig, *, progress=None, log=print) -> 
         if settings or set(cfg.model or {}) - {"backbone"}:
             raise VQAError("fine-tuning (init) keeps the checkpoint's architecture: leave out model settings; "
                            "only the input size may change")
-        if size is not None and tuple(size) != tuple(model.cfg.image_size):
-            if log is not None:
-                log(f"input size {size[1]}x{size[0]} (the checkpoint's {model.cfg.image_size[1]}x"
-                    f"{model.cfg.image_size[0]}): position embedding resampled")
-            model.resize_input(tuple(size))
+        resize_for_fine_tuning(model, size, log)
     else:
         vocab = scan_vocabulary(cfg.scenes, limit=cfg.limit, min_count=cfg.min_count)
         torch.manual_seed(cfg.seed)

@@ -254,6 +254,15 @@ def model_from_checkpoint(ckpt: dict, *, file=None) -> SceneParser:
     return model.eval()
 
 
+def resize_for_fine_tuning(model, size, log=print) -> None:
+    """`model.resize_input(size)` (a CLEVR or GQA scene parser) when `size` (height, width) is
+    given and differs from the checkpoint's input, with a logged line: `--init --image-size`."""
+    if size is not None and tuple(size) != tuple(model.cfg.image_size):
+        log(f"input size {size[1]}x{size[0]} (the checkpoint's {model.cfg.image_size[1]}x"
+            f"{model.cfg.image_size[0]}): position embedding resampled")
+        model.resize_input(tuple(size))
+
+
 def load_scene_parser(path: str | Path | None = None, *, device: str | torch.device = "cpu") -> SceneParser:
     """Rebuild a scene parser from a checkpoint file (default: the shipped one)."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT

@@ -34,7 +34,8 @@ from ..errors import VQAError
 from ..resume import check_size, continue_run, load_state, not_a_run
 from ..nn.vit import autocast
 from .data import adopt_cubes, load_training_data
-from .scene_parser import SceneParser, SceneParserConfig, checkpoint_dict, model_from_checkpoint
+from .scene_parser import (SceneParser, SceneParserConfig, checkpoint_dict, model_from_checkpoint,
+                           resize_for_fine_tuning)
 from .targets import scene_parser_loss
 
 
@@ -139,10 +140,7 @@ def train_scene_parser(cfg: TrainConfig, *, progress=None, log=print) -> dict:
         if settings:
             raise VQAError("fine-tuning (init) keeps the checkpoint's architecture: leave out model settings "
                            f"({', '.join(sorted(settings))}); only the input size may change")
-        if size is not None and tuple(size) != tuple(model.cfg.image_size):
-            log(f"input size {size[1]}x{size[0]} (the checkpoint's {model.cfg.image_size[1]}x"
-                f"{model.cfg.image_size[0]}): position embedding resampled")
-            model.resize_input(tuple(size))
+        resize_for_fine_tuning(model, size, log)
     if model is None:
         torch.manual_seed(cfg.seed)
         model = SceneParser(SceneParserConfig(**cfg.model))
