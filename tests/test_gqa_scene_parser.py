@@ -165,6 +165,11 @@ def test_training_on_the_official_layout_resumes_exports_and_runs_on_numpy(tmp_p
     assert second["steps"] == 6 and second["decoding"]["score_threshold"] in (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
     ckpt = torch.load(out / "gqa_scene_parser.pt", weights_only=True)
     assert ckpt["config"]["backbone"]["score_threshold"] == second["decoding"]["score_threshold"]
+    assert ckpt["config"]["backbone"]["low_threshold"] == second["decoding"]["low_threshold"]
+    # the tuner scores boxes alone; the full parse with the chosen decoding gives the same F1
+    from vqa.vision.gqa_train import evaluate_gqa_parser
+    full = evaluate_gqa_parser(load_gqa_scene_parser(out / "gqa_scene_parser.pt"), images, scenes, limit=2)
+    assert (full["detection_f1"] or 0.0) == pytest.approx(second["decoding"]["f1"])
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["eval_epoch"] for r in log if "eval_epoch" in r] == [1, 2]
     # fine-tuning (--init): a new run from the trained checkpoint, its architecture and vocabulary

@@ -22,3 +22,16 @@ def test_nms_keeps_best_of_overlapping_pair():
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
     assert nms(boxes, torch.tensor([0.5, 0.9, 0.1]), 0.5).tolist() == [1, 2]
     assert nms(boxes, torch.tensor([0.5, 0.9, 0.1]), 0.9).tolist() == [1, 0, 2]
+
+
+def test_nms_holds_weak_boxes_to_the_stricter_iou():
+    """A box scoring below low_score is suppressed by a kept box it overlaps with IoU > low_iou;
+    a strong box with the same overlap is not (IoU of the pair: 3/15 = 0.2)."""
+    boxes = torch.tensor([[0.0, 0, 3, 3], [2, 0, 5, 3], [50, 50, 53, 53]])
+    weak = torch.tensor([0.9, 0.35, 0.3])
+    assert nms(boxes, weak, 0.5).tolist() == [0, 1, 2]
+    assert nms(boxes, weak, 0.5, low_score=0.5, low_iou=0.1).tolist() == [0, 2]
+    assert nms(boxes, weak, 0.5, low_score=0.5, low_iou=0.25).tolist() == [0, 1, 2]
+    assert nms(boxes, torch.tensor([0.9, 0.6, 0.3]), 0.5, low_score=0.5, low_iou=0.1).tolist() == [0, 1, 2]
+    with pytest.raises(ValueError):
+        nms(boxes, weak, 0.5, low_score=0.5)

@@ -289,9 +289,34 @@ def test_training_runs_and_resumes(tmp_path):
     assert s2["decoding"]["nms_iou"] == ckpt["config"]["nms_iou"]
 
 
-def test_decoding_is_tuned_on_a_split(tmp_path):
-    """tune_decoding picks the grid point with the best F1: with a fake network whose objectness
-    is 0.6 at two true objects and 0.48 at a spurious one, 0.5 beats 0.3 and 0.45."""
+def _logit(p):
+    return math.log(p / (1 - p))
+
+
+def test_hysteresis_keeps_faint_isolated_objects_not_second_peaks():
+    """A strong object, a faint second peak two cells beside it (boxes 3 cells wide: IoU 0.2)
+    and a faint object far away: off, only the strong one; low_threshold 0.3 with low_iou 0.1
+    adds the isolated one; with low_iou 0.25 the second peak is kept as well."""
+    cfg = SceneParserConfig(score_threshold=0.5, nms_iou=0.5)
+    a = {"color": "red", "size": "large", "material": "metal", "shape": "cube"}
+    maps = _maps_with_objects(cfg, [(10, 5, a), (10, 7, a), (20, 40, a)])
+    maps["heat"][0, 10, 7] = _logit(0.4)
+    maps["heat"][0, 20, 40] = _logit(0.35)
+    counts = []
+    for low, low_iou in ((0.0, 0.1), (0.3, 0.1), (0.3, 0.25), (0.38, 0.25)):
+        cfg.low_threshold, cfg.low_iou = low, low_iou
+        counts.append(len(decode(maps, cfg, image_size=(192, 128)).objects))
+    assert counts == [1, 2, 3, 2]
+
+
+@pytest.mark.parametrize("second", [0.6, 0.35])
+def test_decoding_is_tuned_on_a_split(tmp_path, second):
+    """tune_decoding picks the grid point with the best F1. A fake network: objectness 0.6 at one
+    true object and `second` at another (the other gold objects it never finds). Both at 0.6, with a spurious peak of 0.48 in a corner:
+    0.5 beats 0.3 and 0.45, and hysteresis (which would take the isolated spurious peak) stays
+    off. The second at 0.35, with a second peak of 0.4 two cells beside the first object (box
+    IoU 0.2): only hysteresis finds both objects without the extra peak (threshold above 0.4, weaker
+    peaks down to 0.3 that overlap no kept box by more than 0.1)."""
     from vqa.datasets.synth.generate import generate_dataset
     from vqa.vision.evaluate import tune_decoding
     generate_dataset(tmp_path, num_scenes=2, questions_per_scene=0, seed=9, split="val", image_size=(192, 128))
@@ -315,18 +340,35 @@ def test_decoding_is_tuned_on_a_split(tmp_path):
             objs = [(int(o.centre[1] // STRIDE), int(o.centre[0] // STRIDE), {c: o.value(c) for c in CLEVR_ATTRIBUTES})
                     for o in g.objects[:2]]
             maps = _maps_with_objects(self.cfg, objs)
-            maps["heat"][maps["heat"] > 0] = math.log(0.6 / 0.4)
+            maps["heat"][maps["heat"] > 0] = _logit(0.6)
+            maps["heat"][0, objs[1][0], objs[1][1]] = _logit(second)
             maps["offset"].zero_()
-            maps["heat"][0, 0, 0] = math.log(0.48 / 0.52)  # a spurious object in the corner
+            if second == 0.6:
+                maps["heat"][0, 0, 0] = _logit(0.48)  # a spurious object in the corner
+            else:
+                i, j = objs[0][0], objs[0][1] + 2     # a second peak beside the first object
+                maps["heat"][0, i, j], maps["box"][:, i, j] = _logit(0.4), math.log(3.0)
             return {k: v[None] for k, v in maps.items()}
 
         def predict_maps(self, x):
             return self(x)
 
     fake = Fake()
-    out = tune_decoding(fake, tmp_path, "val", thresholds=(0.3, 0.45, 0.5), ious=(0.5,))
-    assert out["score_threshold"] == 0.5 and fake.cfg.score_threshold == 0.5
-    assert len(out["grid"]) == 3 and out["grid"][0]["f1"] < out["grid"][2]["f1"]
+    out = tune_decoding(fake, tmp_path, "val", thresholds=(0.3, 0.45, 0.5), ious=(0.5,), low=((0.0, None),))
+    assert len(out["grid"]) == 3
+    if second == 0.6:
+        assert out["score_threshold"] == 0.5 and fake.cfg.score_threshold == 0.5
+        assert out["grid"][0]["f1"] < out["grid"][2]["f1"]
+    fake.k = 0
+    out = tune_decoding(fake, tmp_path, "val", thresholds=(0.3, 0.45, 0.5), ious=(0.5,),
+                        low=((0.0, None), (0.3, 0.1)))
+    assert len(out["grid"]) == 5  # (0.3, 0.1) is no hysteresis under a threshold of 0.3: skipped
+    if second == 0.6:
+        assert (out["score_threshold"], out["low_threshold"]) == (0.5, 0.0)
+    else:
+        assert out["score_threshold"] > 0.4 and (out["low_threshold"], out["low_iou"]) == (0.3, 0.1)
+        assert fake.cfg.low_threshold == 0.3
+        assert max(g["f1"] for g in out["grid"] if not g["low_threshold"]) < out["f1"]
 
 
 def test_cli_tune_saves_the_chosen_settings(tmp_path, capsys):

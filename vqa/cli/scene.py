@@ -10,7 +10,7 @@ def register(sub) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--image", help="image file (PNG, JPEG, ...; RGBA and grayscale are converted)")
     what.add_argument("--evaluate", metavar="DIR", help="CLEVR-layout folder to evaluate on (images/, scenes/, questions/)")
-    what.add_argument("--tune", metavar="DIR", help="choose the objectness threshold and NMS IoU with the best object F1 "
+    what.add_argument("--tune", metavar="DIR", help="choose the objectness threshold, NMS IoU and hysteresis with the best object F1 "
                                                    "on DIR's --split (first --limit scenes, default 150); --save writes "
                                                    "the checkpoint with them")
     p.add_argument("--split", default="val", help="split for --evaluate (default: val)")
@@ -24,6 +24,10 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="scene-parser checkpoint (default: the shipped model)")
     p.add_argument("--threshold", type=float, default=None, help="objectness threshold (default: the checkpoint's)")
     p.add_argument("--nms-iou", type=float, default=None, help="box NMS IoU (default: the checkpoint's)")
+    p.add_argument("--low-threshold", type=float, default=None,
+                   help="hysteresis: also keep peaks down to this objectness where their box overlaps no kept box "
+                        "by more than --low-iou (0: off; default: the checkpoint's)")
+    p.add_argument("--low-iou", type=float, default=None, help="hysteresis IoU (default: the checkpoint's)")
     tta = p.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", action="store_true", default=None,
                      help="average with the mirror image (default: the checkpoint's setting)")
@@ -59,6 +63,10 @@ def run(args) -> int:
         parser.cfg.score_threshold = args.threshold
     if args.nms_iou is not None:
         parser.cfg.nms_iou = args.nms_iou
+    if args.low_threshold is not None:
+        parser.cfg.low_threshold = args.low_threshold
+    if args.low_iou is not None:
+        parser.cfg.low_iou = args.low_iou
     if args.tta is not None:
         parser.cfg.flip_tta = args.tta
     if args.evaluate:
@@ -108,13 +116,15 @@ def _tune(parser, args) -> int:
     from ..vision.scene_parser import DEFAULT_CHECKPOINT, checkpoint_dict
 
     out = tune_decoding(parser, args.tune, args.split, limit=args.limit or 150, distance=args.distance)
-    print(f"{args.tune} split {args.split}: score threshold {out['score_threshold']}, NMS IoU {out['nms_iou']}, "
+    low = (f"weaker peaks down to {out['low_threshold']} where IoU <= {out['low_iou']}" if out["low_threshold"]
+           else "no hysteresis")
+    print(f"{args.tune} split {args.split}: score threshold {out['score_threshold']}, NMS IoU {out['nms_iou']}, {low}, "
           f"mirror averaging {'on' if parser.cfg.flip_tta else 'off'} (object F1 {100 * (out['f1'] or 0):.2f}%)")
     if args.save:
         src = torch.load(args.checkpoint or DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
         extra = {k: v for k, v in src.items() if k not in ("format", "config", "vocab", "state_dict", "optimizer")}
-        extra["tuned"] = {"data": str(args.tune), "split": args.split, "score_threshold": out["score_threshold"],
-                          "nms_iou": out["nms_iou"], "flip_tta": parser.cfg.flip_tta, "f1": out["f1"]}
+        extra["tuned"] = {"data": str(args.tune), "split": args.split, "flip_tta": parser.cfg.flip_tta, "f1": out["f1"],
+                          **{k: out[k] for k in ("score_threshold", "nms_iou", "low_threshold", "low_iou")}}
         torch.save(checkpoint_dict(parser.cpu(), **extra), args.save)
         print(f"  saved: {args.save}")
     return 0

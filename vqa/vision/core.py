@@ -4,6 +4,8 @@ the numpy runtime (`vqa.runtime.scene_parser`), so both decode the same way.
 
 Decoding: local maxima of sigmoid(heat) above `score_threshold` (3x3 max pool), greedy box NMS
 (`vqa.vision.nms`, the rule of `torchvision.ops.nms`), attribute distributions = softmax, `score` = objectness.
+With `low_threshold` set, weaker peaks down to it are kept where they stand apart from the boxes
+already kept (IoU <= `low_iou`): faint isolated objects, not second peaks on a found one.
 Positions: the predicted pixel centre is cast back through CLEVR's camera (35 mm lens,
 32 mm sensor, un-jittered location) onto the horizontal plane at the object's half
 height (from its predicted shape and size); relations then follow CLEVR's rule
@@ -46,6 +48,10 @@ class SceneParserConfig:
     fuse_kernel: int = 1           # kernel of the conv fusing ViT and stem features per cell
     score_threshold: float = 0.3
     nms_iou: float = 0.7
+    # hysteresis (0: off): peaks between low_threshold and score_threshold are kept only where
+    # their box overlaps no box kept before them by more than low_iou (chosen on val)
+    low_threshold: float = 0.0
+    low_iou: float = 0.1
     max_objects: int = 24
     flip_tta: bool = True          # parsing averages the maps of the image and of its mirror image
     # second stage (0: none): each detected object's square crop (side `refine_context` x its
@@ -406,13 +412,18 @@ def _softmax0(x: np.ndarray) -> np.ndarray:
     return e / e.sum(0, keepdims=True)
 
 
+# the hysteresis settings the decoding tuners try, (low_threshold, low_iou): (0, None) is off
+HYSTERESIS_GRID = ((0.0, None),) + tuple((lo, li) for lo in (0.15, 0.2, 0.25, 0.3) for li in (0.05, 0.1, 0.2))
+
+
 def detect(maps: dict, cfg: SceneParserConfig) -> dict:
     """One image's maps (numpy arrays or CPU tensors, no batch axis: heat (1, h, w), ...) -> the
     kept detections in network-input pixels: {"boxes": (n, 4) cx, cy, w, h, "scores": (n,),
     "logits": {category: (n_values, n)}}, best first (peaks, then NMS)."""
     maps = {k: np.asarray(v, dtype=np.float32) for k, v in maps.items()}
     heat = 1 / (1 + np.exp(-maps["heat"][0]))                            # (h, w)
-    peaks = (heat == _max_pool3(heat)) & (heat >= cfg.score_threshold)
+    low = 0 < cfg.low_threshold < cfg.score_threshold
+    peaks = (heat == _max_pool3(heat)) & (heat >= (cfg.low_threshold if low else cfg.score_threshold))
     ys, xs = np.nonzero(peaks)
     scores = heat[ys, xs]
     order = np.argsort(-scores, kind="stable")[:cfg.max_objects]
@@ -421,7 +432,8 @@ def detect(maps: dict, cfg: SceneParserConfig) -> dict:
     size = np.exp(np.clip(maps["box"][:, ys, xs], -4, 6))
     cx, cy = (xs + 0.5 + off[0]) * STRIDE, (ys + 0.5 + off[1]) * STRIDE
     bw, bh = size[0] * STRIDE, size[1] * STRIDE
-    keep = nms(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1), scores, cfg.nms_iou)
+    keep = nms(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1), scores, cfg.nms_iou,
+               low_score=cfg.score_threshold if low else None, low_iou=cfg.low_iou if low else None)
     return {"boxes": np.stack([cx, cy, bw, bh], 1)[keep].reshape(-1, 4), "scores": scores[keep],
             "logits": {cat: maps[f"attr:{cat}"][:, ys[keep], xs[keep]] for cat in cfg.attributes},
             "grid": heat.shape}

@@ -18,6 +18,7 @@ from ..datasets.clevr import iter_questions, load_scenes
 from ..errors import DataError
 from ..executor import execute
 from ..scene import SceneGraph
+from .core import HYSTERESIS_GRID
 from .metrics import SceneMetrics, format_scene_report
 
 
@@ -81,10 +82,12 @@ def evaluate_split(parser, root: str | Path, split: str, *, questions: bool = Tr
 
 
 def tune_decoding(parser, root: str | Path, split: str, *, limit: int | None = 200, distance: float = 0.05,
-                  thresholds=(0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5), ious=(0.3, 0.45, 0.6, 0.7)) -> dict:
-    """Choose the decoding settings (`score_threshold`, `nms_iou`) with the best object F1 on a
-    held-out split (ties: the more perfectly parsed scenes), set them on `parser.cfg` and return
-    {"score_threshold", "nms_iou", "f1", "grid": [...]}. The network runs once per image."""
+                  thresholds=(0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5), ious=(0.3, 0.45, 0.6, 0.7),
+                  low=HYSTERESIS_GRID) -> dict:
+    """Choose the decoding settings (`score_threshold`, `nms_iou`, hysteresis `low_threshold` /
+    `low_iou`) with the best object F1 on a held-out split (ties: the more perfectly parsed
+    scenes, then the first in grid order, which starts with hysteresis off), set them on
+    `parser.cfg` and return them with "f1" and the "grid". The network runs once per image."""
     import torch
 
     from .scene_parser import decode, image_tensor, input_size, load_image
@@ -101,24 +104,30 @@ def tune_decoding(parser, root: str | Path, split: str, *, limit: int | None = 2
                 x = image_tensor(im, input_size(im.size, parser.cfg))[None].to(parser.device)
                 maps.append({n: m[0].float().cpu().numpy() for n, m in parser.predict_maps(x).items()})
                 sizes.append(im.size)
-    old = (parser.cfg.score_threshold, parser.cfg.nms_iou)
+    keys = ("score_threshold", "nms_iou", "low_threshold", "low_iou")
+    old = {k: getattr(parser.cfg, k) for k in keys}
     grid, best = [], None
     for thr in thresholds:
         for iou in ious:
-            parser.cfg.score_threshold, parser.cfg.nms_iou = thr, iou
-            metrics = SceneMetrics(distance=distance)
-            for i, m, size in zip(ids, maps, sizes):
-                metrics.add(decode(m, parser.cfg, image_size=size, image_id=i), gold[i])
-            s = metrics.summary()
-            grid.append({"score_threshold": thr, "nms_iou": iou, "f1": s["f1"], "perfect": s["perfect_scenes"]})
-            key = (round(s["f1"], 6), s["perfect_scenes"] or 0.0)
-            if best is None or key > best[0]:
-                best = (key, thr, iou, s["f1"])
-    if best is None:
-        parser.cfg.score_threshold, parser.cfg.nms_iou = old
-        return {"score_threshold": old[0], "nms_iou": old[1], "f1": None, "grid": grid}
-    parser.cfg.score_threshold, parser.cfg.nms_iou = best[1], best[2]
-    return {"score_threshold": best[1], "nms_iou": best[2], "f1": best[3], "grid": grid}
+            for lo, li in low:
+                if lo and lo >= thr:
+                    continue
+                setting = {"score_threshold": thr, "nms_iou": iou, "low_threshold": lo,
+                           "low_iou": old["low_iou"] if li is None else li}
+                for k, v in setting.items():
+                    setattr(parser.cfg, k, v)
+                metrics = SceneMetrics(distance=distance)
+                for i, m, size in zip(ids, maps, sizes):
+                    metrics.add(decode(m, parser.cfg, image_size=size, image_id=i), gold[i])
+                s = metrics.summary()
+                grid.append({**setting, "f1": s["f1"], "perfect": s["perfect_scenes"]})
+                key = (round(s["f1"], 6), s["perfect_scenes"] or 0.0)
+                if best is None or key > best[0]:
+                    best = (key, setting, s["f1"])
+    chosen = old if best is None else best[1]
+    for k, v in chosen.items():
+        setattr(parser.cfg, k, v)
+    return {**chosen, "f1": None if best is None else best[2], "grid": grid}
 
 
 def format_split_report(report: dict) -> str:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ..errors import VQAError
 from ..nn.vit import autocast
+from .core import HYSTERESIS_GRID
 from .gqa_core import GQASceneParserConfig
 from .gqa_data import GQASceneData, find_image, scan_vocabulary
 from .gqa_scene_parser import GQASceneParser, checkpoint_dict, model_from_checkpoint
@@ -123,55 +124,59 @@ def evaluate_gqa_parser(model, images_dir, scenes_file, *, limit=None, progress=
 
 
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
-NMS_IOUS = (0.5, 0.7)
+NMS_IOUS = (0.3, 0.4, 0.5, 0.7)
 
 
-def tune_decoding(model, images_dir, scenes_file, *, limit=None, thresholds=THRESHOLDS, ious=NMS_IOUS) -> dict:
-    """The objectness threshold and NMS IoU with the best detection F1 on a held-out
-    scene-graph file (ties: the first in grid order); the network runs once per image and
-    only the decoding is repeated. Sets them in `model.cfg.backbone`; returns the grid."""
+def tune_decoding(model, images_dir, scenes_file, *, limit=None, thresholds=THRESHOLDS, ious=NMS_IOUS,
+                  low=HYSTERESIS_GRID) -> dict:
+    """The decoding (objectness threshold, NMS IoU, hysteresis) with the best detection F1 on a
+    held-out scene-graph file (ties: the first in grid order, which starts with hysteresis off).
+    The network runs once per image and only the box decoding is repeated (detection F1 needs
+    no heads). Sets the choice in `model.cfg.backbone`; returns it with the grid."""
     from ..datasets.gqa import SceneGraphs
-    from .gqa_core import parse_gqa_images
+    from ..scene import SceneGraph, SceneObject
+    from .core import detect, load_image
+    from .gqa_core import letterbox_uint8, normalise_uint8
     from .gqa_metrics import gqa_scene_scores
 
     graphs = SceneGraphs(scenes_file)
     ids = list(graphs)[:limit] if limit else list(graphs)
-    paths = [find_image(Path(images_dir), i) for i in ids]
     gold = [graphs[i] for i in ids]
     model.eval()
-    outputs = []
-
-    def features(batch):
+    maps, scales = [], []
+    for k in range(0, len(ids), 16):  # the network's dense maps, once
+        pils = [load_image(find_image(Path(images_dir), i)) for i in ids[k:k + 16]]
+        boxed = [letterbox_uint8(im, model.cfg.image_size) for im in pils]
         with torch.no_grad():
-            maps, fused = model(torch.from_numpy(batch).to(model.device))
-        out = ({k: m.float().cpu().numpy() for k, m in maps.items()}, fused.float().permute(0, 2, 3, 1).cpu().numpy())
-        outputs.append(out)
-        return out
+            out, _ = model(torch.from_numpy(normalise_uint8(np.stack([a for a, _ in boxed]))).to(model.device))
+        out = {n: m.float().cpu().numpy() for n, m in out.items()}
+        maps += [{n: m[j] for n, m in out.items()} for j in range(len(pils))]
+        scales += [s for _, s in boxed]
 
-    def heads(fused, boxes, content):
-        with torch.no_grad():
-            out = model.heads(torch.from_numpy(np.ascontiguousarray(fused.transpose(2, 0, 1))).to(model.device),
-                              torch.from_numpy(np.asarray(boxes, np.float32)).to(model.device),
-                              torch.tensor(content, dtype=torch.float32, device=model.device))
-        return {k: v.float().cpu().numpy() for k, v in out.items()}
+    def boxes_only(det, s, g):
+        objs = [SceneObject(id=str(j), name="object", score=float(sc),
+                            bbox=[(cx - bw / 2) / s, (cy - bh / 2) / s, bw / s, bh / s])
+                for j, ((cx, cy, bw, bh), sc) in enumerate(zip(det["boxes"].tolist(), det["scores"].tolist()))]
+        return SceneGraph(g.image_id, g.width, g.height, objs)
 
-    chunks = [(k, k + 16) for k in range(0, len(ids), 16)]
-    for a, b in chunks:  # the network's outputs, once
-        parse_gqa_images(paths[a:b], model.cfg, features, heads, image_ids=ids[a:b])
-    grid, best = [], None
     saved = dict(model.cfg.backbone)
+    grid, best = [], None
     for t in thresholds:
         for nms_iou in ious:
-            model.cfg.backbone.update(score_threshold=t, nms_iou=nms_iou)
-            pred = []
-            for (a, b), out in zip(chunks, outputs):
-                pred += parse_gqa_images(paths[a:b], model.cfg, lambda batch, out=out: out, heads, image_ids=ids[a:b])
-            f1 = gqa_scene_scores(pred, gold)["detection_f1"] or 0.0
-            grid.append({"score_threshold": t, "nms_iou": nms_iou, "f1": f1})
-            if best is None or f1 > best["f1"]:
-                best = grid[-1]
+            for lo, li in low:
+                if lo and lo >= t:
+                    continue
+                model.cfg.backbone.update(score_threshold=t, nms_iou=nms_iou, low_threshold=lo,
+                                          low_iou=0.1 if li is None else li)
+                bcfg = model.cfg.backbone_config()
+                pred = [boxes_only(detect(m, bcfg), s, g) for m, s, g in zip(maps, scales, gold)]
+                f1 = gqa_scene_scores(pred, gold)["detection_f1"] or 0.0
+                grid.append({"score_threshold": t, "nms_iou": nms_iou, "low_threshold": lo, "low_iou": li, "f1": f1})
+                if best is None or f1 > best["f1"]:
+                    best = grid[-1]
     model.cfg.backbone.clear()
-    model.cfg.backbone.update(saved, score_threshold=best["score_threshold"], nms_iou=best["nms_iou"])
+    model.cfg.backbone.update(saved, score_threshold=best["score_threshold"], nms_iou=best["nms_iou"],
+                              low_threshold=best["low_threshold"], low_iou=best["low_iou"] or 0.1)
     return {**best, "grid": grid, "images": len(ids)}
 
 
@@ -311,8 +316,10 @@ def train_gqa_scene_parser(cfg: GQATrainConfig, *, progress=None, log=print) -> 
         if cfg.val_scenes and cfg.tune:
             tuned = tune_decoding(model, cfg.val_images or cfg.images, cfg.val_scenes, limit=cfg.val_limit)
             logf.write(json.dumps({"tuned": tuned}) + "\n")
+            low = (f", weaker peaks down to {tuned['low_threshold']} where IoU <= {tuned['low_iou']}"
+                   if tuned["low_threshold"] else ", no hysteresis")
             log(f"decoding chosen on {cfg.val_scenes}: score threshold {tuned['score_threshold']}, "
-                f"NMS IoU {tuned['nms_iou']} (detection F1 {tuned['f1']:.2f})")
+                f"NMS IoU {tuned['nms_iou']}{low} (detection F1 {tuned['f1']:.2f})")
         checkpoint(out / "gqa_scene_parser.pt", full=False)
         logf.close()
     if world > 1:

@@ -4,6 +4,10 @@
 for a few dozen candidate boxes per image. This is the same greedy rule as
 `torchvision.ops.nms` (checked against it by the tests): boxes by descending score, each kept
 unless its IoU with an already kept box exceeds `iou_threshold`.
+
+With `low_score`, a box scoring below it is held to a stricter `low_iou`: a weak peak survives
+only where it stands apart from the boxes already kept (hysteresis). A faint but isolated
+object is kept; a faint second peak on an object already found is not.
 """
 from __future__ import annotations
 
@@ -22,15 +26,22 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def nms(boxes, scores, iou_threshold: float) -> np.ndarray:
+def nms(boxes, scores, iou_threshold: float, *, low_score: float | None = None,
+        low_iou: float | None = None) -> np.ndarray:
     """Indices (int64) of the kept boxes, by descending score (as `torchvision.ops.nms`).
-    boxes (N, 4) and scores (N,): numpy arrays or CPU tensors."""
+    boxes (N, 4) and scores (N,): numpy arrays or CPU tensors. A box with a score below
+    `low_score` is suppressed by a kept box it overlaps with IoU above `low_iou` (both or neither)."""
+    if (low_score is None) != (low_iou is None):
+        raise ValueError("nms: low_score and low_iou go together")
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float32).reshape(-1)
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(-scores, kind="stable")
-    over = box_iou(boxes[order], boxes[order]) > iou_threshold
+    limit = np.full(len(order), iou_threshold, dtype=np.float64)
+    if low_score is not None:
+        limit[scores[order] < low_score] = low_iou
+    over = box_iou(boxes[order], boxes[order]) > limit[None, :]  # column: the box that may be suppressed
     suppressed = np.zeros(len(order), dtype=bool)
     keep = []
     for i in range(len(order)):
