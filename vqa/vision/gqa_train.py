@@ -12,8 +12,8 @@
 - Checkpoints, resume, `max_minutes`, logs and DDP as the CLEVR parser (`vqa.vision.train`,
   whose helpers this reuses): `out/last.pt` (with the optimiser), `out/gqa_scene_parser.pt`
   at the end; `out/log.jsonl`. Held-out scores (`gqa_metrics`) on `val_scenes` after each epoch,
-  and at the end (`tune`) the objectness threshold and NMS IoU with the best detection F1 there
-  (`tune_decoding`), stored in the checkpoint's config. A finished run resumed (`resume`, with
+  and at the end (`tune`) the objectness threshold, NMS IoU and hysteresis with the best
+  detection F1 there (`tune_decoding`), stored in the checkpoint's config. A finished run resumed (`resume`, with
   `epochs` at most those done) only tunes and writes `gqa_scene_parser.pt` again.
   The order of examples is a function of (seed, epoch): a resumed run sees the same batches.
 """
