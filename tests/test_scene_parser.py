@@ -371,6 +371,23 @@ def test_decoding_is_tuned_on_a_split(tmp_path, second):
         assert max(g["f1"] for g in out["grid"] if not g["low_threshold"]) < out["f1"]
 
 
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no shipped scene-parser checkpoint")
+def test_cli_hysteresis_flags_reach_the_decoder(capsys):
+    """`vqa scene --low-threshold/--low-iou`: very permissive hysteresis keeps more boxes on the
+    sample image than the checkpoint's decoding; --low-threshold 0 is the checkpoint's."""
+    from pathlib import Path
+
+    from vqa.cli import main
+    sample = str(Path(__file__).resolve().parents[1] / "data" / "samples" / "sample.png")
+
+    def count(*flags):
+        assert main(["scene", "--image", sample, "--json", *flags]) == 0
+        return len(json.loads(capsys.readouterr().out)["objects"])
+    base = count()
+    assert count("--low-threshold", "0.02", "--low-iou", "0.9") > base
+    assert count("--low-threshold", "0") == base
+
+
 def test_cli_tune_saves_the_chosen_settings(tmp_path, capsys):
     from vqa.cli import main
     from vqa.datasets.synth.generate import generate_dataset
