@@ -202,6 +202,25 @@ def test_object_scores_are_calibrated_like_the_nsm():
         ASPReasoner(score_temperature=0)
 
 
+def test_a_scene_parsers_declared_objectness_midpoint_is_used():
+    """A scene graph whose parser declares its objectness midpoint (0.3) is read with it: the
+    detection scored 0.33 counts (p = sigmoid(0.6) = 0.65) where the default threshold 0.4 leaves
+    it out; scene_calibration=False and score_threshold=None ignore the declaration."""
+    import dataclasses
+    objs = [_obj(0, {"blue": 1.0}, score=0.9), _obj(1, {"red": 1.0}, "sphere", score=0.33)]
+    plain = SceneGraph("c", 480, 320, objs)
+    declared = dataclasses.replace(plain, info={"objectness_midpoint": 0.3})
+    q = [Program.parse("count(scene)")]
+    asp = ASPReasoner(explain=False)
+    assert asp.answer_batch(plain, q)[0].answer == "1"
+    assert asp.answer_batch(declared, q)[0].answer == "2"
+    assert [o.score for o in asp.calibrated(declared).objects][1] == pytest.approx(1 / (1 + math.exp(-0.6)))
+    assert ASPReasoner(explain=False, scene_calibration=False).answer_batch(declared, q)[0].answer == "1"
+    assert ASPReasoner(explain=False, score_threshold=None).calibrated(declared) is declared
+    again = SceneGraph.from_json(declared.to_json())  # the declaration survives the JSON form
+    assert again.info["objectness_midpoint"] == 0.3
+
+
 def test_gold_scenes_are_plain_facts():
     enc = encode_scene(SCENE)
     assert not enc.uncertain and enc.mode_cost == 0

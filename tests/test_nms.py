@@ -35,3 +35,19 @@ def test_nms_holds_weak_boxes_to_the_stricter_iou():
     assert nms(boxes, torch.tensor([0.9, 0.6, 0.3]), 0.5, low_score=0.5, low_iou=0.1).tolist() == [0, 1, 2]
     with pytest.raises(ValueError):
         nms(boxes, weak, 0.5, low_score=0.5)
+
+
+def test_nms_containment_rule_drops_weak_parts_of_kept_boxes():
+    """A weak box lying inside a strong one (IoU 0.09, all its area inside) is a part of the
+    strong object found again: low_ios 0.9 drops it, IoU alone keeps it; a strong box inside
+    another is not held to the rule."""
+    boxes = torch.tensor([[0.0, 0, 10, 10], [2, 2, 5, 5], [50, 50, 53, 53]])
+    assert nms(boxes, torch.tensor([0.9, 0.35, 0.3]), 0.5, low_score=0.5, low_iou=0.5).tolist() == [0, 1, 2]
+    assert nms(boxes, torch.tensor([0.9, 0.35, 0.3]), 0.5, low_score=0.5, low_iou=0.5,
+               low_ios=0.9).tolist() == [0, 2]
+    assert nms(boxes, torch.tensor([0.9, 0.6, 0.3]), 0.5, low_score=0.5, low_iou=0.5,
+               low_ios=0.9).tolist() == [0, 1, 2]
+    half = torch.tensor([[0.0, 0, 10, 10], [8, 0, 12, 10]])  # half of the weak box inside
+    assert nms(half, torch.tensor([0.9, 0.35]), 0.5, low_score=0.5, low_iou=0.5, low_ios=0.9).tolist() == [0, 1]
+    with pytest.raises(ValueError):
+        nms(boxes, torch.tensor([0.9, 0.35, 0.3]), 0.5, low_ios=0.9)

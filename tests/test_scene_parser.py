@@ -52,6 +52,21 @@ def _maps_with_objects(cfg, objects):
     return maps
 
 
+def test_decode_declares_the_objectness_midpoint_and_drops_contained_weak_peaks():
+    """cfg.objectness_midpoint goes into the graph's info (and its JSON); with hysteresis and
+    low_ios, a weak peak whose box lies inside a strong object's box is dropped."""
+    cfg = SceneParserConfig(score_threshold=0.4, nms_iou=0.45, low_threshold=0.3, low_iou=0.45)
+    a = {"color": "red", "size": "large", "material": "metal", "shape": "cube"}
+    maps = _maps_with_objects(cfg, [(10, 10, a), (10, 12, a)])
+    maps["box"][:, 10, 10] = math.log(8.0)      # a large box around the first object
+    maps["heat"][0, 10, 12] = _logit(0.35)      # a weak peak inside it (IoU 9/64)
+    assert len(decode(maps, cfg, image_size=(192, 128)).objects) == 2
+    cfg.low_ios, cfg.objectness_midpoint = 0.9, 0.3
+    g = decode(maps, cfg, image_size=(192, 128))
+    assert len(g.objects) == 1 and g.info["objectness_midpoint"] == 0.3
+    assert SceneGraph.from_json(g.to_json()).info["objectness_midpoint"] == 0.3
+
+
 def test_decode_gives_a_valid_probabilistic_scene_graph():
     cfg = SceneParserConfig()
     a = {"color": "red", "size": "large", "material": "metal", "shape": "cube"}

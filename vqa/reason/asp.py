@@ -179,6 +179,10 @@ class ASPConfig:
     # the shipped scene parser (ASP VQA accuracy with predicted scenes 97.43% raw, 98.30%).
     score_threshold: float | None = 0.4
     score_temperature: float = 0.05
+    # a scene graph whose parser measured where its objectness means "as likely real as not"
+    # (info["objectness_midpoint"], `SceneParserConfig.objectness_midpoint`) is read with that
+    # threshold instead of `score_threshold` (the same temperature); False: always score_threshold
+    scene_calibration: bool = True
     alternatives_conflicts: int = 1_000  # solve limit of each round that looks for the next-best answers
     # seconds of search per question about an uncertain scene (wall clock, grounding
     # included; None: no limit). When the best reading is not proven within it, the answer
@@ -225,7 +229,8 @@ class ASPReasoner:
                  score_threshold: float | None = ASPConfig.score_threshold,
                  score_temperature: float = ASPConfig.score_temperature, budget: float | None = DEFAULT_BUDGET,
                  strategy: str = "mode-first", bounds: tuple[int, ...] = DEFAULT_BOUNDS, relative_costs: bool = True,
-                 min_reading: float | None = DEFAULT_MIN_READING):
+                 min_reading: float | None = DEFAULT_MIN_READING,
+                 scene_calibration: bool = ASPConfig.scene_calibration):
         if not score_temperature > 0:
             raise ValueError(f"score_temperature must be positive, got {score_temperature}")
         if budget is not None and not budget > 0:
@@ -237,7 +242,8 @@ class ASPReasoner:
         self.config = ASPConfig(theory_dir or DEFAULT_THEORY, top_k, cost_cap, explain, min_probability,
                                 score_threshold=score_threshold, score_temperature=score_temperature,
                                 budget=budget, strategy=strategy, bounds=tuple(sorted(bounds)),
-                                relative_costs=relative_costs, min_reading=min_reading)
+                                relative_costs=relative_costs, min_reading=min_reading,
+                                scene_calibration=scene_calibration)
         # the complete theory (checked to exist), then the statements of each file
         self.theory = load_theory(self.config.theory_dir, exclude=("example_facts.lp",))
         self._files: dict[str, list] = {}
@@ -282,8 +288,12 @@ class ASPReasoner:
     # ---- public API -------------------------------------------------------
     def calibrated(self, scene: SceneGraph) -> SceneGraph:
         """`scene`, or a copy whose object scores below 1 are existence probabilities
-        (`ASPConfig.score_threshold`); the objects themselves are not changed."""
+        (`ASPConfig.score_threshold`, or the scene's declared `objectness_midpoint`, see
+        `ASPConfig.scene_calibration`); the objects themselves are not changed."""
         t, temp = self.config.score_threshold, self.config.score_temperature
+        declared = (scene.info or {}).get("objectness_midpoint")
+        if t is not None and declared is not None and self.config.scene_calibration:
+            t = float(declared)
         if t is None or all(o.score >= 1.0 for o in scene.objects):
             return scene
 

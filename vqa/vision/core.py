@@ -52,6 +52,11 @@ class SceneParserConfig:
     # their box overlaps no box kept before them by more than low_iou (chosen on val)
     low_threshold: float = 0.0
     low_iou: float = 0.1
+    # ... and, below 1, not where more than this share of their box lies inside a kept box
+    low_ios: float = 1.0
+    # the objectness score at which a detection is as likely real as not (None: not measured);
+    # scene graphs carry it (info["objectness_midpoint"]) for the reasoners' calibration
+    objectness_midpoint: float | None = None
     max_objects: int = 24
     flip_tta: bool = True          # parsing averages the maps of the image and of its mirror image
     # second stage (0: none): each detected object's square crop (side `refine_context` x its
@@ -433,7 +438,8 @@ def detect(maps: dict, cfg: SceneParserConfig) -> dict:
     cx, cy = (xs + 0.5 + off[0]) * STRIDE, (ys + 0.5 + off[1]) * STRIDE
     bw, bh = size[0] * STRIDE, size[1] * STRIDE
     keep = nms(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1), scores, cfg.nms_iou,
-               low_score=cfg.score_threshold if low else None, low_iou=cfg.low_iou if low else None)
+               low_score=cfg.score_threshold if low else None, low_iou=cfg.low_iou if low else None,
+               low_ios=cfg.low_ios if low and cfg.low_ios < 1 else None)
     return {"boxes": np.stack([cx, cy, bw, bh], 1)[keep].reshape(-1, 4), "scores": scores[keep],
             "logits": {cat: maps[f"attr:{cat}"][:, ys[keep], xs[keep]] for cat in cfg.attributes},
             "grid": heat.shape}
@@ -453,7 +459,10 @@ def to_graph(det: dict, cfg: SceneParserConfig, *, image_size: tuple[int, int], 
                           bbox=[(cx - bw / 2) * sx, (cy - bh / 2) * sy, bw * sx, bh * sy], attributes=attrs)
         obj.name = obj.value("shape") or "object"
         objects.append(obj)
-    return with_positions(SceneGraph(image_id, int(w0), int(h0), objects, info={"source": "scene_parser"}),
+    info = {"source": "scene_parser"}
+    if cfg.objectness_midpoint is not None:
+        info["objectness_midpoint"] = cfg.objectness_midpoint
+    return with_positions(SceneGraph(image_id, int(w0), int(h0), objects, info=info),
                           cubes=cfg.cubes)
 
 

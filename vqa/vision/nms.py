@@ -7,7 +7,9 @@ unless its IoU with an already kept box exceeds `iou_threshold`.
 
 With `low_score`, a box scoring below it is held to a stricter `low_iou`: a weak peak survives
 only where it stands apart from the boxes already kept (hysteresis). A faint but isolated
-object is kept; a faint second peak on an object already found is not.
+object is kept; a faint second peak on an object already found is not. `low_ios` adds a
+containment rule for weak boxes: suppressed when more than that share of the weak box's own
+area lies inside a kept box (a part of a larger object found again).
 """
 from __future__ import annotations
 
@@ -27,12 +29,13 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def nms(boxes, scores, iou_threshold: float, *, low_score: float | None = None,
-        low_iou: float | None = None) -> np.ndarray:
+        low_iou: float | None = None, low_ios: float | None = None) -> np.ndarray:
     """Indices (int64) of the kept boxes, by descending score (as `torchvision.ops.nms`).
     boxes (N, 4) and scores (N,): numpy arrays or CPU tensors. A box with a score below
-    `low_score` is suppressed by a kept box it overlaps with IoU above `low_iou` (both or neither)."""
-    if (low_score is None) != (low_iou is None):
-        raise ValueError("nms: low_score and low_iou go together")
+    `low_score` is suppressed by a kept box it overlaps with IoU above `low_iou` (both or neither),
+    or (with `low_ios`) that holds more than `low_ios` of its area."""
+    if (low_score is None) != (low_iou is None) or (low_ios is not None and low_score is None):
+        raise ValueError("nms: low_score and low_iou go together (low_ios needs both)")
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float32).reshape(-1)
     if len(boxes) == 0:
@@ -41,7 +44,15 @@ def nms(boxes, scores, iou_threshold: float, *, low_score: float | None = None,
     limit = np.full(len(order), iou_threshold, dtype=np.float64)
     if low_score is not None:
         limit[scores[order] < low_score] = low_iou
-    over = box_iou(boxes[order], boxes[order]) > limit[None, :]  # column: the box that may be suppressed
+    b = boxes[order]
+    over = box_iou(b, b) > limit[None, :]  # column: the box that may be suppressed
+    if low_ios is not None:
+        weak = scores[order] < low_score
+        lt = np.maximum(b[:, None, :2], b[None, :, :2])
+        rb = np.minimum(b[:, None, 2:], b[None, :, 2:])
+        inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+        area = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=-1)
+        over |= weak[None, :] & (inter > low_ios * np.maximum(area, 1e-12)[None, :])
     suppressed = np.zeros(len(order), dtype=bool)
     keep = []
     for i in range(len(order)):
