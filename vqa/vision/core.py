@@ -5,7 +5,8 @@ the numpy runtime (`vqa.runtime.scene_parser`), so both decode the same way.
 Decoding: local maxima of sigmoid(heat) above `score_threshold` (3x3 max pool), greedy box NMS
 (`vqa.vision.nms`, the rule of `torchvision.ops.nms`), attribute distributions = softmax, `score` = objectness.
 With `low_threshold` set, weaker peaks down to it are kept where they stand apart from the boxes
-already kept (IoU <= `low_iou`): faint isolated objects, not second peaks on a found one.
+already kept (IoU <= `low_iou`, and with `low_ios` < 1 at most that share of their box inside
+one): faint isolated objects, not second peaks on a found one nor parts of a larger one.
 Positions: the predicted pixel centre is cast back through CLEVR's camera (35 mm lens,
 32 mm sensor, un-jittered location) onto the horizontal plane at the object's half
 height (from its predicted shape and size); relations then follow CLEVR's rule
@@ -419,6 +420,14 @@ def _softmax0(x: np.ndarray) -> np.ndarray:
 
 # the hysteresis settings the decoding tuners try, (low_threshold, low_iou): (0, None) is off
 HYSTERESIS_GRID = ((0.0, None),) + tuple((lo, li) for lo in (0.15, 0.2, 0.25, 0.3) for li in (0.05, 0.1, 0.2))
+
+
+def decoding_grid(thresholds, ious, low=HYSTERESIS_GRID, *, off_iou: float) -> list[dict]:
+    """The decoding settings a tuner tries, in order: {score_threshold, nms_iou, low_threshold,
+    low_iou} for each threshold, NMS IoU and hysteresis (`low`: (low_threshold, low_iou) pairs,
+    (0, None) off, which keeps `off_iou`); a low threshold not under the threshold is skipped."""
+    return [{"score_threshold": t, "nms_iou": iou, "low_threshold": lo, "low_iou": off_iou if li is None else li}
+            for t in thresholds for iou in ious for lo, li in low if not (lo and lo >= t)]
 
 
 def detect(maps: dict, cfg: SceneParserConfig) -> dict:

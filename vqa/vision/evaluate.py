@@ -18,7 +18,7 @@ from ..datasets.clevr import iter_questions, load_scenes
 from ..errors import DataError
 from ..executor import execute
 from ..scene import SceneGraph
-from .core import HYSTERESIS_GRID
+from .core import HYSTERESIS_GRID, decoding_grid
 from .metrics import SceneMetrics, format_scene_report
 
 
@@ -107,23 +107,17 @@ def tune_decoding(parser, root: str | Path, split: str, *, limit: int | None = 2
     keys = ("score_threshold", "nms_iou", "low_threshold", "low_iou")
     old = {k: getattr(parser.cfg, k) for k in keys}
     grid, best = [], None
-    for thr in thresholds:
-        for iou in ious:
-            for lo, li in low:
-                if lo and lo >= thr:
-                    continue
-                setting = {"score_threshold": thr, "nms_iou": iou, "low_threshold": lo,
-                           "low_iou": old["low_iou"] if li is None else li}
-                for k, v in setting.items():
-                    setattr(parser.cfg, k, v)
-                metrics = SceneMetrics(distance=distance)
-                for i, m, size in zip(ids, maps, sizes):
-                    metrics.add(decode(m, parser.cfg, image_size=size, image_id=i), gold[i])
-                s = metrics.summary()
-                grid.append({**setting, "f1": s["f1"], "perfect": s["perfect_scenes"]})
-                key = (round(s["f1"], 6), s["perfect_scenes"] or 0.0)
-                if best is None or key > best[0]:
-                    best = (key, setting, s["f1"])
+    for setting in decoding_grid(thresholds, ious, low, off_iou=old["low_iou"]):
+        for k, v in setting.items():
+            setattr(parser.cfg, k, v)
+        metrics = SceneMetrics(distance=distance)
+        for i, m, size in zip(ids, maps, sizes):
+            metrics.add(decode(m, parser.cfg, image_size=size, image_id=i), gold[i])
+        s = metrics.summary()
+        grid.append({**setting, "f1": s["f1"], "perfect": s["perfect_scenes"]})
+        key = (round(s["f1"], 6), s["perfect_scenes"] or 0.0)
+        if best is None or key > best[0]:
+            best = (key, setting, s["f1"])
     chosen = old if best is None else best[1]
     for k, v in chosen.items():
         setattr(parser.cfg, k, v)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..errors import VQAError
 from ..nn.vit import autocast
-from .core import HYSTERESIS_GRID
+from .core import HYSTERESIS_GRID, decoding_grid
 from .gqa_core import GQASceneParserConfig
 from .gqa_data import GQASceneData, find_image, scan_vocabulary
 from .gqa_scene_parser import GQASceneParser, checkpoint_dict, model_from_checkpoint
@@ -161,22 +161,15 @@ def tune_decoding(model, images_dir, scenes_file, *, limit=None, thresholds=THRE
 
     saved = dict(model.cfg.backbone)
     grid, best = [], None
-    for t in thresholds:
-        for nms_iou in ious:
-            for lo, li in low:
-                if lo and lo >= t:
-                    continue
-                model.cfg.backbone.update(score_threshold=t, nms_iou=nms_iou, low_threshold=lo,
-                                          low_iou=0.1 if li is None else li)
-                bcfg = model.cfg.backbone_config()
-                pred = [boxes_only(detect(m, bcfg), s, g) for m, s, g in zip(maps, scales, gold)]
-                f1 = gqa_scene_scores(pred, gold)["detection_f1"] or 0.0
-                grid.append({"score_threshold": t, "nms_iou": nms_iou, "low_threshold": lo, "low_iou": li, "f1": f1})
-                if best is None or f1 > best["f1"]:
-                    best = grid[-1]
+    for setting in decoding_grid(thresholds, ious, low, off_iou=model.cfg.backbone_config().low_iou):
+        model.cfg.backbone.update(setting)
+        bcfg = model.cfg.backbone_config()
+        pred = [boxes_only(detect(m, bcfg), s, g) for m, s, g in zip(maps, scales, gold)]
+        grid.append({**setting, "f1": gqa_scene_scores(pred, gold)["detection_f1"] or 0.0})
+        if best is None or grid[-1]["f1"] > best["f1"]:
+            best = grid[-1]
     model.cfg.backbone.clear()
-    model.cfg.backbone.update(saved, score_threshold=best["score_threshold"], nms_iou=best["nms_iou"],
-                              low_threshold=best["low_threshold"], low_iou=best["low_iou"] or 0.1)
+    model.cfg.backbone.update(saved, **{k: v for k, v in best.items() if k != "f1"})
     return {**best, "grid": grid, "images": len(ids)}
 
 

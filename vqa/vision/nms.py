@@ -16,14 +16,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in a (N, 4) with every box in b (M, 4), boxes as x1, y1, x2, y2."""
+def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersection areas (N, M) of every box in a (N, 4) with every box in b (M, 4), and the
+    boxes' areas (N,), (M,); boxes as x1, y1, x2, y2."""
     area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
     area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
+    return wh[..., 0] * wh[..., 1], area_a, area_b
+
+
+def _iou(inter: np.ndarray, area_a: np.ndarray, area_b: np.ndarray) -> np.ndarray:
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
@@ -44,14 +48,10 @@ def nms(boxes, scores, iou_threshold: float, *, low_score: float | None = None,
     limit = np.full(len(order), iou_threshold, dtype=np.float64)
     if low_score is not None:
         limit[scores[order] < low_score] = low_iou
-    b = boxes[order]
-    over = box_iou(b, b) > limit[None, :]  # column: the box that may be suppressed
+    inter, area, _ = _overlaps(boxes[order], boxes[order])
+    over = _iou(inter, area, area) > limit[None, :]  # column: the box that may be suppressed
     if low_ios is not None:
         weak = scores[order] < low_score
-        lt = np.maximum(b[:, None, :2], b[None, :, :2])
-        rb = np.minimum(b[:, None, 2:], b[None, :, 2:])
-        inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-        area = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=-1)
         over |= weak[None, :] & (inter > low_ios * np.maximum(area, 1e-12)[None, :])
     suppressed = np.zeros(len(order), dtype=bool)
     keep = []
