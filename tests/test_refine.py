@@ -137,6 +137,56 @@ def test_refiner_trains_resumes_and_chooses_weights(tmp_path):
     assert graph.width == 192 and graph.objects
 
 
+def test_detected_crops_sit_on_the_dense_heads_boxes(tmp_path):
+    """`detected_boxes` gives each gold object the box the dense head finds for it (NaN where it
+    finds none); crops placed there carry the gold centre's offset from that box."""
+    from vqa.datasets.synth.generate import generate_dataset
+    from vqa.vision.data import SceneParserData
+    from vqa.vision.refine import GoldCrops, RefineConfig, detected_boxes, train_refiner
+    data = tmp_path / "synth"
+    generate_dataset(data, num_scenes=3, questions_per_scene=0, seed=11, split="val", image_size=(192, 128))
+    model = load_scene_parser(None)
+    cfg = model.cfg
+    d = SceneParserData(data, "val", image_size=cfg.image_size, attributes=cfg.attributes)
+    det = detected_boxes(model, d, batch_size=2)
+    gold = np.array([[o.cx, o.cy, o.w, o.h] for objs in d.objects for o in objs])
+    found = np.isfinite(det[:, 0])
+    assert det.shape == gold.shape and found.mean() > 0.8
+    # each found box is the dense head's (not the gold one) and near its object
+    assert np.abs(det[found, :2] - gold[found, :2]).max() < 0.05 * cfg.image_size[1]
+    assert np.abs(det[found, :2] - gold[found, :2]).max() > 0
+    nothing = load_scene_parser(None)
+    nothing.cfg.score_threshold, nothing.cfg.low_threshold = 1.01, 0.0
+    assert np.isnan(detected_boxes(nothing, d)).all()
+    cfg.refine_size, cfg.refine_context = 16, 1.5
+    gc = GoldCrops(d, "input", [det])
+    rows = np.arange(len(gc))
+    _, off, geo = gc.crops(rows, cfg, np.random.default_rng(0), detected=1.0)
+    off = off.numpy().copy()
+    geo = geo.numpy().copy()
+    sides = np.maximum(det[:, 2:].max(1), 4.0) * 1.5
+    W = cfg.image_size[1]
+    # crops are mirrored at random (x centre -> 1 - x, x offset negated): compare x up to that
+    cx = np.where(np.isclose(geo[:, 1], det[:, 0] / W, atol=1e-5), geo[:, 1], 1 - geo[:, 1]) * W
+    assert np.allclose(cx[found], det[found, 0], atol=1e-3)
+    assert np.allclose(geo[found, 2], det[found, 1] / cfg.image_size[0], atol=1e-5)
+    assert np.allclose(np.abs(off[found, 0]), np.abs(gold[found, 0] - det[found, 0]) / sides[found], atol=1e-4)
+    assert np.allclose(off[found, 1], (gold[found, 1] - det[found, 1]) / sides[found], atol=1e-4)
+    assert np.allclose(off[~found], 0)  # no detection: the gold box, unjittered here
+    _, off0, _ = gc.crops(rows, cfg, np.random.default_rng(0))  # share 0: the gold boxes
+    assert np.allclose(off0.numpy(), 0)
+    # training with the share: the detections are computed and reported
+    generate_dataset(data, num_scenes=4, questions_per_scene=0, seed=12, image_size=(192, 128))
+    notes = []
+    rc = RefineConfig(data=str(data), out=str(tmp_path / "rf"), epochs=1, batch_size=8, size=16, channels=(8, 8, 8),
+                      warmup_steps=1, weights=(0.0, 1.0), centre=True, detected=0.5)
+    train_refiner(rc, log=notes.append)
+    assert any(n.startswith("dense detections: ") and "50% of their crops" in n for n in notes)
+    with pytest.raises(Exception, match="detected crops"):
+        train_refiner(RefineConfig(data=str(data), out=str(tmp_path / "rf2"), epochs=1, detected=1.5),
+                      log=lambda *_: None)
+
+
 def test_cli_refiner_rejects_bad_settings(tmp_path, capsys):
     from vqa.cli import main
     assert main(["train", "scene-refiner", "--data", str(tmp_path), "--channels", "8,8"]) == 2

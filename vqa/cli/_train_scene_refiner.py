@@ -50,6 +50,10 @@ def register(tsub) -> None:
                    help="the second stage also regresses each object's centre (its weight against the dense "
                         "head's centre is chosen on --val-split), and its attribute head reads the crop's "
                         "geometry (size and place in the image: a crop alone does not show how big its object is)")
+    p.add_argument("--detected-crops", type=float, default=0.0, metavar="SHARE",
+                   help="share (0-1) of training crops placed on the dense head's own detection of the object "
+                        "instead of its jittered gold box, so that the second stage learns the crops it gets "
+                        "when parsing (off-centre where an object is partly hidden); default 0")
     p.add_argument("--cubes", choices=("synth", "clevr"), default=None,
                    help="cube half-extent the parser assumes for 3-D positions: synth (radius / sqrt(2), the "
                         "synthetic world's) or clevr (the radius, released CLEVR's); default: what the training "
@@ -79,7 +83,8 @@ def run(args) -> int:
                        context=args.context, seed=args.seed, checkpoint_every=args.checkpoint_every,
                        resume=resume_mode(args), device=args.device, threads=args.threads, max_minutes=args.max_minutes,
                       repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, warmup_steps=args.warmup_steps, keep=args.keep,
-                       source=args.source, centre=True if args.centre else None, cubes=args.cubes)
+                       source=args.source, centre=True if args.centre else None, cubes=args.cubes,
+                       detected=args.detected_crops)
     summary = train_refiner(cfg, progress=progress)
     if args.json:
         print(json.dumps(summary, indent=1))

@@ -83,6 +83,8 @@ class RefineConfig:
     geometry: bool | None = None      # the attribute head reads the crop's geometry (default: as `centre`)
     centre_loss: float = 10.0         # weight of the centre's L1 loss (offsets as fractions of the crop side)
     centre_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    detected: float = 0.0             # share of training crops placed on the dense head's own detection of
+                                      # the object (where it has one) instead of the gold box: `detected_boxes`
     cubes: str | None = None          # the parser's cube half-extent for 3-D positions (default: the training
                                       # scenes' convention, `vqa.vision.data.cube_convention`, else the checkpoint's)
 
@@ -91,16 +93,17 @@ class GoldCrops:
     """Every gold object of a `SceneParserData` (or of each part of a `MixedData`, repeated) as
     (group, image, centre, box, values) arrays; a group is one folder's images: the network
     input (source "input") or a `pyramid` of the images at full resolution (source "image",
-    the data loaded with `full=True`). A value -1 is not a target (see `data.gold_objects`)."""
+    the data loaded with `full=True`). A value -1 is not a target (see `data.gold_objects`).
+    `detected`: per part, `detected_boxes` of its objects (crops may be placed there instead)."""
 
-    def __init__(self, data: SceneParserData, source: str = "input"):
+    def __init__(self, data: SceneParserData, source: str = "input", detected: list[np.ndarray] | None = None):
         parts = getattr(data, "parts", None) or [data]
         repeats = getattr(data, "repeats", None) or [1] * len(parts)
         self.categories = list(data.attributes)
         self.input_hw = tuple(data.image_size)
         self.levels: list[list[np.ndarray]] = []   # per group: pyramid levels (N, 3, h, w) uint8
         self.scales: list[float] = []              # per group: image pixels per network-input pixel
-        groups, index, boxes, labels = [], [], [], []
+        groups, index, boxes, labels, found = [], [], [], [], []
         for g, (part, r) in enumerate(zip(parts, repeats)):
             if source == "image":
                 if part.full is None:
@@ -112,27 +115,38 @@ class GoldCrops:
                 self.scales.append(1.0)
             rows = [(i, o.cx, o.cy, o.w, o.h) for i, objs in enumerate(part.objects) for o in objs]
             lab = [[o.values[c] for c in self.categories] for objs in part.objects for o in objs]
+            det = np.full((len(rows), 4), np.nan) if detected is None else np.asarray(detected[g], np.float64)
+            if det.shape != (len(rows), 4):
+                raise ValueError(f"detected boxes {det.shape} for {len(rows)} objects")
             for _ in range(r):
                 groups += [g] * len(rows)
                 index += [row[0] for row in rows]
                 boxes += [row[1:] for row in rows]
                 labels += lab
+                found.append(det)
         self.group = np.array(groups, dtype=np.int64)
         self.index = np.array(index, dtype=np.int64)
         self.boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
         self.labels = np.array(labels, dtype=np.int64).reshape(-1, len(self.categories))
+        self.detected = np.concatenate(found) if found else np.zeros((0, 4))
 
     def __len__(self) -> int:
         return len(self.index)
 
     def crops(self, rows: np.ndarray, cfg, rng: np.random.Generator | None = None, *, jitter: float = 0.0,
-              scale_jitter: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              scale_jitter: float = 0.0, detected: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised crops (n, 3, r, r) of objects `rows`, the gold centres' offsets from the
         crop centres (n, 2) as fractions of the crop side, and the crops' `crop_geometry` (n, 3);
-        with `rng`, jittered and half mirrored."""
+        with `rng`, jittered and half mirrored, and a share `detected` of them (of the objects
+        the dense head found) placed on the dense head's box instead of the gold one."""
         rows = np.asarray(rows, np.int64)
         centres, sides = crop_boxes(self.boxes[rows], cfg)
         gold = centres.copy()
+        if rng is not None and detected > 0:
+            own = (rng.random(len(rows)) < detected) & np.isfinite(self.detected[rows, 0])
+            if own.any():
+                c, s = crop_boxes(self.detected[rows[own]], cfg)
+                centres[own], sides[own] = c, s
         if rng is not None:
             sides = sides * np.exp(rng.normal(0, scale_jitter, len(rows)))
             centres = centres + rng.normal(0, jitter, (len(rows), 2)) * sides[:, None]
@@ -152,6 +166,38 @@ class GoldCrops:
             offsets[flip, 0] = -offsets[flip, 0]
             geometry[flip] = mirror_geometry(geometry[flip])
         return x, offsets, geometry
+
+
+def _matched_detections(model, data: SceneParserData, batch_size: int = 32, progress=None):
+    """Per image i of `data`: (i, the dense head's detections (`detect`), [(detection, gold
+    object)] matched as `SceneMetrics` matches, the image's normalised network input (1, 3, h, w))."""
+    cfg = model.cfg
+    model.eval()
+    starts = range(0, len(data), batch_size)
+    for k in (progress(starts, desc="dense detections", total=len(starts)) if progress else starts):
+        idx = list(range(k, min(k + batch_size, len(data))))
+        images = ((data.images[idx].float() / 255.0 - MEAN) / STD).to(model.device)
+        with torch.no_grad():
+            maps = {n: m.float().cpu().numpy() for n, m in model.predict_maps(images).items()}
+        batch = images.cpu().numpy()
+        for b, i in enumerate(idx):
+            det = detect({n: m[b] for n, m in maps.items()}, cfg)
+            g = data.graphs[i]
+            yield i, det, match_objects(to_graph(det, cfg, image_size=(g.width, g.height)), g), batch[b:b + 1]
+
+
+def detected_boxes(model, data: SceneParserData, batch_size: int = 32, progress=None) -> np.ndarray:
+    """(objects of `data` in `GoldCrops` order, 4): each gold object's box (cx, cy, w, h) in
+    network-input pixels as the dense head detects it (matched as `SceneMetrics` matches), NaN
+    where it finds none. At parse time the second stage's crops sit on these boxes, which miss
+    the gold ones most where an object is partly hidden; training on them shows it those crops."""
+    rows = []
+    for i, det, pairs, _ in _matched_detections(model, data, batch_size, progress):
+        out = np.full((len(data.objects[i]), 4), np.nan)
+        for p, j in pairs:
+            out[j] = det["boxes"][p]
+        rows.append(out)
+    return np.concatenate(rows) if rows else np.zeros((0, 4))
 
 
 def _lr(step: int, total: int, cfg: RefineConfig) -> float:
@@ -216,35 +262,28 @@ def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, 
     gold = {c: [] for c in cfg.attributes}
     centre_rows = []  # (dense centre, crop centre) in gold-image pixels, gold centre
     K = n_attribute_logits(cfg)
-    for k in range(0, len(data), batch_size):
-        idx = list(range(k, min(k + batch_size, len(data))))
-        images = ((data.images[idx].float() / 255.0 - MEAN) / STD).to(model.device)
-        maps = {n: m.float().cpu().numpy() for n, m in model.predict_maps(images).items()}
-        batch = images.cpu().numpy()
-        for b, i in enumerate(idx):
-            det = detect({n: m[b] for n, m in maps.items()}, cfg)
-            g = data.graphs[i]
-            pairs = match_objects(to_graph(det, cfg, image_size=(g.width, g.height)), g)
-            if not pairs:
-                continue
-            p_idx = np.array([p for p, _ in pairs])
-            sources = None
-            if cfg.refine_source == "image":
-                sources = [pyramid(((data.full[i].astype(np.float32) / 255.0 - MEAN) / STD).astype(np.float32))]
-            x, centres, sides = source_crops(det["boxes"][p_idx], np.zeros(len(p_idx), np.int64), cfg,
-                                             batch=batch[b:b + 1], sources=sources, input_hw=batch.shape[-2:])
-            geometry = torch.from_numpy(crop_geometry(centres, sides, batch.shape[-2:]))
-            logits = model.refine_logits(torch.from_numpy(x).to(model.device), geometry.to(model.device)).cpu()
-            for cat, part in zip(cfg.attributes, _split_logits(logits, cfg.attributes)):
-                dense[cat].append(torch.from_numpy(det["logits"][cat][:, p_idx].T.copy()))
-                crop_parts[cat].append(part)
-                gold[cat].append(torch.tensor([data.objects[i][j].values[cat] for _, j in pairs]))
-            if cfg.refine_centre:
-                scale = np.array([g.width / batch.shape[-1], g.height / batch.shape[-2]])
-                crop_c = centres + sides[:, None] * logits[:, K:K + 2].numpy()
-                for n, (_, j) in enumerate(pairs):
-                    centre_rows.append((det["boxes"][p_idx[n], :2] * scale, crop_c[n] * scale,
-                                        np.asarray(g.objects[j].anchor, float)))
+    for i, det, pairs, batch in _matched_detections(model, data, batch_size):
+        if not pairs:
+            continue
+        g = data.graphs[i]
+        p_idx = np.array([p for p, _ in pairs])
+        sources = None
+        if cfg.refine_source == "image":
+            sources = [pyramid(((data.full[i].astype(np.float32) / 255.0 - MEAN) / STD).astype(np.float32))]
+        x, centres, sides = source_crops(det["boxes"][p_idx], np.zeros(len(p_idx), np.int64), cfg,
+                                         batch=batch, sources=sources, input_hw=batch.shape[-2:])
+        geometry = torch.from_numpy(crop_geometry(centres, sides, batch.shape[-2:]))
+        logits = model.refine_logits(torch.from_numpy(x).to(model.device), geometry.to(model.device)).cpu()
+        for cat, part in zip(cfg.attributes, _split_logits(logits, cfg.attributes)):
+            dense[cat].append(torch.from_numpy(det["logits"][cat][:, p_idx].T.copy()))
+            crop_parts[cat].append(part)
+            gold[cat].append(torch.tensor([data.objects[i][j].values[cat] for _, j in pairs]))
+        if cfg.refine_centre:
+            scale = np.array([g.width / batch.shape[-1], g.height / batch.shape[-2]])
+            crop_c = centres + sides[:, None] * logits[:, K:K + 2].numpy()
+            for n, (_, j) in enumerate(pairs):
+                centre_rows.append((det["boxes"][p_idx[n], :2] * scale, crop_c[n] * scale,
+                                    np.asarray(g.objects[j].anchor, float)))
     table = {}
     if cfg.refine_centre and centre_rows:
         d0 = np.array([r[0] for r in centre_rows])
@@ -351,7 +390,15 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
                               extra_limit=cfg.extra_limit, progress=progress, full=full)
     if state is None:
         adopt_cubes(mcfg, data, cfg.cubes, log=log)
-    crops = GoldCrops(data, mcfg.refine_source)
+    detected = None
+    if cfg.detected > 0:
+        if not 0 < cfg.detected <= 1:
+            raise VQAError(f"detected crops: expected a share in (0, 1], got {cfg.detected}")
+        detected = [detected_boxes(model, part, progress=progress) for part in getattr(data, "parts", None) or [data]]
+        n_found = sum(int(np.isfinite(d[:, 0]).sum()) for d in detected)
+        log(f"dense detections: {n_found} of {sum(len(d) for d in detected)} training objects found; "
+            f"{100 * cfg.detected:g}% of their crops sit on them")
+    crops = GoldCrops(data, mcfg.refine_source, detected)
     if state is not None:
         check_size(state.get("examples"), len(crops), file=last, what="training crops")
     val_root = Path(cfg.val_data or cfg.data)
@@ -392,7 +439,8 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
         for k in range(k, steps_per_epoch):
             rows = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
             brng = np.random.default_rng([cfg.seed, epoch, k])
-            x, offsets, geometry = crops.crops(rows, mcfg, brng, jitter=cfg.jitter, scale_jitter=cfg.scale_jitter)
+            x, offsets, geometry = crops.crops(rows, mcfg, brng, jitter=cfg.jitter, scale_jitter=cfg.scale_jitter,
+                                               detected=cfg.detected)
             x, offsets, geometry = x.to(device), offsets.to(device), geometry.to(device)
             y = torch.from_numpy(crops.labels[rows]).to(device)
             for group in opt.param_groups:
