@@ -185,6 +185,9 @@ def test_detected_crops_sit_on_the_dense_heads_boxes(tmp_path):
     with pytest.raises(Exception, match="detected crops"):
         train_refiner(RefineConfig(data=str(data), out=str(tmp_path / "rf2"), epochs=1, detected=1.5),
                       log=lambda *_: None)
+    with pytest.raises(Exception, match="detected crops"):
+        train_refiner(RefineConfig(data=str(data), out=str(tmp_path / "rf3"), epochs=1, detected=-0.5),
+                      log=lambda *_: None)
 
 
 def test_cli_refiner_rejects_bad_settings(tmp_path, capsys):

@@ -16,20 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Intersection areas (N, M) of every box in a (N, 4) with every box in b (M, 4), and the
-    boxes' areas (N,), (M,); boxes as x1, y1, x2, y2."""
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+def _pairwise(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Intersection areas (N, N) of every pair of boxes (N, 4) given as x1, y1, x2, y2, and the
+    boxes' areas (N,)."""
+    area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
     wh = np.clip(rb - lt, 0, None)
-    return wh[..., 0] * wh[..., 1], area_a, area_b
-
-
-def _iou(inter: np.ndarray, area_a: np.ndarray, area_b: np.ndarray) -> np.ndarray:
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    return wh[..., 0] * wh[..., 1], area
 
 
 def nms(boxes, scores, iou_threshold: float, *, low_score: float | None = None,
@@ -48,8 +42,10 @@ def nms(boxes, scores, iou_threshold: float, *, low_score: float | None = None,
     limit = np.full(len(order), iou_threshold, dtype=np.float64)
     if low_score is not None:
         limit[scores[order] < low_score] = low_iou
-    inter, area, _ = _overlaps(boxes[order], boxes[order])
-    over = _iou(inter, area, area) > limit[None, :]  # column: the box that may be suppressed
+    inter, area = _pairwise(boxes[order])
+    union = area[:, None] + area[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    over = iou > limit[None, :]  # column: the box that may be suppressed
     if low_ios is not None:
         weak = scores[order] < low_score
         over |= weak[None, :] & (inter > low_ios * np.maximum(area, 1e-12)[None, :])

@@ -256,7 +256,6 @@ def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, 
     centre weight (`cfg.refine_centre_weight`) with the most centres within 5 pixels of the
     gold image (ties: the lower mean error); returns the table."""
     cfg = model.cfg
-    model.eval()
     dense = {c: [] for c in cfg.attributes}
     crop_parts = {c: [] for c in cfg.attributes}
     gold = {c: [] for c in cfg.attributes}
@@ -328,6 +327,8 @@ def _settings(cfg: RefineConfig) -> dict:
 
 def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
     """Train (or resume) the second stage of a scene parser; returns a summary."""
+    if not 0 <= cfg.detected <= 1:  # before any data is loaded
+        raise VQAError(f"detected crops: expected a share in [0, 1], got {cfg.detected}")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VQAError("--device cuda: no CUDA device is available")
@@ -392,8 +393,6 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
         adopt_cubes(mcfg, data, cfg.cubes, log=log)
     detected = None
     if cfg.detected > 0:
-        if not 0 < cfg.detected <= 1:
-            raise VQAError(f"detected crops: expected a share in (0, 1], got {cfg.detected}")
         detected = [detected_boxes(model, part, progress=progress) for part in getattr(data, "parts", None) or [data]]
         n_found = sum(int(np.isfinite(d[:, 0]).sum()) for d in detected)
         log(f"dense detections: {n_found} of {sum(len(d) for d in detected)} training objects found; "
