@@ -54,6 +54,11 @@ def register(tsub) -> None:
                    help="share (0-1) of training crops placed on the dense head's own detection of the object "
                         "instead of its jittered gold box, so that the second stage learns the crops it gets "
                         "when parsing (off-centre where an object is partly hidden); default 0")
+    p.add_argument("--hidden-weight", type=float, default=0.0, metavar="W",
+                   help="an object's centre loss counts 1 + W x (h - 0.2) / 0.8 times where h > 0.2 is the share of "
+                        "it hidden behind other objects (known for the project's Blender renders: their "
+                        "visible_pixels; 0 elsewhere), so that training looks more at the hidden objects whose "
+                        "centres the crops get wrong; default 0")
     p.add_argument("--cubes", choices=("synth", "clevr"), default=None,
                    help="cube half-extent the parser assumes for 3-D positions: synth (radius / sqrt(2), the "
                         "synthetic world's) or clevr (the radius, released CLEVR's); default: what the training "
@@ -84,7 +89,7 @@ def run(args) -> int:
                        resume=resume_mode(args), device=args.device, threads=args.threads, max_minutes=args.max_minutes,
                       repeat=args.repeat, extra_data=tuple(args.extra_data), extra_limit=args.extra_limit, val_data=args.val_data, warmup_steps=args.warmup_steps, keep=args.keep,
                        source=args.source, centre=True if args.centre else None, cubes=args.cubes,
-                       detected=args.detected_crops)
+                       detected=args.detected_crops, hidden_weight=args.hidden_weight)
     summary = train_refiner(cfg, progress=progress)
     if args.json:
         print(json.dumps(summary, indent=1))

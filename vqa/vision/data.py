@@ -9,7 +9,10 @@ come from each object's attributes, its centre and its box:
 - centre: the exact projection of `3d_coords` when the record carries the synthetic
   world's `camera`, otherwise `pixel_coords` (official CLEVR);
 - box: the record's `bbox`, otherwise estimated from `pixel_coords` and the size with
-  CLEVR's camera (as `SceneGraph.from_clevr` does; official scenes have no boxes).
+  CLEVR's camera (as `SceneGraph.from_clevr` does; official scenes have no boxes);
+- hidden: the share of the object's silhouette that others hide, 1 - `visible_pixels` / the
+  area of its whole projected silhouette, where the record is one of the project's Blender
+  renders (`visible_pixels` per object, the camera in `blender`); 0 elsewhere (`hidden_shares`).
 Images are resized to `image_size` (official CLEVR 480x320 -> 192x128 keeps the aspect);
 with `full=True` they are also kept at their own resolution (`full`, uint8 (N, 3, H0, W0),
 all images of the folder one size), for the second stage's full-resolution crops.
@@ -102,7 +105,7 @@ class SceneParserData:
         objs = self.objects[i]
         if flip:
             W = self.image_size[1]
-            objs = [GoldObject(W - o.cx, o.cy, o.w, o.h, o.values) for o in objs]
+            objs = [GoldObject(W - o.cx, o.cy, o.w, o.h, o.values, o.hidden) for o in objs]
         return build_targets(objs, self.grid, self.attributes)
 
     def batch(self, indices, flip=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -170,6 +173,7 @@ def gold_objects(rec: dict, graph: SceneGraph, *, scale: tuple[float, float],
     """One scene record's objects in network-input pixels (see the module docstring)."""
     sx, sy = scale
     centres = _exact_centres(rec)
+    hidden = hidden_shares(rec)
     small_cubes = "blender" in rec and not any("half_extent" in od for od in rec["objects"] if isinstance(od, dict))
     out = []
     for k, (od, obj) in enumerate(zip(rec["objects"], graph.objects)):
@@ -190,8 +194,56 @@ def gold_objects(rec: dict, graph: SceneGraph, *, scale: tuple[float, float],
             values[cat] = vocab.index(v)
         if small_cubes and "size" in values and obj.value("shape") == "cube":
             values["size"] = -1  # sqrt(2)-smaller than CLEVR's cubes: neither of CLEVR's sizes
-        out.append(GoldObject(cx * sx, cy * sy, w * sx, h * sy, values))
+        out.append(GoldObject(cx * sx, cy * sy, w * sx, h * sy, values, hidden[k]))
     return out
+
+
+def hidden_shares(rec: dict) -> list[float]:
+    """Per object of a scene record, the share of its silhouette hidden by the others: 1 -
+    `visible_pixels` (counted on the renderer's flat-shaded pre-render at the image's size) / the
+    area of the convex hull of its projected surface points (the objects are convex, so the hull
+    is the whole silhouette). 0 for every object where the record lacks any of it (official
+    scenes, the synthetic world): nothing is then known to be hidden."""
+    objs = rec.get("objects") or []
+    cam = rec.get("blender") if isinstance(rec.get("blender"), dict) else {}
+    need = ("visible_pixels", "half_extent", "3d_coords", "shape")
+    if (not objs or "world_to_camera" not in cam or "focal_px" not in cam or "width" not in rec
+            or not all(isinstance(od, dict) and all(k in od for k in need) for od in objs)):
+        return [0.0] * len(objs)
+    import math
+
+    from ..datasets.blender.driver import project
+    from ..datasets.synth.geometry import Solid
+
+    out = []
+    for od in objs:
+        solid = Solid(od["shape"], tuple(float(v) for v in od["3d_coords"]), math.radians(float(od.get("rotation", 0.0))),
+                      float(od["half_extent"]))
+        px, py = project(solid.surface_points(), cam["world_to_camera"], float(cam["focal_px"]),
+                         int(rec["width"]), int(rec["height"]))
+        area = hull_area(np.stack([px, py], 1))
+        out.append(float(np.clip(1.0 - od["visible_pixels"] / area, 0.0, 1.0)) if area > 0 else 0.0)
+    return out
+
+
+def hull_area(points: np.ndarray) -> float:
+    """Area of the convex hull of 2-D points (n, 2) (Andrew's monotone chain, then the shoelace)."""
+    pts = sorted(set(map(tuple, np.asarray(points, float).tolist())))
+    if len(pts) < 3:
+        return 0.0
+
+    def half(seq):
+        chain = []
+        for p in seq:
+            while len(chain) >= 2 and ((chain[-1][0] - chain[-2][0]) * (p[1] - chain[-2][1])
+                                       - (chain[-1][1] - chain[-2][1]) * (p[0] - chain[-2][0])) <= 0:
+                chain.pop()
+            chain.append(p)
+        return chain
+
+    hull = np.array(half(pts)[:-1] + half(pts[::-1])[:-1])
+    x, y = hull[:, 0], hull[:, 1]
+    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
 def _exact_centres(rec: dict) -> list[tuple[float, float]] | None:

@@ -83,6 +83,8 @@ class RefineConfig:
     geometry: bool | None = None      # the attribute head reads the crop's geometry (default: as `centre`)
     centre_loss: float = 10.0         # weight of the centre's L1 loss (offsets as fractions of the crop side)
     centre_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    hidden_weight: float = 0.0        # an object's centre loss counts 1 + this x (hidden - 0.2) / 0.8 times, hidden
+                                      # its `GoldObject.hidden` share above 0.2 (`hidden_loss_weights`)
     detected: float = 0.0             # share of training crops placed on the dense head's own detection of
                                       # the object (where it has one) instead of the gold box: `detected_boxes`
     cubes: str | None = None          # the parser's cube half-extent for 3-D positions (default: the training
@@ -91,7 +93,7 @@ class RefineConfig:
 
 class GoldCrops:
     """Every gold object of a `SceneParserData` (or of each part of a `MixedData`, repeated) as
-    (group, image, centre, box, values) arrays; a group is one folder's images: the network
+    (group, image, centre, box, values, hidden share) arrays; a group is one folder's images: the network
     input (source "input") or a `pyramid` of the images at full resolution (source "image",
     the data loaded with `full=True`). A value -1 is not a target (see `data.gold_objects`).
     `detected`: per part, `detected_boxes` of its objects (crops may be placed there instead)."""
@@ -103,7 +105,7 @@ class GoldCrops:
         self.input_hw = tuple(data.image_size)
         self.levels: list[list[np.ndarray]] = []   # per group: pyramid levels (N, 3, h, w) uint8
         self.scales: list[float] = []              # per group: image pixels per network-input pixel
-        groups, index, boxes, labels, found = [], [], [], [], []
+        groups, index, boxes, labels, found, hidden = [], [], [], [], [], []
         for g, (part, r) in enumerate(zip(parts, repeats)):
             if source == "image":
                 if part.full is None:
@@ -115,6 +117,7 @@ class GoldCrops:
                 self.scales.append(1.0)
             rows = [(i, o.cx, o.cy, o.w, o.h) for i, objs in enumerate(part.objects) for o in objs]
             lab = [[o.values[c] for c in self.categories] for objs in part.objects for o in objs]
+            hid = [o.hidden for objs in part.objects for o in objs]
             det = np.full((len(rows), 4), np.nan) if detected is None else np.asarray(detected[g], np.float64)
             if det.shape != (len(rows), 4):
                 raise ValueError(f"detected boxes {det.shape} for {len(rows)} objects")
@@ -123,12 +126,14 @@ class GoldCrops:
                 index += [row[0] for row in rows]
                 boxes += [row[1:] for row in rows]
                 labels += lab
+                hidden += hid
                 found.append(det)
         self.group = np.array(groups, dtype=np.int64)
         self.index = np.array(index, dtype=np.int64)
         self.boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
         self.labels = np.array(labels, dtype=np.int64).reshape(-1, len(self.categories))
         self.detected = np.concatenate(found) if found else np.zeros((0, 4))
+        self.hidden = np.array(hidden, dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -198,6 +203,19 @@ def detected_boxes(model, data: SceneParserData, batch_size: int = 32, progress=
             out[j] = det["boxes"][p]
         rows.append(out)
     return np.concatenate(rows) if rows else np.zeros((0, 4))
+
+
+HIDDEN_FLOOR = 0.2  # hidden shares up to this count as fully visible: a bevelled cube's silhouette is ~10% smaller
+                    # than the hull of its corners, and a sliver of overlap does not move the centre
+
+
+def hidden_loss_weights(hidden: np.ndarray, weight: float) -> np.ndarray:
+    """Per object, how many times its centre loss counts: 1 + `weight` x (hidden - 0.2) / 0.8
+    for a hidden share above `HIDDEN_FLOOR`, else 1. The second stage's centres are worst on
+    objects mostly hidden behind others (the crop shows the visible part; the centre is the
+    whole object's), and those are few: weighting them is how training looks at them more."""
+    h = np.clip((np.asarray(hidden, np.float64) - HIDDEN_FLOOR) / (1 - HIDDEN_FLOOR), 0.0, 1.0)
+    return 1.0 + weight * h
 
 
 def _lr(step: int, total: int, cfg: RefineConfig) -> float:
@@ -329,6 +347,8 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
     """Train (or resume) the second stage of a scene parser; returns a summary."""
     if not 0 <= cfg.detected <= 1:  # before any data is loaded
         raise VQAError(f"detected crops: expected a share in [0, 1], got {cfg.detected}")
+    if not cfg.hidden_weight >= 0:
+        raise VQAError(f"hidden weight: expected a number >= 0, got {cfg.hidden_weight}")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VQAError("--device cuda: no CUDA device is available")
@@ -449,7 +469,10 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
                        for c, part in enumerate(_split_logits(logits, mcfg.attributes)))
             if mcfg.refine_centre:
                 K = n_attribute_logits(mcfg)
-                loss = loss + cfg.centre_loss * F.l1_loss(logits[:, K:K + 2], offsets)
+                err = (logits[:, K:K + 2] - offsets).abs().mean(1)
+                if cfg.hidden_weight > 0:
+                    err = err * torch.from_numpy(hidden_loss_weights(crops.hidden[rows], cfg.hidden_weight)).to(err)
+                loss = loss + cfg.centre_loss * err.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

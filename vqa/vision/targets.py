@@ -1,7 +1,9 @@
 """Dense training targets of the scene parser and its loss.
 
 An object for the targets is `GoldObject(cx, cy, w, h, values)`: centre and box size in
-the pixels of the network input, `values` the index of each attribute category's value.
+the pixels of the network input, `values` the index of each attribute category's value;
+`hidden` the share of its silhouette that other objects hide (0 where not known; read by
+the second stage's centre loss, `RefineConfig.hidden_weight`).
 
     t = build_targets(objects, grid=(32, 48), attributes=cfg.attributes)
     loss, parts = scene_parser_loss(model(images), collate([t, ...]))
@@ -31,6 +33,7 @@ class GoldObject:
     w: float
     h: float
     values: dict[str, int]
+    hidden: float = 0.0
 
 
 def build_targets(objects: list[GoldObject], grid: tuple[int, int], attributes: dict[str, list[str]]
