@@ -110,3 +110,19 @@ def test_refiner_weights_hidden_centres(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="hidden weight"):
         train_refiner(RefineConfig(data=str(root), out=str(tmp_path / "bad"), epochs=1, hidden_weight=-1.0),
                       log=lambda *_: None)
+
+
+def test_evaluation_reads_the_hidden_shares_of_the_records_that_tell_them(tmp_path):
+    import json
+
+    from vqa.vision.evaluate import _hidden_by_image
+    M, focal = _camera()
+    obj = {"shape": "sphere", "size": "large", "material": "rubber", "color": "red", "3d_coords": [0, 0, 0.7],
+           "rotation": 0, "pixel_coords": [80, 60, 10.0], "half_extent": 0.7, "visible_pixels": 10}
+    told = {"image_filename": "CLEVR_val_000000.png", "width": W, "height": H, "objects": [obj],
+            "blender": {"world_to_camera": M.tolist(), "focal_px": focal}}
+    untold = {"image_filename": "CLEVR_val_000001.png", "objects": [obj]}
+    f = tmp_path / "scenes.json"
+    f.write_text(json.dumps({"scenes": [told, untold]}))
+    shares = _hidden_by_image(f)
+    assert list(shares) == ["CLEVR_val_000000"] and shares["CLEVR_val_000000"][0] > 0.9

@@ -258,6 +258,24 @@ def test_metrics_on_hand_made_graphs():
     assert m2.summary()["relation_accuracy"] == 0.0
 
 
+def test_centres_by_hidden_share():
+    """Where the gold objects' hidden shares are known, centres within 5 px are also given per band
+    of them (over the objects whose share is known); where none is, no bands."""
+    from vqa.vision.metrics import format_scene_report
+    gold = _gold([(10, 10, "red"), (50, 40, "blue"), (90, 70, "green")], width=400)
+    pred = _gold([(10, 10, "red"), (50, 47, "blue"), (90, 72, "green")], width=400)  # errors 0, 7, 2 px
+    m = SceneMetrics()
+    m.add(pred, gold)
+    assert m.summary()["centre_by_hidden"] is None
+    m.add(pred, gold, hidden=[0.0, 0.6, 0.3])
+    s = m.summary()
+    assert s["centre_within_5px"] == pytest.approx(4 / 6)
+    bands = {tuple(b["hidden"]): b for b in s["centre_by_hidden"]}
+    assert [(b["objects"], b["within_5px"]) for b in bands.values()] == [(1, 1.0), (1, 1.0), (1, 0.0)]
+    assert bands[(0.5, 1.0)]["median_error"] == pytest.approx(7.0)
+    assert "0.5-1: 0.00% of 1" in format_scene_report(s)
+
+
 def test_centres_are_measured_against_pixel_coords_when_a_record_also_has_a_tight_box():
     """The project's Blender renders record a tight `bbox` and CLEVR's `pixel_coords` (the
     projected 3-D centre, which a parser predicts as its box centre); they differ by pixels

@@ -199,17 +199,24 @@ def gold_objects(rec: dict, graph: SceneGraph, *, scale: tuple[float, float],
 
 
 def hidden_shares(rec: dict) -> list[float]:
+    """`known_hidden_shares`, with 0 for every object where the record does not tell: nothing
+    is then known to be hidden."""
+    known = known_hidden_shares(rec)
+    return known if known is not None else [0.0] * len(rec.get("objects") or [])
+
+
+def known_hidden_shares(rec: dict) -> list[float] | None:
     """Per object of a scene record, the share of its silhouette hidden by the others: 1 -
     `visible_pixels` (counted on the renderer's flat-shaded pre-render at the image's size) / the
     area of the convex hull of its projected surface points (the objects are convex, so the hull
-    is the whole silhouette). 0 for every object where the record lacks any of it (official
-    scenes, the synthetic world): nothing is then known to be hidden."""
+    is the whole silhouette); the part outside the frame counts as hidden. None where the record
+    lacks any of it (official scenes, the synthetic world)."""
     objs = rec.get("objects") or []
     cam = rec.get("blender") if isinstance(rec.get("blender"), dict) else {}
     need = ("visible_pixels", "half_extent", "3d_coords", "shape")
     if (not objs or "world_to_camera" not in cam or "focal_px" not in cam or "width" not in rec
             or not all(isinstance(od, dict) and all(k in od for k in need) for od in objs)):
-        return [0.0] * len(objs)
+        return None
     import math
 
     from ..datasets.blender.driver import project

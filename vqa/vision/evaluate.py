@@ -69,9 +69,10 @@ def evaluate_split(parser, root: str | Path, split: str, *, questions: bool = Tr
     t0 = time.perf_counter()
     pred = predict_split(parser, root, split, image_ids=ids, progress=progress)
     seconds = time.perf_counter() - t0
+    hidden = _hidden_by_image(root / "scenes" / f"CLEVR_{split}_scenes.json")
     metrics = SceneMetrics(distance=distance)
     for i in ids:
-        metrics.add(pred[i], gold[i])
+        metrics.add(pred[i], gold[i], hidden.get(i))
     report = {"root": str(root), "split": split, "scene": metrics.summary(),
               "parse_images_per_s": round(len(ids) / seconds, 2) if seconds > 0 else None}
     qfile = root / "questions" / f"CLEVR_{split}_questions.json"
@@ -79,6 +80,21 @@ def evaluate_split(parser, root: str | Path, split: str, *, questions: bool = Tr
         report["vqa_gold"] = question_accuracy(qfile, {i: gold[i] for i in ids})
         report["vqa_predicted"] = question_accuracy(qfile, pred)
     return report
+
+
+def _hidden_by_image(scenes_file: Path) -> dict[str, list[float]]:
+    """Per image id, its objects' hidden shares where the record tells them (the project's
+    Blender renders: `vqa.vision.data.known_hidden_shares`)."""
+    from ..datasets.clevr import iter_scene_records
+    from ..scene import clevr_image_id
+    from .data import known_hidden_shares
+
+    out = {}
+    for rec in iter_scene_records(scenes_file):
+        shares = known_hidden_shares(rec) if isinstance(rec, dict) else None
+        if shares is not None:
+            out[clevr_image_id(rec)] = shares
+    return out
 
 
 def tune_decoding(parser, root: str | Path, split: str, *, limit: int | None = 200, distance: float = 0.05,

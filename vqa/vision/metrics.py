@@ -58,9 +58,11 @@ class SceneMetrics:
         self.scenes = self.count_right = self.perfect = 0
         self.rel_right = self.rel_total = 0
         self.centre_errors: list[float] = []  # pixels of the gold image, per matched object
+        self.centre_hidden: list[float | None] = []  # the gold object's hidden share, where known
 
-    def add(self, pred: SceneGraph, gold: SceneGraph) -> dict:
-        """Score one scene; returns its own counts."""
+    def add(self, pred: SceneGraph, gold: SceneGraph, hidden: list[float] | None = None) -> dict:
+        """Score one scene; returns its own counts. `hidden`: per gold object, the share of it
+        hidden behind others (`vqa.vision.data.known_hidden_shares`), for `centre_by_hidden`."""
         pairs = match_objects(pred, gold, self.distance)
         self.scenes += 1
         self.n_pred += len(pred.objects)
@@ -70,6 +72,7 @@ class SceneMetrics:
         attr_wrong = 0
         for i, j in pairs:
             self.centre_errors.append(math.dist(pred.objects[i].centre, gold.objects[j].anchor))
+            self.centre_hidden.append(None if hidden is None else float(hidden[j]))
             for c in self.categories:
                 gv = gold.objects[j].value(c)
                 if gv is None:
@@ -112,8 +115,29 @@ class SceneMetrics:
                 "relation_accuracy": rate(self.rel_right, self.rel_total),
                 "perfect_scenes": rate(self.perfect, self.scenes), "distance": self.distance,
                 "centre_within_5px": rate(sum(e <= 5.0 for e in self.centre_errors), len(self.centre_errors)),
-                "centre_error_median": (sorted(self.centre_errors)[len(self.centre_errors) // 2]
-                                        if self.centre_errors else None)}
+                "centre_error_median": _median(self.centre_errors),
+                "centre_by_hidden": self._centre_by_hidden()}
+
+    def _centre_by_hidden(self) -> list[dict] | None:
+        """Centres within 5 px per band of the gold objects' hidden share (`HIDDEN_BANDS`), over
+        the matched objects whose share is known; None when none is."""
+        known = [(e, h) for e, h in zip(self.centre_errors, self.centre_hidden) if h is not None]
+        if not known:
+            return None
+        out = []
+        for lo, hi in HIDDEN_BANDS:
+            errs = [e for e, h in known if (lo < h <= hi) or (lo == 0 and h == 0)]
+            out.append({"hidden": [lo, hi], "objects": len(errs),
+                        "within_5px": sum(e <= 5.0 for e in errs) / len(errs) if errs else None,
+                        "median_error": _median(errs)})
+        return out
+
+
+HIDDEN_BANDS = ((0.0, 0.2), (0.2, 0.5), (0.5, 1.0))  # shares up to 0.2 are ~visible (a bevelled cube's hull overstates it)
+
+
+def _median(values: list[float]) -> float | None:
+    return sorted(values)[len(values) // 2] if values else None
 
 
 def format_scene_report(s: dict) -> str:
@@ -131,4 +155,8 @@ def format_scene_report(s: dict) -> str:
     if s.get("centre_within_5px") is not None:
         lines.append(f"box centres within 5 px of the gold centre {pct(s['centre_within_5px'])} of matched objects "
                      f"(median error {s['centre_error_median']:.2f} px)")
+    if s.get("centre_by_hidden"):
+        lines.append("  by the share of the object hidden behind others: " + ", ".join(
+            f"{b['hidden'][0]:g}-{b['hidden'][1]:g}: {pct(b['within_5px'])} of {b['objects']}"
+            for b in s["centre_by_hidden"]))
     return "\n".join(lines)
