@@ -262,3 +262,23 @@ def test_object_count_is_drawn_once_per_image(monkeypatch, tmp_path):
         assert len(set(calls)) == 1 and calls[0][0] == calls[0][1], calls  # one count, kept through the tries
         counts.append(calls[0][0])
     assert min(counts) >= 3 and max(counts) <= 10 and len(set(counts)) >= 4, counts
+
+
+def test_min_hidden_keeps_scenes_with_a_hidden_object(tmp_path):
+    """`min_hidden`: every scene has an object at least that share hidden (as the evaluation
+    measures it from the record), and the folder remembers the setting."""
+    from vqa.errors import VQAError
+    from vqa.vision.data import known_hidden_shares
+
+    with pytest.raises(VQAError, match="min_hidden must be a share"):
+        driver.render_dataset(tmp_path / "bad", num_scenes=1, questions_per_scene=0, seed=0, min_hidden=1.5)
+    _command_or_skip()
+    out = tmp_path / "hidden"
+    s = driver.render_dataset(out, num_scenes=2, questions_per_scene=0, seed=6, split="train", image_size=(96, 64),
+                              samples=1, timeout=120, min_hidden=0.4)
+    assert s["rendered_now"] == 2 and not s["failed"]
+    scenes = json.loads((out / "scenes" / "CLEVR_train_scenes.json").read_text())["scenes"]
+    assert all(max(known_hidden_shares(sc)) >= 0.4 for sc in scenes)
+    with pytest.raises(VQAError, match="min_hidden"):
+        driver.render_dataset(out, num_scenes=2, questions_per_scene=0, seed=6, split="train", image_size=(96, 64),
+                              samples=1, timeout=60)

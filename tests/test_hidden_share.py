@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from vqa.datasets.blender.driver import project
+from vqa.datasets.blender.driver import hidden_share, hull_area, project
 from vqa.datasets.synth.geometry import Solid
-from vqa.vision.data import hidden_shares, hull_area
+from vqa.vision.data import hidden_shares
 from vqa.vision.refine import HIDDEN_FLOOR, hidden_loss_weights
 
 W, H = 160, 120

@@ -217,40 +217,10 @@ def known_hidden_shares(rec: dict) -> list[float] | None:
     if (not objs or "world_to_camera" not in cam or "focal_px" not in cam or "width" not in rec
             or not all(isinstance(od, dict) and all(k in od for k in need) for od in objs)):
         return None
-    import math
+    from ..datasets.blender.driver import hidden_share
 
-    from ..datasets.blender.driver import project
-    from ..datasets.synth.geometry import Solid
-
-    out = []
-    for od in objs:
-        solid = Solid(od["shape"], tuple(float(v) for v in od["3d_coords"]), math.radians(float(od.get("rotation", 0.0))),
-                      float(od["half_extent"]))
-        px, py = project(solid.surface_points(), cam["world_to_camera"], float(cam["focal_px"]),
-                         int(rec["width"]), int(rec["height"]))
-        area = hull_area(np.stack([px, py], 1))
-        out.append(float(np.clip(1.0 - od["visible_pixels"] / area, 0.0, 1.0)) if area > 0 else 0.0)
-    return out
-
-
-def hull_area(points: np.ndarray) -> float:
-    """Area of the convex hull of 2-D points (n, 2) (Andrew's monotone chain, then the shoelace)."""
-    pts = sorted(set(map(tuple, np.asarray(points, float).tolist())))
-    if len(pts) < 3:
-        return 0.0
-
-    def half(seq):
-        chain = []
-        for p in seq:
-            while len(chain) >= 2 and ((chain[-1][0] - chain[-2][0]) * (p[1] - chain[-2][1])
-                                       - (chain[-1][1] - chain[-2][1]) * (p[0] - chain[-2][0])) <= 0:
-                chain.pop()
-            chain.append(p)
-        return chain
-
-    hull = np.array(half(pts)[:-1] + half(pts[::-1])[:-1])
-    x, y = hull[:, 0], hull[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    return [hidden_share(od, od["visible_pixels"], cam["world_to_camera"], float(cam["focal_px"]),
+                         int(rec["width"]), int(rec["height"])) for od in objs]
 
 
 def _exact_centres(rec: dict) -> list[tuple[float, float]] | None:

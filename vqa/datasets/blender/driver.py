@@ -191,6 +191,40 @@ def project(points: np.ndarray, world_to_camera, focal_px: float, width: int, he
     return width / 2 + focal_px * p[:, 0] / d, height / 2 - focal_px * p[:, 1] / d
 
 
+def hull_area(points: np.ndarray) -> float:
+    """Area of the convex hull of 2-D points (n, 2) (Andrew's monotone chain, then the shoelace)."""
+    pts = sorted(set(map(tuple, np.asarray(points, float).tolist())))
+    if len(pts) < 3:
+        return 0.0
+
+    def half(seq):
+        chain = []
+        for p in seq:
+            while len(chain) >= 2 and ((chain[-1][0] - chain[-2][0]) * (p[1] - chain[-2][1])
+                                       - (chain[-1][1] - chain[-2][1]) * (p[0] - chain[-2][0])) <= 0:
+                chain.pop()
+            chain.append(p)
+        return chain
+
+    hull = np.array(half(pts)[:-1] + half(pts[::-1])[:-1])
+    x, y = hull[:, 0], hull[:, 1]
+    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def hidden_share(obj: dict, visible: int, world_to_camera, focal_px: float, width: int, height: int) -> float:
+    """The share of an object's silhouette that others hide (or the frame cuts off): 1 - its
+    `visible` pixels (counted on the flat-shaded pre-render at the image's size) / the area of the
+    convex hull of its projected surface points (the objects are convex: the hull is the whole
+    silhouette), clipped to [0, 1]. `obj`: shape, 3d_coords, rotation (degrees), half_extent."""
+    from ..synth.geometry import Solid
+
+    solid = Solid(obj["shape"], tuple(float(v) for v in obj["3d_coords"]), np.radians(float(obj.get("rotation", 0.0))),
+                  float(obj["half_extent"]))
+    px, py = project(solid.surface_points(), world_to_camera, focal_px, width, height)
+    area = hull_area(np.stack([px, py], 1))
+    return float(np.clip(1.0 - visible / area, 0.0, 1.0)) if area > 0 else 0.0
+
+
 def _margin_ok(objects: list[dict], directions: dict, margin: float) -> bool:
     xy = np.array([o["3d_coords"][:2] for o in objects], float)
     for r in ("left", "front"):
@@ -204,8 +238,9 @@ def _margin_ok(objects: list[dict], directions: dict, margin: float) -> bool:
 
 def render_one(proc: BlenderProcess, index: int, *, seed: int, split: str, image_size: tuple[int, int],
                image_path: Path, tmp_dir: Path, max_tries: int = 50, min_objects: int = 3,
-               max_objects: int = 10, cubes: str = "clevr") -> dict:
-    """Sample (until visible and unambiguous), pre-render, render image `index`; its scene record."""
+               max_objects: int = 10, cubes: str = "clevr", min_hidden: float = 0.0) -> dict:
+    """Sample (until visible and unambiguous, and with `min_hidden` > 0 until some object is at
+    least that share hidden: `hidden_share`), pre-render, render image `index`; its scene record."""
     from ...scene import clevr_relations, clevr_relationships
     from ..synth.camera import BASE_LOCATION
     from ..synth.generate import scene_streams
@@ -238,11 +273,14 @@ def render_one(proc: BlenderProcess, index: int, *, seed: int, split: str, image
                             "light_offsets": lights, "mask": str(mask)})
         visible = count_mask_pixels(mask, geo["mask_codes"], len(objects))
         inside = all(0 <= x < W and 0 <= y < H for x, y, _ in geo["pixel_coords"])
-        if min(visible) >= need and inside and _margin_ok(objects, geo["directions"], margin):
+        if (min(visible) >= need and inside and _margin_ok(objects, geo["directions"], margin)
+                and (min_hidden <= 0 or max(hidden_share(o, v, geo["world_to_camera"], geo["focal_px"], W, H)
+                                            for o, v in zip(objects, visible)) >= min_hidden)):
             break
     else:
         raise BlenderError(f"image {index}: no scene with every object showing >= {need} pixels "
-                           f"in {max_tries} tries")
+                           + (f"and one at least {min_hidden:g} hidden " if min_hidden > 0 else "")
+                           + f"in {max_tries} tries")
     tmp_png = tmp_dir / f"render_{os.getpid()}_{threading.get_ident()}.png"
     ans = proc.request({"cmd": "render", "out": str(tmp_png)})
     os.replace(tmp_png, image_path)
@@ -280,9 +318,11 @@ def render_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: int
                    image_size: tuple[int, int] = (480, 320), samples: int = 64, workers: int = 1,
                    threads: int | None = None, blender: str | None = None, assets: str | Path | None = None,
                    device: str = "cpu", timeout: float = 600.0, verify: bool = True, progress=None,
-                   min_objects: int = 3, max_objects: int = 10, cubes: str = "clevr") -> dict:
+                   min_objects: int = 3, max_objects: int = 10, cubes: str = "clevr", min_hidden: float = 0.0) -> dict:
     """Render images 0..num_scenes-1 that are not there yet, then gather the scenes file and
-    generate the questions (see the module docstring). Out: a summary dict."""
+    generate the questions (see the module docstring). Out: a summary dict. `min_hidden` > 0:
+    only scenes in which some object is at least that share hidden (training sets rich in the
+    objects parsers place worst; not CLEVR's distribution)."""
     from ..synth.generate import _check_arguments
 
     _check_arguments(num_scenes, questions_per_scene, seed, split, image_size)
@@ -292,6 +332,8 @@ def render_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: int
         raise VQAError(f"workers must be an integer >= 1, got {workers!r}")
     if cubes not in CUBES:
         raise VQAError(f"cubes must be one of {', '.join(CUBES)}, got {cubes!r}")
+    if not 0 <= min_hidden < 1:
+        raise VQAError(f"min_hidden must be a share in [0, 1), got {min_hidden!r}")
     if assets is not None and not Path(assets).is_dir():
         raise VQAError(f"--blender-assets {assets}: no such folder (expected CLEVR's assets: base_scene.blend, "
                        f"shapes/, materials/)")
@@ -304,7 +346,8 @@ def render_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: int
     _check_settings(parts / "settings.json", {"seed": int(seed), "image_size": [int(v) for v in image_size],
                                               "samples": int(samples), "model": "official" if assets else "own",
                                               "objects": [int(min_objects), int(max_objects)], "cubes": cubes,
-                                              "count": "per image"})
+                                              "count": "per image", **({"min_hidden": float(min_hidden)}
+                                                                       if min_hidden > 0 else {})})
     tmp_dir = images_dir / ".tmp"
     done = {i for i in range(num_scenes)
             if (parts / f"{i:06d}.json").is_file() and (images_dir / f"CLEVR_{split}_{i:06d}.png").is_file()}
@@ -320,7 +363,7 @@ def render_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: int
         info = _run_workers(pending, command=command, assets=assets, init=init, timeout=timeout, workers=min(workers, len(pending)),
                             seed=seed, split=split, image_size=image_size, images_dir=images_dir, parts=parts,
                             tmp_dir=tmp_dir, failures=failures, render_seconds=render_seconds, progress=progress,
-                            min_objects=min_objects, max_objects=max_objects, cubes=cubes)
+                            min_objects=min_objects, max_objects=max_objects, cubes=cubes, min_hidden=min_hidden)
     wall = time.perf_counter() - t_start
     shutil.rmtree(tmp_dir, ignore_errors=True)
     summary = gather(out, split=split, num_scenes=num_scenes, questions_per_scene=questions_per_scene, seed=seed,
@@ -336,7 +379,8 @@ def render_dataset(out: str | Path, *, num_scenes: int, questions_per_scene: int
 
 
 def _run_workers(pending, *, command, assets, init, timeout, workers, seed, split, image_size, images_dir, parts,
-                 tmp_dir, failures, render_seconds, progress, min_objects, max_objects, cubes="clevr") -> dict:
+                 tmp_dir, failures, render_seconds, progress, min_objects, max_objects, cubes="clevr",
+                 min_hidden: float = 0.0) -> dict:
     todo: queue.Queue = queue.Queue()
     for i in pending:
         todo.put(i)
@@ -367,7 +411,8 @@ def _run_workers(pending, *, command, assets, init, timeout, workers, seed, spli
                         proc.info["samples"] = init["samples"]
                     rec = render_one(proc, i, seed=seed, split=split, image_size=image_size,
                                      image_path=images_dir / f"CLEVR_{split}_{i:06d}.png", tmp_dir=tmp_dir,
-                                     min_objects=min_objects, max_objects=max_objects, cubes=cubes)
+                                     min_objects=min_objects, max_objects=max_objects, cubes=cubes,
+                                     min_hidden=min_hidden, max_tries=200 if min_hidden > 0 else 50)
                     _write_json(parts / f"{i:06d}.json", rec)
                     results.put(("ok", i, rec["blender"]["render_seconds"]))
                     error = None
