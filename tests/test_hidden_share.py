@@ -115,7 +115,7 @@ def test_refiner_weights_hidden_centres(tmp_path, monkeypatch):
 def test_evaluation_reads_the_hidden_shares_of_the_records_that_tell_them(tmp_path):
     import json
 
-    from vqa.vision.evaluate import _hidden_by_image
+    from vqa.vision.evaluate import _gold_and_hidden
     M, focal = _camera()
     obj = {"shape": "sphere", "size": "large", "material": "rubber", "color": "red", "3d_coords": [0, 0, 0.7],
            "rotation": 0, "pixel_coords": [80, 60, 10.0], "half_extent": 0.7, "visible_pixels": 10}
@@ -124,5 +124,6 @@ def test_evaluation_reads_the_hidden_shares_of_the_records_that_tell_them(tmp_pa
     untold = {"image_filename": "CLEVR_val_000001.png", "objects": [obj]}
     f = tmp_path / "scenes.json"
     f.write_text(json.dumps({"scenes": [told, untold]}))
-    shares = _hidden_by_image(f)
+    gold, shares = _gold_and_hidden(f)
+    assert list(gold) == ["CLEVR_val_000000", "CLEVR_val_000001"]
     assert list(shares) == ["CLEVR_val_000000"] and shares["CLEVR_val_000000"][0] > 0.9

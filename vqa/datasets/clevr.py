@@ -30,13 +30,15 @@ def iter_scene_records(path: str | Path) -> Iterator[dict]:
     yield from stream_list(path, "scenes")
 
 
+def iter_scenes(path: str | Path) -> Iterator[tuple[dict, SceneGraph]]:
+    """Each record of a scenes file with its gold scene graph."""
+    for i, rec in enumerate(iter_scene_records(path)):
+        yield rec, SceneGraph.from_clevr(rec, file=path, record=_scene_record_id(rec, i))
+
+
 def load_scenes(path: str | Path) -> dict[str, SceneGraph]:
     """All scenes of a scenes file as gold scene graphs, keyed by image id."""
-    out = {}
-    for i, rec in enumerate(iter_scene_records(path)):
-        sg = SceneGraph.from_clevr(rec, file=path, record=_scene_record_id(rec, i))
-        out[sg.image_id] = sg
-    return out
+    return {sg.image_id: sg for _, sg in iter_scenes(path)}
 
 
 def question_from_record(rec: dict, *, file=None, index: int = 0, parse_program: bool = True) -> Question:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..datasets.clevr import iter_questions, load_scenes
+from ..datasets.clevr import iter_questions, iter_scenes, load_scenes
 from ..errors import DataError
 from ..executor import execute
 from ..scene import SceneGraph
@@ -64,12 +64,11 @@ def evaluate_split(parser, root: str | Path, split: str, *, questions: bool = Tr
     """Scene metrics (predicted vs gold scenes) and, when the split has a questions file,
     VQA accuracy with gold and with predicted scenes on the same questions."""
     root = Path(root)
-    gold = load_scenes(root / "scenes" / f"CLEVR_{split}_scenes.json")
+    gold, hidden = _gold_and_hidden(root / "scenes" / f"CLEVR_{split}_scenes.json")
     ids = list(gold)[:limit] if limit else list(gold)
     t0 = time.perf_counter()
     pred = predict_split(parser, root, split, image_ids=ids, progress=progress)
     seconds = time.perf_counter() - t0
-    hidden = _hidden_by_image(root / "scenes" / f"CLEVR_{split}_scenes.json")
     metrics = SceneMetrics(distance=distance)
     for i in ids:
         metrics.add(pred[i], gold[i], hidden.get(i))
@@ -82,19 +81,19 @@ def evaluate_split(parser, root: str | Path, split: str, *, questions: bool = Tr
     return report
 
 
-def _hidden_by_image(scenes_file: Path) -> dict[str, list[float]]:
-    """Per image id, its objects' hidden shares where the record tells them (the project's
-    Blender renders: `vqa.vision.data.known_hidden_shares`)."""
-    from ..datasets.clevr import iter_scene_records
-    from ..scene import clevr_image_id
+def _gold_and_hidden(scenes_file: Path) -> tuple[dict[str, SceneGraph], dict[str, list[float]]]:
+    """The gold scene graphs of a scenes file by image id and, in the same pass, the hidden shares
+    of their objects where the record tells them (the project's Blender renders:
+    `vqa.vision.data.known_hidden_shares`)."""
     from .data import known_hidden_shares
 
-    out = {}
-    for rec in iter_scene_records(scenes_file):
-        shares = known_hidden_shares(rec) if isinstance(rec, dict) else None
+    gold, hidden = {}, {}
+    for rec, graph in iter_scenes(scenes_file):
+        gold[graph.image_id] = graph
+        shares = known_hidden_shares(rec)
         if shares is not None:
-            out[clevr_image_id(rec)] = shares
-    return out
+            hidden[graph.image_id] = shares
+    return gold, hidden
 
 
 def tune_decoding(parser, root: str | Path, split: str, *, limit: int | None = 200, distance: float = 0.05,

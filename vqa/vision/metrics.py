@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+from ..datasets.blender.driver import HIDDEN_FLOOR
 from ..ontology import CLEVR_RELATIONS
 from ..scene import SceneGraph
 
@@ -133,7 +134,7 @@ class SceneMetrics:
         return out
 
 
-HIDDEN_BANDS = ((0.0, 0.2), (0.2, 0.5), (0.5, 1.0))  # shares up to 0.2 are ~visible (a bevelled cube's hull overstates it)
+HIDDEN_BANDS = ((0.0, HIDDEN_FLOOR), (HIDDEN_FLOOR, 0.5), (0.5, 1.0))  # the first: ~visible (`HIDDEN_FLOOR`)
 
 
 def _median(values: list[float]) -> float | None:

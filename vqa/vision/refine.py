@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..datasets.blender.driver import HIDDEN_FLOOR
 from ..errors import VQAError
 from ..resume import check_size
 from .core import (MEAN, STD, crop_boxes, crop_geometry, detect, mirror_geometry, n_attribute_logits, pyramid,
@@ -203,10 +204,6 @@ def detected_boxes(model, data: SceneParserData, batch_size: int = 32, progress=
             out[j] = det["boxes"][p]
         rows.append(out)
     return np.concatenate(rows) if rows else np.zeros((0, 4))
-
-
-HIDDEN_FLOOR = 0.2  # hidden shares up to this count as fully visible: a bevelled cube's silhouette is ~10% smaller
-                    # than the hull of its corners, and a sliver of overlap does not move the centre
 
 
 def hidden_loss_weights(hidden: np.ndarray, weight: float) -> np.ndarray:

@@ -211,16 +211,26 @@ def hull_area(points: np.ndarray) -> float:
     return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
-def hidden_share(obj: dict, visible: int, world_to_camera, focal_px: float, width: int, height: int) -> float:
-    """The share of an object's silhouette that others hide (or the frame cuts off): 1 - its
-    `visible` pixels (counted on the flat-shaded pre-render at the image's size) / the area of the
-    convex hull of its projected surface points (the objects are convex: the hull is the whole
-    silhouette), clipped to [0, 1]. `obj`: shape, 3d_coords, rotation (degrees), half_extent."""
+HIDDEN_FLOOR = 0.2  # hidden shares up to this count as visible: a bevelled cube's silhouette is ~10% smaller than
+                    # the hull of its corners, and a sliver of overlap does not move the centre
+
+
+def silhouette_points(obj: dict, world_to_camera, focal_px: float, width: int, height: int):
+    """Pixel x, y of the points bounding an object's silhouette (`Solid.surface_points`
+    projected). `obj`: shape, 3d_coords, rotation (degrees), half_extent."""
     from ..synth.geometry import Solid
 
     solid = Solid(obj["shape"], tuple(float(v) for v in obj["3d_coords"]), np.radians(float(obj.get("rotation", 0.0))),
                   float(obj["half_extent"]))
-    px, py = project(solid.surface_points(), world_to_camera, focal_px, width, height)
+    return project(solid.surface_points(), world_to_camera, focal_px, width, height)
+
+
+def hidden_share(obj: dict, visible: int, world_to_camera, focal_px: float, width: int, height: int) -> float:
+    """The share of an object's silhouette that others hide (or the frame cuts off): 1 - its
+    `visible` pixels (counted on the flat-shaded pre-render at the image's size) / the area of the
+    convex hull of its `silhouette_points` (the objects are convex: the hull is the whole
+    silhouette), clipped to [0, 1]."""
+    px, py = silhouette_points(obj, world_to_camera, focal_px, width, height)
     area = hull_area(np.stack([px, py], 1))
     return float(np.clip(1.0 - visible / area, 0.0, 1.0)) if area > 0 else 0.0
 
@@ -244,7 +254,7 @@ def render_one(proc: BlenderProcess, index: int, *, seed: int, split: str, image
     from ...scene import clevr_relations, clevr_relationships
     from ..synth.camera import BASE_LOCATION
     from ..synth.generate import scene_streams
-    from ..synth.geometry import SIZE_RADIUS, Solid, half_extent
+    from ..synth.geometry import SIZE_RADIUS, half_extent
     from ..synth.scenes import LayoutConfig, min_visible_pixels_for, sample_scene
 
     W, H = image_size
@@ -286,9 +296,7 @@ def render_one(proc: BlenderProcess, index: int, *, seed: int, split: str, image
     os.replace(tmp_png, image_path)
     out_objects = []
     for o, spec, pc, vis in zip(rec["objects"], objects, geo["pixel_coords"], visible):
-        solid = Solid(o["shape"], tuple(float(v) for v in o["3d_coords"]), np.radians(float(o["rotation"])),
-                      spec["half_extent"])
-        px, py = project(solid.surface_points(), geo["world_to_camera"], geo["focal_px"], W, H)
+        px, py = silhouette_points(spec, geo["world_to_camera"], geo["focal_px"], W, H)
         x0, x1 = max(float(px.min()), 0.0), min(float(px.max()), float(W))
         y0, y1 = max(float(py.min()), 0.0), min(float(py.max()), float(H))
         out_objects.append({"shape": o["shape"], "size": o["size"], "material": o["material"], "color": o["color"],
