@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import DataError
 from ..ontology import CLEVR_ATTRIBUTES
 from ..scene import SceneGraph, SceneObject, clevr_relations
-from .nms import nms
+from .nms import _pairwise, nms
 
 STRIDE = 4  # pixels per output cell (the stem's stride)
 MEAN, STD = 0.5, 0.25  # pixel normalisation after scaling to [0, 1]
@@ -58,6 +58,11 @@ class SceneParserConfig:
     # the objectness score at which a detection is as likely real as not (None: not measured);
     # scene graphs carry it (info["objectness_midpoint"]) for the reasoners' calibration
     objectness_midpoint: float | None = None
+    # reading weak peaks (0: off; needs the second stage): peaks from read_threshold up that the
+    # decoding above leaves out are read by the second stage too, and kept where they lie on a
+    # kept box yet read as another object (`read_candidates`; chosen on val)
+    read_threshold: float = 0.0
+    read_categories: tuple[str, ...] = ("color", "material")
     max_objects: int = 24
     flip_tta: bool = True          # parsing averages the maps of the image and of its mirror image
     # second stage (0: none): each detected object's square crop (side `refine_context` x its
@@ -251,7 +256,13 @@ def parse_images(images: list, cfg: SceneParserConfig, predict, *,
             sources = None
             if cfg.refine_source == "image":
                 sources = [pyramid(image_array(pils[i], (pils[i].size[1], pils[i].size[0]))) for i in idx]
-            refine_detections(dets, batch, cfg, refine, sources=sources)
+            cands = [reading_candidates({name: m[k] for name, m in maps.items()}, d, cfg) for k, d in enumerate(dets)]
+            if any(len(c["scores"]) for c in cands):  # read with the kept ones: the second half of the batch
+                refine_detections(dets + cands, np.concatenate([batch, batch]), cfg, refine,
+                                  sources=None if sources is None else sources + sources)
+                dets = [read_candidates(d, c, cfg) for d, c in zip(dets, cands)]
+            else:
+                refine_detections(dets, batch, cfg, refine, sources=sources)
         for k, i in enumerate(idx):
             out[i] = to_graph(dets[k], cfg, image_size=pils[i].size, image_id=ids[i])
     return [out[i] for i in range(len(pils))]
@@ -430,14 +441,12 @@ def decoding_grid(thresholds, ious, low=HYSTERESIS_GRID, *, off_iou: float) -> l
             for t in thresholds for iou in ious for lo, li in low if not (lo and lo >= t)]
 
 
-def detect(maps: dict, cfg: SceneParserConfig) -> dict:
-    """One image's maps (numpy arrays or CPU tensors, no batch axis: heat (1, h, w), ...) -> the
-    kept detections in network-input pixels: {"boxes": (n, 4) cx, cy, w, h, "scores": (n,),
-    "logits": {category: (n_values, n)}}, best first (peaks, then NMS)."""
-    maps = {k: np.asarray(v, dtype=np.float32) for k, v in maps.items()}
+def _peaks(maps: dict, cfg: SceneParserConfig, floor: float) -> dict:
+    """The local maxima of sigmoid(heat) at or above `floor`, best first (at most
+    `cfg.max_objects`): their boxes (n, 4) cx, cy, w, h in network-input pixels, scores (n,) and
+    attribute logits {category: (n_values, n)}."""
     heat = 1 / (1 + np.exp(-maps["heat"][0]))                            # (h, w)
-    low = 0 < cfg.low_threshold < cfg.score_threshold
-    peaks = (heat == _max_pool3(heat)) & (heat >= (cfg.low_threshold if low else cfg.score_threshold))
+    peaks = (heat == _max_pool3(heat)) & (heat >= floor)
     ys, xs = np.nonzero(peaks)
     scores = heat[ys, xs]
     order = np.argsort(-scores, kind="stable")[:cfg.max_objects]
@@ -445,13 +454,78 @@ def detect(maps: dict, cfg: SceneParserConfig) -> dict:
     off = maps["offset"][:, ys, xs]
     size = np.exp(np.clip(maps["box"][:, ys, xs], -4, 6))
     cx, cy = (xs + 0.5 + off[0]) * STRIDE, (ys + 0.5 + off[1]) * STRIDE
-    bw, bh = size[0] * STRIDE, size[1] * STRIDE
-    keep = nms(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1), scores, cfg.nms_iou,
+    return {"boxes": np.stack([cx, cy, size[0] * STRIDE, size[1] * STRIDE], 1).reshape(-1, 4), "scores": scores,
+            "logits": {cat: maps[f"attr:{cat}"][:, ys, xs] for cat in cfg.attributes}, "grid": heat.shape}
+
+
+def _corners(boxes: np.ndarray) -> np.ndarray:
+    """(n, 4) cx, cy, w, h -> (n, 4) x1, y1, x2, y2."""
+    return np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], 1)
+
+
+def _take(det: dict, keep: np.ndarray) -> dict:
+    return {"boxes": det["boxes"][keep].reshape(-1, 4), "scores": det["scores"][keep],
+            "logits": {cat: v[:, keep] for cat, v in det["logits"].items()}, "grid": det["grid"]}
+
+
+def detect(maps: dict, cfg: SceneParserConfig) -> dict:
+    """One image's maps (numpy arrays or CPU tensors, no batch axis: heat (1, h, w), ...) -> the
+    kept detections in network-input pixels: {"boxes": (n, 4) cx, cy, w, h, "scores": (n,),
+    "logits": {category: (n_values, n)}}, best first (peaks, then NMS)."""
+    maps = {k: np.asarray(v, dtype=np.float32) for k, v in maps.items()}
+    low = 0 < cfg.low_threshold < cfg.score_threshold
+    det = _peaks(maps, cfg, cfg.low_threshold if low else cfg.score_threshold)
+    keep = nms(_corners(det["boxes"]), det["scores"], cfg.nms_iou,
                low_score=cfg.score_threshold if low else None, low_iou=cfg.low_iou if low else None,
                low_ios=cfg.low_ios if low and cfg.low_ios < 1 else None)
-    return {"boxes": np.stack([cx, cy, bw, bh], 1)[keep].reshape(-1, 4), "scores": scores[keep],
-            "logits": {cat: maps[f"attr:{cat}"][:, ys[keep], xs[keep]] for cat in cfg.attributes},
-            "grid": heat.shape}
+    return _take(det, keep)
+
+
+def reading_candidates(maps: dict, det: dict, cfg: SceneParserConfig) -> dict:
+    """The peaks from `cfg.read_threshold` up that `detect` left out (`det`: its kept detections
+    of the same maps), in `detect`'s format: what `read_candidates` judges once the second stage
+    has read them. Empty when `read_threshold` is 0."""
+    maps = {k: np.asarray(v, dtype=np.float32) for k, v in maps.items()}
+    peaks = _peaks(maps, cfg, cfg.read_threshold if cfg.read_threshold > 0 else np.inf)
+    kept = det["boxes"]
+    new = [k for k, b in enumerate(peaks["boxes"]) if not len(kept) or np.abs(kept - b).max(1).min() > 1e-4]
+    return _take(peaks, np.asarray(new, dtype=np.int64))
+
+
+def read_candidates(det: dict, cand: dict, cfg: SceneParserConfig) -> dict:
+    """`det` with the candidates (`reading_candidates`, both read by the second stage) it should
+    have kept: a weak peak lying on a kept box is a part of that box's object found again, unless
+    it reads as another object. A candidate is kept when some kept box holds part of it and its
+    most probable value of a `cfg.read_categories` category differs from that of the kept box
+    holding the largest share of it, and no candidate kept before it overlaps it with IoU above
+    `cfg.nms_iou`; best first. Candidates on no kept box stay out (faint isolated peaks: the
+    hysteresis's business)."""
+    n = len(cand["scores"])
+    if n == 0 or len(det["scores"]) == 0:
+        return det
+    boxes = np.concatenate([det["boxes"], cand["boxes"]])
+    inter, area = _pairwise(_corners(boxes))
+    m = len(det["scores"])
+    reading = {cat: np.concatenate([det["logits"][cat], cand["logits"][cat]], 1).argmax(0) for cat in cfg.read_categories}
+    added: list[int] = []
+    for j in range(m, m + n):  # candidates, best first
+        share = inter[j, :m] / max(float(area[j]), 1e-12)
+        if share.max() <= 0:
+            continue
+        host = int(share.argmax())
+        if all(reading[cat][j] == reading[cat][host] for cat in cfg.read_categories):
+            continue
+        union = area[j] + area[added] - inter[j, added]
+        if added and (inter[j, added] / np.maximum(union, 1e-12)).max() > cfg.nms_iou:
+            continue
+        added.append(j)
+    if not added:
+        return det
+    idx = np.concatenate([np.arange(m), np.asarray(added)])
+    both = {"boxes": boxes, "scores": np.concatenate([det["scores"], cand["scores"]]),
+            "logits": {cat: np.concatenate([det["logits"][cat], cand["logits"][cat]], 1) for cat in det["logits"]},
+            "grid": det["grid"]}
+    return _take(both, idx)
 
 
 def to_graph(det: dict, cfg: SceneParserConfig, *, image_size: tuple[int, int], image_id: str = "image") -> SceneGraph:
