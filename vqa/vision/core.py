@@ -118,6 +118,8 @@ class SceneParserConfig:
         d["stem_channels"] = tuple(d["stem_channels"])
         if "refine_channels" in d:
             d["refine_channels"] = tuple(d["refine_channels"])
+        if "read_categories" in d:
+            d["read_categories"] = tuple(d["read_categories"])
         d.setdefault("stem_extra", 0)  # checkpoints written before the options existed
         d.setdefault("flip_tta", False)
         return cls(**d)
