@@ -7,6 +7,9 @@ Decoding: local maxima of sigmoid(heat) above `score_threshold` (3x3 max pool), 
 With `low_threshold` set, weaker peaks down to it are kept where they stand apart from the boxes
 already kept (IoU <= `low_iou`, and with `low_ios` < 1 at most that share of their box inside
 one): faint isolated objects, not second peaks on a found one nor parts of a larger one.
+With `read_threshold` set (and a second stage), the peaks from it up that this leaves out are
+read by the second stage too and come in where they lie on a kept box yet read as another
+object (`read_candidates`): an object mostly hidden behind another, not a part of it.
 Positions: the predicted pixel centre is cast back through CLEVR's camera (35 mm lens,
 32 mm sensor, un-jittered location) onto the horizontal plane at the object's half
 height (from its predicted shape and size); relations then follow CLEVR's rule
