@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import DataError
 from ..ontology import CLEVR_ATTRIBUTES
 from ..scene import SceneGraph, SceneObject, clevr_relations
-from .nms import _pairwise, nms
+from .nms import nms, pairwise
 
 STRIDE = 4  # pixels per output cell (the stem's stride)
 MEAN, STD = 0.5, 0.25  # pixel normalisation after scaling to [0, 1]
@@ -499,8 +499,8 @@ def reading_candidates(maps: dict, det: dict, cfg: SceneParserConfig) -> dict:
 
 def read_candidates(det: dict, cand: dict, cfg: SceneParserConfig) -> dict:
     """`det` with the candidates (`reading_candidates`, both read by the second stage) it should
-    have kept: a weak peak lying on a kept box is a part of that box's object found again, unless
-    it reads as another object. A candidate is kept when some kept box holds part of it and its
+    have kept: a peak the decoding dropped (too weak, or overlapping a kept box) that lies on a
+    kept box is a part of that box's object found again, unless it reads as another object. A candidate is kept when some kept box holds part of it and its
     most probable value of a `cfg.read_categories` category differs from that of the kept box
     holding the largest share of it, and no candidate kept before it overlaps it with IoU above
     `cfg.nms_iou`; best first. Candidates on no kept box stay out (faint isolated peaks: the
@@ -509,7 +509,7 @@ def read_candidates(det: dict, cand: dict, cfg: SceneParserConfig) -> dict:
     if n == 0 or len(det["scores"]) == 0:
         return det
     boxes = np.concatenate([det["boxes"], cand["boxes"]])
-    inter, area = _pairwise(_corners(boxes))
+    inter, area = pairwise(_corners(boxes))
     m = len(det["scores"])
     reading = {cat: np.concatenate([det["logits"][cat], cand["logits"][cat]], 1).argmax(0) for cat in cfg.read_categories}
     added: list[int] = []

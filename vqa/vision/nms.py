@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _pairwise(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pairwise(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Intersection areas (N, N) of every pair of boxes (N, 4) given as x1, y1, x2, y2, and the
     boxes' areas (N,)."""
     area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
@@ -42,7 +42,7 @@ def nms(boxes, scores, iou_threshold: float, *, low_score: float | None = None,
     limit = np.full(len(order), iou_threshold, dtype=np.float64)
     if low_score is not None:
         limit[scores[order] < low_score] = low_iou
-    inter, area = _pairwise(boxes[order])
+    inter, area = pairwise(boxes[order])
     union = area[:, None] + area[None, :] - inter
     iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
     over = iou > limit[None, :]  # column: the box that may be suppressed
