@@ -7,7 +7,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from vqa.vision.core import SceneParserConfig, STRIDE, parse_images, read_candidates, reading_candidates
+from vqa.vision.core import SceneParserConfig, STRIDE, detect_with_candidates, parse_images, read_candidates
 
 RED = {"color": "red", "size": "large", "material": "metal", "shape": "cube"}
 BLUE = {"color": "blue", "size": "small", "material": "rubber", "shape": "cylinder"}
@@ -93,9 +93,7 @@ def test_read_candidates_keeps_one_of_two_overlapping_candidates():
     cfg = _cfg(read_threshold=0.2)
     maps = _maps(cfg, [(16, 20, 0.9, 10.0, RED), (16, 22, 0.28, 3.0, BLUE), (16, 24, 0.25, 3.0, BLUE)])
     one = {k: v[0] for k, v in maps.items()}
-    from vqa.vision.core import detect
-    det = detect(one, cfg)
-    cand = reading_candidates(one, det, cfg)
+    det, cand = detect_with_candidates(one, cfg)
     assert len(det["scores"]) == 1 and np.allclose(sorted(cand["scores"]), [0.25, 0.28], atol=1e-6)
     out = read_candidates(det, cand, cfg)
     # the two candidates' boxes (3 cells, 2 cells apart) overlap with IoU 0.2: both in at nms_iou 0.45,

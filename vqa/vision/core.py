@@ -256,18 +256,17 @@ def parse_images(images: list, cfg: SceneParserConfig, predict, *,
     for (h, w), idx in groups.items():
         batch = np.stack([image_array(pils[i], (h, w)) for i in idx])
         maps = predict(batch)
-        dets = [detect({name: m[k] for name, m in maps.items()}, cfg) for k in range(len(idx))]
-        if refine is not None and cfg.refine_size:
+        second = refine is not None and cfg.refine_size
+        both = [detect_with_candidates({name: m[k] for name, m in maps.items()}, cfg, read=bool(second))
+                for k in range(len(idx))]
+        dets, cands = [d for d, _ in both], [c for _, c in both]
+        if second:
             sources = None
             if cfg.refine_source == "image":
                 sources = [pyramid(image_array(pils[i], (pils[i].size[1], pils[i].size[0]))) for i in idx]
-            cands = [reading_candidates({name: m[k] for name, m in maps.items()}, d, cfg) for k, d in enumerate(dets)]
-            if any(len(c["scores"]) for c in cands):  # read with the kept ones: the second half of the batch
-                refine_detections(dets + cands, np.concatenate([batch, batch]), cfg, refine,
-                                  sources=None if sources is None else sources + sources)
-                dets = [read_candidates(d, c, cfg) for d, c in zip(dets, cands)]
-            else:
-                refine_detections(dets, batch, cfg, refine, sources=sources)
+            # the candidates are read in the same call as the kept detections of their images
+            refine_detections(dets + cands, batch, cfg, refine, sources=sources, images=[*range(len(idx))] * 2)
+            dets = [read_candidates(d, c, cfg) for d, c in zip(dets, cands)]
         for k, i in enumerate(idx):
             out[i] = to_graph(dets[k], cfg, image_size=pils[i].size, image_id=ids[i])
     return [out[i] for i in range(len(pils))]
@@ -389,11 +388,13 @@ def n_attribute_logits(cfg: SceneParserConfig) -> int:
 
 
 def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfig, refine, *,
-                      sources: list | None = None) -> None:
+                      sources: list | None = None, images: list[int] | None = None) -> None:
     """Mix the second stage's logits into each detection's attribute logits and (with
     `cfg.refine_centre`) move its centre, in place (`dets` from `detect` on the images of
-    `batch`, the network input; `sources`: see `source_crops`)."""
-    index = np.concatenate([np.full(len(d["boxes"]), k) for k, d in enumerate(dets)]).astype(np.int64)
+    `batch`, the network input, `dets[k]` on image `images[k]` (default k); `sources`: see
+    `source_crops`)."""
+    images = range(len(dets)) if images is None else images
+    index = np.concatenate([np.full(len(d["boxes"]), k) for k, d in zip(images, dets)]).astype(np.int64)
     if len(index) == 0:
         return
     boxes = np.concatenate([d["boxes"] for d in dets])
@@ -477,28 +478,28 @@ def detect(maps: dict, cfg: SceneParserConfig) -> dict:
     """One image's maps (numpy arrays or CPU tensors, no batch axis: heat (1, h, w), ...) -> the
     kept detections in network-input pixels: {"boxes": (n, 4) cx, cy, w, h, "scores": (n,),
     "logits": {category: (n_values, n)}}, best first (peaks, then NMS)."""
+    return detect_with_candidates(maps, cfg)[0]
+
+
+def detect_with_candidates(maps: dict, cfg: SceneParserConfig, *, read: bool = True) -> tuple[dict, dict]:
+    """`detect`, and the peaks from `cfg.read_threshold` up that it leaves out, in the same format
+    and from the same pass over the maps: what `read_candidates` judges once the second stage has
+    read them (none where `read` is false or `read_threshold` is 0)."""
     maps = {k: np.asarray(v, dtype=np.float32) for k, v in maps.items()}
     low = 0 < cfg.low_threshold < cfg.score_threshold
-    det = _peaks(maps, cfg, cfg.low_threshold if low else cfg.score_threshold)
-    keep = nms(_corners(det["boxes"]), det["scores"], cfg.nms_iou,
-               low_score=cfg.score_threshold if low else None, low_iou=cfg.low_iou if low else None,
-               low_ios=cfg.low_ios if low and cfg.low_ios < 1 else None)
-    return _take(det, keep)
-
-
-def reading_candidates(maps: dict, det: dict, cfg: SceneParserConfig) -> dict:
-    """The peaks from `cfg.read_threshold` up that `detect` left out (`det`: its kept detections
-    of the same maps), in `detect`'s format: what `read_candidates` judges once the second stage
-    has read them. Empty when `read_threshold` is 0."""
-    maps = {k: np.asarray(v, dtype=np.float32) for k, v in maps.items()}
-    peaks = _peaks(maps, cfg, cfg.read_threshold if cfg.read_threshold > 0 else np.inf)
-    kept = det["boxes"]
-    new = [k for k, b in enumerate(peaks["boxes"]) if not len(kept) or np.abs(kept - b).max(1).min() > 1e-4]
-    return _take(peaks, np.asarray(new, dtype=np.int64))
+    floor = cfg.low_threshold if low else cfg.score_threshold
+    reading = read and cfg.read_threshold > 0
+    peaks = _peaks(maps, cfg, min(floor, cfg.read_threshold) if reading else floor)
+    strong = np.nonzero(peaks["scores"] >= floor)[0]
+    keep = strong[nms(_corners(peaks["boxes"][strong]), peaks["scores"][strong], cfg.nms_iou,
+                      low_score=cfg.score_threshold if low else None, low_iou=cfg.low_iou if low else None,
+                      low_ios=cfg.low_ios if low and cfg.low_ios < 1 else None)]
+    left = np.setdiff1d(np.nonzero(peaks["scores"] >= cfg.read_threshold)[0], keep) if reading else np.zeros(0, np.int64)
+    return _take(peaks, keep), _take(peaks, left)  # setdiff1d sorts the indices: best first, as the peaks
 
 
 def read_candidates(det: dict, cand: dict, cfg: SceneParserConfig) -> dict:
-    """`det` with the candidates (`reading_candidates`, both read by the second stage) it should
+    """`det` with the candidates (`detect_with_candidates`, both read by the second stage) it should
     have kept: a peak the decoding dropped (too weak, or overlapping a kept box) that lies on a
     kept box is a part of that box's object found again, unless it reads as another object. A candidate is kept when some kept box holds part of it and its
     most probable value of a `cfg.read_categories` category differs from that of the kept box

@@ -207,8 +207,8 @@ def detected_boxes(model, data: SceneParserData, batch_size: int = 32, progress=
 
 
 def hidden_loss_weights(hidden: np.ndarray, weight: float) -> np.ndarray:
-    """Per object, how many times its centre loss counts: 1 + `weight` x (hidden - 0.2) / 0.8
-    for a hidden share above `HIDDEN_FLOOR`, else 1. The second stage's centres are worst on
+    """Per object, how many times its centre loss counts: 1 + `weight` x (hidden - F) / (1 - F), F = `HIDDEN_FLOOR`,
+    for a hidden share above F, else 1. The second stage's centres are worst on
     objects mostly hidden behind others (the crop shows the visible part; the centre is the
     whole object's), and those are few: weighting them is how training looks at them more."""
     h = np.clip((np.asarray(hidden, np.float64) - HIDDEN_FLOOR) / (1 - HIDDEN_FLOOR), 0.0, 1.0)
