@@ -13,6 +13,11 @@ def register(sub) -> None:
     what.add_argument("--tune", metavar="DIR", help="choose the objectness threshold, NMS IoU and hysteresis with the best object F1 "
                                                    "on DIR's --split (first --limit scenes, default 150); --save writes "
                                                    "the checkpoint with them")
+    what.add_argument("--tune-centre", metavar="DIR", action="append",
+                      help="choose how far each detected object's centre moves from the dense head's to the "
+                           "second stage's, by object size, with the lowest mean centre error on the matched "
+                           "objects of DIR's --split (repeat for more folders; first --limit scenes of each); "
+                           "--save writes the checkpoint with it")
     p.add_argument("--split", default="val", help="split for --evaluate (default: val)")
     p.add_argument("--limit", type=int, default=None, help="first N scenes for --evaluate")
     p.add_argument("--distance", type=float, default=0.05,
@@ -32,13 +37,14 @@ def register(sub) -> None:
     tta.add_argument("--tta", dest="tta", action="store_true", default=None,
                      help="average with the mirror image (default: the checkpoint's setting)")
     tta.add_argument("--no-tta", dest="tta", action="store_false", help="no mirror-image averaging")
-    p.add_argument("--save", default=None, metavar="CKPT", help="--tune: write the checkpoint with the chosen settings here")
+    p.add_argument("--save", default=None, metavar="CKPT",
+                   help="--tune, --tune-centre: write the checkpoint with the chosen settings here")
     p.add_argument("--json", action="store_true", help="print the scene graph as JSON")
     p.add_argument("--draw", default=None, metavar="OUT.png", help="write the image with boxes and labels")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"),
                    help="--image: numpy (the torch-free runtime, from the .npz export; what auto picks on the CPU) "
-                        "or torch; --evaluate and --tune always run the torch model")
+                        "or torch; --evaluate, --tune and --tune-centre always run the torch model")
     p.set_defaults(func=run, output_paths=("out", "save", "draw"))  # output folders made by `vqa`
 
 
@@ -73,6 +79,8 @@ def run(args) -> int:
         return _evaluate(parser, args)
     if args.tune:
         return _tune(parser, args)
+    if args.tune_centre:
+        return _tune_centre(parser, args)
     image = load_image(args.image)
     from pathlib import Path
     graph = parser.parse_image(image, image_id=Path(args.image).stem)
@@ -109,11 +117,42 @@ def _evaluate(parser, args) -> int:
     return 0
 
 
-def _tune(parser, args) -> int:
+def _save_tuned(parser, args, tuned: dict) -> None:
+    """Write the checkpoint `args.checkpoint` (default: the shipped one) with `parser`'s config and
+    its record of what was tuned ("tuned": earlier entries of other kinds kept) to `args.save`."""
     import torch
 
-    from ..vision.evaluate import tune_decoding
     from ..vision.scene_parser import DEFAULT_CHECKPOINT, checkpoint_dict
+
+    src = torch.load(args.checkpoint or DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+    extra = {k: v for k, v in src.items() if k not in ("format", "config", "vocab", "state_dict", "optimizer")}
+    extra.update(tuned)
+    torch.save(checkpoint_dict(parser.cpu(), **extra), args.save)
+    print(f"  saved: {args.save}")
+
+
+def _tune_centre(parser, args) -> int:
+    from ..vision.refine import tune_centre
+    from ._util import progress
+
+    table = tune_centre(parser, args.tune_centre, args.split, limit=args.limit, progress=progress)
+    for r in table["grid"]:
+        print(f"  weight {r['weight']}: {100 * r['within_5px']:.2f}% within 5 px, mean {r['mean_error']:.3f} px")
+    if "by_side" in table:
+        r = table["by_side"]
+        sides = ", ".join(f"{w:.2f} at {100 * a:g}% of the width" for a, w in r["weight"])
+        print(f"  by size ({sides}): {100 * r['within_5px']:.2f}% within 5 px, mean {r['mean_error']:.3f} px")
+    chosen = parser.cfg.refine_centre_by_side or parser.cfg.refine_centre_weight
+    print(f"{', '.join(args.tune_centre)} split {args.split} ({table['objects']} matched objects): centre weight "
+          f"{'by size ' if parser.cfg.refine_centre_by_side else ''}{chosen}")
+    if args.save:
+        _save_tuned(parser, args, {"tuned_centre": {"data": list(args.tune_centre), "split": args.split,
+                                                    "objects": table["objects"], "chosen": table["chosen"]}})
+    return 0
+
+
+def _tune(parser, args) -> int:
+    from ..vision.evaluate import tune_decoding
 
     out = tune_decoding(parser, args.tune, args.split, limit=args.limit or 150, distance=args.distance)
     low = (f"weaker peaks down to {out['low_threshold']} where IoU <= {out['low_iou']}" if out["low_threshold"]
@@ -121,10 +160,7 @@ def _tune(parser, args) -> int:
     print(f"{args.tune} split {args.split}: score threshold {out['score_threshold']}, NMS IoU {out['nms_iou']}, {low}, "
           f"mirror averaging {'on' if parser.cfg.flip_tta else 'off'} (object F1 {100 * (out['f1'] or 0):.2f}%)")
     if args.save:
-        src = torch.load(args.checkpoint or DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
-        extra = {k: v for k, v in src.items() if k not in ("format", "config", "vocab", "state_dict", "optimizer")}
-        extra["tuned"] = {"data": str(args.tune), "split": args.split, "flip_tta": parser.cfg.flip_tta, "f1": out["f1"],
-                          **{k: out[k] for k in ("score_threshold", "nms_iou", "low_threshold", "low_iou")}}
-        torch.save(checkpoint_dict(parser.cpu(), **extra), args.save)
-        print(f"  saved: {args.save}")
+        _save_tuned(parser, args, {"tuned": {
+            "data": str(args.tune), "split": args.split, "flip_tta": parser.cfg.flip_tta, "f1": out["f1"],
+            **{k: out[k] for k in ("score_threshold", "nms_iou", "low_threshold", "low_iou")}}})
     return 0

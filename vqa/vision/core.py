@@ -85,6 +85,11 @@ class SceneParserConfig:
     # `refine_centre_weight` of the way from the dense head's to the crop net's (chosen on val)
     refine_centre: bool = False
     refine_centre_weight: float = 0.0
+    # the centre weight by object size (empty: `refine_centre_weight` for every object): knots
+    # (box's longer side / input width, weight), interpolated linearly in log side and constant
+    # beyond the end knots (the crop net reads large objects at fewer pixels per image pixel;
+    # `centre_weights`, chosen on val by `vqa.vision.refine.fit_centre_by_side`)
+    refine_centre_by_side: tuple[tuple[float, float], ...] = ()
     # the second stage's attribute head also reads where the crop is: log(crop side / input
     # width), centre x / width, centre y / height (a crop alone does not show how big its object is)
     refine_geometry: bool = False
@@ -112,6 +117,7 @@ class SceneParserConfig:
         d = asdict(self)
         d["image_size"], d["stem_channels"] = list(self.image_size), list(self.stem_channels)
         d["refine_channels"] = list(self.refine_channels)
+        d["refine_centre_by_side"] = [list(k) for k in self.refine_centre_by_side]
         return d
 
     @classmethod
@@ -123,6 +129,8 @@ class SceneParserConfig:
             d["refine_channels"] = tuple(d["refine_channels"])
         if "read_categories" in d:
             d["read_categories"] = tuple(d["read_categories"])
+        if "refine_centre_by_side" in d:
+            d["refine_centre_by_side"] = tuple((float(a), float(w)) for a, w in d["refine_centre_by_side"])
         d.setdefault("stem_extra", 0)  # checkpoints written before the options existed
         d.setdefault("flip_tta", False)
         return cls(**d)
@@ -387,6 +395,18 @@ def n_attribute_logits(cfg: SceneParserConfig) -> int:
     return sum(len(v) for v in cfg.attributes.values())
 
 
+def centre_weights(cfg: SceneParserConfig, boxes: np.ndarray, input_w: int) -> np.ndarray:
+    """(n,) how far each box's centre moves from the dense head's to the crop net's:
+    `cfg.refine_centre_by_side` at its longer side / `input_w` (boxes (n, 4) as (cx, cy, w, h)
+    in network-input pixels), else `cfg.refine_centre_weight` for all."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not cfg.refine_centre_by_side:
+        return np.full(len(boxes), float(cfg.refine_centre_weight))
+    knots = sorted(cfg.refine_centre_by_side)
+    side = np.maximum(boxes[:, 2:].max(1), 1e-6) / float(input_w)
+    return np.interp(np.log(side), [np.log(a) for a, _ in knots], [w for _, w in knots])
+
+
 def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfig, refine, *,
                       sources: list | None = None, images: list[int] | None = None) -> None:
     """Mix the second stage's logits into each detection's attribute logits and (with
@@ -405,10 +425,11 @@ def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfi
     for d in dets:
         n = len(d["boxes"])
         d["logits"] = mix_logits(d["logits"], logits[start:start + n], cfg)
-        if cfg.refine_centre and cfg.refine_centre_weight and n:
+        if cfg.refine_centre and (cfg.refine_centre_weight or cfg.refine_centre_by_side) and n:
             crop_centre = centres[start:start + n] + sides[start:start + n, None] * logits[start:start + n, K:K + 2]
             boxes_k = d["boxes"].copy()
-            boxes_k[:, :2] += cfg.refine_centre_weight * (crop_centre - boxes_k[:, :2])
+            a = centre_weights(cfg, boxes_k, batch.shape[-1])
+            boxes_k[:, :2] += a[:, None] * (crop_centre - boxes_k[:, :2])
             d["boxes"] = boxes_k
         start += n
 

@@ -38,8 +38,9 @@ import torch.nn.functional as F
 from ..datasets.blender.driver import HIDDEN_FLOOR
 from ..errors import VQAError
 from ..resume import check_size
-from .core import (MEAN, STD, crop_boxes, crop_geometry, detect, mirror_geometry, n_attribute_logits, pyramid,
-                   sample_pyramid_crops, source_crops, to_graph)
+from .core import (MEAN, STD, SceneParserConfig, crop_boxes, crop_geometry, detect, mirror_geometry,
+                   n_attribute_logits, pyramid, sample_pyramid_crops, source_crops, to_graph)
+from .core import centre_weights as core_centre_weights
 from .data import SceneParserData, adopt_cubes, load_training_data
 from .metrics import match_objects
 from .scene_parser import checkpoint_dict, load_scene_parser
@@ -84,6 +85,7 @@ class RefineConfig:
     geometry: bool | None = None      # the attribute head reads the crop's geometry (default: as `centre`)
     centre_loss: float = 10.0         # weight of the centre's L1 loss (offsets as fractions of the crop side)
     centre_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    centre_by_side: bool = False      # also fit the centre weight by object size (`fit_centre_by_side`)
     hidden_weight: float = 0.0        # an object's centre loss counts 1 + this x (hidden - 0.2) / 0.8 times, hidden
                                       # its `GoldObject.hidden` share above 0.2 (`hidden_loss_weights`)
     detected: float = 0.0             # share of training crops placed on the dense head's own detection of
@@ -265,52 +267,150 @@ def _resize_crops(model, size: int, log=None) -> None:
 
 
 @torch.no_grad()
-def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, centre_weights=(0.0,)) -> dict:
+def _crop_logits(model, data: SceneParserData, i: int, boxes: np.ndarray, batch: np.ndarray) -> torch.Tensor:
+    """The second stage's outputs (n, K [+ 2]) for boxes (n, 4) in network-input pixels of image i."""
+    cfg = model.cfg
+    sources = None
+    if cfg.refine_source == "image":
+        sources = [pyramid(((data.full[i].astype(np.float32) / 255.0 - MEAN) / STD).astype(np.float32))]
+    x, centres, sides = source_crops(boxes, np.zeros(len(boxes), np.int64), cfg,
+                                     batch=batch, sources=sources, input_hw=batch.shape[-2:])
+    geometry = torch.from_numpy(crop_geometry(centres, sides, batch.shape[-2:]))
+    with torch.no_grad():
+        return model.refine_logits(torch.from_numpy(x).to(model.device), geometry.to(model.device)).cpu()
+
+
+class CentreRows:
+    """Detected objects' centres for choosing the centre weight: the dense head's and the crop
+    net's (gold-image pixels), the gold centre (`SceneObject.anchor`) and the box's longer side
+    as a fraction of the input width."""
+
+    def __init__(self):
+        self.dense, self.crop, self.gold, self.side = [], [], [], []
+
+    @property
+    def n(self) -> int:
+        return len(self.gold)
+
+    def add(self, cfg, graph, boxes: np.ndarray, offsets: np.ndarray, gold_index, batch: np.ndarray) -> None:
+        """Boxes (n, 4) in network-input pixels of one image, the crop net's centre offsets (n, 2),
+        the matched gold objects' indices in `graph`, the image's network input (1, 3, h, w)."""
+        h, w = batch.shape[-2:]
+        centres, sides = crop_boxes(boxes, cfg)
+        scale = np.array([graph.width / w, graph.height / h])
+        self.dense += list(np.asarray(boxes, np.float64)[:, :2] * scale)
+        self.crop += list((centres + sides[:, None] * offsets) * scale)
+        self.gold += [np.asarray(graph.objects[j].anchor, float) for j in gold_index]
+        self.side += list(np.asarray(boxes, np.float64)[:, 2:].max(1) / w)
+
+    def errors(self, weights) -> np.ndarray:
+        """Centre errors (n,) in gold-image pixels with per-object (n,) or one centre weight."""
+        d, c, g = np.array(self.dense), np.array(self.crop), np.array(self.gold)
+        a = np.broadcast_to(np.asarray(weights, np.float64), (len(g),))[:, None]
+        return np.linalg.norm(d + a * (c - d) - g, axis=1)
+
+
+def _centre_row(weight, err: np.ndarray) -> dict:
+    return {"weight": weight, "within_5px": float((err <= 5.0).mean()), "mean_error": float(err.mean()),
+            "median_error": float(np.median(err))}
+
+
+# the knots of `fit_centre_by_side`: box sides of 1/16 and 5/16 of the image width (CLEVR's
+# small far objects to its large near ones), and the weights tried at each
+SIDE_KNOTS = (0.0625, 0.3125)
+SIDE_WEIGHTS = tuple(round(0.2 + 0.05 * k, 2) for k in range(23))  # 0.2 ... 1.3
+
+
+def fit_centre_by_side(rows: CentreRows, knots=SIDE_KNOTS, grid=SIDE_WEIGHTS) -> tuple[tuple[tuple[float, float], ...], dict]:
+    """The centre weight by object size (`SceneParserConfig.refine_centre_by_side`, knots at box
+    sides `knots` as fractions of the input width) with the lowest mean centre error on `rows`
+    (ties: the first in grid order); returns it and its row of the table."""
+    cfg = SceneParserConfig(refine_centre_weight=0.0)
+    boxes = np.zeros((rows.n, 4))
+    boxes[:, 2] = rows.side
+    best = None
+    for a in grid:
+        for b in grid:
+            cfg.refine_centre_by_side = ((knots[0], a), (knots[1], b))
+            err = rows.errors(core_centre_weights(cfg, boxes, 1))
+            if best is None or err.mean() < best[1].mean() - 1e-12:
+                best = (cfg.refine_centre_by_side, err)
+    return best[0], _centre_row([list(k) for k in best[0]], best[1])
+
+
+def choose_centre(cfg: SceneParserConfig, rows: CentreRows, weights, *, by_side: bool = False) -> dict:
+    """Set `cfg.refine_centre_weight` to the weight of `weights` with the most centres of `rows`
+    within 5 pixels (ties: the lower mean error) and clear `cfg.refine_centre_by_side`; with
+    `by_side`, set the weight by object size of `fit_centre_by_side` instead where it has as
+    many centres within 5 pixels and a lower mean error. Returns the table."""
+    grid = [_centre_row(a, rows.errors(a)) for a in weights]
+    best = max(grid, key=lambda r: (round(r["within_5px"], 9), -r["mean_error"]))
+    cfg.refine_centre_weight, cfg.refine_centre_by_side = best["weight"], ()
+    table = {"chosen": best["weight"], "objects": rows.n, "grid": grid}
+    if by_side:
+        knots, row = fit_centre_by_side(rows)
+        table["by_side"] = row
+        if round(row["within_5px"], 9) >= round(best["within_5px"], 9) and row["mean_error"] < best["mean_error"]:
+            cfg.refine_centre_by_side = knots
+            table["chosen"] = row["weight"]
+    return table
+
+
+
+def tune_centre(model, roots, split: str = "val", *, limit: int | None = None, weights=(0.0, 0.25, 0.5, 0.75, 1.0),
+                by_side: bool = True, batch_size: int = 32, progress=None) -> dict:
+    """Choose the centre weight of a parser with a second stage that regresses centres
+    (`choose_centre`) on the detected objects of one or more CLEVR-layout folders' `split`
+    (first `limit` scenes of each), set it on `model.cfg` and return the table (with "folders")."""
+    cfg = model.cfg
+    if not (cfg.refine_size and cfg.refine_centre):
+        raise VQAError("this scene parser's second stage does not regress centres: nothing to tune "
+                       "(train one with `vqa train scene-refiner --centre`)")
+    rows = CentreRows()
+    K = n_attribute_logits(cfg)
+    counts = {}
+    for root in roots:
+        data = SceneParserData(root, split, image_size=cfg.image_size, attributes=cfg.attributes, limit=limit,
+                               progress=progress, full=cfg.refine_source == "image")
+        before = rows.n
+        for i, det, pairs, batch in _matched_detections(model, data, batch_size, progress=progress):
+            if pairs:
+                logits = _crop_logits(model, data, i, det["boxes"][[p for p, _ in pairs]], batch)
+                rows.add(cfg, data.graphs[i], det["boxes"][[p for p, _ in pairs]], logits[:, K:K + 2].numpy(),
+                         [j for _, j in pairs], batch)
+        counts[str(root)] = rows.n - before
+    if not rows.n:
+        raise VQAError(f"no detected object matched a gold one in {', '.join(map(str, roots))} (split {split})")
+    return {**choose_centre(cfg, rows, weights, by_side=by_side), "folders": counts}
+
+
+def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, centre_weights=(0.0,),
+                   centre_by_side: bool = False) -> dict:
     """The mixing weight per category with the best accuracy on the detected val objects
     (ties: the lower NLL), set in `model.cfg.refine_weight`; with `cfg.refine_centre`, the
     centre weight (`cfg.refine_centre_weight`) with the most centres within 5 pixels of the
-    gold image (ties: the lower mean error); returns the table."""
+    gold image (ties: the lower mean error), and with `centre_by_side` a weight by object size
+    (`fit_centre_by_side`) where it does better still; returns the table."""
     cfg = model.cfg
     dense = {c: [] for c in cfg.attributes}
     crop_parts = {c: [] for c in cfg.attributes}
     gold = {c: [] for c in cfg.attributes}
-    centre_rows = []  # (dense centre, crop centre) in gold-image pixels, gold centre
+    rows = CentreRows()
     K = n_attribute_logits(cfg)
     for i, det, pairs, batch in _matched_detections(model, data, batch_size):
         if not pairs:
             continue
-        g = data.graphs[i]
         p_idx = np.array([p for p, _ in pairs])
-        sources = None
-        if cfg.refine_source == "image":
-            sources = [pyramid(((data.full[i].astype(np.float32) / 255.0 - MEAN) / STD).astype(np.float32))]
-        x, centres, sides = source_crops(det["boxes"][p_idx], np.zeros(len(p_idx), np.int64), cfg,
-                                         batch=batch, sources=sources, input_hw=batch.shape[-2:])
-        geometry = torch.from_numpy(crop_geometry(centres, sides, batch.shape[-2:]))
-        logits = model.refine_logits(torch.from_numpy(x).to(model.device), geometry.to(model.device)).cpu()
+        logits = _crop_logits(model, data, i, det["boxes"][p_idx], batch)
         for cat, part in zip(cfg.attributes, _split_logits(logits, cfg.attributes)):
             dense[cat].append(torch.from_numpy(det["logits"][cat][:, p_idx].T.copy()))
             crop_parts[cat].append(part)
             gold[cat].append(torch.tensor([data.objects[i][j].values[cat] for _, j in pairs]))
         if cfg.refine_centre:
-            scale = np.array([g.width / batch.shape[-1], g.height / batch.shape[-2]])
-            crop_c = centres + sides[:, None] * logits[:, K:K + 2].numpy()
-            for n, (_, j) in enumerate(pairs):
-                centre_rows.append((det["boxes"][p_idx[n], :2] * scale, crop_c[n] * scale,
-                                    np.asarray(g.objects[j].anchor, float)))
+            rows.add(cfg, data.graphs[i], det["boxes"][p_idx], logits[:, K:K + 2].numpy(), [j for _, j in pairs], batch)
     table = {}
-    if cfg.refine_centre and centre_rows:
-        d0 = np.array([r[0] for r in centre_rows])
-        c0 = np.array([r[1] for r in centre_rows])
-        gc = np.array([r[2] for r in centre_rows])
-        rows = []
-        for a in centre_weights:
-            err = np.linalg.norm(d0 + a * (c0 - d0) - gc, axis=1)
-            rows.append({"weight": a, "within_5px": float((err <= 5.0).mean()), "mean_error": float(err.mean()),
-                         "median_error": float(np.median(err))})
-        best = max(rows, key=lambda r: (round(r["within_5px"], 9), -r["mean_error"]))
-        cfg.refine_centre_weight = best["weight"]
-        table["centre"] = {"chosen": best["weight"], "objects": len(centre_rows), "grid": rows}
+    if cfg.refine_centre and rows.n:
+        table["centre"] = choose_centre(cfg, rows, centre_weights, by_side=centre_by_side)
     for cat in cfg.attributes:
         if not gold[cat]:
             continue
@@ -502,7 +602,8 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
     seconds = time.perf_counter() - t_start
     table = None
     if val is not None:
-        table = choose_weights(model, val, cfg.weights, centre_weights=cfg.centre_weights)
+        table = choose_weights(model, val, cfg.weights, centre_weights=cfg.centre_weights,
+                               centre_by_side=cfg.centre_by_side)
         logf.write(json.dumps({"refine_weight": table}) + "\n")
         log("mixing weights chosen on " + cfg.val_split + ": " + ", ".join(
             f"{c} {t['chosen']} ({100 * max(r['accuracy'] for r in t['grid']):.2f}% of {t['objects']})"
@@ -519,4 +620,5 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
     return {"out": str(out), "steps": step, "seconds": round(seconds, 1), "stopped_by_time": stopped,
             "crops_per_s": round(seen / seconds, 1) if seconds > 0 else None, "val_crop_accuracy": accuracy,
             "refine_weight": dict(mcfg.refine_weight), "refine_centre_weight": mcfg.refine_centre_weight,
+            "refine_centre_by_side": [list(k) for k in mcfg.refine_centre_by_side],
             "weights": table, "checkpoint": str(out / "scene_parser.pt")}
