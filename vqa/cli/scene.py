@@ -15,9 +15,13 @@ def register(sub) -> None:
                                                    "the checkpoint with them")
     what.add_argument("--tune-centre", metavar="DIR", action="append",
                       help="choose how far each detected object's centre moves from the dense head's to the "
-                           "second stage's, by object size, with the lowest mean centre error on the matched "
+                           "second stage's, and from what box size the second stage also reads a tighter crop, "
+                           "with the most centres within 5 px (then the lowest mean error) on the matched "
                            "objects of DIR's --split (repeat for more folders; first --limit scenes of each); "
-                           "--save writes the checkpoint with it")
+                           "--save writes the checkpoint with them")
+    p.add_argument("--by-side", action="store_true",
+                   help="--tune-centre: also fit the centre weight by object size, kept where it has as many "
+                        "centres within 5 px and a lower mean error")
     p.add_argument("--split", default="val", help="split for --evaluate (default: val)")
     p.add_argument("--limit", type=int, default=None, help="first N scenes for --evaluate")
     p.add_argument("--distance", type=float, default=0.05,
@@ -135,19 +139,26 @@ def _tune_centre(parser, args) -> int:
     from ..vision.refine import tune_centre
     from ._util import progress
 
-    table = tune_centre(parser, args.tune_centre, args.split, limit=args.limit, progress=progress)
+    table = tune_centre(parser, args.tune_centre, args.split, limit=args.limit, by_side=args.by_side,
+                        progress=progress)
+
+    def zoom(z):
+        return f"tighter crop from {100 * z:.2f}% of the width" if z else "no tighter crop"
     for r in table["grid"]:
-        print(f"  weight {r['weight']}: {100 * r['within_5px']:.2f}% within 5 px, mean {r['mean_error']:.3f} px")
+        print(f"  weight {r['weight']}, {zoom(r['zoom_from'])}: {100 * r['within_5px']:.2f}% within 5 px, "
+              f"mean {r['mean_error']:.3f} px")
     if "by_side" in table:
         r = table["by_side"]
         sides = ", ".join(f"{w:.2f} at {100 * a:g}% of the width" for a, w in r["weight"])
         print(f"  by size ({sides}): {100 * r['within_5px']:.2f}% within 5 px, mean {r['mean_error']:.3f} px")
-    chosen = parser.cfg.refine_centre_by_side or parser.cfg.refine_centre_weight
+    cfg = parser.cfg
+    chosen = cfg.refine_centre_by_side or cfg.refine_centre_weight
     print(f"{', '.join(args.tune_centre)} split {args.split} ({table['objects']} matched objects): centre weight "
-          f"{'by size ' if parser.cfg.refine_centre_by_side else ''}{chosen}")
+          f"{'by size ' if cfg.refine_centre_by_side else ''}{chosen}, {zoom(cfg.refine_zoom_from)}")
     if args.save:
-        _save_tuned(parser, args, {"tuned_centre": {"data": list(args.tune_centre), "split": args.split,
-                                                    "objects": table["objects"], "chosen": table["chosen"]}})
+        _save_tuned(parser, args, {"tuned_centre": {
+            "data": list(args.tune_centre), "split": args.split, "objects": table["objects"],
+            "chosen": table["chosen"], "zoom_from": cfg.refine_zoom_from}})
     return 0
 
 

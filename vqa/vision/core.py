@@ -18,7 +18,7 @@ height (from its predicted shape and size); relations then follow CLEVR's rule
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +90,12 @@ class SceneParserConfig:
     # beyond the end knots (the crop net reads large objects at fewer pixels per image pixel;
     # `centre_weights`, chosen on val by `vqa.vision.refine.fit_centre_by_side`)
     refine_centre_by_side: tuple[tuple[float, float], ...] = ()
+    # a second, tighter look for large objects (0: off): boxes whose longer side is at least
+    # `refine_zoom_from` x the input width are also cropped at `refine_zoom_context` x that side,
+    # and their crop-net centre is the mean of the two crops' (a large object's crop holds few crop
+    # pixels per image pixel; the two crops' errors partly cancel). Attributes: the first crop's.
+    refine_zoom_from: float = 0.0
+    refine_zoom_context: float = 1.3
     # the second stage's attribute head also reads where the crop is: log(crop side / input
     # width), centre x / width, centre y / height (a crop alone does not show how big its object is)
     refine_geometry: bool = False
@@ -407,6 +413,26 @@ def centre_weights(cfg: SceneParserConfig, boxes: np.ndarray, input_w: int) -> n
     return np.interp(np.log(side), [np.log(a) for a, _ in knots], [w for _, w in knots])
 
 
+def zoomed(cfg: SceneParserConfig, boxes: np.ndarray, input_w: int) -> np.ndarray:
+    """(n,) bool: the boxes (n, 4) in network-input pixels that get the second stage's tighter
+    second crop (`refine_zoom_from`)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not cfg.refine_zoom_from:
+        return np.zeros(len(boxes), bool)
+    return boxes[:, 2:].max(1) >= cfg.refine_zoom_from * input_w
+
+
+def zoom_centres(cfg: SceneParserConfig, boxes: np.ndarray, index: np.ndarray, refine, *, batch: np.ndarray,
+                 sources: list | None = None) -> np.ndarray:
+    """(n, 2) the crop net's centres (network-input pixels) for boxes (n, 4) of images `index`
+    from crops of `cfg.refine_zoom_context` x their longer side (`source_crops` otherwise)."""
+    tight = replace(cfg, refine_context=cfg.refine_zoom_context)
+    crops, centres, sides = source_crops(boxes, index, tight, batch=batch, sources=sources, input_hw=batch.shape[-2:])
+    out = np.asarray(refine(crops, crop_geometry(centres, sides, batch.shape[-2:])), dtype=np.float32)
+    K = n_attribute_logits(cfg)
+    return centres + sides[:, None] * out[:, K:K + 2]
+
+
 def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfig, refine, *,
                       sources: list | None = None, images: list[int] | None = None) -> None:
     """Mix the second stage's logits into each detection's attribute logits and (with
@@ -421,12 +447,19 @@ def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfi
     crops, centres, sides = source_crops(boxes, index, cfg, batch=batch, sources=sources, input_hw=batch.shape[-2:])
     logits = np.asarray(refine(crops, crop_geometry(centres, sides, batch.shape[-2:])), dtype=np.float32)
     K = n_attribute_logits(cfg)
+    moves = cfg.refine_centre and (cfg.refine_centre_weight or cfg.refine_centre_by_side)
+    if moves:
+        crop_centres = centres + sides[:, None] * logits[:, K:K + 2]
+        zoom = zoomed(cfg, boxes, batch.shape[-1])
+        if zoom.any():
+            crop_centres[zoom] = (crop_centres[zoom] + zoom_centres(
+                cfg, boxes[zoom], index[zoom], refine, batch=batch, sources=sources)) / 2
     start = 0
     for d in dets:
         n = len(d["boxes"])
         d["logits"] = mix_logits(d["logits"], logits[start:start + n], cfg)
-        if cfg.refine_centre and (cfg.refine_centre_weight or cfg.refine_centre_by_side) and n:
-            crop_centre = centres[start:start + n] + sides[start:start + n, None] * logits[start:start + n, K:K + 2]
+        if moves and n:
+            crop_centre = crop_centres[start:start + n]
             boxes_k = d["boxes"].copy()
             a = centre_weights(cfg, boxes_k, batch.shape[-1])
             boxes_k[:, :2] += a[:, None] * (crop_centre - boxes_k[:, :2])

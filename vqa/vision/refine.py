@@ -39,7 +39,7 @@ from ..datasets.blender.driver import HIDDEN_FLOOR
 from ..errors import VQAError
 from ..resume import check_size
 from .core import (MEAN, STD, SceneParserConfig, crop_boxes, crop_geometry, detect, mirror_geometry,
-                   n_attribute_logits, pyramid, sample_pyramid_crops, source_crops, to_graph)
+                   n_attribute_logits, pyramid, sample_pyramid_crops, source_crops, to_graph, zoom_centres)
 from .core import centre_weights as core_centre_weights
 from .data import SceneParserData, adopt_cubes, load_training_data
 from .metrics import match_objects
@@ -267,34 +267,47 @@ def _resize_crops(model, size: int, log=None) -> None:
 
 
 @torch.no_grad()
+def _sources(model, data: SceneParserData, i: int) -> list | None:
+    """`source_crops`' sources for image i of `data` (None where crops come from the network input)."""
+    if model.cfg.refine_source != "image":
+        return None
+    return [pyramid(((data.full[i].astype(np.float32) / 255.0 - MEAN) / STD).astype(np.float32))]
+
+
+def _numpy_refine(model):
+    """The torch second stage as `parse_images`' `refine`: numpy crops and geometry -> numpy outputs."""
+    def refine(crops, geometry):
+        with torch.no_grad():
+            return model.refine_logits(torch.from_numpy(crops).to(model.device),
+                                       torch.from_numpy(geometry).to(model.device)).cpu().numpy()
+    return refine
+
+
 def _crop_logits(model, data: SceneParserData, i: int, boxes: np.ndarray, batch: np.ndarray) -> torch.Tensor:
     """The second stage's outputs (n, K [+ 2]) for boxes (n, 4) in network-input pixels of image i."""
-    cfg = model.cfg
-    sources = None
-    if cfg.refine_source == "image":
-        sources = [pyramid(((data.full[i].astype(np.float32) / 255.0 - MEAN) / STD).astype(np.float32))]
-    x, centres, sides = source_crops(boxes, np.zeros(len(boxes), np.int64), cfg,
-                                     batch=batch, sources=sources, input_hw=batch.shape[-2:])
-    geometry = torch.from_numpy(crop_geometry(centres, sides, batch.shape[-2:]))
-    with torch.no_grad():
-        return model.refine_logits(torch.from_numpy(x).to(model.device), geometry.to(model.device)).cpu()
+    x, centres, sides = source_crops(boxes, np.zeros(len(boxes), np.int64), model.cfg, batch=batch,
+                                     sources=_sources(model, data, i), input_hw=batch.shape[-2:])
+    return torch.from_numpy(_numpy_refine(model)(x, crop_geometry(centres, sides, batch.shape[-2:])))
 
 
 class CentreRows:
     """Detected objects' centres for choosing the centre weight: the dense head's and the crop
-    net's (gold-image pixels), the gold centre (`SceneObject.anchor`) and the box's longer side
-    as a fraction of the input width."""
+    net's (gold-image pixels), the gold centre (`SceneObject.anchor`), the box's longer side
+    as a fraction of the input width and, where measured, the crop net's centre from the
+    tighter crop (`SceneParserConfig.refine_zoom_context`)."""
 
     def __init__(self):
-        self.dense, self.crop, self.gold, self.side = [], [], [], []
+        self.dense, self.crop, self.gold, self.side, self.zoom = [], [], [], [], []
 
     @property
     def n(self) -> int:
         return len(self.gold)
 
-    def add(self, cfg, graph, boxes: np.ndarray, offsets: np.ndarray, gold_index, batch: np.ndarray) -> None:
+    def add(self, cfg, graph, boxes: np.ndarray, offsets: np.ndarray, gold_index, batch: np.ndarray,
+            zoom: np.ndarray | None = None) -> None:
         """Boxes (n, 4) in network-input pixels of one image, the crop net's centre offsets (n, 2),
-        the matched gold objects' indices in `graph`, the image's network input (1, 3, h, w)."""
+        the matched gold objects' indices in `graph`, the image's network input (1, 3, h, w), and
+        the tighter crops' centres (n, 2) in network-input pixels (`zoom_centres`)."""
         h, w = batch.shape[-2:]
         centres, sides = crop_boxes(boxes, cfg)
         scale = np.array([graph.width / w, graph.height / h])
@@ -302,26 +315,41 @@ class CentreRows:
         self.crop += list((centres + sides[:, None] * offsets) * scale)
         self.gold += [np.asarray(graph.objects[j].anchor, float) for j in gold_index]
         self.side += list(np.asarray(boxes, np.float64)[:, 2:].max(1) / w)
+        if zoom is not None:
+            self.zoom += list(np.asarray(zoom, np.float64) * scale)
 
-    def errors(self, weights) -> np.ndarray:
+    def crops(self, zoom_from: float = 0.0) -> np.ndarray:
+        """(n, 2) the crop net's centres, averaged with the tighter crop's from `zoom_from` up."""
+        c = np.array(self.crop).reshape(-1, 2)
+        if zoom_from:
+            if len(self.zoom) != self.n:
+                raise ValueError("these rows hold no tighter crops' centres")
+            big = np.array(self.side) >= zoom_from
+            c[big] = (c[big] + np.array(self.zoom)[big]) / 2
+        return c
+
+    def errors(self, weights, zoom_from: float = 0.0) -> np.ndarray:
         """Centre errors (n,) in gold-image pixels with per-object (n,) or one centre weight."""
-        d, c, g = np.array(self.dense), np.array(self.crop), np.array(self.gold)
+        d, c, g = np.array(self.dense), self.crops(zoom_from), np.array(self.gold)
         a = np.broadcast_to(np.asarray(weights, np.float64), (len(g),))[:, None]
         return np.linalg.norm(d + a * (c - d) - g, axis=1)
 
 
-def _centre_row(weight, err: np.ndarray) -> dict:
-    return {"weight": weight, "within_5px": float((err <= 5.0).mean()), "mean_error": float(err.mean()),
-            "median_error": float(np.median(err))}
+def _centre_row(weight, err: np.ndarray, zoom_from: float = 0.0) -> dict:
+    return {"weight": weight, "zoom_from": zoom_from, "within_5px": float((err <= 5.0).mean()),
+            "mean_error": float(err.mean()), "median_error": float(np.median(err))}
 
 
 # the knots of `fit_centre_by_side`: box sides of 1/16 and 5/16 of the image width (CLEVR's
 # small far objects to its large near ones), and the weights tried at each
 SIDE_KNOTS = (0.0625, 0.3125)
 SIDE_WEIGHTS = tuple(round(0.2 + 0.05 * k, 2) for k in range(23))  # 0.2 ... 1.3
+# `refine_zoom_from` tried by `choose_centre`: box sides of 12/48 ... 6/48 of the input width
+ZOOM_FROM = tuple(round(k / 48, 4) for k in range(12, 5, -1))
 
 
-def fit_centre_by_side(rows: CentreRows, knots=SIDE_KNOTS, grid=SIDE_WEIGHTS) -> tuple[tuple[tuple[float, float], ...], dict]:
+def fit_centre_by_side(rows: CentreRows, knots=SIDE_KNOTS, grid=SIDE_WEIGHTS, zoom_from: float = 0.0
+                       ) -> tuple[tuple[tuple[float, float], ...], dict]:
     """The centre weight by object size (`SceneParserConfig.refine_centre_by_side`, knots at box
     sides `knots` as fractions of the input width) with the lowest mean centre error on `rows`
     (ties: the first in grid order); returns it and its row of the table."""
@@ -332,23 +360,26 @@ def fit_centre_by_side(rows: CentreRows, knots=SIDE_KNOTS, grid=SIDE_WEIGHTS) ->
     for a in grid:
         for b in grid:
             cfg.refine_centre_by_side = ((knots[0], a), (knots[1], b))
-            err = rows.errors(core_centre_weights(cfg, boxes, 1))
+            err = rows.errors(core_centre_weights(cfg, boxes, 1), zoom_from)
             if best is None or err.mean() < best[1].mean() - 1e-12:
                 best = (cfg.refine_centre_by_side, err)
-    return best[0], _centre_row([list(k) for k in best[0]], best[1])
+    return best[0], _centre_row([list(k) for k in best[0]], best[1], zoom_from)
 
 
-def choose_centre(cfg: SceneParserConfig, rows: CentreRows, weights, *, by_side: bool = False) -> dict:
-    """Set `cfg.refine_centre_weight` to the weight of `weights` with the most centres of `rows`
-    within 5 pixels (ties: the lower mean error) and clear `cfg.refine_centre_by_side`; with
-    `by_side`, set the weight by object size of `fit_centre_by_side` instead where it has as
-    many centres within 5 pixels and a lower mean error. Returns the table."""
-    grid = [_centre_row(a, rows.errors(a)) for a in weights]
-    best = max(grid, key=lambda r: (round(r["within_5px"], 9), -r["mean_error"]))
-    cfg.refine_centre_weight, cfg.refine_centre_by_side = best["weight"], ()
-    table = {"chosen": best["weight"], "objects": rows.n, "grid": grid}
+def choose_centre(cfg: SceneParserConfig, rows: CentreRows, weights, *, by_side: bool = False,
+                  zoom=()) -> dict:
+    """Set `cfg.refine_centre_weight` (of `weights`) and `cfg.refine_zoom_from` (off or one of
+    `zoom`; the rows need the tighter crops' centres) to the pair with the most centres of `rows`
+    within 5 pixels (ties: the lower mean error, then the first: no zoom, then the larger boxes
+    only) and clear `cfg.refine_centre_by_side`; with `by_side`, set the weight by object size of
+    `fit_centre_by_side` instead where it has as many centres within 5 pixels and a lower mean
+    error. Returns the table."""
+    grid = [_centre_row(a, rows.errors(a, z), z) for z in (0.0, *zoom) for a in weights]
+    best = max(grid, key=lambda r: (round(r["within_5px"], 9), -round(r["mean_error"], 9)))
+    cfg.refine_centre_weight, cfg.refine_zoom_from, cfg.refine_centre_by_side = best["weight"], best["zoom_from"], ()
+    table = {"chosen": best["weight"], "zoom_from": best["zoom_from"], "objects": rows.n, "grid": grid}
     if by_side:
-        knots, row = fit_centre_by_side(rows)
+        knots, row = fit_centre_by_side(rows, zoom_from=best["zoom_from"])
         table["by_side"] = row
         if round(row["within_5px"], 9) >= round(best["within_5px"], 9) and row["mean_error"] < best["mean_error"]:
             cfg.refine_centre_by_side = knots
@@ -356,12 +387,12 @@ def choose_centre(cfg: SceneParserConfig, rows: CentreRows, weights, *, by_side:
     return table
 
 
-
 def tune_centre(model, roots, split: str = "val", *, limit: int | None = None, weights=(0.0, 0.25, 0.5, 0.75, 1.0),
-                by_side: bool = True, batch_size: int = 32, progress=None) -> dict:
-    """Choose the centre weight of a parser with a second stage that regresses centres
-    (`choose_centre`) on the detected objects of one or more CLEVR-layout folders' `split`
-    (first `limit` scenes of each), set it on `model.cfg` and return the table (with "folders")."""
+                by_side: bool = False, zoom=ZOOM_FROM, batch_size: int = 32, progress=None) -> dict:
+    """Choose the centre weight and the tighter second crop of large objects of a parser with a
+    second stage that regresses centres (`choose_centre`) on the detected objects of one or more
+    CLEVR-layout folders' `split` (first `limit` scenes of each), set them on `model.cfg` and
+    return the table (with "folders")."""
     cfg = model.cfg
     if not (cfg.refine_size and cfg.refine_centre):
         raise VQAError("this scene parser's second stage does not regress centres: nothing to tune "
@@ -369,19 +400,22 @@ def tune_centre(model, roots, split: str = "val", *, limit: int | None = None, w
     rows = CentreRows()
     K = n_attribute_logits(cfg)
     counts = {}
+    refine = _numpy_refine(model)
     for root in roots:
         data = SceneParserData(root, split, image_size=cfg.image_size, attributes=cfg.attributes, limit=limit,
                                progress=progress, full=cfg.refine_source == "image")
         before = rows.n
         for i, det, pairs, batch in _matched_detections(model, data, batch_size, progress=progress):
             if pairs:
-                logits = _crop_logits(model, data, i, det["boxes"][[p for p, _ in pairs]], batch)
-                rows.add(cfg, data.graphs[i], det["boxes"][[p for p, _ in pairs]], logits[:, K:K + 2].numpy(),
-                         [j for _, j in pairs], batch)
+                boxes = det["boxes"][[p for p, _ in pairs]]
+                logits = _crop_logits(model, data, i, boxes, batch)
+                tight = zoom_centres(cfg, boxes, np.zeros(len(boxes), np.int64), refine, batch=batch,
+                                     sources=_sources(model, data, i)) if zoom else None
+                rows.add(cfg, data.graphs[i], boxes, logits[:, K:K + 2].numpy(), [j for _, j in pairs], batch, tight)
         counts[str(root)] = rows.n - before
     if not rows.n:
         raise VQAError(f"no detected object matched a gold one in {', '.join(map(str, roots))} (split {split})")
-    return {**choose_centre(cfg, rows, weights, by_side=by_side), "folders": counts}
+    return {**choose_centre(cfg, rows, weights, by_side=by_side, zoom=zoom), "folders": counts}
 
 
 def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, centre_weights=(0.0,),
