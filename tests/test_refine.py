@@ -307,6 +307,10 @@ def test_refiner_full_resolution_crops_and_centres(tmp_path):
     model = load_scene_parser(tmp_path / "rf" / "scene_parser.pt")
     assert model.cfg.refine_source == "image" and model.cfg.refine_centre and model.cfg.cubes == "clevr"
     assert s["weights"]["centre"]["chosen"] == model.cfg.refine_centre_weight
+    # the tighter crop of large objects is chosen with it (off or one of the grid's thresholds)
+    from vqa.vision.refine import ZOOM_FROM
+    assert model.cfg.refine_zoom_from == s["weights"]["centre"]["zoom_from"] in (0.0, *ZOOM_FROM)
+    assert {r["zoom_from"] for r in s["weights"]["centre"]["grid"]} == {0.0, *ZOOM_FROM}
     assert model.parse_image(data / "images" / "val" / "CLEVR_val_000000.png").objects
     # continued (keep) at another crop side: the centre head resampled to the new grid; on feature
     # maps constant per channel it gives what it gave (weights constant over the grid)

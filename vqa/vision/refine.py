@@ -335,6 +335,18 @@ class CentreRows:
         return np.linalg.norm(d + a * (c - d) - g, axis=1)
 
 
+def _add_centre_rows(rows: CentreRows, model, data: SceneParserData, i: int, boxes: np.ndarray, gold_index,
+                     logits: torch.Tensor, batch: np.ndarray, zoom: bool) -> None:
+    """Add image i's matched detections (boxes (n, 4) in network-input pixels, their gold objects'
+    indices, the second stage's outputs (n, K + 2)) to `rows`, with the tighter crops' centres
+    where `zoom`."""
+    cfg = model.cfg
+    K = n_attribute_logits(cfg)
+    tight = (zoom_centres(cfg, boxes, np.zeros(len(boxes), np.int64), _numpy_refine(model), batch=batch,
+                          sources=_sources(model, data, i)) if zoom else None)
+    rows.add(cfg, data.graphs[i], boxes, logits[:, K:K + 2].numpy(), gold_index, batch, tight)
+
+
 def _centre_row(weight, err: np.ndarray, zoom_from: float = 0.0) -> dict:
     return {"weight": weight, "zoom_from": zoom_from, "within_5px": float((err <= 5.0).mean()),
             "mean_error": float(err.mean()), "median_error": float(np.median(err))}
@@ -398,9 +410,7 @@ def tune_centre(model, roots, split: str = "val", *, limit: int | None = None, w
         raise VQAError("this scene parser's second stage does not regress centres: nothing to tune "
                        "(train one with `vqa train scene-refiner --centre`)")
     rows = CentreRows()
-    K = n_attribute_logits(cfg)
     counts = {}
-    refine = _numpy_refine(model)
     for root in roots:
         data = SceneParserData(root, split, image_size=cfg.image_size, attributes=cfg.attributes, limit=limit,
                                progress=progress, full=cfg.refine_source == "image")
@@ -408,10 +418,8 @@ def tune_centre(model, roots, split: str = "val", *, limit: int | None = None, w
         for i, det, pairs, batch in _matched_detections(model, data, batch_size, progress=progress):
             if pairs:
                 boxes = det["boxes"][[p for p, _ in pairs]]
-                logits = _crop_logits(model, data, i, boxes, batch)
-                tight = zoom_centres(cfg, boxes, np.zeros(len(boxes), np.int64), refine, batch=batch,
-                                     sources=_sources(model, data, i)) if zoom else None
-                rows.add(cfg, data.graphs[i], boxes, logits[:, K:K + 2].numpy(), [j for _, j in pairs], batch, tight)
+                _add_centre_rows(rows, model, data, i, boxes, [j for _, j in pairs],
+                                 _crop_logits(model, data, i, boxes, batch), batch, bool(zoom))
         counts[str(root)] = rows.n - before
     if not rows.n:
         raise VQAError(f"no detected object matched a gold one in {', '.join(map(str, roots))} (split {split})")
@@ -422,15 +430,15 @@ def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, 
                    centre_by_side: bool = False) -> dict:
     """The mixing weight per category with the best accuracy on the detected val objects
     (ties: the lower NLL), set in `model.cfg.refine_weight`; with `cfg.refine_centre`, the
-    centre weight (`cfg.refine_centre_weight`) with the most centres within 5 pixels of the
-    gold image (ties: the lower mean error), and with `centre_by_side` a weight by object size
+    centre weight (`cfg.refine_centre_weight`) and the tighter crop of large objects
+    (`cfg.refine_zoom_from`) with the most centres within 5 pixels of the gold image (ties: the
+    lower mean error; `choose_centre`), and with `centre_by_side` a weight by object size
     (`fit_centre_by_side`) where it does better still; returns the table."""
     cfg = model.cfg
     dense = {c: [] for c in cfg.attributes}
     crop_parts = {c: [] for c in cfg.attributes}
     gold = {c: [] for c in cfg.attributes}
     rows = CentreRows()
-    K = n_attribute_logits(cfg)
     for i, det, pairs, batch in _matched_detections(model, data, batch_size):
         if not pairs:
             continue
@@ -441,10 +449,10 @@ def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, 
             crop_parts[cat].append(part)
             gold[cat].append(torch.tensor([data.objects[i][j].values[cat] for _, j in pairs]))
         if cfg.refine_centre:
-            rows.add(cfg, data.graphs[i], det["boxes"][p_idx], logits[:, K:K + 2].numpy(), [j for _, j in pairs], batch)
+            _add_centre_rows(rows, model, data, i, det["boxes"][p_idx], [j for _, j in pairs], logits, batch, True)
     table = {}
     if cfg.refine_centre and rows.n:
-        table["centre"] = choose_centre(cfg, rows, centre_weights, by_side=centre_by_side)
+        table["centre"] = choose_centre(cfg, rows, centre_weights, by_side=centre_by_side, zoom=ZOOM_FROM)
     for cat in cfg.attributes:
         if not gold[cat]:
             continue
@@ -644,9 +652,11 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
             for c, t in table.items() if c != "centre"))
         if "centre" in table:
             t = table["centre"]
-            log(f"centre weight chosen on {cfg.val_split}: {t['chosen']} (" + ", ".join(
+            zoom = (f"a tighter crop from {100 * t['zoom_from']:.2f}% of the width" if t["zoom_from"]
+                    else "no tighter crop")
+            log(f"centre weight chosen on {cfg.val_split}: {t['chosen']}, {zoom} (without it: " + ", ".join(
                 f"{r['weight']}: {100 * r['within_5px']:.2f}% within 5 px, mean {r['mean_error']:.2f} px"
-                for r in t["grid"]) + f"; {t['objects']} objects)")
+                for r in t["grid"] if not r["zoom_from"]) + f"; {t['objects']} objects)")
     else:
         log(f"no {cfg.val_split} split: the second stage is attached with weight 0 (no effect) for every category")
     checkpoint(out / "scene_parser.pt", full=False)
