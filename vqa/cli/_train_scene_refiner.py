@@ -105,5 +105,7 @@ def run(args) -> int:
             print(f"  centre weight by size (side / width, weight): {summary['refine_centre_by_side']}")
         elif summary["refine_centre_weight"]:
             print(f"  centre weight: {summary['refine_centre_weight']}")
+        if summary["refine_zoom_from"]:
+            print(f"  a tighter second crop for boxes from {100 * summary['refine_zoom_from']:.2f}% of the input width")
         print(f"  checkpoint: {summary['checkpoint']}")
     return 0

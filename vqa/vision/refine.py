@@ -266,7 +266,6 @@ def _resize_crops(model, size: int, log=None) -> None:
     model.cfg.refine_size = size
 
 
-@torch.no_grad()
 def _sources(model, data: SceneParserData, i: int) -> list | None:
     """`source_crops`' sources for image i of `data` (None where crops come from the network input)."""
     if model.cfg.refine_source != "image":
@@ -426,6 +425,7 @@ def tune_centre(model, roots, split: str = "val", *, limit: int | None = None, w
     return {**choose_centre(cfg, rows, weights, by_side=by_side, zoom=zoom), "folders": counts}
 
 
+@torch.no_grad()
 def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, centre_weights=(0.0,),
                    centre_by_side: bool = False) -> dict:
     """The mixing weight per category with the best accuracy on the detected val objects
@@ -665,4 +665,5 @@ def train_refiner(cfg: RefineConfig, *, progress=None, log=print) -> dict:
             "crops_per_s": round(seen / seconds, 1) if seconds > 0 else None, "val_crop_accuracy": accuracy,
             "refine_weight": dict(mcfg.refine_weight), "refine_centre_weight": mcfg.refine_centre_weight,
             "refine_centre_by_side": [list(k) for k in mcfg.refine_centre_by_side],
+            "refine_zoom_from": mcfg.refine_zoom_from,
             "weights": table, "checkpoint": str(out / "scene_parser.pt")}
