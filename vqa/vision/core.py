@@ -413,6 +413,13 @@ def centre_weights(cfg: SceneParserConfig, boxes: np.ndarray, input_w: int) -> n
     return np.interp(np.log(side), [np.log(a) for a, _ in knots], [w for _, w in knots])
 
 
+def crop_net_centres(cfg: SceneParserConfig, centres: np.ndarray, sides: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """(n, 2) the centres the second stage reads from crops with centres (n, 2) and sides (n,):
+    its outputs (n, K + 2) end with the offsets as fractions of the crop side."""
+    K = n_attribute_logits(cfg)
+    return centres + sides[:, None] * outputs[:, K:K + 2]
+
+
 def zoomed(cfg: SceneParserConfig, boxes: np.ndarray, input_w: int) -> np.ndarray:
     """(n,) bool: the boxes (n, 4) in network-input pixels that get the second stage's tighter
     second crop (`refine_zoom_from`)."""
@@ -429,8 +436,7 @@ def zoom_centres(cfg: SceneParserConfig, boxes: np.ndarray, index: np.ndarray, r
     tight = replace(cfg, refine_context=cfg.refine_zoom_context)
     crops, centres, sides = source_crops(boxes, index, tight, batch=batch, sources=sources, input_hw=batch.shape[-2:])
     out = np.asarray(refine(crops, crop_geometry(centres, sides, batch.shape[-2:])), dtype=np.float32)
-    K = n_attribute_logits(cfg)
-    return centres + sides[:, None] * out[:, K:K + 2]
+    return crop_net_centres(cfg, centres, sides, out)
 
 
 def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfig, refine, *,
@@ -446,10 +452,9 @@ def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfi
     boxes = np.concatenate([d["boxes"] for d in dets])
     crops, centres, sides = source_crops(boxes, index, cfg, batch=batch, sources=sources, input_hw=batch.shape[-2:])
     logits = np.asarray(refine(crops, crop_geometry(centres, sides, batch.shape[-2:])), dtype=np.float32)
-    K = n_attribute_logits(cfg)
     moves = cfg.refine_centre and (cfg.refine_centre_weight or cfg.refine_centre_by_side)
     if moves:
-        crop_centres = centres + sides[:, None] * logits[:, K:K + 2]
+        crop_centres = crop_net_centres(cfg, centres, sides, logits)
         zoom = zoomed(cfg, boxes, batch.shape[-1])
         if zoom.any():
             crop_centres[zoom] = (crop_centres[zoom] + zoom_centres(
@@ -563,10 +568,13 @@ def read_candidates(det: dict, cand: dict, cfg: SceneParserConfig) -> dict:
     n = len(cand["scores"])
     if n == 0 or len(det["scores"]) == 0:
         return det
-    boxes = np.concatenate([det["boxes"], cand["boxes"]])
-    inter, area = pairwise(_corners(boxes))
+    both = {"boxes": np.concatenate([det["boxes"], cand["boxes"]]),
+            "scores": np.concatenate([det["scores"], cand["scores"]]),
+            "logits": {cat: np.concatenate([det["logits"][cat], cand["logits"][cat]], 1) for cat in det["logits"]},
+            "grid": det["grid"]}
+    inter, area = pairwise(_corners(both["boxes"]))
     m = len(det["scores"])
-    reading = {cat: np.concatenate([det["logits"][cat], cand["logits"][cat]], 1).argmax(0) for cat in cfg.read_categories}
+    reading = {cat: both["logits"][cat].argmax(0) for cat in cfg.read_categories}
     added: list[int] = []
     for j in range(m, m + n):  # candidates, best first
         share = inter[j, :m] / max(float(area[j]), 1e-12)
@@ -581,11 +589,7 @@ def read_candidates(det: dict, cand: dict, cfg: SceneParserConfig) -> dict:
         added.append(j)
     if not added:
         return det
-    idx = np.concatenate([np.arange(m), np.asarray(added)])
-    both = {"boxes": boxes, "scores": np.concatenate([det["scores"], cand["scores"]]),
-            "logits": {cat: np.concatenate([det["logits"][cat], cand["logits"][cat]], 1) for cat in det["logits"]},
-            "grid": det["grid"]}
-    return _take(both, idx)
+    return _take(both, np.concatenate([np.arange(m), np.asarray(added)]))
 
 
 def to_graph(det: dict, cfg: SceneParserConfig, *, image_size: tuple[int, int], image_id: str = "image") -> SceneGraph:

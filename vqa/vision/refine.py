@@ -282,10 +282,11 @@ def _numpy_refine(model):
     return refine
 
 
-def _crop_logits(model, data: SceneParserData, i: int, boxes: np.ndarray, batch: np.ndarray) -> torch.Tensor:
-    """The second stage's outputs (n, K [+ 2]) for boxes (n, 4) in network-input pixels of image i."""
+def _crop_logits(model, boxes: np.ndarray, batch: np.ndarray, sources: list | None) -> torch.Tensor:
+    """The second stage's outputs (n, K [+ 2]) for boxes (n, 4) in network-input pixels of the image
+    `batch` (1, 3, h, w) and `sources` (`_sources`)."""
     x, centres, sides = source_crops(boxes, np.zeros(len(boxes), np.int64), model.cfg, batch=batch,
-                                     sources=_sources(model, data, i), input_hw=batch.shape[-2:])
+                                     sources=sources, input_hw=batch.shape[-2:])
     return torch.from_numpy(_numpy_refine(model)(x, crop_geometry(centres, sides, batch.shape[-2:])))
 
 
@@ -334,16 +335,16 @@ class CentreRows:
         return np.linalg.norm(d + a * (c - d) - g, axis=1)
 
 
-def _add_centre_rows(rows: CentreRows, model, data: SceneParserData, i: int, boxes: np.ndarray, gold_index,
-                     logits: torch.Tensor, batch: np.ndarray, zoom: bool) -> None:
-    """Add image i's matched detections (boxes (n, 4) in network-input pixels, their gold objects'
-    indices, the second stage's outputs (n, K + 2)) to `rows`, with the tighter crops' centres
-    where `zoom`."""
+def _add_centre_rows(rows: CentreRows, model, graph, boxes: np.ndarray, gold_index, logits: torch.Tensor,
+                     batch: np.ndarray, sources: list | None, zoom: bool) -> None:
+    """Add an image's matched detections (boxes (n, 4) in network-input pixels, their gold objects'
+    indices in `graph`, the second stage's outputs (n, K + 2) for them) to `rows`, with the tighter
+    crops' centres where `zoom`."""
     cfg = model.cfg
     K = n_attribute_logits(cfg)
     tight = (zoom_centres(cfg, boxes, np.zeros(len(boxes), np.int64), _numpy_refine(model), batch=batch,
-                          sources=_sources(model, data, i)) if zoom else None)
-    rows.add(cfg, data.graphs[i], boxes, logits[:, K:K + 2].numpy(), gold_index, batch, tight)
+                          sources=sources) if zoom else None)
+    rows.add(cfg, graph, boxes, logits[:, K:K + 2].numpy(), gold_index, batch, tight)
 
 
 def _centre_row(weight, err: np.ndarray, zoom_from: float = 0.0) -> dict:
@@ -417,8 +418,9 @@ def tune_centre(model, roots, split: str = "val", *, limit: int | None = None, w
         for i, det, pairs, batch in _matched_detections(model, data, batch_size, progress=progress):
             if pairs:
                 boxes = det["boxes"][[p for p, _ in pairs]]
-                _add_centre_rows(rows, model, data, i, boxes, [j for _, j in pairs],
-                                 _crop_logits(model, data, i, boxes, batch), batch, bool(zoom))
+                sources = _sources(model, data, i)
+                _add_centre_rows(rows, model, data.graphs[i], boxes, [j for _, j in pairs],
+                                 _crop_logits(model, boxes, batch, sources), batch, sources, bool(zoom))
         counts[str(root)] = rows.n - before
     if not rows.n:
         raise VQAError(f"no detected object matched a gold one in {', '.join(map(str, roots))} (split {split})")
@@ -443,13 +445,15 @@ def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, 
         if not pairs:
             continue
         p_idx = np.array([p for p, _ in pairs])
-        logits = _crop_logits(model, data, i, det["boxes"][p_idx], batch)
+        sources = _sources(model, data, i)  # one pyramid per image for both crops
+        logits = _crop_logits(model, det["boxes"][p_idx], batch, sources)
         for cat, part in zip(cfg.attributes, _split_logits(logits, cfg.attributes)):
             dense[cat].append(torch.from_numpy(det["logits"][cat][:, p_idx].T.copy()))
             crop_parts[cat].append(part)
             gold[cat].append(torch.tensor([data.objects[i][j].values[cat] for _, j in pairs]))
         if cfg.refine_centre:
-            _add_centre_rows(rows, model, data, i, det["boxes"][p_idx], [j for _, j in pairs], logits, batch, True)
+            _add_centre_rows(rows, model, data.graphs[i], det["boxes"][p_idx], [j for _, j in pairs], logits, batch,
+                             sources, True)
     table = {}
     if cfg.refine_centre and rows.n:
         table["centre"] = choose_centre(cfg, rows, centre_weights, by_side=centre_by_side, zoom=ZOOM_FROM)
@@ -459,14 +463,14 @@ def choose_weights(model, data: SceneParserData, weights, batch_size: int = 32, 
         d, c, y = torch.cat(dense[cat]), torch.cat(crop_parts[cat]), torch.cat(gold[cat])
         known = y >= 0
         d, c, y = d[known], c[known], y[known]
-        rows = []
+        grid = []
         for a in weights:
             mixed = (1 - a) * d + a * c
-            rows.append({"weight": a, "accuracy": float((mixed.argmax(1) == y).float().mean()),
+            grid.append({"weight": a, "accuracy": float((mixed.argmax(1) == y).float().mean()),
                          "nll": float(F.cross_entropy(mixed, y))})
-        best = max(rows, key=lambda r: (round(r["accuracy"], 9), -r["nll"]))
+        best = max(grid, key=lambda r: (round(r["accuracy"], 9), -r["nll"]))
         cfg.refine_weight[cat] = best["weight"]
-        table[cat] = {"chosen": best["weight"], "objects": int(len(y)), "grid": rows}
+        table[cat] = {"chosen": best["weight"], "objects": int(len(y)), "grid": grid}
     return table
 
 
