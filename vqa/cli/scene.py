@@ -19,10 +19,18 @@ def register(sub) -> None:
                            "with the most centres within 5 px (then the lowest mean error) on the matched "
                            "objects of DIR's --split (repeat for more folders; first --limit scenes of each); "
                            "--save writes the checkpoint with them")
+    what.add_argument("--fit-size", metavar="DIR", action="append",
+                      help="fit the size each object's box should have from its shape, size and place in the "
+                           "image on the amodal boxes of DIR's --split (the project's renders; repeat for more "
+                           "folders): a box far from it (a partly hidden object found too small) is read by the "
+                           "second stage again from a crop of that size; --save writes the checkpoint with it")
+    p.add_argument("--size-band", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="--fit-size: read again the boxes whose longer side is under LO or over HI x the "
+                        "expected one (default: the checkpoint's, 0.9 1.1)")
     p.add_argument("--by-side", action="store_true",
                    help="--tune-centre: also fit the centre weight by object size, kept where it has as many "
                         "centres within 5 px and a lower mean error")
-    p.add_argument("--split", default="val", help="split for --evaluate (default: val)")
+    p.add_argument("--split", default="val", help="split for --evaluate, --tune, --tune-centre, --fit-size (default: val)")
     p.add_argument("--limit", type=int, default=None, help="first N scenes for --evaluate")
     p.add_argument("--distance", type=float, default=0.05,
                    help="matching threshold: centre distance as a fraction of the image width (default 0.05)")
@@ -85,6 +93,8 @@ def run(args) -> int:
         return _tune(parser, args)
     if args.tune_centre:
         return _tune_centre(parser, args)
+    if args.fit_size:
+        return _fit_size(parser, args)
     image = load_image(args.image)
     from pathlib import Path
     graph = parser.parse_image(image, image_id=Path(args.image).stem)
@@ -159,6 +169,31 @@ def _tune_centre(parser, args) -> int:
         _save_tuned(parser, args, {"tuned_centre": {
             "data": list(args.tune_centre), "split": args.split, "objects": table["objects"],
             "chosen": table["chosen"], "zoom_from": cfg.refine_zoom_from}})
+    return 0
+
+
+def _fit_size(parser, args) -> int:
+    from ..errors import VQAError
+    from ..vision.refine import fit_size_prior
+
+    if not parser.cfg.refine_size:
+        raise VQAError("--fit-size: this scene parser has no second stage to read the boxes again")
+    if args.size_band is not None:
+        lo, hi = args.size_band
+        if not 0 < lo <= 1 <= hi:
+            raise VQAError(f"--size-band: expected 0 < LO <= 1 <= HI, got {lo} {hi}")
+        parser.cfg.refine_size_band = (float(lo), float(hi))
+    split = args.split
+    out = fit_size_prior(args.fit_size, split, attributes=parser.cfg.attributes)
+    parser.cfg.refine_size_prior = out["prior"]
+    for key, c in out["classes"].items():
+        print(f"  {key}: {c['objects']} objects, longer side within {100 * c['spread']:.1f}% (std)")
+    lo, hi = parser.cfg.refine_size_band
+    print(f"{', '.join(args.fit_size)} split {split}: size prior for {len(out['prior'])} shapes and sizes; "
+          f"boxes under {lo:g} or over {hi:g} x the expected side are read again")
+    if args.save:
+        _save_tuned(parser, args, {"fitted_size": {"data": list(args.fit_size), "split": split,
+                                                   "band": [lo, hi], "classes": out["classes"]}})
     return 0
 
 

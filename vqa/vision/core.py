@@ -96,6 +96,14 @@ class SceneParserConfig:
     # pixels per image pixel; the two crops' errors partly cancel). Attributes: the first crop's.
     refine_zoom_from: float = 0.0
     refine_zoom_context: float = 1.3
+    # the size a box should have (empty: off): per "shape/size" (the first look's most probable
+    # values), the box's width and height as fractions of the input width, each affine in its
+    # centre (1, cx / width, cy / height), as on a ground plane under a fixed camera (fitted on
+    # renders' amodal boxes: `fit_size_prior`). A box whose longer side is outside
+    # `refine_size_band` x the expected one (an object partly hidden or cut, found too small or
+    # too large) is read by the second stage again from a crop of the expected size.
+    refine_size_prior: dict[str, list[list[float]]] = field(default_factory=dict)
+    refine_size_band: tuple[float, float] = (0.9, 1.1)
     # the second stage's attribute head also reads where the crop is: log(crop side / input
     # width), centre x / width, centre y / height (a crop alone does not show how big its object is)
     refine_geometry: bool = False
@@ -124,6 +132,7 @@ class SceneParserConfig:
         d["image_size"], d["stem_channels"] = list(self.image_size), list(self.stem_channels)
         d["refine_channels"] = list(self.refine_channels)
         d["refine_centre_by_side"] = [list(k) for k in self.refine_centre_by_side]
+        d["refine_size_band"] = list(self.refine_size_band)
         return d
 
     @classmethod
@@ -137,6 +146,8 @@ class SceneParserConfig:
             d["read_categories"] = tuple(d["read_categories"])
         if "refine_centre_by_side" in d:
             d["refine_centre_by_side"] = tuple((float(a), float(w)) for a, w in d["refine_centre_by_side"])
+        if "refine_size_band" in d:
+            d["refine_size_band"] = tuple(float(v) for v in d["refine_size_band"])
         d.setdefault("stem_extra", 0)  # checkpoints written before the options existed
         d.setdefault("flip_tta", False)
         return cls(**d)
@@ -439,35 +450,75 @@ def zoom_centres(cfg: SceneParserConfig, boxes: np.ndarray, index: np.ndarray, r
     return crop_net_centres(cfg, centres, sides, out)
 
 
+def _second_stage(cfg: SceneParserConfig, boxes: np.ndarray, index: np.ndarray, refine, batch: np.ndarray,
+                  sources: list | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The second stage's outputs (n, K [+ 2]) for boxes (n, 4) of images `index`, and where
+    centres move (`cfg.refine_centre` with a weight) its centres (n, 2), else None."""
+    crops, centres, sides = source_crops(boxes, index, cfg, batch=batch, sources=sources, input_hw=batch.shape[-2:])
+    logits = np.asarray(refine(crops, crop_geometry(centres, sides, batch.shape[-2:])), dtype=np.float32)
+    if not (cfg.refine_centre and (cfg.refine_centre_weight or cfg.refine_centre_by_side)):
+        return logits, None
+    crop_centres = crop_net_centres(cfg, centres, sides, logits)
+    zoom = zoomed(cfg, boxes, batch.shape[-1])
+    if zoom.any():
+        crop_centres[zoom] = (crop_centres[zoom] + zoom_centres(
+            cfg, boxes[zoom], index[zoom], refine, batch=batch, sources=sources)) / 2
+    return logits, crop_centres
+
+
+def expected_sides(cfg: SceneParserConfig, shapes: list[str], sizes: list[str], centres: np.ndarray,
+                   input_hw: tuple[int, int]) -> np.ndarray:
+    """(n, 2) the width and height `cfg.refine_size_prior` expects of boxes of these shapes and
+    sizes centred at `centres` (n, 2), in network-input pixels; NaN where it has no such object."""
+    h, w = input_hw
+    centres = np.asarray(centres, np.float64).reshape(-1, 2)
+    out = np.full((len(centres), 2), np.nan)
+    for k, key in enumerate(f"{a}/{b}" for a, b in zip(shapes, sizes)):
+        coef = cfg.refine_size_prior.get(key)
+        if coef is not None:
+            out[k] = np.asarray(coef, np.float64) @ np.array([1.0, centres[k, 0] / w, centres[k, 1] / h]) * w
+    return out
+
+
 def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfig, refine, *,
                       sources: list | None = None, images: list[int] | None = None) -> None:
     """Mix the second stage's logits into each detection's attribute logits and (with
     `cfg.refine_centre`) move its centre, in place (`dets` from `detect` on the images of
     `batch`, the network input, `dets[k]` on image `images[k]` (default k); `sources`: see
-    `source_crops`)."""
+    `source_crops`). With `cfg.refine_size_prior`, a box far from the size its object should
+    have is read again from a crop of that size (its own size stays)."""
     images = range(len(dets)) if images is None else images
     index = np.concatenate([np.full(len(d["boxes"]), k) for k, d in zip(images, dets)]).astype(np.int64)
     if len(index) == 0:
         return
     boxes = np.concatenate([d["boxes"] for d in dets])
-    crops, centres, sides = source_crops(boxes, index, cfg, batch=batch, sources=sources, input_hw=batch.shape[-2:])
-    logits = np.asarray(refine(crops, crop_geometry(centres, sides, batch.shape[-2:])), dtype=np.float32)
-    moves = cfg.refine_centre and (cfg.refine_centre_weight or cfg.refine_centre_by_side)
-    if moves:
-        crop_centres = crop_net_centres(cfg, centres, sides, logits)
-        zoom = zoomed(cfg, boxes, batch.shape[-1])
-        if zoom.any():
-            crop_centres[zoom] = (crop_centres[zoom] + zoom_centres(
-                cfg, boxes[zoom], index[zoom], refine, batch=batch, sources=sources)) / 2
+    logits, crop_centres = _second_stage(cfg, boxes, index, refine, batch, sources)
+    weights = centre_weights(cfg, boxes, batch.shape[-1])
+    if cfg.refine_size_prior and "shape" in cfg.attributes and "size" in cfg.attributes:
+        dense = {cat: np.concatenate([d["logits"][cat] for d in dets], 1) for cat in cfg.attributes}
+        mixed = mix_logits(dense, logits, cfg)
+        centres = boxes[:, :2] if crop_centres is None else (
+            boxes[:, :2] + weights[:, None] * (crop_centres - boxes[:, :2]))
+        want = expected_sides(cfg, [cfg.attributes["shape"][i] for i in mixed["shape"].argmax(0)],
+                              [cfg.attributes["size"][i] for i in mixed["size"].argmax(0)], centres,
+                              batch.shape[-2:])
+        with np.errstate(invalid="ignore"):
+            ratio = boxes[:, 2:].max(1) / want.max(1)
+            lo, hi = cfg.refine_size_band
+            again = np.nonzero((ratio < lo) | (ratio > hi))[0]  # NaN (no prior): neither
+        if len(again):
+            sized = boxes[again].copy()
+            sized[:, 2:] = want[again]
+            logits[again], centres_again = _second_stage(cfg, sized, index[again], refine, batch, sources)
+            if crop_centres is not None:
+                crop_centres[again] = centres_again
     start = 0
     for d in dets:
         n = len(d["boxes"])
         d["logits"] = mix_logits(d["logits"], logits[start:start + n], cfg)
-        if moves and n:
-            crop_centre = crop_centres[start:start + n]
+        if crop_centres is not None and n:
             boxes_k = d["boxes"].copy()
-            a = centre_weights(cfg, boxes_k, batch.shape[-1])
-            boxes_k[:, :2] += a[:, None] * (crop_centre - boxes_k[:, :2])
+            boxes_k[:, :2] += weights[start:start + n, None] * (crop_centres[start:start + n] - boxes_k[:, :2])
             d["boxes"] = boxes_k
         start += n
 

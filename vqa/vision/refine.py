@@ -399,6 +399,52 @@ def choose_centre(cfg: SceneParserConfig, rows: CentreRows, weights, *, by_side:
     return table
 
 
+SIZE_PRIOR_MIN = 20  # objects of a shape and size the prior needs to fit them
+
+
+def fit_size_prior(roots, split: str = "train", *, attributes: dict | None = None) -> dict:
+    """Fit `SceneParserConfig.refine_size_prior` on the scenes files of CLEVR-layout folders
+    whose objects carry amodal boxes (`bbox`, the project's renders; released CLEVR's scenes have
+    none): per "shape/size" with at least `SIZE_PRIOR_MIN` objects, least squares of the box's
+    width and height (fractions of the image width) on (1, x / width, y / height) of its
+    `pixel_coords`. -> {"prior": {key: [[3 coefficients of w], [of h]]}, "classes": {key:
+    {"objects", "spread"}}} (spread: the std of the longer side's relative error)."""
+    from ..datasets.clevr import iter_scene_records
+
+    rows: dict[str, list] = {}
+    for root in [roots] if isinstance(roots, (str, Path)) else roots:
+        path = Path(root) / "scenes" / f"CLEVR_{split}_scenes.json"
+        if not path.is_file():
+            raise VQAError(f"{root}: no scenes file for split {split!r} (expected {path})")
+        for i, rec in enumerate(iter_scene_records(path)):
+            W, H = rec.get("width"), rec.get("height")
+            for k, o in enumerate(rec.get("objects") or []):
+                box, pc = o.get("bbox"), o.get("pixel_coords")
+                if box is None or not W or not H:
+                    raise VQAError(f"{path}: scene {i} object {k} has no amodal box (bbox) or the scene no "
+                                   "width/height: fit the size prior on the project's renders (`vqa generate "
+                                   "--renderer blender`), not released CLEVR's scenes")
+                if attributes and (o.get("shape") not in attributes.get("shape", [o.get("shape")])
+                                   or o.get("size") not in attributes.get("size", [o.get("size")])):
+                    continue
+                rows.setdefault(f"{o['shape']}/{o['size']}", []).append(
+                    (pc[0] / W, pc[1] / H, box[2] / W, box[3] / W))
+    prior, classes = {}, {}
+    for key, r in sorted(rows.items()):
+        if len(r) < SIZE_PRIOR_MIN:
+            continue
+        a = np.asarray(r, np.float64)
+        X = np.c_[np.ones(len(a)), a[:, 0], a[:, 1]]
+        coef = np.linalg.lstsq(X, a[:, 2:], rcond=None)[0].T  # (2, 3)
+        fit = X @ coef.T
+        spread = float(np.std(a[:, 2:].max(1) / fit.max(1) - 1))
+        prior[key] = [[float(c) for c in row] for row in coef]
+        classes[key] = {"objects": len(r), "spread": spread}
+    if not prior:
+        raise VQAError(f"no shape and size with {SIZE_PRIOR_MIN} objects or more in {', '.join(map(str, roots))}")
+    return {"prior": prior, "classes": classes}
+
+
 def tune_centre(model, roots, split: str = "val", *, limit: int | None = None, weights=(0.0, 0.25, 0.5, 0.75, 1.0),
                 by_side: bool = False, zoom=ZOOM_FROM, batch_size: int = 32, progress=None) -> dict:
     """Choose the centre weight and the tighter second crop of large objects of a parser with a
