@@ -96,12 +96,12 @@ class SceneParserConfig:
     # pixels per image pixel; the two crops' errors partly cancel). Attributes: the first crop's.
     refine_zoom_from: float = 0.0
     refine_zoom_context: float = 1.3
-    # the size a box should have (empty: off): per "shape/size" (the first look's most probable
-    # values), the box's width and height as fractions of the input width, each affine in its
+    # the size a box should have (empty: off): per "shape/size" (averaged over the first look's
+    # probabilities of them: a misread size would expect the wrong box), the box's width and height as fractions of the input width, each affine in its
     # centre (1, cx / width, cy / height), as on a ground plane under a fixed camera (fitted on
     # renders' amodal boxes: `fit_size_prior`). A box whose longer side is outside
     # `refine_size_band` x the expected one (an object partly hidden or cut, found too small or
-    # too large) is read by the second stage again from a crop of the expected size.
+    # too large) gets its crop-net centre from a crop of the expected size (attributes: the first).
     refine_size_prior: dict[str, list[list[float]]] = field(default_factory=dict)
     refine_size_band: tuple[float, float] = (0.9, 1.1)
     # the second stage's attribute head also reads where the crop is: log(crop side / input
@@ -290,7 +290,9 @@ def parse_images(images: list, cfg: SceneParserConfig, predict, *,
             if cfg.refine_source == "image":
                 sources = [pyramid(image_array(pils[i], (pils[i].size[1], pils[i].size[0]))) for i in idx]
             # the candidates are read in the same call as the kept detections of their images
-            refine_detections(dets + cands, batch, cfg, refine, sources=sources, images=[*range(len(idx))] * 2)
+            # (the size prior reads again only the kept ones: a weak peak is judged by its own box)
+            refine_detections(dets + cands, batch, cfg, refine, sources=sources, images=[*range(len(idx))] * 2,
+                              reread=[True] * len(dets) + [False] * len(cands))
             dets = [read_candidates(d, c, cfg) for d, c in zip(dets, cands)]
         for k, i in enumerate(idx):
             out[i] = to_graph(dets[k], cfg, image_size=pils[i].size, image_id=ids[i])
@@ -466,27 +468,39 @@ def _second_stage(cfg: SceneParserConfig, boxes: np.ndarray, index: np.ndarray, 
     return logits, crop_centres
 
 
-def expected_sides(cfg: SceneParserConfig, shapes: list[str], sizes: list[str], centres: np.ndarray,
-                   input_hw: tuple[int, int]) -> np.ndarray:
-    """(n, 2) the width and height `cfg.refine_size_prior` expects of boxes of these shapes and
-    sizes centred at `centres` (n, 2), in network-input pixels; NaN where it has no such object."""
+def expected_box(cfg: SceneParserConfig, shape: np.ndarray, size: np.ndarray, centres: np.ndarray,
+                 input_hw: tuple[int, int]) -> np.ndarray:
+    """(n, 2) the width and height in network-input pixels that `cfg.refine_size_prior` expects
+    of boxes centred at `centres` (n, 2) whose objects have the shapes and sizes of
+    `cfg.attributes` with probabilities `shape`, `size` (values, n): the prior's boxes averaged
+    over the shapes and sizes it knows; NaN where it knows none."""
     h, w = input_hw
     centres = np.asarray(centres, np.float64).reshape(-1, 2)
-    out = np.full((len(centres), 2), np.nan)
-    for k, key in enumerate(f"{a}/{b}" for a, b in zip(shapes, sizes)):
-        coef = cfg.refine_size_prior.get(key)
-        if coef is not None:
-            out[k] = np.asarray(coef, np.float64) @ np.array([1.0, centres[k, 0] / w, centres[k, 1] / h]) * w
+    n = len(centres)
+    x = np.stack([np.ones(n), centres[:, 0] / w, centres[:, 1] / h], 1)     # (n, 3)
+    want, mass = np.zeros((n, 2)), np.zeros(n)
+    for a, sh in enumerate(cfg.attributes["shape"]):
+        for b, sz in enumerate(cfg.attributes["size"]):
+            coef = cfg.refine_size_prior.get(f"{sh}/{sz}")
+            if coef is not None:
+                p = np.asarray(shape[a], np.float64) * np.asarray(size[b], np.float64)
+                want += p[:, None] * (x @ np.asarray(coef, np.float64).T) * w
+                mass += p
+    out = np.full((n, 2), np.nan)
+    seen = mass > 0
+    out[seen] = want[seen] / mass[seen, None]
     return out
 
 
 def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfig, refine, *,
-                      sources: list | None = None, images: list[int] | None = None) -> None:
+                      sources: list | None = None, images: list[int] | None = None,
+                      reread: list[bool] | None = None) -> None:
     """Mix the second stage's logits into each detection's attribute logits and (with
     `cfg.refine_centre`) move its centre, in place (`dets` from `detect` on the images of
     `batch`, the network input, `dets[k]` on image `images[k]` (default k); `sources`: see
-    `source_crops`). With `cfg.refine_size_prior`, a box far from the size its object should
-    have is read again from a crop of that size (its own size stays)."""
+    `source_crops`). With `cfg.refine_size_prior`, a box of `dets[k]` (where `reread[k]`,
+    default all) far from the size its object should have gets its crop-net centre from a crop
+    of that size instead (its attributes and its own size stay)."""
     images = range(len(dets)) if images is None else images
     index = np.concatenate([np.full(len(d["boxes"]), k) for k, d in zip(images, dets)]).astype(np.int64)
     if len(index) == 0:
@@ -499,19 +513,18 @@ def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfi
         mixed = mix_logits(dense, logits, cfg)
         centres = boxes[:, :2] if crop_centres is None else (
             boxes[:, :2] + weights[:, None] * (crop_centres - boxes[:, :2]))
-        want = expected_sides(cfg, [cfg.attributes["shape"][i] for i in mixed["shape"].argmax(0)],
-                              [cfg.attributes["size"][i] for i in mixed["size"].argmax(0)], centres,
-                              batch.shape[-2:])
+        want = expected_box(cfg, _softmax0(mixed["shape"]), _softmax0(mixed["size"]), centres, batch.shape[-2:])
         with np.errstate(invalid="ignore"):
             ratio = boxes[:, 2:].max(1) / want.max(1)
             lo, hi = cfg.refine_size_band
-            again = np.nonzero((ratio < lo) | (ratio > hi))[0]  # NaN (no prior): neither
-        if len(again):
+            far = (ratio < lo) | (ratio > hi)  # NaN (no prior): neither
+        if reread is not None:
+            far &= np.concatenate([np.full(len(d["boxes"]), bool(r)) for d, r in zip(dets, reread)])
+        again = np.nonzero(far)[0]
+        if len(again) and crop_centres is not None:  # attributes stay the first reading's
             sized = boxes[again].copy()
             sized[:, 2:] = want[again]
-            logits[again], centres_again = _second_stage(cfg, sized, index[again], refine, batch, sources)
-            if crop_centres is not None:
-                crop_centres[again] = centres_again
+            crop_centres[again] = _second_stage(cfg, sized, index[again], refine, batch, sources)[1]
     start = 0
     for d in dets:
         n = len(d["boxes"])
