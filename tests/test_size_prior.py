@@ -65,7 +65,7 @@ def test_fit_recovers_the_boxes_and_skips_rare_classes(tmp_path):
 
 def test_fit_refuses_scenes_without_amodal_boxes_and_missing_files(tmp_path):
     root = _write_scenes(tmp_path / "r", boxes=False)
-    with pytest.raises(VQAError, match=r"object 0 has no amodal box \(bbox\)"):
+    with pytest.raises(VQAError, match=r"object 0 has no amodal box \(bbox\) or pixel_coords"):
         fit_size_prior([root], "train")
     with pytest.raises(VQAError, match="no scenes file for split 'val'"):
         fit_size_prior([root], "val")
@@ -185,7 +185,8 @@ def test_prior_survives_checkpoints_and_both_runtimes_read_alike(tmp_path):
 def test_cli_fit_size_saves_the_prior(tmp_path, capsys):
     from vqa.cli import main
     torch.manual_seed(0)
-    model = SceneParser(SceneParserConfig(**TINY, refine_size=16, refine_channels=(8, 12, 16))).eval()
+    model = SceneParser(SceneParserConfig(**TINY, refine_size=16, refine_channels=(8, 12, 16), refine_centre=True,
+                                          refine_centre_weight=0.75)).eval()
     torch.save(checkpoint_dict(model), tmp_path / "sp.pt")
     root = _write_scenes(tmp_path / "r")
     rc = main(["scene", "--fit-size", str(root), "--split", "train", "--size-band", "0.85", "1.15",
@@ -207,7 +208,7 @@ def test_cli_fit_size_saves_the_prior(tmp_path, capsys):
     bare = SceneParser(SceneParserConfig(**TINY)).eval()
     torch.save(checkpoint_dict(bare), tmp_path / "bare.pt")
     assert main(["scene", "--fit-size", str(root), "--split", "train", "--checkpoint", str(tmp_path / "bare.pt")]) == 2
-    assert "no second stage" in capsys.readouterr().err
+    assert "no second stage regressing centres" in capsys.readouterr().err
     assert main(["scene", "--fit-size", str(_write_scenes(tmp_path / "nb", boxes=False)), "--split", "train",
                  "--checkpoint", str(tmp_path / "sp.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

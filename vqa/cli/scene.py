@@ -22,8 +22,9 @@ def register(sub) -> None:
     what.add_argument("--fit-size", metavar="DIR", action="append",
                       help="fit the size each object's box should have from its shape, size and place in the "
                            "image on the amodal boxes of DIR's --split (the project's renders; repeat for more "
-                           "folders): a box far from it (a partly hidden object found too small) is read by the "
-                           "second stage again from a crop of that size; --save writes the checkpoint with it")
+                           "folders): a box far from it (a partly hidden object found too small) gets its centre "
+                           "read again by the second stage from a crop of that size; --save writes the "
+                           "checkpoint with it")
     p.add_argument("--size-band", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="--fit-size: read again the boxes whose longer side is under LO or over HI x the "
                         "expected one (default: the checkpoint's, 0.9 1.1)")
@@ -176,8 +177,9 @@ def _fit_size(parser, args) -> int:
     from ..errors import VQAError
     from ..vision.refine import fit_size_prior
 
-    if not parser.cfg.refine_size:
-        raise VQAError("--fit-size: this scene parser has no second stage to read the boxes again")
+    if not (parser.cfg.refine_size and parser.cfg.refine_centre):
+        raise VQAError("--fit-size: this scene parser has no second stage regressing centres to read the boxes "
+                       "again (train one: vqa train scene-refiner --centre)")
     if args.size_band is not None:
         lo, hi = args.size_band
         if not 0 < lo <= 1 <= hi:
@@ -190,7 +192,7 @@ def _fit_size(parser, args) -> int:
         print(f"  {key}: {c['objects']} objects, longer side within {100 * c['spread']:.1f}% (std)")
     lo, hi = parser.cfg.refine_size_band
     print(f"{', '.join(args.fit_size)} split {split}: size prior for {len(out['prior'])} shapes and sizes; "
-          f"boxes under {lo:g} or over {hi:g} x the expected side are read again")
+          f"boxes under {lo:g} or over {hi:g} x the expected side get their centre read again")
     if args.save:
         _save_tuned(parser, args, {"fitted_size": {"data": list(args.fit_size), "split": split,
                                                    "band": [lo, hi], "classes": out["classes"]}})

@@ -96,12 +96,13 @@ class SceneParserConfig:
     # pixels per image pixel; the two crops' errors partly cancel). Attributes: the first crop's.
     refine_zoom_from: float = 0.0
     refine_zoom_context: float = 1.3
-    # the size a box should have (empty: off): per "shape/size" (averaged over the first look's
-    # probabilities of them: a misread size would expect the wrong box), the box's width and height as fractions of the input width, each affine in its
-    # centre (1, cx / width, cy / height), as on a ground plane under a fixed camera (fitted on
-    # renders' amodal boxes: `fit_size_prior`). A box whose longer side is outside
-    # `refine_size_band` x the expected one (an object partly hidden or cut, found too small or
-    # too large) gets its crop-net centre from a crop of the expected size (attributes: the first).
+    # the size a box should have (empty: off): per "shape/size", the box's width and height as
+    # fractions of the input width, each affine in its centre (1, cx / width, cy / height), as on
+    # a ground plane under a fixed camera (fitted on renders' amodal boxes: `fit_size_prior`),
+    # averaged over the first reading's probabilities of the shapes and sizes (`expected_box`). A
+    # kept box whose longer side is outside `refine_size_band` x the expected one (an object partly
+    # hidden, found too small or too large) gets its crop-net centre from a crop of the expected
+    # size (attributes: the first reading's). Needs the centre head.
     refine_size_prior: dict[str, list[list[float]]] = field(default_factory=dict)
     refine_size_band: tuple[float, float] = (0.9, 1.1)
     # the second stage's attribute head also reads where the crop is: log(crop side / input

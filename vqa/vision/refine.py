@@ -411,8 +411,9 @@ def fit_size_prior(roots, split: str = "train", *, attributes: dict | None = Non
     {"objects", "spread"}}} (spread: the std of the longer side's relative error)."""
     from ..datasets.clevr import iter_scene_records
 
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
     rows: dict[str, list] = {}
-    for root in [roots] if isinstance(roots, (str, Path)) else roots:
+    for root in roots:
         path = Path(root) / "scenes" / f"CLEVR_{split}_scenes.json"
         if not path.is_file():
             raise VQAError(f"{root}: no scenes file for split {split!r} (expected {path})")
@@ -420,9 +421,9 @@ def fit_size_prior(roots, split: str = "train", *, attributes: dict | None = Non
             W, H = rec.get("width"), rec.get("height")
             for k, o in enumerate(rec.get("objects") or []):
                 box, pc = o.get("bbox"), o.get("pixel_coords")
-                if box is None or not W or not H:
-                    raise VQAError(f"{path}: scene {i} object {k} has no amodal box (bbox) or the scene no "
-                                   "width/height: fit the size prior on the project's renders (`vqa generate "
+                if box is None or pc is None or not W or not H:
+                    raise VQAError(f"{path}: scene {i} object {k} has no amodal box (bbox) or pixel_coords, or "
+                                   "the scene no width/height: fit the size prior on the project's renders (`vqa generate "
                                    "--renderer blender`), not released CLEVR's scenes")
                 if attributes and (o.get("shape") not in attributes.get("shape", [o.get("shape")])
                                    or o.get("size") not in attributes.get("size", [o.get("size")])):
