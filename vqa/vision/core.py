@@ -509,9 +509,9 @@ def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfi
     boxes = np.concatenate([d["boxes"] for d in dets])
     logits, crop_centres = _second_stage(cfg, boxes, index, refine, batch, sources)
     weights = centre_weights(cfg, boxes, batch.shape[-1])
+    mixed = mix_logits({cat: np.concatenate([d["logits"][cat] for d in dets], 1) for cat in cfg.attributes},
+                       logits, cfg)
     if cfg.refine_size_prior and "shape" in cfg.attributes and "size" in cfg.attributes:
-        dense = {cat: np.concatenate([d["logits"][cat] for d in dets], 1) for cat in cfg.attributes}
-        mixed = mix_logits(dense, logits, cfg)
         centres = boxes[:, :2] if crop_centres is None else (
             boxes[:, :2] + weights[:, None] * (crop_centres - boxes[:, :2]))
         want = expected_box(cfg, _softmax0(mixed["shape"]), _softmax0(mixed["size"]), centres, batch.shape[-2:])
@@ -529,7 +529,7 @@ def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfi
     start = 0
     for d in dets:
         n = len(d["boxes"])
-        d["logits"] = mix_logits(d["logits"], logits[start:start + n], cfg)
+        d["logits"] = {cat: m[:, start:start + n] for cat, m in mixed.items()}
         if crop_centres is not None and n:
             boxes_k = d["boxes"].copy()
             boxes_k[:, :2] += weights[start:start + n, None] * (crop_centres[start:start + n] - boxes_k[:, :2])
