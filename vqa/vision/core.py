@@ -511,9 +511,8 @@ def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfi
     weights = centre_weights(cfg, boxes, batch.shape[-1])
     mixed = mix_logits({cat: np.concatenate([d["logits"][cat] for d in dets], 1) for cat in cfg.attributes},
                        logits, cfg)
-    if cfg.refine_size_prior and "shape" in cfg.attributes and "size" in cfg.attributes:
-        centres = boxes[:, :2] if crop_centres is None else (
-            boxes[:, :2] + weights[:, None] * (crop_centres - boxes[:, :2]))
+    if cfg.refine_size_prior and crop_centres is not None and {"shape", "size"} <= set(cfg.attributes):
+        centres = boxes[:, :2] + weights[:, None] * (crop_centres - boxes[:, :2])  # the first reading's
         want = expected_box(cfg, _softmax0(mixed["shape"]), _softmax0(mixed["size"]), centres, batch.shape[-2:])
         with np.errstate(invalid="ignore"):
             ratio = boxes[:, 2:].max(1) / want.max(1)
@@ -522,7 +521,7 @@ def refine_detections(dets: list[dict], batch: np.ndarray, cfg: SceneParserConfi
         if reread is not None:
             far &= np.concatenate([np.full(len(d["boxes"]), bool(r)) for d, r in zip(dets, reread)])
         again = np.nonzero(far)[0]
-        if len(again) and crop_centres is not None:  # attributes stay the first reading's
+        if len(again):  # its centre only: attributes stay the first reading's
             sized = boxes[again].copy()
             sized[:, 2:] = want[again]
             crop_centres[again] = _second_stage(cfg, sized, index[again], refine, batch, sources)[1]
